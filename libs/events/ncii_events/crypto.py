@@ -1,0 +1,125 @@
+"""Field-level encryption of personal data, with one data key per case (crypto-shredding).
+
+Each case has a random 256-bit data key, stored wrapped (AES-GCM) by the master key in a NATS
+key-value bucket beside the log. Erasing a case overwrites the stored key and leaves a tombstone:
+the log stays immutable and replayable, its personal fields can no longer be decrypted, and the
+hash chain still verifies because it covers the ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ncii_events.envelope import canonical_json, utc_now
+
+CIPHER_PREFIX = "enc:v1:"
+
+
+class CaseErasedError(Exception):
+    """The case's key has been destroyed: no new personal data can be written for it."""
+
+
+class MasterKey:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the master key must be 32 bytes (base64 of 32 random bytes)")
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(b"ncii-master-key-id" + key).hexdigest()[:16]
+
+    @classmethod
+    def from_base64(cls, text: str) -> MasterKey:
+        return cls(base64.b64decode(text.strip()))
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> MasterKey:
+        """The embedded default: a local key file, created once with owner-only permissions."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(base64.b64encode(AESGCM.generate_key(256)).decode() + "\n")
+        return cls.from_base64(path.read_text())
+
+    def wrap(self, case_id: str, data_key: bytes) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, data_key, f"case-key|{case_id}".encode())
+        return json.dumps(
+            {"kid": self.key_id, "wrapped": base64.b64encode(nonce + sealed).decode()}
+        )
+
+    def unwrap(self, case_id: str, record: str) -> bytes:
+        doc = json.loads(record)
+        if doc.get("kid") != self.key_id:
+            raise ValueError("case key was wrapped by another master key")
+        blob = base64.b64decode(doc["wrapped"])
+        return self._aead.decrypt(blob[:12], blob[12:], f"case-key|{case_id}".encode())
+
+
+def erased_marker() -> str:
+    return json.dumps({"erased_at": utc_now()})
+
+
+def is_erased_marker(record: str) -> bool:
+    return '"erased_at"' in record
+
+
+class CaseKeys(Protocol):
+    """Where case data keys live. Implementations: NATS KV (production), memory (unit tests)."""
+
+    async def key_for_write(self, case_id: str) -> bytes: ...
+
+    async def key_for_read(self, case_id: str) -> bytes | None: ...
+
+    async def erase(self, case_id: str) -> bool: ...
+
+    async def is_erased(self, case_id: str) -> bool: ...
+
+
+class MemoryCaseKeys:
+    """For unit tests of domain logic only."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, bytes | None] = {}
+
+    async def key_for_write(self, case_id: str) -> bytes:
+        if case_id in self._keys and self._keys[case_id] is None:
+            raise CaseErasedError(case_id)
+        key = self._keys.get(case_id) or AESGCM.generate_key(256)
+        self._keys[case_id] = key
+        return key
+
+    async def key_for_read(self, case_id: str) -> bytes | None:
+        return self._keys.get(case_id)
+
+    async def erase(self, case_id: str) -> bool:
+        existed = self._keys.get(case_id) is not None
+        self._keys[case_id] = None
+        return existed
+
+    async def is_erased(self, case_id: str) -> bool:
+        return case_id in self._keys and self._keys[case_id] is None
+
+
+def _aad(case_id: str, event_id: str, field: str) -> bytes:
+    return f"{case_id}|{event_id}|{field}".encode()
+
+
+def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: Any) -> str:
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, canonical_json(value), _aad(case_id, event_id, field))
+    return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: str) -> Any:
+    if not token.startswith(CIPHER_PREFIX):
+        raise ValueError(f"field {field} is not encrypted")
+    blob = base64.urlsafe_b64decode(token[len(CIPHER_PREFIX) :])
+    plain = AESGCM(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
+    return json.loads(plain)

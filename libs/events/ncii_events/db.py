@@ -1,0 +1,66 @@
+"""SQL engines and migrations: SQLite under var/ by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+RUNTIME_METADATA = MetaData()
+"""Tables every service has: projection checkpoints, dead letters, idempotency records."""
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the projection writer
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _upgrade(conn: Connection, script_location: Path, version_table: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["connection"] = conn
+    cfg.attributes["version_table"] = version_table
+    command.upgrade(cfg, "head")
+
+
+async def migrate(engine: AsyncEngine, script_location: Path, version_table: str) -> None:
+    """Bring one migration line (a service's own, or the runtime's) to its head revision."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, script_location, version_table)
+
+
+async def migrate_runtime(engine: AsyncEngine) -> None:
+    await migrate(engine, Path(__file__).parent / "migrations", "alembic_version_ncii_runtime")
+
+
+def run_migrations_online(target_metadata: MetaData) -> None:
+    """The body of every migrations/env.py: run on the connection handed over by ``migrate``."""
+    from alembic import context
+
+    conn = context.config.attributes["connection"]
+    context.configure(
+        connection=conn,
+        target_metadata=target_metadata,
+        version_table=context.config.attributes["version_table"],
+        render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,88 @@
+"""The event envelope, its canonical encoding and its hash.
+
+Every event in the log is one envelope. ``hash`` is SHA-256 over the canonical encoding of the
+envelope without ``hash``; ``prev_hash`` is the hash of the previous event of the same aggregate,
+so an auditor can recompute every link. Personal fields sit in ``payload`` already encrypted, so
+the chain still verifies after a case's key is destroyed.
+
+Envelopes are plain frozen dataclasses: the store builds thousands per read, and their integrity
+is checked by the hash, not by a schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Role = Literal[
+    "partner", "caseworker", "platform", "counsellor", "auditor", "admin", "service", "victim"
+]
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused an event: an organisation, a principal in it, and the role it acted in."""
+
+    organisation: str
+    principal: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event as stored in the log. ``payload`` holds personal fields in encrypted form."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    case_id: str
+    aggregate: str
+    aggregate_id: str
+    occurred_at: str
+    actor: Actor
+    correlation_id: str
+    causation_id: str
+    traceparent: str | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Envelope:
+        fields = dict(doc)
+        fields["actor"] = Actor(**fields["actor"])
+        return cls(**fields)
+
+    def computed_hash(self) -> str:
+        body = self.to_dict()
+        del body["hash"]
+        return envelope_hash(body)
+
+    def verifies(self) -> bool:
+        return self.computed_hash() == self.hash
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no insignificant white space, UTF-8: one byte string per value.
+
+    Payloads hold strings, integers, booleans, lists and objects only (floats are refused when an
+    event is registered), so this is the JSON Canonicalization Scheme (RFC 8785) for our data.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def envelope_hash(envelope_without_hash: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(envelope_without_hash)).hexdigest()
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with ``Z`` and microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

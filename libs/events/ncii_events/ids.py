@@ -1,0 +1,48 @@
+"""Identifiers: UUIDv7 for everything, and the short case reference a victim can read aloud."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+
+# Crockford base32: no I, L, O, U, so a reference read over the phone is unambiguous.
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7): 48-bit milliseconds, then randomness."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b
+    return uuid.UUID(int=value)
+
+
+def derived_uuid(namespace: uuid.UUID, *parts: str) -> uuid.UUID:
+    """A deterministic id, so a retried command or reaction produces the same event ids."""
+    return uuid.uuid5(namespace, "\x1f".join(parts))
+
+
+def new_case_reference() -> str:
+    """12 Crockford symbols (60 bits) in three groups, e.g. ``K7Q4-9XMP-3D2A``."""
+    symbols = "".join(secrets.choice(CROCKFORD) for _ in range(12))
+    return "-".join(symbols[i : i + 4] for i in range(0, 12, 4))
+
+
+def normalise_case_reference(text: str) -> str:
+    """Accept what a person types: lower case, spaces, O for 0, I/L for 1."""
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum()).translate(_CONFUSABLE)
+    if len(cleaned) != 12 or any(ch not in CROCKFORD for ch in cleaned):
+        raise ValueError("a case reference has 12 letters and digits, e.g. K7Q4-9XMP-3D2A")
+    return "-".join(cleaned[i : i + 4] for i in range(0, 12, 4))
+
+
+def new_pin() -> str:
+    """Eight digits, shown once to the victim together with the case reference."""
+    return "".join(secrets.choice("0123456789") for _ in range(8))

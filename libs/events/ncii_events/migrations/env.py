@@ -1,0 +1,5 @@
+from ncii_events.db import RUNTIME_METADATA, run_migrations_online
+from ncii_events.runtime_tables import define_runtime_tables
+
+define_runtime_tables()
+run_migrations_online(RUNTIME_METADATA)

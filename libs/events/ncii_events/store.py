@@ -1,0 +1,409 @@
+"""The event store: the JetStream stream is the log, and the only source of truth.
+
+- ``append`` writes one or several events of one aggregate with an expected version (per-aggregate
+  optimistic concurrency through ``Nats-Expected-Last-Subject-Sequence``), idempotent by event id
+  (``Nats-Msg-Id``). Several events go in one atomic batch: all of them or none.
+- ``load`` reads one aggregate, ``read_case`` a whole case across aggregates in log order,
+  ``read_from`` everything from a stream position. Reads use batched Direct Get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, BadRequestError
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+
+from ncii_events.crypto import CaseKeys, decrypt_field, encrypt_field
+from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, envelope_hash, utc_now
+from ncii_events.ids import uuid7
+from ncii_events.registry import EVENTS, DomainEvent, EventRegistry, UnknownEventError
+from ncii_events.stream import CASES, StreamSpec
+
+WRONG_LAST_SEQUENCE = 10071
+BATCH_DUPLICATE_MSG_ID = 10201
+READ_BATCH = 1000
+MAX_ATOMIC_BATCH = 1000
+
+_tracer = trace.get_tracer("ncii.events")
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the aggregate since it was read: reload and retry, or 409."""
+
+    def __init__(self, ref: AggregateRef, expected: int, actual: int | None) -> None:
+        super().__init__(f"{ref.aggregate} changed since version {expected} (now {actual})")
+        self.ref = ref
+        self.expected = expected
+        self.actual = actual
+
+
+class AppendError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class AggregateRef:
+    case_id: str
+    aggregate: str
+    aggregate_id: str
+
+
+@dataclass(frozen=True)
+class Version:
+    """Where an aggregate stands: the stream sequence and hash of its last event."""
+
+    seq: int = 0
+    hash: str = GENESIS
+    count: int = 0
+
+    @classmethod
+    def of(cls, events: Sequence[RecordedEvent]) -> Version:
+        if not events:
+            return NEW
+        return cls(events[-1].seq, events[-1].envelope.hash, len(events))
+
+
+NEW = Version()
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What a command or reaction carries into the events it produces."""
+
+    actor: Actor
+    correlation_id: str
+    causation_id: str
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    seq: int
+    envelope: Envelope
+    event: DomainEvent | None
+    """The payload, upcast to the current version; ``None`` when the type is unknown here."""
+    erased_fields: frozenset[str] = field(default_factory=frozenset)
+    """Personal fields whose case key was destroyed: they read as ``None`` for ever."""
+    withheld_fields: frozenset[str] = field(default_factory=frozenset)
+    """Personal fields left encrypted because the reader did not ask to decrypt."""
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def case_id(self) -> str:
+        return self.envelope.case_id
+
+
+class EventStore:
+    def __init__(
+        self,
+        nc: NATS,
+        keys: CaseKeys | None,
+        *,
+        registry: EventRegistry = EVENTS,
+        spec: StreamSpec = CASES,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._keys = keys
+        self._registry = registry
+        self.spec = spec
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        ref: AggregateRef,
+        events: Sequence[DomainEvent],
+        *,
+        expected: Version,
+        cause: Cause,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        if not events:
+            return []
+        if len(events) > MAX_ATOMIC_BATCH:
+            raise AppendError(f"at most {MAX_ATOMIC_BATCH} events in one append")
+        if event_ids is not None and len(event_ids) != len(events):
+            raise AppendError("one event id per event")
+        with _tracer.start_as_current_span(
+            "ncii.events.append",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "ncii.aggregate": ref.aggregate,
+                "ncii.event_types": ",".join(e.event_type for e in events),
+                "messaging.batch.message_count": len(events),
+            },
+        ):
+            envelopes = await self._encode(ref, events, expected, cause, event_ids)
+            if len(envelopes) == 1:
+                seqs = [await self._publish_one(ref, envelopes[0], expected)]
+            else:
+                seqs = await self._publish_batch(ref, envelopes, expected)
+            written = [s for s in seqs if s is not None]
+            if len(written) != len(envelopes):
+                # An earlier attempt with the same event ids was already written: return that.
+                return await self._already_written(ref, [e.event_id for e in envelopes])
+            return [
+                RecordedEvent(seq=s, envelope=env, event=ev)
+                for s, env, ev in zip(written, envelopes, events, strict=True)
+            ]
+
+    async def _encode(
+        self,
+        ref: AggregateRef,
+        events: Sequence[DomainEvent],
+        expected: Version,
+        cause: Cause,
+        event_ids: Sequence[str] | None,
+    ) -> list[Envelope]:
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        traceparent = carrier.get("traceparent")
+        prev = expected.hash
+        out: list[Envelope] = []
+        for i, ev in enumerate(events):
+            if not self._registry.is_known(ev.event_type):
+                raise UnknownEventError(f"{ev.event_type} is not registered")
+            if ev.aggregate != ref.aggregate:
+                raise AppendError(f"{ev.event_type} belongs to {ev.aggregate}, not {ref.aggregate}")
+            event_id = event_ids[i] if event_ids is not None else str(uuid7())
+            payload = ev.model_dump(mode="json")
+            for name in self._registry.personal_fields(ev.event_type):
+                if payload.get(name) is not None:
+                    if self._keys is None:
+                        raise AppendError("this store has no case keys to encrypt personal data")
+                    key = await self._keys.key_for_write(ref.case_id)
+                    payload[name] = encrypt_field(key, ref.case_id, event_id, name, payload[name])
+            body: dict[str, Any] = {
+                "event_id": event_id,
+                "type": ev.event_type,
+                "schema_version": ev.version,
+                "case_id": ref.case_id,
+                "aggregate": ref.aggregate,
+                "aggregate_id": ref.aggregate_id,
+                "occurred_at": utc_now(),
+                "actor": asdict(cause.actor),
+                "correlation_id": cause.correlation_id,
+                "causation_id": cause.causation_id,
+                "traceparent": traceparent,
+                "payload": payload,
+                "prev_hash": prev,
+            }
+            body["hash"] = envelope_hash(body)
+            prev = body["hash"]
+            out.append(Envelope.from_dict(body))
+        return out
+
+    def _subject(self, ref: AggregateRef, event_type: str) -> str:
+        return self.spec.subject(ref.case_id, ref.aggregate, ref.aggregate_id, event_type)
+
+    def _occ_headers(self, ref: AggregateRef, expected: Version) -> dict[str, str]:
+        return {
+            "Nats-Expected-Last-Subject-Sequence": str(expected.seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": self.spec.aggregate_filter(
+                ref.case_id, ref.aggregate, ref.aggregate_id
+            ),
+        }
+
+    async def _publish_one(self, ref: AggregateRef, env: Envelope, expected: Version) -> int | None:
+        headers = {"Nats-Msg-Id": env.event_id, **self._occ_headers(ref, expected)}
+        data = canonical_json(env.to_dict())
+        try:
+            ack = await self._js.publish(
+                self._subject(ref, env.type), data, headers=headers, timeout=10
+            )
+        except BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if await self._already_written(ref, [env.event_id], missing_ok=True):
+                    return None
+                raise ConcurrencyError(ref, expected.seq, _actual_seq(exc.description)) from None
+            raise
+        return None if ack.duplicate else ack.seq
+
+    async def _publish_batch(
+        self, ref: AggregateRef, envs: Sequence[Envelope], expected: Version
+    ) -> list[int | None]:
+        batch_id = str(uuid7())
+        last = len(envs)
+        for i, env in enumerate(envs, start=1):
+            headers = {
+                "Nats-Batch-Id": batch_id,
+                "Nats-Batch-Sequence": str(i),
+                "Nats-Msg-Id": env.event_id,
+            }
+            if i == 1:
+                headers.update(self._occ_headers(ref, expected))
+            data = canonical_json(env.to_dict())
+            subject = self._subject(ref, env.type)
+            if i < last:
+                await self._nc.publish(subject, data, headers=headers)
+                continue
+            headers["Nats-Batch-Commit"] = "1"
+            try:
+                reply = await self._nc.request(subject, data, headers=headers, timeout=10)
+            except NatsTimeoutError:
+                raise AppendError("the log did not confirm the batch in time; retry") from None
+        body = json.loads(reply.data)
+        error = body.get("error")
+        if error:
+            code = error.get("err_code")
+            if code == BATCH_DUPLICATE_MSG_ID:
+                return [None]
+            if code == WRONG_LAST_SEQUENCE:
+                if await self._already_written(ref, [e.event_id for e in envs], missing_ok=True):
+                    return [None]
+                raise ConcurrencyError(ref, expected.seq, _actual_seq(error.get("description")))
+            raise AppendError(f"the log refused the batch: {error.get('description')}")
+        end = int(body["seq"])
+        return list(range(end - last + 1, end + 1))
+
+    async def _already_written(
+        self, ref: AggregateRef, event_ids: Sequence[str], *, missing_ok: bool = False
+    ) -> list[RecordedEvent]:
+        wanted = set(event_ids)
+        found = [e for e in await self.load(ref) if e.envelope.event_id in wanted]
+        if len(found) != len(wanted):
+            if missing_ok:
+                return []
+            raise AppendError("the log reported a duplicate but the events are not in it")
+        return found
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def load(self, ref: AggregateRef, *, decrypt: bool = True) -> list[RecordedEvent]:
+        """Every event of one aggregate, oldest first."""
+        filt = self.spec.aggregate_filter(ref.case_id, ref.aggregate, ref.aggregate_id)
+        return await self._read(filt, 1, None, decrypt=decrypt)
+
+    async def read_case(
+        self, case_id: str, *, decrypt: bool = True, up_to_seq: int | None = None
+    ) -> list[RecordedEvent]:
+        """Every event of a case across its aggregates, in log order."""
+        return await self._read(self.spec.case_filter(case_id), 1, up_to_seq, decrypt=decrypt)
+
+    async def read_from(
+        self, seq: int, *, limit: int = READ_BATCH, decrypt: bool = False
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events of the whole stream from position ``seq``."""
+        return await self._read(self.spec.all_subjects, seq, None, decrypt=decrypt, limit=limit)
+
+    async def get(self, seq: int, *, decrypt: bool = True) -> RecordedEvent | None:
+        events = await self._read(self.spec.all_subjects, seq, seq, decrypt=decrypt, limit=1)
+        return events[0] if events and events[0].seq == seq else None
+
+    async def last_sequence(self) -> int:
+        info = await self._js.stream_info(self.spec.name)
+        return int(info.state.last_seq)
+
+    async def _read(
+        self,
+        subject_filter: str,
+        start: int,
+        up_to_seq: int | None,
+        *,
+        decrypt: bool,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        raw: list[tuple[int, bytes]] = []
+        seq = start
+        while limit is None or len(raw) < limit:
+            want = READ_BATCH if limit is None else min(READ_BATCH, limit - len(raw))
+            chunk, pending = await self._direct_batch(subject_filter, seq, want, up_to_seq)
+            raw.extend(chunk)
+            if not chunk or pending == 0:
+                break
+            seq = chunk[-1][0] + 1
+        keys: dict[str, bytes | None] = {}
+        return [await self._decode(s, data, decrypt, keys) for s, data in raw]
+
+    async def decode_message(self, seq: int, data: bytes, *, decrypt: bool) -> RecordedEvent:
+        """Decode one stored message (as a consumer receives it)."""
+        return await self._decode(seq, data, decrypt, {})
+
+    async def _direct_batch(
+        self, subject_filter: str, seq: int, batch: int, up_to_seq: int | None
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        request: dict[str, Any] = {"seq": seq, "next_by_subj": subject_filter, "batch": batch}
+        if up_to_seq is not None:
+            request["up_to_seq"] = up_to_seq
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        out: list[tuple[int, bytes]] = []
+        pending = 0
+
+        async def on_msg(msg: Msg) -> None:
+            nonlocal pending
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status:
+                if not done.done():
+                    if status in ("204", "404", "408"):
+                        done.set_result(None)
+                    else:
+                        done.set_exception(APIError(description=headers.get("Description")))
+                return
+            out.append((int(headers["Nats-Sequence"]), msg.data))
+            pending = int(headers.get("Nats-Num-Pending", "0"))
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2 + 10)
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{self.spec.name}", json.dumps(request).encode(), reply=inbox
+            )
+            await asyncio.wait_for(done, 10)
+        finally:
+            await sub.unsubscribe()
+        return out, pending
+
+    async def _decode(
+        self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
+    ) -> RecordedEvent:
+        env = Envelope.from_dict(json.loads(data))
+        if not self._registry.is_known(env.type):
+            return RecordedEvent(seq=seq, envelope=env, event=None)
+        payload = dict(env.payload)
+        erased: set[str] = set()
+        withheld: set[str] = set()
+        for name in self._registry.personal_fields(env.type):
+            token = payload.get(name)
+            if token is None:
+                continue
+            payload[name] = None
+            if not decrypt or self._keys is None:
+                withheld.add(name)
+                continue
+            if env.case_id not in keys:
+                keys[env.case_id] = await self._keys.key_for_read(env.case_id)
+            key = keys[env.case_id]
+            if key is None:
+                erased.add(name)
+            else:
+                payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
+        event = self._registry.decode(env.type, env.schema_version, payload)
+        return RecordedEvent(
+            seq=seq,
+            envelope=env,
+            event=event,
+            erased_fields=frozenset(erased),
+            withheld_fields=frozenset(withheld),
+        )
+
+
+def _actual_seq(description: str | None) -> int | None:
+    if description and ":" in description:
+        tail = description.rsplit(":", 1)[1].strip()
+        if tail.isdigit():
+            return int(tail)
+    return None

@@ -1,0 +1,115 @@
+"""The log's streams: one append-only stream for cases, one for reference data, one KV for keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+NANOS = 1_000_000_000
+DUPLICATE_WINDOW_S = 2 * 60 * 60  # explicit: the server silently uses 2 minutes for 0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream and how its subjects are built. ``per_case`` streams put the case id first."""
+
+    name: str
+    prefix: str
+    per_case: bool
+
+    def subject(self, case_id: str, aggregate: str, aggregate_id: str, event_type: str) -> str:
+        if self.per_case:
+            return f"{self.prefix}.{case_id}.{aggregate}.{aggregate_id}.{event_type}"
+        return f"{self.prefix}.{aggregate}.{aggregate_id}.{event_type}"
+
+    def aggregate_filter(self, case_id: str, aggregate: str, aggregate_id: str) -> str:
+        return self.subject(case_id, aggregate, aggregate_id, "*")
+
+    def case_filter(self, case_id: str) -> str:
+        return f"{self.prefix}.{case_id}.>" if self.per_case else f"{self.prefix}.>"
+
+    @property
+    def all_subjects(self) -> str:
+        return f"{self.prefix}.>"
+
+
+CASES = StreamSpec(name="NCII", prefix="ncii", per_case=True)
+REFERENCE = StreamSpec(name="NCII_REF", prefix="nciiref", per_case=False)
+REFERENCE_CASE = "-"
+"""The case id of reference events (principals, organisations, banks): they belong to no case."""
+
+KEYS_BUCKET = "ncii_case_keys"
+
+
+def stream_config(spec: StreamSpec, *, replicas: int = 1) -> dict[str, Any]:
+    """Append-only: deny delete and purge, keep forever, atomic batches for multi-event appends."""
+    return {
+        "name": spec.name,
+        "subjects": [spec.all_subjects],
+        "retention": "limits",
+        "storage": "file",
+        "discard": "old",
+        "max_age": 0,
+        "max_msgs": -1,
+        "max_bytes": -1,
+        "max_msgs_per_subject": -1,
+        "num_replicas": replicas,
+        "duplicate_window": DUPLICATE_WINDOW_S * NANOS,
+        "deny_delete": True,
+        "deny_purge": True,
+        "allow_rollup_hdrs": False,
+        "allow_direct": True,
+        "allow_atomic": True,
+    }
+
+
+class StreamSetupError(RuntimeError):
+    pass
+
+
+async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
+    """Create or update the streams and the key bucket. Safe to call at every start."""
+    for spec in (CASES, REFERENCE):
+        cfg = stream_config(spec, replicas=replicas)
+        reply = await nc.request(f"$JS.API.STREAM.INFO.{spec.name}", b"", timeout=5)
+        exists = "error" not in json.loads(reply.data)
+        verb = "UPDATE" if exists else "CREATE"
+        reply = await nc.request(
+            f"$JS.API.STREAM.{verb}.{spec.name}", json.dumps(cfg).encode(), timeout=10
+        )
+        body = json.loads(reply.data)
+        if "error" in body:
+            raise StreamSetupError(f"{verb.lower()} stream {spec.name}: {body['error']}")
+    # The key bucket is a KV bucket whose stream allows deleting single messages: NATS creates KV
+    # streams with deny_delete, and erasure must overwrite the old key record on disk.
+    name = f"KV_{KEYS_BUCKET}"
+    reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
+    verb = "UPDATE" if "error" not in json.loads(reply.data) else "CREATE"
+    reply = await nc.request(
+        f"$JS.API.STREAM.{verb}.{name}", json.dumps(key_bucket_config(replicas)).encode(), timeout=10
+    )
+    body = json.loads(reply.data)
+    if "error" in body:
+        raise StreamSetupError(f"{verb.lower()} key bucket: {body['error']}")
+
+
+def key_bucket_config(replicas: int) -> dict[str, Any]:
+    return {
+        "name": f"KV_{KEYS_BUCKET}",
+        "description": "ncii case data keys, wrapped by the master key",
+        "subjects": [f"$KV.{KEYS_BUCKET}.>"],
+        "retention": "limits",
+        "storage": "file",
+        "discard": "new",
+        "max_msgs_per_subject": 4,  # the key, then its tombstone: erasure overwrites the key
+        "max_age": 0,
+        "num_replicas": replicas,
+        "duplicate_window": 120 * NANOS,
+        "allow_rollup_hdrs": True,
+        "deny_delete": False,
+        "deny_purge": False,
+        "allow_direct": True,
+    }

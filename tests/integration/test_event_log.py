@@ -1,0 +1,261 @@
+"""The event store against a real NATS JetStream server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.errors import APIError
+
+from ncii_events.audit import verify_chain
+from ncii_events.envelope import Envelope, canonical_json
+from ncii_events.keys import NatsCaseKeys
+from ncii_events.registry import DomainEvent, EventRegistry
+from ncii_events.store import NEW, ConcurrencyError, EventStore, RecordedEvent, Version
+from ncii_events.stream import CASES
+from tests.support.events import NoteAdded
+from tests.support.factories import CAUSE, new_case, note_ref
+
+
+async def test_appended_events_read_back_identical_and_in_order(store: EventStore) -> None:
+    case = new_case()
+    first = await store.append(note_ref(case), [NoteAdded(text="one")], expected=NEW, cause=CAUSE)
+    more = await store.append(
+        note_ref(case),
+        [NoteAdded(text="two"), NoteAdded(text="three")],
+        expected=Version.of(first),
+        cause=CAUSE,
+    )
+    loaded = await store.load(note_ref(case))
+    assert [e.event.text for e in loaded if isinstance(e.event, NoteAdded)] == [
+        "one",
+        "two",
+        "three",
+    ]
+    assert [e.seq for e in loaded] == [first[0].seq, more[0].seq, more[1].seq]
+    assert [e.envelope for e in loaded] == [r.envelope for r in first + more]
+    assert loaded[0].envelope.actor == CAUSE.actor
+    assert loaded[0].envelope.correlation_id == "corr-test"
+
+
+async def test_read_case_spans_aggregates_in_log_order(store: EventStore) -> None:
+    case = new_case()
+    a = await store.append(note_ref(case, "a"), [NoteAdded(text="a1")], expected=NEW, cause=CAUSE)
+    b = await store.append(note_ref(case, "b"), [NoteAdded(text="b1")], expected=NEW, cause=CAUSE)
+    a2 = await store.append(
+        note_ref(case, "a"), [NoteAdded(text="a2")], expected=Version.of(a), cause=CAUSE
+    )
+    other = new_case()
+    await store.append(note_ref(other), [NoteAdded(text="elsewhere")], expected=NEW, cause=CAUSE)
+    events = await store.read_case(case)
+    assert [e.seq for e in events] == [a[0].seq, b[0].seq, a2[0].seq]
+    assert {e.case_id for e in events} == {case}
+
+
+async def test_read_from_position_returns_the_following_events_of_every_case(
+    store: EventStore,
+) -> None:
+    case = new_case()
+    written = await store.append(
+        note_ref(case), [NoteAdded(text=str(i)) for i in range(5)], expected=NEW, cause=CAUSE
+    )
+    tail = await store.read_from(written[2].seq, limit=3)
+    assert [e.seq for e in tail] == [w.seq for w in written[2:]]
+
+
+async def test_a_stale_writer_gets_a_concurrency_error_and_nothing_is_written(
+    store: EventStore,
+) -> None:
+    case = new_case()
+    base = await store.append(note_ref(case), [NoteAdded(text="base")], expected=NEW, cause=CAUSE)
+    version = Version.of(base)
+    results = await asyncio.gather(
+        store.append(note_ref(case), [NoteAdded(text="w1")], expected=version, cause=CAUSE),
+        store.append(note_ref(case), [NoteAdded(text="w2")], expected=version, cause=CAUSE),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], ConcurrencyError)
+    loaded = await store.load(note_ref(case))
+    assert len(loaded) == 2
+    assert errors[0].actual == loaded[-1].seq
+
+
+async def test_a_stale_batch_is_refused_whole(store: EventStore) -> None:
+    case = new_case()
+    base = await store.append(note_ref(case), [NoteAdded(text="base")], expected=NEW, cause=CAUSE)
+    await store.append(
+        note_ref(case), [NoteAdded(text="winner")], expected=Version.of(base), cause=CAUSE
+    )
+    with pytest.raises(ConcurrencyError):
+        await store.append(
+            note_ref(case),
+            [NoteAdded(text="x"), NoteAdded(text="y"), NoteAdded(text="z")],
+            expected=Version.of(base),
+            cause=CAUSE,
+        )
+    assert [e.event.text for e in await store.load(note_ref(case))] == ["base", "winner"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_retrying_an_append_with_the_same_event_ids_writes_nothing_twice(
+    store: EventStore, count: int
+) -> None:
+    case = new_case()
+    events = [NoteAdded(text=f"n{i}") for i in range(count)]
+    ids = [f"{case}-{i}" for i in range(count)]
+    first = await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
+    again = await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
+    assert [e.seq for e in again] == [e.seq for e in first]
+    assert len(await store.load(note_ref(case))) == count
+
+
+async def test_the_stream_refuses_delete_and_purge(nc: NATS, store: EventStore) -> None:
+    case = new_case()
+    written = await store.append(note_ref(case), [NoteAdded(text="keep")], expected=NEW, cause=CAUSE)
+    js = nc.jetstream()
+    with pytest.raises(APIError):
+        await js.delete_msg(CASES.name, written[0].seq)
+    with pytest.raises(APIError):
+        await js.purge_stream(CASES.name)
+    with pytest.raises(APIError):
+        await js.purge_stream(CASES.name, subject=f"ncii.{case}.>")
+    info = await js.stream_info(CASES.name)
+    assert info.config.deny_delete and info.config.deny_purge
+    assert info.config.max_age in (0, None)
+    assert info.config.duplicate_window and info.config.duplicate_window >= 3600
+    assert (await store.load(note_ref(case)))[0].seq == written[0].seq
+
+
+class _RenamedV1(DomainEvent):
+    event_type: ClassVar[str] = "TestRenamed"
+    version: ClassVar[int] = 1
+    aggregate: ClassVar[str] = "note"
+    name: str
+
+
+class _RenamedV2(DomainEvent):
+    event_type: ClassVar[str] = "TestRenamed"
+    version: ClassVar[int] = 2
+    aggregate: ClassVar[str] = "note"
+    code_name: str
+    age_group: str
+
+
+async def test_a_v1_event_is_upcast_to_v2_on_read_and_stays_v1_in_the_log(
+    nc: NATS, case_keys: NatsCaseKeys
+) -> None:
+    old, new = EventRegistry(), EventRegistry()
+    old.register(_RenamedV1)
+    new.register(_RenamedV2)
+
+    @new.upcaster("TestRenamed", from_version=1)
+    def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"code_name": payload["name"], "age_group": "unknown"}
+
+    case = new_case()
+    await EventStore(nc, case_keys, registry=old).append(
+        note_ref(case), [_RenamedV1(name="Sparrow")], expected=NEW, cause=CAUSE
+    )
+    [read] = await EventStore(nc, case_keys, registry=new).load(note_ref(case))
+    assert read.event == _RenamedV2(code_name="Sparrow", age_group="unknown")
+    assert read.envelope.schema_version == 1
+    assert read.envelope.verifies()
+
+
+async def test_chain_verifies_and_names_the_first_altered_event(store: EventStore) -> None:
+    case = new_case()
+    written = await store.append(
+        note_ref(case), [NoteAdded(text=str(i)) for i in range(4)], expected=NEW, cause=CAUSE
+    )
+    events = await store.read_case(case)
+    assert verify_chain(events).ok and verify_chain(events).checked == 4
+
+    doc = events[2].envelope.to_dict()
+    doc["payload"] = {**doc["payload"], "text": "rewritten"}
+    altered = [*events[:2], RecordedEvent(events[2].seq, Envelope.from_dict(doc), None), events[3]]
+    report = verify_chain(altered)
+    assert report.first_break is not None
+    assert report.first_break.event_id == written[2].envelope.event_id
+    assert "altered" in report.first_break.reason
+
+
+async def test_a_forged_event_written_around_the_store_breaks_the_chain(
+    nc: NATS, store: EventStore
+) -> None:
+    case = new_case()
+    written = await store.append(note_ref(case), [NoteAdded(text="real")], expected=NEW, cause=CAUSE)
+    forged = written[0].envelope.to_dict()
+    forged.update(event_id="forged", payload={"text": "forged", "contact_phone": None})
+    forged.pop("hash")
+    from ncii_events.envelope import envelope_hash
+
+    forged["prev_hash"] = "f" * 64  # the forger does not know how to link it
+    forged["hash"] = envelope_hash(forged)
+    await nc.jetstream().publish(f"ncii.{case}.note.n1.TestNoteAdded", canonical_json(forged))
+    report = verify_chain(await store.read_case(case))
+    assert report.first_break is not None and report.first_break.event_id == "forged"
+    assert "link broken" in report.first_break.reason
+
+
+async def test_personal_fields_are_encrypted_in_the_log(nc: NATS, store: EventStore) -> None:
+    case = new_case()
+    await store.append(
+        note_ref(case), [NoteAdded(text="t", contact_phone="+886912345678")], expected=NEW, cause=CAUSE
+    )
+    raw = await nc.jetstream().get_last_msg(CASES.name, f"ncii.{case}.note.n1.TestNoteAdded")
+    assert raw.data is not None
+    assert b"912345678" not in raw.data
+    assert json.loads(raw.data)["payload"]["contact_phone"].startswith("enc:v1:")
+    [read] = await store.load(note_ref(case))
+    assert isinstance(read.event, NoteAdded) and read.event.contact_phone == "+886912345678"
+    [sealed] = await store.load(note_ref(case), decrypt=False)
+    assert isinstance(sealed.event, NoteAdded) and sealed.event.contact_phone is None
+    assert sealed.withheld_fields == {"contact_phone"}
+
+
+async def test_erasure_makes_personal_fields_unreadable_but_replay_and_chain_still_work(
+    nc: NATS, store: EventStore, case_keys: NatsCaseKeys
+) -> None:
+    case = new_case()
+    await store.append(
+        note_ref(case),
+        [NoteAdded(text="a", contact_phone="+886900000001"), NoteAdded(text="b")],
+        expected=NEW,
+        cause=CAUSE,
+    )
+    assert await case_keys.erase(case) is True
+    assert await case_keys.erase(case) is False  # final, and idempotent
+    events = await store.read_case(case)
+    assert [e.event.text for e in events] == ["a", "b"]  # type: ignore[union-attr]
+    assert isinstance(events[0].event, NoteAdded) and events[0].event.contact_phone is None
+    assert events[0].erased_fields == {"contact_phone"}
+    assert verify_chain(events).ok
+    # another process (no cache) sees the same
+    from ncii_events.keys import NatsCaseKeys as Keys
+
+    fresh = EventStore(nc, Keys(nc, case_keys._master))
+    assert (await fresh.read_case(case))[0].erased_fields == {"contact_phone"}
+    # and nobody can write new personal data for an erased case
+    from ncii_events.crypto import CaseErasedError
+
+    with pytest.raises(CaseErasedError):
+        await store.append(
+            note_ref(case, "n2"), [NoteAdded(text="c", contact_phone="x")], expected=NEW, cause=CAUSE
+        )
+
+
+async def test_an_erased_key_is_overwritten_in_the_key_bucket(
+    nc: NATS, store: EventStore, case_keys: NatsCaseKeys
+) -> None:
+    case = new_case()
+    await store.append(note_ref(case), [NoteAdded(text="a", contact_phone="p")], expected=NEW, cause=CAUSE)
+    kv = await nc.jetstream().key_value("ncii_case_keys")
+    before = await kv.get(case)
+    await case_keys.erase(case)
+    history = await kv.history(case)
+    assert all(b'"wrapped"' not in (h.value or b"") for h in history)
+    assert before.revision not in {h.revision for h in history}
