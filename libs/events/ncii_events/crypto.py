@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ncii_events.envelope import canonical_json, utc_now
 
@@ -31,6 +33,7 @@ class MasterKey:
         if len(key) != 32:
             raise ValueError("the master key must be 32 bytes (base64 of 32 random bytes)")
         self._aead = AESGCM(key)
+        self._key = key
         self.key_id = hashlib.sha256(b"ncii-master-key-id" + key).hexdigest()[:16]
 
     @classmethod
@@ -46,6 +49,12 @@ class MasterKey:
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.b64encode(AESGCM.generate_key(256)).decode() + "\n")
         return cls.from_base64(path.read_text())
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (e.g. victims' PINs), derived with HKDF."""
+        return HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self._key
+        )
 
     def wrap(self, case_id: str, data_key: bytes) -> str:
         nonce = os.urandom(12)

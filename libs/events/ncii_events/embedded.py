@@ -87,7 +87,10 @@ class EmbeddedNats:
             durable_conf.write_text("jetstream {\n  sync_interval: always\n}\n")
             args += ["-c", str(durable_conf)]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        # its own session: a Ctrl-C in the terminal must not stop it before the services drain
+        self.process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         while time.monotonic() < deadline:

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     master_key: str | None = Field(default=None, description="base64 of 32 bytes")
     master_key_file: Path | None = None
     host: str = "127.0.0.1"
+    port: int | None = Field(default=None, description="unset: the service's embedded port")
     log_format: str = Field(default="text", description="text (development) or json")
     stream_replicas: int = 1
 

@@ -89,7 +89,9 @@ async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
     reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
     verb = "UPDATE" if "error" not in json.loads(reply.data) else "CREATE"
     reply = await nc.request(
-        f"$JS.API.STREAM.{verb}.{name}", json.dumps(key_bucket_config(replicas)).encode(), timeout=10
+        f"$JS.API.STREAM.{verb}.{name}",
+        json.dumps(key_bucket_config(replicas)).encode(),
+        timeout=10,
     )
     body = json.loads(reply.data)
     if "error" in body:

@@ -1,0 +1,61 @@
+"""How CLI commands reach the log: NCII_NATS_URL, the running embedded server, or (when the
+system is not running) the embedded server started just for the command, on the same data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from ncii_events.connection import connect
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats, port_is_free
+from ncii_events.keys import NatsCaseKeys
+from ncii_events.settings import EMBEDDED_NATS_PORT, Settings
+from ncii_events.store import EventStore
+from ncii_events.stream import CASES, REFERENCE, ensure_streams
+
+from ncii_cli.runner import start_embedded_nats
+
+
+@dataclass
+class LogAccess:
+    nc: NATS
+    store: EventStore
+    ref_store: EventStore
+    settings: Settings
+
+
+@asynccontextmanager
+async def log_access(*, with_keys: bool = False) -> AsyncIterator[LogAccess]:
+    settings = Settings()
+    server: EmbeddedNats | None = None
+    url = settings.nats_url
+    if url is None:
+        url = settings.embedded_nats_url()
+        if port_is_free(EMBEDDED_NATS_PORT):
+            server = start_embedded_nats(settings)
+    nc = await connect(
+        url, name="ncii-cli", user=settings.nats_user, password=settings.nats_password
+    )
+    keys: NatsCaseKeys | None = None
+    try:
+        await ensure_streams(nc, replicas=settings.stream_replicas)
+        if with_keys:
+            master = (
+                MasterKey.from_base64(settings.master_key)
+                if settings.master_key
+                else MasterKey.load_or_create(settings.master_key_path())
+            )
+            keys = NatsCaseKeys(nc, master)
+        yield LogAccess(
+            nc=nc,
+            store=EventStore(nc, keys, spec=CASES),
+            ref_store=EventStore(nc, None, spec=REFERENCE),
+            settings=settings,
+        )
+    finally:
+        await nc.drain()
+        if server is not None:
+            server.stop()

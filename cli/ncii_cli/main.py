@@ -1,0 +1,316 @@
+"""The ``ncii`` command line. Exit codes: 0 success, 1 failure, 2 bad usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from ncii_events.service import ServiceSpec
+from rich.console import Console
+from rich.table import Table
+
+from ncii_cli.hash_cmd import hash_command
+
+app = typer.Typer(
+    help="ncii: case management for non-consensual intimate image abuse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+log_app = typer.Typer(help="The event log (the NCII JetStream stream).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of principals.", no_args_is_help=True)
+dead_app = typer.Typer(help="Events a projection could not apply.", no_args_is_help=True)
+proj_app = typer.Typer(help="Read models (SQL projections).", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+app.add_typer(keys_app, name="keys")
+app.add_typer(dead_app, name="deadletters")
+app.add_typer(proj_app, name="projections")
+app.command("hash")(hash_command)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err.print(f"[red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    service: Annotated[
+        list[str] | None, typer.Option("--service", "-s", help="only these services")
+    ] = None,
+) -> None:
+    """Start the whole system: NATS (embedded) and every service, each its own process.
+
+    Example: `ncii run` (Ctrl-C stops everything; data stays in var/).
+    Set NCII_NATS_URL and NCII_DATABASE_URL to use an existing NATS server and PostgreSQL.
+    """
+    from ncii_cli.runner import StartupError, run_system
+
+    try:
+        code = run_system(service)
+    except StartupError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@log_app.command("stats")
+def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Stream sequence, message count and bytes of the log and the reference stream.
+
+    Example: `ncii log stats`
+    """
+    from ncii_cli.log_access import log_access
+
+    async def collect() -> list[dict[str, object]]:
+        async with log_access() as access:
+            js = access.nc.jetstream()
+            rows = []
+            for spec in (access.store.spec, access.ref_store.spec):
+                info = await js.stream_info(spec.name, subjects_filter=None)
+                state = info.state
+                rows.append(
+                    {
+                        "stream": spec.name,
+                        "first_seq": state.first_seq,
+                        "last_seq": state.last_seq,
+                        "messages": state.messages,
+                        "bytes": state.bytes,
+                        "subjects": getattr(state, "num_subjects", None),
+                        "consumers": state.consumer_count,
+                        "deny_delete": info.config.deny_delete,
+                        "deny_purge": info.config.deny_purge,
+                    }
+                )
+            return rows
+
+    rows = asyncio.run(collect())
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="event log")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option(help="the organisation the key acts for")],
+    role: Annotated[
+        str,
+        typer.Option(help="partner, caseworker, platform, counsellor, auditor or admin"),
+    ],
+    label: Annotated[str, typer.Option(help="a note for people, e.g. who holds it")] = "",
+) -> None:
+    """Create a principal and print its API key, once. Only its hash is stored.
+
+    Example: `ncii keys create --org garden-of-hope --role partner --label "intake desk"`
+    """
+    from ncii_events.auth import ROLES, create_principal
+
+    from ncii_cli.log_access import log_access
+
+    if role not in ROLES:
+        err.print(f"role must be one of: {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    if not org.strip() or len(org) > 100:
+        err.print("--org must be 1 to 100 characters")
+        raise typer.Exit(2)
+
+    async def create() -> tuple[str, str]:
+        async with log_access() as access:
+            return await create_principal(
+                access.ref_store, organisation=org, role=role, label=label
+            )
+
+    principal_id, key = asyncio.run(create())
+    err.print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
+    out.print(key, soft_wrap=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(principal_id: str, reason: str = "") -> None:
+    """Revoke a principal's key; every service refuses it from then on.
+
+    Example: `ncii keys revoke 0196a3c2-...`
+    """
+    from ncii_events.auth import revoke_principal
+
+    from ncii_cli.log_access import log_access
+
+    async def revoke() -> bool:
+        async with log_access() as access:
+            return await revoke_principal(access.ref_store, principal_id, reason)
+
+    if not asyncio.run(revoke()):
+        fail(f"no principal {principal_id}")
+    err.print(f"revoked {principal_id}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Principals and their key hints (never the keys). Example: `ncii keys list`"""
+    from ncii_events.auth import PrincipalCreated, PrincipalKeyRevoked
+
+    from ncii_cli.log_access import log_access
+
+    async def collect() -> list[dict[str, str]]:
+        async with log_access() as access:
+            principals: dict[str, dict[str, str]] = {}
+            seq = 1
+            while True:
+                batch = await access.ref_store.read_from(seq, limit=1000)
+                for recorded in batch:
+                    ev = recorded.event
+                    if isinstance(ev, PrincipalCreated):
+                        principals[ev.principal_id] = {
+                            "principal": ev.principal_id,
+                            "organisation": ev.organisation,
+                            "role": ev.role,
+                            "key": ev.key_hint + "...",
+                            "label": ev.label,
+                            "revoked": "no",
+                        }
+                    elif isinstance(ev, PrincipalKeyRevoked) and ev.principal_id in principals:
+                        principals[ev.principal_id]["revoked"] = "yes"
+                if len(batch) < 1000:
+                    return list(principals.values())
+                seq = batch[-1].seq + 1
+
+    rows = asyncio.run(collect())
+    table = Table(title="principals")
+    for column in ("principal", "organisation", "role", "key", "label", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    out.print(table)
+
+
+def _service_or_exit(name: str) -> ServiceSpec:
+    from ncii_cli.services import all_services
+
+    specs = all_services()
+    if name not in specs:
+        err.print(f"--service must be one of: {', '.join(specs)}")
+        raise typer.Exit(2)
+    return specs[name]
+
+
+@dead_app.command("list")
+def deadletters_list(
+    service: Annotated[str, typer.Option(help="whose read models")],
+    all_: Annotated[bool, typer.Option("--all", help="include retried ones")] = False,
+) -> None:
+    """Events a projection gave up on: where they are in the log and what failed (never data).
+
+    Example: `ncii deadletters list --service intake`
+    """
+    from ncii_events.db import make_engine
+    from ncii_events.projection import DeadLetter, list_dead_letters
+    from ncii_events.settings import Settings
+
+    spec = _service_or_exit(service)
+
+    async def collect() -> list[DeadLetter]:
+        engine = make_engine(Settings().database_url_for(spec.name))
+        try:
+            return await list_dead_letters(engine, include_resolved=all_)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(collect())
+    table = Table(title=f"dead letters of {service}")
+    for column in ("id", "projection", "stream_seq", "event_type", "error", "attempts", "status"):
+        table.add_column(column)
+    for d in rows:
+        table.add_row(
+            str(d.id),
+            d.projection,
+            str(d.stream_seq),
+            d.event_type or "?",
+            f"{d.error_type} at {d.error_where}",
+            str(d.attempts),
+            d.status,
+        )
+    out.print(table)
+
+
+@dead_app.command("retry")
+def deadletters_retry(
+    dead_letter_id: int,
+    service: Annotated[str, typer.Option(help="whose read models")],
+) -> None:
+    """Apply a dead-lettered event again, after the fix is deployed.
+
+    Example: `ncii deadletters retry 3 --service intake`
+    """
+    from ncii_events.db import make_engine
+    from ncii_events.projection import list_dead_letters, retry_dead_letter
+    from ncii_events.settings import Settings
+
+    from ncii_cli.log_access import log_access
+
+    spec = _service_or_exit(service)
+
+    async def retry() -> bool:
+        engine = make_engine(Settings().database_url_for(spec.name))
+        try:
+            letters = {d.id: d for d in await list_dead_letters(engine)}
+            letter = letters.get(dead_letter_id)
+            if letter is None:
+                return False
+            projection = next(p for p in spec.projections if p.name == letter.projection)
+            async with log_access(with_keys=True) as access:
+                return await retry_dead_letter(engine, access.store, projection, dead_letter_id)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(retry()):
+        fail(f"dead letter {dead_letter_id} is not open in {service}, or still fails")
+    err.print(f"dead letter {dead_letter_id} applied")
+
+
+@proj_app.command("rebuild")
+def projections_rebuild(
+    service: Annotated[str, typer.Option(help="whose read models")],
+) -> None:
+    """Drop a service's read models and replay the whole log into them. Stop the service first.
+
+    Example: `ncii projections rebuild --service intake`
+    """
+    from ncii_events.db import make_engine, migrate
+    from ncii_events.projection import ProjectionRunner
+    from ncii_events.settings import Settings
+
+    from ncii_cli.log_access import log_access
+
+    spec = _service_or_exit(service)
+
+    async def rebuild() -> int:
+        engine = make_engine(Settings().database_url_for(spec.name))
+        applied = 0
+        try:
+            if spec.migrations is not None:
+                await migrate(engine, spec.migrations, f"alembic_version_{spec.name}")
+            async with log_access(with_keys=True) as access:
+                for projection in spec.projections:
+                    runner = ProjectionRunner(
+                        access.nc, engine, access.store, projection, service=spec.name
+                    )
+                    await runner.prepare()
+                    await runner.rebuild()
+                    await runner.wait_caught_up(timeout=3600)
+                    await runner.stop()
+                    applied += runner.applied
+                    err.print(f"{projection.name}: {runner.applied} events applied")
+        finally:
+            await engine.dispose()
+        return applied
+
+    asyncio.run(rebuild())

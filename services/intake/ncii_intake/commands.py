@@ -1,0 +1,188 @@
+"""What partners and case workers ask intake to do: the HTTP bodies, validated, so every field
+gets a clear message about what to fix. Unknown fields are refused (there is no real-name field)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from ncii_events.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from ncii_intake.events import (
+    AgeGroup,
+    Channel,
+    ChannelKind,
+    HarmCategory,
+    IntakeChannel,
+    PoliceReportDecision,
+    SpreadStatus,
+)
+
+CLOCK_SKEW = timedelta(minutes=5)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
+
+
+def _not_in_future(value: datetime) -> datetime:
+    if value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError("must not be in the future (send UTC, e.g. 2026-11-24T08:30:00Z)")
+    return value.astimezone(UTC)
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
+
+
+# Single lines of text, trimmed, of bounded length.
+Pseudonym = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+    AfterValidator(_single_line),
+]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_single_line),
+]
+LongName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_single_line),
+]
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_single_line)
+]
+
+
+def utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsentsIn(_Command):
+    takedown: bool = Field(description="the victim agrees that platforms are asked to remove it")
+    share_hashes: bool = Field(description="the victim agrees that hashes go to platforms")
+    referral: bool = Field(description="the victim agrees to be referred to counselling")
+    police_report: PoliceReportDecision = "undecided"
+
+
+class ContactIn(_Command):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)] | None = None
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = None
+    preferred: Literal["email", "phone", "none"] = "none"
+    safe_times: Note | None = Field(
+        default=None, description="when it is safe to call or write, in the victim's words"
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("must be an e-mail address like name@example.org")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not _PHONE.match(value):
+            raise ValueError("must be a phone number: digits, spaces, +, - or parentheses")
+        return value
+
+
+class OpenCase(_Command):
+    pseudonym: Pseudonym = Field(
+        description="a code name or nickname; never the person's real name"
+    )
+    age_group: AgeGroup = Field(description="the person's age group when the image was made")
+    harm_categories: list[HarmCategory] = Field(min_length=1, max_length=6)
+    spread_status: SpreadStatus = Field(description="already spread, or only threatened")
+    channels: list[Channel] = Field(default_factory=list, max_length=50)
+    intake_channel: IntakeChannel
+    learned_at: PastTime = Field(
+        description="when staff learned of the case (UTC); starts a minor's 24-hour clock"
+    )
+    consents: ConsentsIn
+    contact: ContactIn | None = None
+
+    @field_validator("harm_categories")
+    @classmethod
+    def _unique(cls, value: list[HarmCategory]) -> list[HarmCategory]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each harm category once")
+        return value
+
+
+class RecordNonConsent(_Command):
+    stated_at: PastTime
+    method: Literal["written", "verbal", "signed_form", "online_form"]
+    statement: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = (
+        Field(default=None, description="the statement in the person's words (encrypted)")
+    )
+
+
+class ReportLocation(_Command):
+    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+    platform: Name
+    channel_kind: ChannelKind
+    first_seen_at: PastTime | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+\.[^\s]*$", value, re.IGNORECASE):
+            raise ValueError("must be the full web address, starting with https:// or http://")
+        return value
+
+
+class SubmittedHashIn(HashItem):
+    @field_validator("quality")
+    @classmethod
+    def _matchable(cls, value: int | None) -> int | None:
+        # quality is only accepted on PDQ hashes (checked by HashItem)
+        if value is not None and value < PDQ_MIN_QUALITY:
+            raise ValueError(low_quality_message(value))
+        return value
+
+
+class SubmitHashes(_Command):
+    """``ncii hash`` prints exactly this body. PDQ hashes below quality 50 are refused."""
+
+    hashes: list[SubmittedHashIn] = Field(min_length=1, max_length=1000)
+
+
+class RecordPoliceDecision(_Command):
+    decision: PoliceReportDecision
+
+
+class FileMandatoryReport(_Command):
+    filed_at: PastTime
+    authority: LongName
+    authority_reference: Name | None = None
+
+
+class Withdraw(_Command):
+    reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
+
+
+class VictimAccess(_Command):
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
+    pin: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{8}$")]

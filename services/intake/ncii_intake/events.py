@@ -1,0 +1,179 @@
+"""Intake's events: the facts a case is made of. Personal fields are marked and encrypted in the
+log with the case's key; everything else is what dashboards, auditors and other services read."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+AgeGroup = Literal["minor", "adult"]
+HarmCategory = Literal[
+    "secret_recording_319_1",
+    "forced_recording_319_2",
+    "distribution_without_consent_319_3",
+    "synthetic_image_319_4",
+    "threat_sextortion",
+    "child_sexual_exploitation",
+]
+SpreadStatus = Literal["spread", "threatened"]
+ChannelKind = Literal[
+    "messaging_app",
+    "social_platform",
+    "video_site",
+    "forum",
+    "dating_app",
+    "cloud_storage",
+    "image_host",
+    "other",
+]
+IntakeChannel = Literal["phone", "web_form", "voicemail", "partner_api"]
+PoliceReportDecision = Literal["undecided", "will_report", "reported", "declined"]
+HashAlgorithm = Literal["pdq", "md5", "vpdq"]
+Media = Literal["image", "video"]
+WithdrawnBy = Literal["victim", "partner", "caseworker"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Channel(_Frozen):
+    kind: ChannelKind
+    platform: str | None = Field(default=None, max_length=100)
+    """The service's name as people say it (e.g. LINE, Telegram), not an account or URL."""
+
+
+class Consents(_Frozen):
+    takedown: bool
+    share_hashes: bool
+    referral: bool
+    police_report: PoliceReportDecision = "undecided"
+
+
+class Contact(_Frozen):
+    email: str | None = None
+    phone: str | None = None
+    preferred: Literal["email", "phone", "none"] = "none"
+    safe_times: str | None = Field(default=None, max_length=200)
+
+
+class SubmittedHash(_Frozen):
+    algorithm: HashAlgorithm
+    value: str
+    media: Media
+    quality: int | None = None
+    dihedral: list[str] | None = None
+    """PDQ: the 8 rotations and flips computed on the device, so rotated copies match too."""
+    frames: list[str] | None = None
+    """vPDQ: the frame hashes, in order (one a second)."""
+
+
+@EVENTS.register
+class CaseOpened(DomainEvent):
+    """A case was opened by a partner NGO or a case worker of the centre."""
+
+    event_type: ClassVar[str] = "CaseOpened"
+    aggregate: ClassVar[str] = "case"
+    organisation: str
+    reference: str
+    age_group: AgeGroup
+    harm_categories: list[HarmCategory]
+    spread_status: SpreadStatus
+    channels: list[Channel]
+    intake_channel: IntakeChannel
+    learned_at: str
+    """When staff learned of the case: for a minor, the 24-hour reporting clock starts here."""
+    consents: Consents
+    pseudonym: Annotated[str | None, PERSONAL] = None
+    contact: Annotated[Contact | None, PERSONAL] = None
+
+
+@EVENTS.register
+class NonConsentRecorded(DomainEvent):
+    """The adult's explicit statement that they do not consent to the distribution."""
+
+    event_type: ClassVar[str] = "NonConsentRecorded"
+    aggregate: ClassVar[str] = "case"
+    stated_at: str
+    method: Literal["written", "verbal", "signed_form", "online_form"]
+    statement: Annotated[str | None, PERSONAL] = None
+
+
+@EVENTS.register
+class LocationReported(DomainEvent):
+    """Content was found somewhere: each location may become its own takedown."""
+
+    event_type: ClassVar[str] = "LocationReported"
+    aggregate: ClassVar[str] = "case"
+    location_id: str
+    platform: str
+    channel_kind: ChannelKind
+    first_seen_at: str | None = None
+    url: Annotated[str | None, PERSONAL] = None
+
+
+@EVENTS.register
+class HashesSubmitted(DomainEvent):
+    """Hashes computed on the victim's or partner's own device; never an image."""
+
+    event_type: ClassVar[str] = "HashesSubmitted"
+    aggregate: ClassVar[str] = "case"
+    submission_id: str
+    organisation: str
+    age_group: AgeGroup
+    hashes: list[SubmittedHash]
+
+
+@EVENTS.register
+class PoliceReportDecisionRecorded(DomainEvent):
+    """The victim's own decision about reporting to the police: recorded, never forced."""
+
+    event_type: ClassVar[str] = "PoliceReportDecisionRecorded"
+    aggregate: ClassVar[str] = "case"
+    decision: PoliceReportDecision
+
+
+@EVENTS.register
+class MandatoryReportFiled(DomainEvent):
+    """A minor's case was reported to the local authority (Child and Youth Sexual Exploitation
+    Prevention Act art. 7: within 24 hours of staff learning of it)."""
+
+    event_type: ClassVar[str] = "MandatoryReportFiled"
+    aggregate: ClassVar[str] = "case"
+    filed_at: str
+    authority: str = Field(max_length=200)
+    authority_reference: str | None = Field(default=None, max_length=100)
+
+
+@EVENTS.register
+class CaseWithdrawn(DomainEvent):
+    """Final: every takedown stops and the case's hashes leave matching everywhere."""
+
+    event_type: ClassVar[str] = "CaseWithdrawn"
+    aggregate: ClassVar[str] = "case"
+    withdrawn_by: WithdrawnBy
+    reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
+
+
+@EVENTS.register
+class CaseErased(DomainEvent):
+    """Final: the case's key is destroyed; its personal fields read as erased for ever, and its
+    hashes leave matching everywhere."""
+
+    event_type: ClassVar[str] = "CaseErased"
+    aggregate: ClassVar[str] = "case"
+    erased_by: WithdrawnBy
+
+
+ALL_EVENTS: tuple[type[DomainEvent], ...] = (
+    CaseOpened,
+    NonConsentRecorded,
+    LocationReported,
+    HashesSubmitted,
+    PoliceReportDecisionRecorded,
+    MandatoryReportFiled,
+    CaseWithdrawn,
+    CaseErased,
+)
