@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
-
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
@@ -47,8 +46,16 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
 
 
 @pytest.fixture(scope="session")
-def master_key(tmp_path_factory: pytest.TempPathFactory) -> MasterKey:
-    return MasterKey.load_or_create(tmp_path_factory.mktemp("keys") / "master.key")
+def master_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One master key for the run: the tests' own store and the service processes share it."""
+    path = tmp_path_factory.mktemp("keys") / "master.key"
+    MasterKey.load_or_create(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def master_key(master_key_file: Path) -> MasterKey:
+    return MasterKey.load_or_create(master_key_file)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ from typing import Any, ClassVar
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
-
 from ncii_events.audit import verify_chain
 from ncii_events.envelope import Envelope, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import DomainEvent, EventRegistry
 from ncii_events.store import NEW, ConcurrencyError, EventStore, RecordedEvent, Version
 from ncii_events.stream import CASES
+
 from tests.support.events import NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
@@ -115,7 +115,9 @@ async def test_retrying_an_append_with_the_same_event_ids_writes_nothing_twice(
 
 async def test_the_stream_refuses_delete_and_purge(nc: NATS, store: EventStore) -> None:
     case = new_case()
-    written = await store.append(note_ref(case), [NoteAdded(text="keep")], expected=NEW, cause=CAUSE)
+    written = await store.append(
+        note_ref(case), [NoteAdded(text="keep")], expected=NEW, cause=CAUSE
+    )
     js = nc.jetstream()
     with pytest.raises(APIError):
         await js.delete_msg(CASES.name, written[0].seq)
@@ -187,7 +189,9 @@ async def test_a_forged_event_written_around_the_store_breaks_the_chain(
     nc: NATS, store: EventStore
 ) -> None:
     case = new_case()
-    written = await store.append(note_ref(case), [NoteAdded(text="real")], expected=NEW, cause=CAUSE)
+    written = await store.append(
+        note_ref(case), [NoteAdded(text="real")], expected=NEW, cause=CAUSE
+    )
     forged = written[0].envelope.to_dict()
     forged.update(event_id="forged", payload={"text": "forged", "contact_phone": None})
     forged.pop("hash")
@@ -204,7 +208,10 @@ async def test_a_forged_event_written_around_the_store_breaks_the_chain(
 async def test_personal_fields_are_encrypted_in_the_log(nc: NATS, store: EventStore) -> None:
     case = new_case()
     await store.append(
-        note_ref(case), [NoteAdded(text="t", contact_phone="+886912345678")], expected=NEW, cause=CAUSE
+        note_ref(case),
+        [NoteAdded(text="t", contact_phone="+886912345678")],
+        expected=NEW,
+        cause=CAUSE,
     )
     raw = await nc.jetstream().get_last_msg(CASES.name, f"ncii.{case}.note.n1.TestNoteAdded")
     assert raw.data is not None
@@ -244,7 +251,10 @@ async def test_erasure_makes_personal_fields_unreadable_but_replay_and_chain_sti
 
     with pytest.raises(CaseErasedError):
         await store.append(
-            note_ref(case, "n2"), [NoteAdded(text="c", contact_phone="x")], expected=NEW, cause=CAUSE
+            note_ref(case, "n2"),
+            [NoteAdded(text="c", contact_phone="x")],
+            expected=NEW,
+            cause=CAUSE,
         )
 
 
@@ -252,7 +262,9 @@ async def test_an_erased_key_is_overwritten_in_the_key_bucket(
     nc: NATS, store: EventStore, case_keys: NatsCaseKeys
 ) -> None:
     case = new_case()
-    await store.append(note_ref(case), [NoteAdded(text="a", contact_phone="p")], expected=NEW, cause=CAUSE)
+    await store.append(
+        note_ref(case), [NoteAdded(text="a", contact_phone="p")], expected=NEW, cause=CAUSE
+    )
     kv = await nc.jetstream().key_value("ncii_case_keys")
     before = await kv.get(case)
     await case_keys.erase(case)

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from ncii_events.db import make_engine
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
 from ncii_events.store import NEW, EventStore, Version
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from tests.conftest import ROOT
 from tests.support.events import NoteAdded, PoisonPill
 from tests.support.factories import CAUSE, new_case, note_ref
@@ -45,7 +45,9 @@ async def _append_notes(store: EventStore, case: str, count: int) -> list[str]:
 async def _rows(engine: AsyncEngine) -> tuple[int, int]:
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(NOTES))).scalar_one()
-        distinct = (await conn.execute(select(func.count(NOTES.c.event_id.distinct())))).scalar_one()
+        distinct = (
+            await conn.execute(select(func.count(NOTES.c.event_id.distinct())))
+        ).scalar_one()
     return int(total), int(distinct)
 
 

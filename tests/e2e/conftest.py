@@ -1,0 +1,111 @@
+"""End-to-end fixtures: each service runs as its own process (``python -m ncii_<name>.main``)
+against the run's NATS server and a fresh SQLite file, driven over HTTP as a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client as NATS
+from ncii_events.auth import create_principal
+from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.store import EventStore
+from ncii_events.stream import REFERENCE
+
+from tests.conftest import ROOT
+
+
+@dataclass
+class RunningService:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def client(self, key: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+def start_service(
+    name: str, nats_url: str, workdir: Path, master_key_file: Path, database_url: str | None = None
+) -> RunningService:
+    port = free_port()
+    env = {
+        **os.environ,
+        "NCII_NATS_URL": nats_url,
+        "NCII_VAR_DIR": str(workdir),
+        "NCII_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / f'{name}.db'}",
+        "NCII_MASTER_KEY_FILE": str(master_key_file),
+        "NCII_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = open(workdir / f"{name}.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"ncii_{name}.main"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {(workdir / f'{name}.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return RunningService(name, url, process, env)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{name} did not become ready")
+
+
+def stop_service(service: RunningService) -> None:
+    if service.process.poll() is None:
+        service.process.terminate()
+        try:
+            service.process.wait(15)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+
+
+@pytest.fixture(scope="session")
+def intake(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    service = start_service(
+        "intake", nats_server.url, tmp_path_factory.mktemp("intake"), master_key_file
+    )
+    yield service
+    stop_service(service)
+
+
+@pytest.fixture(scope="session")
+async def make_key(nc: NATS) -> AsyncIterator[Callable[[str, str], object]]:
+    """``await make_key(org, role)`` issues a key; it is usable once services projected it."""
+    ref_store = EventStore(nc, None, spec=REFERENCE)
+
+    async def make(organisation: str, role: str) -> str:
+        _principal, key = await create_principal(ref_store, organisation=organisation, role=role)
+        return key
+
+    yield make
+
+
+async def caught_up(service: RunningService, timeout: float = 10) -> None:
+    """Wait until the service's projections have applied everything in the log so far (the
+    server counts an appended event as pending at once, so this follows every earlier write)."""
+    async with httpx.AsyncClient(base_url=service.url, timeout=5) as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"{service.name} did not catch up with the log in {timeout}s")
