@@ -463,3 +463,21 @@ async def test_case_lists_are_cursor_paginated_newest_first(
             if cursor is None:
                 break
         assert seen == list(reversed(opened))
+
+
+async def test_a_revoked_key_is_refused_within_two_seconds(
+    intake: RunningService, nc: Any
+) -> None:
+    from ncii_events.auth import create_principal, revoke_principal
+    from ncii_events.stream import REFERENCE
+
+    ref_store = EventStore(nc, None, spec=REFERENCE)
+    principal_id, key = await create_principal(ref_store, organisation="ngo-revoked", role="partner")
+    await caught_up(intake)
+    async with intake.client(key) as client:
+        assert (await client.get("/v1/cases")).status_code == 200
+        assert await revoke_principal(ref_store, principal_id, "lost laptop")
+        await caught_up(intake)
+        await asyncio.sleep(2.1)  # the authenticator remembers a valid key for 2 s
+        refused = await client.get("/v1/cases")
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"]

@@ -211,9 +211,42 @@ class FailedAuthThrottle:
 
 
 class Authenticator:
-    def __init__(self, engine: AsyncEngine, throttle: FailedAuthThrottle | None = None) -> None:
+    """Checks bearer keys against the principals projection.
+
+    Valid keys are remembered for ``cache_seconds`` (a revocation takes effect within that
+    time); invalid ones are never cached, so a new key works as soon as it is projected.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        throttle: FailedAuthThrottle | None = None,
+        cache_seconds: float = 2.0,
+    ) -> None:
         self.engine = engine
         self.throttle = throttle or FailedAuthThrottle()
+        self.cache_seconds = cache_seconds
+        self._valid: dict[str, tuple[Principal, float]] = {}
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        cached = self._valid.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(select(PRINCIPALS).where(PRINCIPALS.c.key_sha256 == digest)))
+                .mappings()
+                .first()
+            )
+        if row is None or row["revoked"] or not hmac.compare_digest(row["key_sha256"], digest):
+            self._valid.pop(digest, None)
+            return None
+        principal = Principal(row["principal_id"], row["organisation"], row["role"])
+        if len(self._valid) > 10_000:
+            self._valid.clear()
+        self._valid[digest] = (principal, now + self.cache_seconds)
+        return principal
 
     async def __call__(self, request: Request) -> Principal:
         client = request.client.host if request.client else "unknown"
@@ -228,14 +261,8 @@ class Authenticator:
                 "send your API key as 'Authorization: Bearer ncii_live_...'",
                 headers={"WWW-Authenticate": 'Bearer realm="ncii"'},
             )
-        digest = key_sha256(token.strip())
-        async with self.engine.connect() as conn:
-            row = (
-                (await conn.execute(select(PRINCIPALS).where(PRINCIPALS.c.key_sha256 == digest)))
-                .mappings()
-                .first()
-            )
-        if row is None or row["revoked"] or not hmac.compare_digest(row["key_sha256"], digest):
+        principal = await self._lookup(key_sha256(token.strip()))
+        if principal is None:
             self.throttle.failed(client)
             raise Problem(
                 401,
@@ -243,7 +270,7 @@ class Authenticator:
                 "this API key is not valid or has been revoked",
                 headers={"WWW-Authenticate": 'Bearer realm="ncii", error="invalid_token"'},
             )
-        return Principal(row["principal_id"], row["organisation"], row["role"])
+        return principal
 
 
 def require_role(principal: Principal, *roles: str) -> None:

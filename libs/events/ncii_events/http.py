@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ncii_events.db import RUNTIME_METADATA
+from ncii_events.db import RUNTIME_METADATA, write_transaction
 from ncii_events.envelope import canonical_json, utc_now
 from ncii_events.runtime_tables import define_runtime_tables
 
@@ -182,7 +182,7 @@ class Idempotency:
         status, body = await handler()
         if key is not None and status < 500:
             try:
-                async with self.engine.begin() as conn:
+                async with write_transaction(self.engine) as conn:
                     await conn.execute(
                         insert(IDEMPOTENCY).values(
                             principal=principal,

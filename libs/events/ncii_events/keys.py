@@ -71,21 +71,19 @@ class NatsCaseKeys:
         cached = self._cache.get(case_id)
         if cached is not None:
             return cached
-        record = await self._record(case_id)
-        if record is None:
-            kv = await self._bucket()
-            key = AESGCM.generate_key(256)
-            try:
-                await kv.create(case_id, self._master.wrap(case_id, key).encode())
-            except KeyWrongLastSequenceError:
-                record = await self._record(case_id)  # another writer created it first
-            else:
-                self._remember(case_id, key)
-                return key
-        assert record is not None
-        if is_erased_marker(record[0]):
-            raise CaseErasedError(case_id)
-        key = self._master.unwrap(case_id, record[0])
+        # Create first: for a new case that is one round trip; an existing (or erased) case
+        # answers "wrong last sequence" and is read instead.
+        kv = await self._bucket()
+        key = AESGCM.generate_key(256)
+        try:
+            await kv.create(case_id, self._master.wrap(case_id, key).encode())
+        except KeyWrongLastSequenceError:
+            record = await self._record(case_id)
+            if record is None:  # a concurrent erasure removed it in between: never recreate
+                raise CaseErasedError(case_id) from None
+            if is_erased_marker(record[0]):
+                raise CaseErasedError(case_id) from None
+            key = self._master.unwrap(case_id, record[0])
         self._remember(case_id, key)
         return key
 

@@ -58,7 +58,7 @@ def configure(service: str, *, log_format: str = "text", exporter: str | None = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("uvicorn.access", "nats", "faststream", "alembic"):
+    for noisy in ("uvicorn.access", "nats", "faststream", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     provider = TracerProvider(resource=Resource.create({"service.name": f"ncii-{service}"}))
     if exporter == "console":

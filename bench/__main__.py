@@ -1,0 +1,44 @@
+"""`make bench`: every benchmark in one run, each beside its named baseline.
+
+- event log: our JetStream event store vs the `eventsourcing` library (SQLite and PostgreSQL)
+- intake: case opens per second and latency at 16 concurrent clients
+- hashmatch: our PDQ index vs HMA's default faiss index (and faiss flat) at 1M and 10M
+
+Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import bench_eventlog, bench_hashmatch, bench_intake
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run every benchmark")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (1M hashes only)")
+    parser.add_argument(
+        "--only", choices=["eventlog", "intake", "hashmatch"], action="append", default=None
+    )
+    args = parser.parse_args(argv)
+    chosen = args.only or ["eventlog", "intake", "hashmatch"]
+    started = time.perf_counter()
+    failures = 0
+    for name in chosen:
+        print(f"\n=== {name} " + "=" * (70 - len(name)), flush=True)
+        if name == "eventlog":
+            code = bench_eventlog.main(["--quick"] if args.quick else [])
+        elif name == "intake":
+            code = bench_intake.main(["--quick"] if args.quick else [])
+        else:
+            sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
+            code = bench_hashmatch.main()
+        failures += code != 0
+    print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s; results in bench/results/")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

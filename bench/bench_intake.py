@@ -1,0 +1,187 @@
+"""Intake benchmark: case opens per second and latency at 16 concurrent clients over loopback.
+
+Each open is a real request to the intake service running as its own process (uvicorn), with
+authentication, validation, a new case key in the key bucket, an append to the log and the
+idempotency record; the NATS server is the embedded one from the wheel. Target on this 2-core
+machine: at least 500 opens/s with p99 under 50 ms.
+
+Run: python -m bench.bench_intake [--quick] [--out bench/results/intake.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ncii_events.auth import create_principal
+from ncii_events.connection import connect
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.store import EventStore
+from ncii_events.stream import REFERENCE, ensure_streams
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_OPENS_PER_S = 500
+TARGET_P99_MS = 50.0
+
+
+def _body() -> dict[str, Any]:
+    learned = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "pseudonym": "Sparrow",
+        "age_group": "adult",
+        "harm_categories": ["distribution_without_consent_319_3", "threat_sextortion"],
+        "spread_status": "spread",
+        "channels": [{"kind": "messaging_app", "platform": "LINE"}],
+        "intake_channel": "partner_api",
+        "learned_at": learned,
+        "consents": {"takedown": True, "share_hashes": True, "referral": True},
+        "contact": {"email": "sparrow@example.org", "preferred": "email"},
+    }
+
+
+async def _client_loop(
+    url: str, key: str, deadline: float, latencies: list[float], errors: list[int]
+) -> None:
+    body = _body()
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.post(
+                "/v1/cases", json=body, headers=({"Idempotency-Key": str(uuid.uuid4())} if not os.environ.get("NOIDEM") else {})
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 201:
+                errors.append(response.status_code)
+
+
+async def _measure(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    # warm-up: first requests pay for imports, connection set-up and SQLite page cache
+    await _client_loop(url, key, time.perf_counter() + 1.0, [], [])
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(_client_loop(url, key, deadline, latencies, errors) for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "opens": len(latencies),
+        "opens_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49], 2),
+        "p90_ms": round(q[89], 2),
+        "p99_ms": round(q[98], 2),
+        "max_ms": round(latencies[-1], 2),
+        "errors": len(errors),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), warm-up included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def _run(seconds: float, clients: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
+    server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
+    server.start()
+    master = workdir / "master.key"
+    MasterKey.load_or_create(master)
+    port = free_port()
+    env = {
+        **os.environ,
+        "NCII_NATS_URL": server.url,
+        "NCII_VAR_DIR": str(workdir),
+        "NCII_MASTER_KEY_FILE": str(master),
+        "NCII_PORT": str(port),
+    }
+    log = open(workdir / "intake.log", "ab")  # noqa: SIM115
+    command = [sys.executable, "-m", "ncii_intake.main"]
+    if os.environ.get("NCII_BENCH_PROFILE"):  # where the time goes: python -m pstats FILE
+        command[1:1] = ["-m", "cProfile", "-o", os.environ["NCII_BENCH_PROFILE"]]
+    service = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        nc = await connect(server.url, name="bench")
+        await ensure_streams(nc)
+        _pid, key = await create_principal(
+            EventStore(nc, None, spec=REFERENCE), organisation="bench-ngo", role="partner"
+        )
+        await nc.close()
+        async with httpx.AsyncClient(base_url=url, timeout=2) as probe:
+            for _ in range(600):
+                try:
+                    if (await probe.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        cpu_before = _cpu_seconds(service.pid)
+        result = await _measure(url, key, clients, seconds)
+        cpu = _cpu_seconds(service.pid) - cpu_before
+        # CPU time the service spent per open: independent of other load on the machine
+        result["service_cpu_ms_per_open"] = round(cpu * 1000 / max(1, result["opens"]), 3)
+    finally:
+        service.terminate()
+        service.wait(15)
+        server.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/intake.json"))
+    args = parser.parse_args(argv)
+    seconds = 5.0 if args.quick else 20.0
+    result = asyncio.run(_run(seconds, args.clients))
+    result["target"] = {"opens_per_s": TARGET_OPENS_PER_S, "p99_ms": TARGET_P99_MS}
+    result["met"] = {
+        "opens_per_s": result["opens_per_s"] >= TARGET_OPENS_PER_S,
+        "p99_ms": result["p99_ms"] < TARGET_P99_MS,
+    }
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+    print("intake: case opens over HTTP, each a real append to the log")
+    print(
+        f"  {result['clients']} clients, {result['opens']} opens in {result['seconds']} s: "
+        f"{result['opens_per_s']:.0f}/s (target >= {TARGET_OPENS_PER_S}: "
+        f"{'met' if result['met']['opens_per_s'] else 'NOT met'})"
+    )
+    print(
+        f"  latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms "
+        f"(target < {TARGET_P99_MS}: {'met' if result['met']['p99_ms'] else 'NOT met'}), "
+        f"errors {result['errors']}"
+    )
+    print(f"  service CPU per open: {result.get('service_cpu_ms_per_open')} ms")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Field encryption, the header parser, the auth throttle and problem details: no I/O."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from nats.aio.client import Client
+from ncii_events.auth import FailedAuthThrottle, key_sha256, new_api_key
+from ncii_events.connection import parse_header_lines
+from ncii_events.crypto import MasterKey, decrypt_field, encrypt_field
+from ncii_events.http import Problem, decode_cursor, encode_cursor
+
+
+def test_an_encrypted_field_round_trips_and_is_bound_to_its_case_event_and_field() -> None:
+    key = b"k" * 32
+    token = encrypt_field(key, "case-1", "event-1", "phone", "+886912345678")
+    assert "912345678" not in token and token.startswith("enc:v1:")
+    assert decrypt_field(key, "case-1", "event-1", "phone", token) == "+886912345678"
+    for case, event, field in [
+        ("case-2", "event-1", "phone"),
+        ("case-1", "e2", "phone"),
+        ("case-1", "event-1", "email"),
+    ]:
+        with pytest.raises(InvalidTag):
+            decrypt_field(key, case, event, field, token)
+
+
+def test_the_master_key_wraps_case_keys_and_refuses_a_key_wrapped_by_another() -> None:
+    master = MasterKey(b"m" * 32)
+    record = master.wrap("case-1", b"d" * 32)
+    assert master.unwrap("case-1", record) == b"d" * 32
+    with pytest.raises(ValueError, match="another master key"):
+        MasterKey(b"n" * 32).unwrap("case-1", record)
+    with pytest.raises(InvalidTag):
+        master.unwrap("case-2", record)
+    with pytest.raises(ValueError, match="32 bytes"):
+        MasterKey.from_base64(base64.b64encode(b"short").decode())
+    assert master.derive("a") != master.derive("b") and len(master.derive("a")) == 32
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Nats-Stream: D\r\nNats-Subject: d.a.b\r\nBad Name: x\r\n"
+        b"Nats-Sequence:1\r\nX:\t v \r\n\r\n",
+        "A: é\r\n".encode() + b"B: \xff\r\n",
+        b"",
+        b"K: v: w\r\nNoColon\r\n: empty\r\n",
+        b"Nats-Msg-Id: 0196-abc\r\nNats-Expected-Last-Subject-Sequence: 12\r\n",
+    ],
+)
+def test_the_fast_header_parser_gives_what_nats_py_gives(raw: bytes) -> None:
+    assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+def test_api_keys_are_recognisable_and_stored_only_as_sha256() -> None:
+    key = new_api_key()
+    assert key.startswith("ncii_live_") and len(key) > 40
+    assert len(key_sha256(key)) == 64 and key not in key_sha256(key)
+
+
+def test_failed_authentications_are_throttled_per_client_and_the_window_passes() -> None:
+    throttle = FailedAuthThrottle(limit=3, window=0.2)
+    for _ in range(3):
+        throttle.check("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    with pytest.raises(Problem) as refused:
+        throttle.check("10.0.0.1")
+    assert refused.value.status == 429 and "Retry-After" in refused.value.headers
+    throttle.check("10.0.0.2")  # others are not affected
+    import time
+
+    time.sleep(0.25)
+    throttle.check("10.0.0.1")
+
+
+def test_a_cursor_round_trips_and_a_forged_one_is_a_422() -> None:
+    assert decode_cursor(encode_cursor({"o": "2026", "c": "x"})) == {"o": "2026", "c": "x"}
+    with pytest.raises(Problem) as bad:
+        decode_cursor("!!not-a-cursor")
+    assert bad.value.status == 422
