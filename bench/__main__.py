@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
             code = bench_hashmatch.main()
         failures += code != 0
-    print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s; results in bench/results/")
+    elapsed = time.perf_counter() - started
+    print(f"\nall benchmarks done in {elapsed:.0f} s; results in bench/results/")
     return 1 if failures else 0
 
 

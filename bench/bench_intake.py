@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from ncii_events.auth import create_principal
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
@@ -63,7 +62,7 @@ async def _client_loop(
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             response = await client.post(
-                "/v1/cases", json=body, headers=({"Idempotency-Key": str(uuid.uuid4())} if not os.environ.get("NOIDEM") else {})
+                "/v1/cases", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
             )
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status_code != 201:
@@ -73,11 +72,11 @@ async def _client_loop(
 async def _measure(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[int] = []
-    # warm-up: first requests pay for imports, connection set-up and SQLite page cache
-    await _client_loop(url, key, time.perf_counter() + 1.0, [], [])
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(_client_loop(url, key, deadline, latencies, errors) for _ in range(clients)))
+    await asyncio.gather(
+        *(_client_loop(url, key, deadline, latencies, errors) for _ in range(clients))
+    )
     elapsed = time.perf_counter() - started
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
@@ -101,43 +100,61 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-async def _run(seconds: float, clients: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
-    server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
-    server.start()
+def _start_intake(workdir: Path, nats_url: str) -> tuple[subprocess.Popen[bytes], str]:
     master = workdir / "master.key"
     MasterKey.load_or_create(master)
     port = free_port()
     env = {
         **os.environ,
-        "NCII_NATS_URL": server.url,
+        "NCII_NATS_URL": nats_url,
         "NCII_VAR_DIR": str(workdir),
         "NCII_MASTER_KEY_FILE": str(master),
         "NCII_PORT": str(port),
     }
-    log = open(workdir / "intake.log", "ab")  # noqa: SIM115
     command = [sys.executable, "-m", "ncii_intake.main"]
     if os.environ.get("NCII_BENCH_PROFILE"):  # where the time goes: python -m pstats FILE
         command[1:1] = ["-m", "cProfile", "-o", os.environ["NCII_BENCH_PROFILE"]]
-    service = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    with open(workdir / "intake.log", "ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def _issue_key(nats_url: str) -> str:
+    nc = await connect(nats_url, name="bench")
     try:
-        nc = await connect(server.url, name="bench")
         await ensure_streams(nc)
         _pid, key = await create_principal(
             EventStore(nc, None, spec=REFERENCE), organisation="bench-ngo", role="partner"
         )
+    finally:
         await nc.close()
-        async with httpx.AsyncClient(base_url=url, timeout=2) as probe:
-            for _ in range(600):
-                try:
-                    if (await probe.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
+    return key
+
+
+async def _wait_ready(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=2) as probe:
+        for _ in range(600):
+            try:
+                if (await probe.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("intake did not become ready")
+
+
+def _run(seconds: float, clients: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
+    server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
+    server.start()
+    service, url = _start_intake(workdir, server.url)
+    try:
+        key = asyncio.run(_issue_key(server.url))
+        asyncio.run(_wait_ready(url))
+        # warm-up: the first requests pay for lazy imports, connections and caches
+        asyncio.run(_client_loop(url, key, time.perf_counter() + 1.0, [], []))
         cpu_before = _cpu_seconds(service.pid)
-        result = await _measure(url, key, clients, seconds)
+        result = asyncio.run(_measure(url, key, clients, seconds))
         cpu = _cpu_seconds(service.pid) - cpu_before
         # CPU time the service spent per open: independent of other load on the machine
         result["service_cpu_ms_per_open"] = round(cpu * 1000 / max(1, result["opens"]), 3)
@@ -155,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/intake.json"))
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 20.0
-    result = asyncio.run(_run(seconds, args.clients))
+    result = _run(seconds, args.clients)
     result["target"] = {"opens_per_s": TARGET_OPENS_PER_S, "p99_ms": TARGET_P99_MS}
     result["met"] = {
         "opens_per_s": result["opens_per_s"] >= TARGET_OPENS_PER_S,
@@ -173,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if result['met']['opens_per_s'] else 'NOT met'})"
     )
     print(
-        f"  latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms "
+        f"  latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
+        f"p99 {result['p99_ms']} ms "
         f"(target < {TARGET_P99_MS}: {'met' if result['met']['p99_ms'] else 'NOT met'}), "
         f"errors {result['errors']}"
     )

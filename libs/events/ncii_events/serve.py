@@ -15,7 +15,14 @@ def serve(spec: ServiceSpec) -> None:
     app = create_app(spec, settings)
     port = settings.port or spec.port
     config = uvicorn.Config(
-        app, host=settings.host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
     )
     server = uvicorn.Server(config)
     server.run()

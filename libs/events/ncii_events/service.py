@@ -183,7 +183,7 @@ class Health(BaseModel):
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure(spec.name, log_format=settings.log_format)
+    configure(spec.name, log_format=settings.log_format, exporter=settings.otel_exporter)
     runtime = ServiceRuntime(spec, settings)
 
     @contextlib.asynccontextmanager

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, description="unset: the service's embedded port")
     log_format: str = Field(default="text", description="text (development) or json")
+    otel_exporter: str | None = Field(
+        default=None,
+        description="console: print spans; unset: spans carry ids but are not recorded",
+    )
     stream_replicas: int = 1
 
     def embedded_nats_url(self) -> str:

@@ -6,13 +6,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _configured = False
 
@@ -60,28 +61,52 @@ def configure(service: str, *, log_format: str = "text", exporter: str | None = 
     root.setLevel(logging.INFO)
     for noisy in ("uvicorn.access", "nats", "faststream", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    provider = TracerProvider(resource=Resource.create({"service.name": f"ncii-{service}"}))
+    # Without an exporter spans are not recorded (they cost CPU for nothing), but they still
+    # carry trace ids, which go into the logs and into each event's traceparent.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"ncii-{service}"}),
+        sampler=ParentBased(ALWAYS_ON if exporter else ALWAYS_OFF),
+    )
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
 
 
-def install_http_tracing(app: FastAPI, service: str) -> None:
-    tracer = trace.get_tracer(f"ncii.{service}.http")
+class _HttpTracing:
+    """A span per request, as plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a
+    task and two queues per request). Named by the route template, not the path: paths carry
+    identifiers, and queries may carry anything."""
 
-    @app.middleware("http")
-    async def _span(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # The route template, not the path: paths carry identifiers, queries may carry anything.
-        with tracer.start_as_current_span(
-            f"HTTP {request.method}", kind=trace.SpanKind.SERVER
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(f"ncii.{service}.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        with self.tracer.start_as_current_span(
+            f"HTTP {method}", kind=trace.SpanKind.SERVER
         ) as span:
-            span.set_attribute("http.request.method", request.method)
-            response = await call_next(request)
-            route = request.scope.get("route")
-            if route is not None:
-                span.set_attribute("http.route", getattr(route, "path", ""))
-                span.update_name(f"HTTP {request.method} {getattr(route, 'path', '')}")
-            span.set_attribute("http.response.status_code", response.status_code)
-            return response
+            status = {"code": 0}
+
+            async def send_with_status(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_status)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None)
+                if template:
+                    span.update_name(f"HTTP {method} {template}")
+                    span.set_attribute("http.route", template)
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.response.status_code", status["code"])
+
+
+def install_http_tracing(app: FastAPI, service: str) -> None:
+    app.add_middleware(_HttpTracing, service=service)
