@@ -465,14 +465,14 @@ async def test_case_lists_are_cursor_paginated_newest_first(
         assert seen == list(reversed(opened))
 
 
-async def test_a_revoked_key_is_refused_within_two_seconds(
-    intake: RunningService, nc: Any
-) -> None:
+async def test_a_revoked_key_is_refused_within_two_seconds(intake: RunningService, nc: Any) -> None:
     from ncii_events.auth import create_principal, revoke_principal
     from ncii_events.stream import REFERENCE
 
     ref_store = EventStore(nc, None, spec=REFERENCE)
-    principal_id, key = await create_principal(ref_store, organisation="ngo-revoked", role="partner")
+    principal_id, key = await create_principal(
+        ref_store, organisation="ngo-revoked", role="partner"
+    )
     await caught_up(intake)
     async with intake.client(key) as client:
         assert (await client.get("/v1/cases")).status_code == 200
@@ -481,3 +481,19 @@ async def test_a_revoked_key_is_refused_within_two_seconds(
         await asyncio.sleep(2.1)  # the authenticator remembers a valid key for 2 s
         refused = await client.get("/v1/cases")
         assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+
+async def test_a_key_erased_by_another_process_is_dropped_from_the_services_cache(
+    intake: RunningService, partner: str, case_keys: Any
+) -> None:
+    async with intake.client(partner) as client:
+        case = await open_case(client, age_group="minor")  # the service now holds the key
+        assert await case_keys.erase(case["case_id"])  # erased from this test's process
+        await asyncio.sleep(0.2)  # the service's key watcher hears of it
+        refused = await client.post(
+            f"/v1/cases/{case['case_id']}/locations",
+            json={"url": "https://x.example/1", "platform": "X", "channel_kind": "forum"},
+        )
+        assert refused.status_code == 409
+        detail = (await client.get(f"/v1/cases/{case['case_id']}")).json()
+        assert detail["pseudonym"] is None and detail["personal_data_erased"] is True

@@ -17,10 +17,9 @@ from typing import ClassVar, Literal
 
 from fastapi import Request
 from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ncii_events.db import upsert
 from ncii_events.envelope import Actor
 from ncii_events.http import Problem
 from ncii_events.ids import uuid7
@@ -87,16 +86,6 @@ PRINCIPALS = Table(
     Column("revoked", Boolean, nullable=False),
     Column("created_at", String(40), nullable=False),
 )
-
-
-def upsert(conn: Connection, table: Table, values: dict[str, object], keys: list[str]) -> None:
-    """Insert or replace a row: projections are written again on replay."""
-    dialect = conn.dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
-    )
-    conn.execute(stmt)
 
 
 class PrincipalsProjection(Projection):

@@ -11,11 +11,36 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, event
+from sqlalchemy import Connection, MetaData, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 RUNTIME_METADATA = MetaData()
-"""Tables every service has: projection checkpoints, dead letters, idempotency records."""
+"""Tables every service has: projection checkpoints and dead letters."""
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
+    """Insert a row or replace it (projections write rows again on replay).
+
+    The statement is built once per table and column set, with the new values taken from
+    ``excluded``, so SQLAlchemy compiles it once; values go in as parameters.
+    """
+    dialect = conn.dialect.name
+    cache_key = (dialect, table.name, tuple(keys), tuple(sorted(values)))
+    stmt = _UPSERTS.get(cache_key)
+    if stmt is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        base = insert(table)
+        stmt = base.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: base.excluded[name] for name in sorted(values) if name not in keys},
+        )
+        _UPSERTS[cache_key] = stmt
+    conn.execute(stmt, values)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

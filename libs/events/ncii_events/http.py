@@ -16,17 +16,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from nats.aio.client import Client as NATS
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ncii_events.db import RUNTIME_METADATA, write_transaction
-from ncii_events.envelope import canonical_json, utc_now
-from ncii_events.runtime_tables import define_runtime_tables
+from ncii_events.envelope import canonical_json
+from ncii_events.stream import IDEMPOTENCY_BUCKET
 
-define_runtime_tables()
-IDEMPOTENCY = RUNTIME_METADATA.tables["idempotency_keys"]
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://ncii.invalid/problems/"
 log = logging.getLogger("ncii.http")
@@ -155,12 +152,25 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
 class Idempotency:
     """Same key and same request: the first response again. Same key, other request: 422.
 
-    Responses are stored without secrets: a handler returns what may be stored, and a
-    ``reveal`` callback adds anything that must be recomputed rather than kept (a victim's PIN).
+    First responses live for 24 hours in the NATS KV bucket ``ncii_idempotency`` (shared by a
+    service's replicas; an atomic create settles a race between twins). They are stored without
+    secrets: a handler returns what may be kept, and ``reveal`` adds anything that must be
+    recomputed rather than kept (a victim's PIN).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, nc: NATS, service: str) -> None:
+        self.nc = nc
+        self.service = service
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+        return self._kv
+
+    def _entry_key(self, principal: str, key: str) -> str:
+        # KV keys allow few characters; the client's key can hold anything
+        return hashlib.sha256(f"{self.service}\x1f{principal}\x1f{key}".encode()).hexdigest()
 
     async def run(
         self,
@@ -171,66 +181,57 @@ class Idempotency:
         handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
         reveal: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> JSONResponse:
-        if key is not None:
-            if not 1 <= len(key) <= 200:
-                raise Problem(
-                    422, "Invalid Idempotency-Key", "Idempotency-Key must be 1 to 200 characters"
-                )
-            stored = await self._lookup(principal, key)
-            if stored is not None:
-                return await self._replay(stored, fingerprint, reveal)
+        if key is None:
+            status, body = await handler()
+            return JSONResponse(await reveal(body) if reveal else body, status_code=status)
+        if not 1 <= len(key) <= 200:
+            raise Problem(
+                422, "Invalid Idempotency-Key", "Idempotency-Key must be 1 to 200 characters"
+            )
+        kv = await self._bucket()
+        entry_key = self._entry_key(principal, key)
+        stored = await self._lookup(kv, entry_key)
+        if stored is not None:
+            return await self._replay(stored, fingerprint, reveal)
         status, body = await handler()
-        if key is not None and status < 500:
+        if status < 500:
+            record = json.dumps({"request": fingerprint, "status": status, "body": body})
             try:
-                async with write_transaction(self.engine) as conn:
-                    await conn.execute(
-                        insert(IDEMPOTENCY).values(
-                            principal=principal,
-                            key=key,
-                            request_hash=fingerprint,
-                            status_code=status,
-                            response_body=json.dumps(body),
-                            created_at=utc_now(),
-                        )
-                    )
-            except IntegrityError:
-                stored = await self._lookup(principal, key)  # a concurrent twin got there first
+                await kv.create(entry_key, record.encode())
+            except KeyWrongLastSequenceError:
+                stored = await self._lookup(kv, entry_key)  # a concurrent twin got there first
                 if stored is not None:
                     return await self._replay(stored, fingerprint, reveal)
         full = await reveal(body) if reveal is not None else body
         return JSONResponse(full, status_code=status)
 
-    async def _lookup(self, principal: str, key: str) -> Any:
-        async with self.engine.connect() as conn:
-            return (
-                (
-                    await conn.execute(
-                        select(IDEMPOTENCY).where(
-                            IDEMPOTENCY.c.principal == principal, IDEMPOTENCY.c.key == key
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+    async def _lookup(self, kv: KeyValue, entry_key: str) -> dict[str, Any] | None:
+        try:
+            entry = await kv.get(entry_key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        record: dict[str, Any] = json.loads(entry.value)
+        return record
 
     async def _replay(
         self,
-        stored: Any,
+        stored: dict[str, Any],
         fingerprint: str,
         reveal: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
     ) -> JSONResponse:
-        if stored["request_hash"] != fingerprint:
+        if stored["request"] != fingerprint:
             raise Problem(
                 422,
                 "Idempotency-Key reused",
                 "this Idempotency-Key was used for a different request; use a new key",
                 kind="idempotency-key-reused",
             )
-        body = json.loads(stored["response_body"])
+        body = stored["body"]
         full = await reveal(body) if reveal is not None else body
         return JSONResponse(
-            full, status_code=int(stored["status_code"]), headers={"Idempotent-Replayed": "true"}
+            full, status_code=int(stored["status"]), headers={"Idempotent-Replayed": "true"}
         )
 
 

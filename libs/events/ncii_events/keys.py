@@ -43,7 +43,11 @@ class NatsCaseKeys:
                 if entry is None:
                     ready.set()
                     continue
-                self._cache.pop(entry.key, None)
+                # A key is created once and never changes; what must reach every cache at once
+                # is its destruction (a tombstone, a delete or a purge).
+                value = entry.value.decode() if entry.value else ""
+                if entry.operation is not None or not value or is_erased_marker(value):
+                    self._cache.pop(entry.key, None)
 
         self._watch_task = asyncio.create_task(follow(), name="case-keys-watch")
         with contextlib.suppress(TimeoutError):

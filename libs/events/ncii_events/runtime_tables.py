@@ -1,4 +1,5 @@
-"""Tables every service's database has, beside its own projections."""
+"""Tables every service's database has, beside its own projections: checkpoints and dead
+letters."""
 
 from __future__ import annotations
 
@@ -32,16 +33,6 @@ def define_runtime_tables() -> None:
         Column("failed_at", String(40), nullable=False),
         Column("resolved_at", String(40), nullable=True),
         UniqueConstraint("projection", "stream_seq", name="uq_dead_letters_projection_seq"),
-    )
-    Table(
-        "idempotency_keys",
-        RUNTIME_METADATA,
-        Column("principal", String(64), primary_key=True),
-        Column("key", String(200), primary_key=True),
-        Column("request_hash", String(64), nullable=False),
-        Column("status_code", Integer, nullable=False),
-        Column("response_body", Text, nullable=False),
-        Column("created_at", String(40), nullable=False),
     )
 
 

@@ -42,6 +42,8 @@ REFERENCE_CASE = "-"
 """The case id of reference events (principals, organisations, banks): they belong to no case."""
 
 KEYS_BUCKET = "ncii_case_keys"
+IDEMPOTENCY_BUCKET = "ncii_idempotency"
+IDEMPOTENCY_TTL_S = 24 * 60 * 60
 
 
 def stream_config(spec: StreamSpec, *, replicas: int = 1) -> dict[str, Any]:
@@ -85,17 +87,36 @@ async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
             raise StreamSetupError(f"{verb.lower()} stream {spec.name}: {body['error']}")
     # The key bucket is a KV bucket whose stream allows deleting single messages: NATS creates KV
     # streams with deny_delete, and erasure must overwrite the old key record on disk.
-    name = f"KV_{KEYS_BUCKET}"
-    reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
-    verb = "UPDATE" if "error" not in json.loads(reply.data) else "CREATE"
-    reply = await nc.request(
-        f"$JS.API.STREAM.{verb}.{name}",
-        json.dumps(key_bucket_config(replicas)).encode(),
-        timeout=10,
-    )
-    body = json.loads(reply.data)
-    if "error" in body:
-        raise StreamSetupError(f"{verb.lower()} key bucket: {body['error']}")
+    for config in (key_bucket_config(replicas), idempotency_bucket_config(replicas)):
+        name = config["name"]
+        reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
+        verb = "UPDATE" if "error" not in json.loads(reply.data) else "CREATE"
+        reply = await nc.request(
+            f"$JS.API.STREAM.{verb}.{name}", json.dumps(config).encode(), timeout=10
+        )
+        body = json.loads(reply.data)
+        if "error" in body:
+            raise StreamSetupError(f"{verb.lower()} {name}: {body['error']}")
+
+
+def idempotency_bucket_config(replicas: int) -> dict[str, Any]:
+    """First responses to requests sent with an Idempotency-Key, kept for 24 hours."""
+    return {
+        "name": f"KV_{IDEMPOTENCY_BUCKET}",
+        "description": "ncii first responses per Idempotency-Key (no personal data)",
+        "subjects": [f"$KV.{IDEMPOTENCY_BUCKET}.>"],
+        "retention": "limits",
+        "storage": "file",
+        "discard": "new",
+        "max_msgs_per_subject": 1,
+        "max_age": IDEMPOTENCY_TTL_S * NANOS,
+        "num_replicas": replicas,
+        "duplicate_window": 120 * NANOS,
+        "allow_rollup_hdrs": True,
+        "deny_delete": True,
+        "deny_purge": False,
+        "allow_direct": True,
+    }
 
 
 def key_bucket_config(replicas: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from ncii_events.auth import Principal, upsert
+from ncii_events.auth import Principal
+from ncii_events.db import upsert
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from sqlalchemy import (

@@ -1,4 +1,4 @@
-"""runtime tables: checkpoints, dead letters, idempotency keys
+"""runtime tables: checkpoints and dead letters
 
 Revision ID: 0001_runtime
 Revises:
@@ -36,18 +36,8 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.String(40), nullable=True),
         sa.UniqueConstraint("projection", "stream_seq", name="uq_dead_letters_projection_seq"),
     )
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("principal", sa.String(64), primary_key=True),
-        sa.Column("key", sa.String(200), primary_key=True),
-        sa.Column("request_hash", sa.String(64), nullable=False),
-        sa.Column("status_code", sa.Integer, nullable=False),
-        sa.Column("response_body", sa.Text, nullable=False),
-        sa.Column("created_at", sa.String(40), nullable=False),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("idempotency_keys")
     op.drop_table("dead_letters")
     op.drop_table("projection_checkpoints")
