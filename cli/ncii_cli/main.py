@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated
 
 import typer
@@ -97,6 +98,57 @@ def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     out.print(table)
+
+
+@log_app.command("verify")
+def log_verify(
+    case: Annotated[
+        str | None, typer.Option(help="only this case (default: the whole log)")
+    ] = None,
+) -> None:
+    """Replay the log and recompute every event's hash and every link of every aggregate's chain;
+    name the first event that does not verify. Exit 1 if one does not.
+
+    Example: `ncii log verify` or `ncii log verify --case 0196a3c2-...`
+    """
+    from ncii_events.audit import ChainVerifier
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ncii_cli.log_access import log_access
+
+    async def verify() -> tuple[int, int, object]:
+        async with log_access() as access:
+            verifier = ChainVerifier()
+            if case is not None:
+                verifier.feed(await access.store.read_case(case, decrypt=False))
+                return verifier.checked, verifier.aggregates, verifier.first_break
+            last = await access.store.last_sequence()
+            with Progress(
+                TextColumn("verifying"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[rate]} events/s"),
+                TimeElapsedColumn(),
+                console=err,
+            ) as progress:
+                task = progress.add_task("log", total=last, rate="-")
+                started = time.perf_counter()
+                seq = 1
+                while seq <= last and verifier.first_break is None:
+                    batch = await access.store.read_from(seq, limit=1000)
+                    if not batch:
+                        break
+                    verifier.feed(batch)
+                    seq = batch[-1].seq + 1
+                    rate = verifier.checked / max(time.perf_counter() - started, 1e-9)
+                    progress.update(task, completed=batch[-1].seq, rate=f"{rate:,.0f}")
+            return verifier.checked, verifier.aggregates, verifier.first_break
+
+    checked, aggregates, first_break = asyncio.run(verify())
+    if first_break is not None:
+        err.print(f"[red]chain broken[/] after {checked} events: {first_break}")
+        raise typer.Exit(1)
+    out.print(f"{checked} events in {aggregates} aggregates verify")
 
 
 @keys_app.command("create")
@@ -314,3 +366,7 @@ def projections_rebuild(
         return applied
 
     asyncio.run(rebuild())
+
+
+if __name__ == "__main__":
+    app()
