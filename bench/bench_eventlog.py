@@ -1,6 +1,7 @@
 """Event-log benchmark: our JetStream event store against the ``eventsourcing`` library.
 
-Run: /work/main/.venv/bin/python -m bench.bench_eventlog [--quick] [--out bench/results/eventlog.json]
+Run: /work/main/.venv/bin/python -m bench.bench_eventlog [--quick] \
+        [--out bench/results/eventlog.json]
 
 In one process and one run, on this machine:
 
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -49,10 +50,7 @@ from typing import Annotated, Any, ClassVar
 import psutil
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from bench.baseline_eventsourcing import postgres_unavailable_reason, run_baseline
+from ncii_events.audit import verify_chain
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine
@@ -63,6 +61,10 @@ from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import CASES, ensure_streams
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.baseline_eventsourcing import postgres_unavailable_reason, run_baseline
 
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
@@ -126,38 +128,68 @@ def row_event(i: int) -> BenchRowAdded:
     )
 
 
-ROWS_METADATA = MetaData()
-ROWS = Table(
-    "bench_rows",
-    ROWS_METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("seq", Integer, nullable=False),
-    Column("event_id", String(64), nullable=False),
-    Column("case_id", String(64), nullable=False),
-    Column("category", String(50), nullable=False),
-    Column("priority", Integer, nullable=False),
-)
+def _rows_table(name: str) -> tuple[MetaData, Table]:
+    metadata = MetaData()
+    table = Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("seq", Integer, nullable=False),
+        Column("event_id", String(64), nullable=False),
+        Column("case_id", String(64), nullable=False),
+        Column("category", String(50), nullable=False),
+        Column("priority", Integer, nullable=False),
+    )
+    return metadata, table
+
+
+ROWS_METADATA, ROWS = _rows_table("bench_rows")
+BATCH_ROWS_METADATA, BATCH_ROWS = _rows_table("bench_rows_batch")
+ROW_SUBJECTS = (f"{CASES.prefix}.*.*.*.{BenchRowAdded.event_type}",)
+
+
+def _row(event: RecordedEvent) -> dict[str, Any] | None:
+    ev = event.event
+    if not isinstance(ev, BenchRowAdded):
+        return None
+    return {
+        "seq": event.seq,
+        "event_id": event.envelope.event_id,
+        "case_id": event.envelope.case_id,
+        "category": ev.category,
+        "priority": ev.priority,
+    }
 
 
 class BenchRowsProjection(Projection):
-    """One row per event, written with a plain SQLAlchemy insert (the usual projection)."""
+    """One row per event, one plain SQLAlchemy insert per event (the simplest projection)."""
 
     name: ClassVar[str] = "bench_rows"
     metadata: ClassVar[MetaData] = ROWS_METADATA
-    subjects: ClassVar[tuple[str, ...]] = (f"{CASES.prefix}.*.*.*.{BenchRowAdded.event_type}",)
+    subjects: ClassVar[tuple[str, ...]] = ROW_SUBJECTS
+    table: ClassVar[Table] = ROWS
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
-        ev = event.event
-        if isinstance(ev, BenchRowAdded):
-            conn.execute(
-                insert(ROWS).values(
-                    seq=event.seq,
-                    event_id=event.envelope.event_id,
-                    case_id=event.envelope.case_id,
-                    category=ev.category,
-                    priority=ev.priority,
-                )
-            )
+        row = _row(event)
+        if row is not None:
+            conn.execute(insert(ROWS).values(**row))
+
+
+class BenchRowsBatchProjection(Projection):
+    """The same rows, written a batch at a time (``apply_batch``: one executemany)."""
+
+    name: ClassVar[str] = "bench_rows_batch"
+    metadata: ClassVar[MetaData] = BATCH_ROWS_METADATA
+    subjects: ClassVar[tuple[str, ...]] = ROW_SUBJECTS
+    table: ClassVar[Table] = BATCH_ROWS
+
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        self.apply_batch(conn, [event])
+
+    def apply_batch(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        rows = [r for r in map(_row, events) if r is not None]
+        if rows:
+            conn.execute(insert(BATCH_ROWS), rows)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -197,30 +229,39 @@ class Figure:
 
 
 class CpuMeter:
-    """Wall time and CPU seconds of this process and of the NATS server during a phase."""
+    """Wall time and CPU of this process, of the NATS server and of the whole machine (other
+    jobs share the two cores: ``machine_busy_pct`` beyond client + server is someone else's)."""
 
     def __init__(self, server_pid: int | None) -> None:
         self._me = psutil.Process()
         self._server = psutil.Process(server_pid) if server_pid else None
 
-    def _cpu(self) -> tuple[float, float]:
+    def _cpu(self) -> tuple[float, float, float, float, float]:
         mine = self._me.cpu_times()
         theirs = self._server.cpu_times() if self._server else None
+        machine = psutil.cpu_times()
         return (
             mine.user + mine.system,
             (theirs.user + theirs.system) if theirs else 0.0,
+            sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+            getattr(machine, "steal", 0.0),
+            sum(machine),
         )
 
     @contextlib.contextmanager
     def measure(self, into: dict[str, float]) -> Any:
-        c0, s0 = self._cpu()
+        c0, s0, b0, st0, t0_all = self._cpu()
         t0 = time.perf_counter()
         yield
         wall = time.perf_counter() - t0
-        c1, s1 = self._cpu()
+        c1, s1, b1, st1, t1_all = self._cpu()
         into["wall_s"] = wall
         into["client_cpu_pct"] = 100 * (c1 - c0) / wall if wall else 0.0
         into["server_cpu_pct"] = 100 * (s1 - s0) / wall if wall else 0.0
+        span = t1_all - t0_all  # CPU-seconds of all cores
+        cores = os.cpu_count() or 1
+        into["machine_busy_pct"] = 100 * cores * (b1 - b0) / span if span else 0.0
+        into["steal_pct"] = 100 * cores * (st1 - st0) / span if span else 0.0
 
 
 def loadavg() -> list[float]:
@@ -290,7 +331,9 @@ def new_refs(count: int, per_case: int = 4) -> list[AggregateRef]:
     ]
 
 
-async def append_one_at_a_time(node: Node, events: int, aggregates: int) -> tuple[float, dict[str, float]]:
+async def append_one_at_a_time(
+    node: Node, events: int, aggregates: int
+) -> tuple[float, dict[str, float]]:
     """Each append awaited before the next; each with the version the previous one returned."""
     refs = new_refs(aggregates)
     await warm_keys(node.keys, sorted({r.case_id for r in refs}))
@@ -344,7 +387,11 @@ def raw_payload(ref: AggregateRef) -> bytes:
         "aggregate": ref.aggregate,
         "aggregate_id": ref.aggregate_id,
         "occurred_at": "2025-01-01T00:00:00.000000Z",
-        "actor": {"organisation": "org-bench", "principal": "principal-bench", "role": "caseworker"},
+        "actor": {
+            "organisation": "org-bench",
+            "principal": "principal-bench",
+            "role": "caseworker",
+        },
         "correlation_id": CAUSE.correlation_id,
         "causation_id": CAUSE.causation_id,
         "traceparent": None,
@@ -480,43 +527,47 @@ async def append_rows(node: Node, total: int) -> None:
             version = Version.of(out)
             done += k
 
-    await asyncio.gather(
-        *(fill(r, per_ref + (1 if i < rest else 0)) for i, r in enumerate(refs))
-    )
+    await asyncio.gather(*(fill(r, per_ref + (1 if i < rest else 0)) for i, r in enumerate(refs)))
 
 
 async def catch_up(
-    node: Node, engine: AsyncEngine, total: int, service: str
+    node: Node,
+    engine: AsyncEngine,
+    count: int,
+    service: str,
+    projection: BenchRowsProjection | BenchRowsBatchProjection,
 ) -> tuple[float, dict[str, float]]:
-    """Start a projection runner and time it until it has applied ``total`` events."""
-    projection = BenchRowsProjection()
+    """Start a projection runner on the log and time it until it has applied ``count`` events
+    (from its start, so the runtime's migrations and the consumer's creation are included)."""
     runner = ProjectionRunner(node.nc, engine, node.store, projection, service=service)
     stats: dict[str, float] = {}
     first_at = 0.0
+    first_applied = 0
     meter = CpuMeter(node.pid)
     with meter.measure(stats):
         t0 = time.perf_counter()
         await runner.start()
         stats["start_s"] = time.perf_counter() - t0
         deadline = t0 + 300
-        while runner.applied < total:
+        while runner.applied < count:
             if not first_at and runner.applied:
-                first_at = time.perf_counter()
+                first_at, first_applied = time.perf_counter(), runner.applied
             if time.perf_counter() > deadline:
                 break
             await asyncio.sleep(0.002)
         t_end = time.perf_counter()
     await runner.stop()
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(func.count()).select_from(ROWS))).scalar_one()
-    if rows != total:
-        raise RuntimeError(f"the projection holds {rows} rows, expected {total}")
+        rows = (await conn.execute(select(func.count()).select_from(projection.table))).scalar_one()
+    if rows != runner.applied or rows < count:
+        raise RuntimeError(f"the projection holds {rows} rows; {runner.applied} applied")
     elapsed = t_end - t0
     stats["elapsed_s"] = elapsed
-    if first_at:
-        stats["steady_per_s"] = (total - 0) / (t_end - first_at) if t_end > first_at else 0.0
-        stats["time_to_first_s"] = first_at - t0
-    return total / elapsed, stats
+    stats["events"] = count
+    if first_at and t_end > first_at:
+        stats["steady_per_s"] = (runner.applied - first_applied) / (t_end - first_at)
+        stats["time_to_first_batch_s"] = first_at - t0
+    return count / elapsed, stats
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
@@ -566,6 +617,7 @@ class Plan:
     case_events: int
     read_runs: int
     projection_events: int
+    per_event_projection_events: int
     baseline_events: int
     baseline_concurrency: int
 
@@ -575,13 +627,14 @@ FULL = Plan(
     seq_aggregates=100,
     in_flight=(64, 256),
     in_flight_events=12_800,
-    durable_in_flight_events=6_400,
+    durable_in_flight_events=3_200,
     durable_seq_events=1000,
     repeats=3,
     case_events=1000,
     read_runs=20,
     projection_events=20_000,
-    baseline_events=5000,
+    per_event_projection_events=4_000,
+    baseline_events=3000,
     baseline_concurrency=16,
 )
 QUICK = Plan(
@@ -595,6 +648,7 @@ QUICK = Plan(
     case_events=1000,
     read_runs=20,
     projection_events=5_000,
+    per_event_projection_events=1_500,
     baseline_events=600,
     baseline_concurrency=16,
 )
@@ -658,17 +712,30 @@ async def bench_read(node: Node, plan: Plan, results: dict[str, Any]) -> None:
     async def raw() -> int:
         return await raw_direct_get(node.nc, case_id, plan.case_events)
 
+    # Sanity (not timing): decrypted, chained, and stored in the canonical encoding.
     events = await node.store.read_case(case_id)
-    if sum(1 for e in events if isinstance(e.event, BenchNoteAdded) and e.event.contact_phone):
-        pass  # decrypted, as expected
-    else:
+    if not all(isinstance(e.event, BenchNoteAdded) and e.event.contact_phone for e in events):
         raise RuntimeError("the case read back without its personal fields")
+    if not verify_chain(events).ok:
+        raise RuntimeError("the case's hash chains do not verify")
+    reply = await node.nc.request(
+        f"$JS.API.DIRECT.GET.{CASES.name}", json.dumps({"seq": events[-1].seq}).encode(), 5
+    )
+    if reply.data != canonical_json(json.loads(reply.data)):
+        raise RuntimeError("a stored event is not in the canonical encoding")
+
+    stats: dict[str, float] = {}
     fig = Figure("ms", extra={"events": plan.case_events, "loadavg": loadavg()})
-    fig.samples = await time_runs(read, plan.read_runs, 2, plan.case_events)
+    with CpuMeter(node.pid).measure(stats):
+        fig.samples = await time_runs(read, plan.read_runs, 2, plan.case_events)
+    fig.extra |= _round(stats)
     results["read_case_1000"] = fig
     say(f"  read a {plan.case_events}-event case (decrypt + decode): {fig.show()}")
+    stats = {}
     fig = Figure("ms", extra={"events": plan.case_events, "loadavg": loadavg()})
-    fig.samples = await time_runs(raw, plan.read_runs, 2, plan.case_events)
+    with CpuMeter(node.pid).measure(stats):
+        fig.samples = await time_runs(raw, plan.read_runs, 2, plan.case_events)
+    fig.extra |= _round(stats)
     results["raw_direct_get_1000"] = fig
     say(f"  bare Direct Get of the same {plan.case_events} messages: {fig.show()}")
 
@@ -681,32 +748,42 @@ async def bench_projection(
     await append_rows(node, total)
     say(f"  appended {total:,} projection events in {time.perf_counter() - t0:.1f} s")
 
-    engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'projection.db'}")
-    try:
-        rate, stats = await catch_up(node, engine, total, "benchsqlite")
-    finally:
-        await engine.dispose()
-    fig = Figure("ev/s", [rate], extra={"events": total, "loadavg": loadavg()} | _round(stats))
-    results["projection_sqlite"] = fig
-    say(f"  projection catch-up, SQLite: {fig.show()} (steady {stats.get('steady_per_s', 0):,.0f})")
+    # The insert-per-event projection is timed over its first events only: it is slow.
+    variants = (
+        ("", "one insert per event", BenchRowsProjection, plan.per_event_projection_events),
+        ("batch_", "executemany per batch", BenchRowsBatchProjection, total),
+    )
+    for prefix, label, cls, count in variants:
+        engine = make_engine(f"sqlite+aiosqlite:///{workdir / f'projection-{prefix}.db'}")
+        try:
+            rate, stats = await catch_up(node, engine, count, f"benchsqlite{prefix}", cls())
+        finally:
+            await engine.dispose()
+        fig = Figure("ev/s", [rate], extra={"loadavg": loadavg()} | _round(stats))
+        results[f"projection_{prefix}sqlite"] = fig
+        say(
+            f"  projection catch-up, SQLite, {label}: {fig.show()} "
+            f"(steady {stats.get('steady_per_s', 0):,.0f})"
+        )
 
     reason = pg_reachable()
     if reason is not None:
         skipped["projection_postgres"] = reason
         say(f"  projection catch-up, PostgreSQL: skipped ({reason})")
         return
-    async with fresh_pg_database() as url:
-        engine = make_engine(url)
-        try:
-            rate, stats = await catch_up(node, engine, total, "benchpg")
-        finally:
-            await engine.dispose()
-    fig = Figure("ev/s", [rate], extra={"events": total, "loadavg": loadavg()} | _round(stats))
-    results["projection_postgres"] = fig
-    say(
-        f"  projection catch-up, PostgreSQL: {fig.show()} "
-        f"(steady {stats.get('steady_per_s', 0):,.0f})"
-    )
+    for prefix, label, cls, count in variants:
+        async with fresh_pg_database() as url:
+            engine = make_engine(url)
+            try:
+                rate, stats = await catch_up(node, engine, count, f"benchpg{prefix}", cls())
+            finally:
+                await engine.dispose()
+        fig = Figure("ev/s", [rate], extra={"loadavg": loadavg()} | _round(stats))
+        results[f"projection_{prefix}postgres"] = fig
+        say(
+            f"  projection catch-up, PostgreSQL, {label}: {fig.show()} "
+            f"(steady {stats.get('steady_per_s', 0):,.0f})"
+        )
 
 
 def bench_baseline(
@@ -722,7 +799,7 @@ def bench_baseline(
                 continue
         la = loadavg()
         result = run_baseline(
-            backend,  # type: ignore[arg-type]
+            backend,
             events=plan.baseline_events,
             concurrency=plan.baseline_concurrency,
             case_events=plan.case_events,
@@ -735,7 +812,8 @@ def bench_baseline(
             f"{result['append_one_at_a_time_per_s']:,.0f} ev/s one at a time (load+save), "
             f"{result['append_save_only_per_s']:,.0f} save only, "
             f"{result['append_concurrent_per_s']:,.0f} with "
-            f"{plan.baseline_concurrency} threads; load {result['load_1000_event_aggregate_ms']:.1f} ms"
+            f"{plan.baseline_concurrency} threads; "
+            f"load {result['load_1000_event_aggregate_ms']:.1f} ms"
         )
 
 
@@ -829,7 +907,9 @@ def table(results: dict[str, Figure], baseline: dict[str, Any]) -> list[list[str
     for key, f in results.items():
         if key.startswith("default.append_in_flight_"):
             n = f.extra["appenders"]
-            rows.append([f"  {n} in flight", f.show(), fig(f"durable.append_in_flight_{n}"), "", ""])
+            rows.append(
+                [f"  {n} in flight", f.show(), fig(f"durable.append_in_flight_{n}"), "", ""]
+            )
     rows += [
         [
             "  bare nats-py js.publish in flight",
@@ -847,15 +927,29 @@ def table(results: dict[str, Figure], baseline: dict[str, Any]) -> list[list[str
         ],
         ["  bare Direct Get, no decoding", fig("raw_direct_get_1000"), "", "", ""],
         [
-            "projection catch-up (incl. SQL), SQLite",
+            "projection catch-up, SQLite: insert per event",
             fig("projection_sqlite"),
             "",
             "",
             "",
         ],
         [
-            "projection catch-up (incl. SQL), PostgreSQL",
+            "  SQLite: executemany per batch",
+            fig("projection_batch_sqlite"),
+            "",
+            "",
+            "",
+        ],
+        [
+            "projection catch-up, PostgreSQL: insert per event",
             fig("projection_postgres"),
+            "",
+            "",
+            "",
+        ],
+        [
+            "  PostgreSQL: executemany per batch",
+            fig("projection_batch_postgres"),
             "",
             "",
             "",
@@ -867,13 +961,21 @@ def table(results: dict[str, Figure], baseline: dict[str, Any]) -> list[list[str
 def targets(results: dict[str, Figure], baseline: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
-    def add(name: str, value: float | None, goal: float, *, below: bool = False, note: str = "") -> None:
+    def add(
+        name: str, value: float | None, goal: float, *, below: bool = False, note: str = ""
+    ) -> None:
         if value is None or value != value:  # missing or NaN
             out.append({"target": name, "value": None, "goal": goal, "met": None, "note": note})
             return
         met = value < goal if below else value >= goal
         out.append(
-            {"target": name, "value": round(value, 2), "goal": round(goal, 2), "met": met, "note": note}
+            {
+                "target": name,
+                "value": round(value, 2),
+                "goal": round(goal, 2),
+                "met": met,
+                "note": note,
+            }
         )
 
     durable = results.get("durable.append_in_flight")
@@ -892,8 +994,12 @@ def targets(results: dict[str, Figure], baseline: dict[str, Any]) -> list[dict[s
             note=f"against its best one-save-per-event rate ({which}: {rate:,.0f} ev/s)",
         )
     else:
-        add("durable appends in flight >= 4x eventsourcing PostgreSQL", None, 0.0,
-            note="PostgreSQL baseline skipped")
+        add(
+            "durable appends in flight >= 4x eventsourcing PostgreSQL",
+            None,
+            0.0,
+            note="PostgreSQL baseline skipped",
+        )
     default = results.get("default.append_in_flight")
     add(
         "default-mode appends in flight >= 20,000/s",
@@ -901,15 +1007,20 @@ def targets(results: dict[str, Figure], baseline: dict[str, Any]) -> list[dict[s
         TARGET_DEFAULT_IN_FLIGHT,
     )
     read = results.get("read_case_1000")
-    add("read a 1,000-event case < 25 ms (median)", read.median if read else None, TARGET_READ_MS,
-        below=True)
+    add(
+        "read a 1,000-event case < 25 ms (median)",
+        read.median if read else None,
+        TARGET_READ_MS,
+        below=True,
+    )
     for backend in ("sqlite", "postgres"):
-        proj = results.get(f"projection_{backend}")
-        add(
-            f"projection catch-up >= 20,000 ev/s ({backend})",
-            proj.median if proj else None,
-            TARGET_PROJECTION,
-        )
+        for prefix, how in (("batch_", "executemany per batch"), ("", "insert per event")):
+            proj = results.get(f"projection_{prefix}{backend}")
+            add(
+                f"projection catch-up >= 20,000 ev/s ({backend}, {how})",
+                proj.median if proj else None,
+                TARGET_PROJECTION,
+            )
     return out
 
 
@@ -983,8 +1094,10 @@ async def run(plan: Plan, workdir: Path, *, quick: bool) -> dict[str, Any]:
     rows = table(results, baseline)
     verdicts = targets(results, baseline)
     say("")
-    say(f"results (median [min-max]; load average at start {la_start}, at end {la_end}, "
-        f"{os.cpu_count()} CPUs)")
+    say(
+        f"results (median [min-max]; load average at start {la_start}, at end {la_end}, "
+        f"{os.cpu_count()} CPUs)"
+    )
     print_table(rows)
     say("")
     say("targets")

@@ -4,17 +4,32 @@ A batch of events is applied in one SQL transaction together with the projection
 (the last stream sequence applied), and acknowledged only after the commit. A redelivered or
 replayed event at or below the checkpoint is skipped, so each event is applied exactly once.
 
-A failing event is retried (nak with a delay) until it has been delivered ``max_deliver`` times;
-then it becomes a dead letter (a row naming the event, the error type and where it was raised,
-never the data) and the projection moves on. ``ncii deadletters retry`` applies it again later.
-The server's max-deliveries advisory is recorded too, for a message that never reached the
-handler (for instance because the process crashed on it each time).
+The checkpoint is a high-water mark, so events must be applied in log order: an event applied
+after a later one would be skipped as "applied before". Hence:
+
+- A failing event is retried in place, after ``retry_delay``, until it has failed
+  ``max_deliver`` times, while the rest of its batch waits (a nak would let the server deliver
+  later events first). Then it becomes a dead letter (a row naming the event, the error type and
+  where it was raised, never the data) and the projection moves on. ``ncii deadletters retry``
+  applies it again later. The server's max-deliveries advisory is recorded too, for a message
+  that never reached the handler (for instance because the process crashed on it each time).
+- Messages delivered and never settled (a crashed or stopped runner, a message lost with a
+  connection) come back only after the ack wait, while newer ones flow. When the runner starts
+  with such messages outstanding, or sees a gap in the consumer's delivery sequence, it holds
+  what it has until the server reports nothing else outstanding, and applies it in order.
+  This relies on one runner per durable consumer (one applier per checkpoint): two runners
+  sharing one checkpoint could not apply in order anyway.
+
+Messages are pulled with one pull request at a time (``no_wait`` with ``expires``: what is there
+now, or the first to arrive), and the next batch is requested while the current one is applied.
+Projections can apply a whole batch at once (``apply_batch``, e.g. one ``executemany``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import traceback
@@ -26,12 +41,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from opentelemetry import trace
 from sqlalchemy import Connection, MetaData, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_events.db import RUNTIME_METADATA, migrate_runtime
+from ncii_events.db import RUNTIME_METADATA, migrate_runtime, write_transaction
 from ncii_events.envelope import utc_now
 from ncii_events.runtime_tables import define_runtime_tables
 from ncii_events.store import EventStore, RecordedEvent
@@ -42,6 +57,9 @@ DEAD_LETTERS = RUNTIME_METADATA.tables["dead_letters"]
 
 log = logging.getLogger("ncii.projection")
 _tracer = trace.get_tracer("ncii.events")
+
+PULL_WAIT = 0.5
+"""How long one pull request waits for new events when there are none."""
 
 
 class Projection:
@@ -60,6 +78,16 @@ class Projection:
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         raise NotImplementedError
+
+    def apply_batch(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        """Apply several events, in order, in one transaction (by default one ``apply`` each).
+
+        Override to write a batch at once (for instance one ``conn.execute(insert(t), rows)``,
+        an ``executemany``): a statement per event costs far more than the rest of the runner.
+        A failing batch is retried one event at a time, each through this method.
+        """
+        for event in events:
+            self.apply(conn, event)
 
     def reset(self, conn: Connection) -> None:
         """Drop and recreate this projection's tables (rebuild)."""
@@ -88,10 +116,15 @@ def _where(exc: BaseException) -> str:
     return " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames)
 
 
-def _checkpoint(conn: Connection, name: str) -> int:
+def _checkpoint_row(conn: Connection, name: str) -> int | None:
+    """The last sequence applied, or None before the first event."""
     row = conn.execute(select(CHECKPOINTS.c.last_seq).where(CHECKPOINTS.c.projection == name))
     value = row.scalar_one_or_none()
-    return int(value) if value is not None else 0
+    return int(value) if value is not None else None
+
+
+def _checkpoint(conn: Connection, name: str) -> int:
+    return _checkpoint_row(conn, name) or 0
 
 
 def _set_checkpoint(conn: Connection, name: str, seq: int, had_row: bool) -> None:
@@ -105,6 +138,117 @@ def _set_checkpoint(conn: Connection, name: str, seq: int, had_row: bool) -> Non
         conn.execute(
             insert(CHECKPOINTS).values(projection=name, last_seq=seq, updated_at=utc_now())
         )
+
+
+def _delivery(msg: Msg) -> tuple[int, int, int]:
+    """(stream sequence, consumer sequence, deliveries) from a JetStream message's reply subject.
+
+    The common ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` form is
+    split here; any other form (with a domain and account) goes through nats-py's parser.
+    """
+    tokens = msg.reply.split(".") if msg.reply else []
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5]), int(tokens[6]), int(tokens[4])
+    meta = msg.metadata
+    return meta.sequence.stream, meta.sequence.consumer, meta.num_delivered or 1
+
+
+class _Pull:
+    """Messages of one durable pull consumer, through one callback subscription.
+
+    nats-py's ``fetch`` spends ~50 µs a message (a task, a uuid and a ``wait_for`` each); here a
+    message is a list append. At most one pull request is open; it asks for ``no_wait`` with
+    ``expires``, so the server sends what it has at once (then a 404 when that is less than
+    asked), or, when it has nothing, waits up to ``expires`` for the first events. A request
+    ends with its full count or a status message: nothing waits for a batch to fill.
+    """
+
+    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
+        self._nc = nc
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._prefix = ""
+        self._sub: Any = None
+        self._tokens = itertools.count(1)
+        self._buffer: list[Msg] = []
+        self._token: str | None = None  # the open request
+        self._left = 0  # messages it may still bring
+        self._deadline = 0.0
+        self._ended = asyncio.Event()
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        self._prefix = self._nc.new_inbox() + "."
+        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_msg)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        headers = msg.headers
+        status = headers.get("Status") if headers else None
+        if status is None:
+            self._buffer.append(msg)
+            self._left -= 1
+            if self._left <= 0:
+                self._end()
+            return
+        if status == "100" or msg.subject != self._prefix + str(self._token):
+            return  # a heartbeat, or the end of a request given up on
+        if status not in ("404", "408"):  # 409: consumer deleted, leadership change, limits
+            assert headers is not None
+            self._error = APIError(code=int(status), description=headers.get("Description"))
+        self._end()
+
+    def _end(self) -> None:
+        self._token = None
+        self._ended.set()
+
+    async def request(self, batch: int, wait: float) -> None:
+        """Open a pull request unless one is open (the next batch travels while this one is
+        applied)."""
+        if self._token is not None:
+            return
+        token = str(next(self._tokens))
+        self._token, self._left = token, batch
+        self._deadline = asyncio.get_running_loop().time() + wait + 5.0
+        self._ended.clear()
+        body = {"batch": batch, "expires": int(wait * 1e9), "no_wait": True}
+        try:
+            await self._nc.publish(
+                self._next, json.dumps(body).encode(), reply=self._prefix + token
+            )
+        except BaseException:
+            self._end()
+            raise
+
+    async def fetch(self, batch: int, wait: float) -> list[Msg]:
+        """Delivered messages: those already here, else the next request's (maybe none)."""
+        if not self._buffer:
+            await self.request(batch, wait)
+            await self.settle()
+        if self._error is not None and not self._buffer:
+            error, self._error = self._error, None
+            raise error
+        out, self._buffer = self._buffer, []
+        return out
+
+    async def settle(self) -> None:
+        """Wait until the open request (if any) has ended, or is given up on as lost."""
+        while self._token is not None:
+            left = self._deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                self._token = None  # lost (e.g. with a reconnection): the gap check covers it
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), left)
+
+    async def close(self) -> list[Msg]:
+        """Stop: let the open request end, unsubscribe, and return what was never handed out."""
+        with contextlib.suppress(Exception):
+            await self.settle()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        out, self._buffer = self._buffer, []
+        return out
 
 
 class ProjectionRunner:
@@ -133,8 +277,10 @@ class ProjectionRunner:
         self.retry_delay = retry_delay
         self._task: asyncio.Task[None] | None = None
         self._advisories: Any = None
-        self._psub: Any = None
+        self._pull: _Pull | None = None
         self._stopping = asyncio.Event()
+        self._last_delivery: int | None = None  # the consumer sequence of the last delivery seen
+        self._held_back = False  # outstanding deliveries to wait for before applying
         self.applied = 0
         self.last_seq = 0
 
@@ -142,15 +288,15 @@ class ProjectionRunner:
 
     async def prepare(self) -> None:
         await migrate_runtime(self.engine)
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.run_sync(lambda c: self.projection.metadata.create_all(c))
             self.last_seq = await conn.run_sync(_checkpoint, self.projection.name)
 
-    async def _consumer(self) -> Any:
+    async def _consumer(self) -> None:
         spec = self.store.spec
         subjects = list(self.projection.subjects)
         try:
-            await self.js.consumer_info(spec.name, self.durable)
+            info = await self.js.consumer_info(spec.name, self.durable)
         except NotFoundError:
             start = self.last_seq + 1
             config = ConsumerConfig(
@@ -164,14 +310,17 @@ class ProjectionRunner:
                 filter_subject=subjects[0] if len(subjects) == 1 else None,
                 filter_subjects=subjects if len(subjects) > 1 else None,
             )
-            await self.js.add_consumer(spec.name, config)
-        return await self.js.pull_subscribe_bind(
-            durable=self.durable, stream=spec.name, pending_msgs_limit=self.batch_size * 4
-        )
+            info = await self.js.add_consumer(spec.name, config)
+        # Deliveries a previous runner never settled come back after the ack wait, after newer
+        # events: hold those until they are back (see the module docstring).
+        self._held_back = bool(info.num_ack_pending)
+        self._last_delivery = info.delivered.consumer_seq if info.delivered else None
 
     async def start(self) -> None:
         await self.prepare()
-        self._psub = await self._consumer()
+        await self._consumer()
+        self._pull = _Pull(self.nc, self.store.spec.name, self.durable)
+        await self._pull.start()
         advisory = (
             f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.store.spec.name}.{self.durable}"
         )
@@ -184,11 +333,16 @@ class ProjectionRunner:
         if self._task is not None:
             await self._task
             self._task = None
-        for sub in (self._psub, self._advisories):
-            if sub is not None:
+        if self._pull is not None:
+            # Delivered but not applied: hand them back now, so that they come first next time.
+            for msg in await self._pull.close():
                 with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        self._psub = self._advisories = None
+                    await msg.nak()
+            self._pull = None
+        if self._advisories is not None:
+            with contextlib.suppress(Exception):
+                await self._advisories.unsubscribe()
+        self._advisories = None
 
     async def pending(self) -> int:
         """Events not yet applied (for readiness: 0 means caught up)."""
@@ -214,7 +368,7 @@ class ProjectionRunner:
             conn.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.projection == name))
             conn.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.projection == name))
 
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.run_sync(reset)
         self.last_seq = 0
         await self.start()
@@ -222,9 +376,16 @@ class ProjectionRunner:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        pull = self._pull
+        assert pull is not None
         while not self._stopping.is_set():
             try:
-                msgs = await self._psub.fetch(self.batch_size, timeout=0.5)
+                msgs = await pull.fetch(self.batch_size, PULL_WAIT)
+                if not msgs:
+                    continue
+                if len(msgs) >= self.batch_size:
+                    await pull.request(self.batch_size, PULL_WAIT)  # catching up: ask ahead
+                msgs = await self._in_order(msgs)
             except (TimeoutError, NatsTimeoutError):
                 continue
             except Exception:
@@ -233,19 +394,64 @@ class ProjectionRunner:
                 log.exception("fetch failed for %s; retrying", self.durable)
                 await asyncio.sleep(1)
                 continue
-            await self.handle(msgs)
+            if msgs:
+                await self.handle(msgs)
+
+    async def _in_order(self, msgs: list[Msg]) -> list[Msg]:
+        """``msgs``, unless some earlier delivery is still outstanding: then wait for it."""
+        for msg in msgs:
+            delivery = _delivery(msg)[1]
+            if self._last_delivery is not None and delivery != self._last_delivery + 1:
+                self._held_back = True  # a delivery this runner never saw
+            self._last_delivery = delivery
+        if not self._held_back:
+            return msgs
+        return await self._hold_back(msgs)
+
+    async def _hold_back(self, msgs: list[Msg]) -> list[Msg]:
+        """Keep ``msgs`` (in progress) and take more until the server reports no delivery
+        outstanding beyond those held, then return them all in log order. The missing ones come
+        back within the ack wait; if they still have not after that, another runner holds them
+        (a configuration error: one runner per consumer), and the runner goes on."""
+        assert self._pull is not None
+        held = {_delivery(m)[0]: m for m in msgs}
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.ack_wait + 2 * PULL_WAIT
+        while not self._stopping.is_set():
+            info = await self.js.consumer_info(self.store.spec.name, self.durable)
+            if int(info.num_ack_pending or 0) <= len(held):
+                break
+            if loop.time() > give_up:
+                log.error(
+                    "%s: deliveries outstanding for longer than the ack wait; is another runner "
+                    "consuming it? Going on without them",
+                    self.durable,
+                )
+                break
+            for msg in held.values():
+                await msg.in_progress()
+            for msg in await self._pull.fetch(self.batch_size, PULL_WAIT):
+                seq, delivery, _ = _delivery(msg)
+                self._last_delivery = delivery
+                held[seq] = msg  # a redelivery replaces the earlier delivery
+        if self._stopping.is_set():  # still missing some: hand these back to come first later
+            for msg in held.values():
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+            return []
+        self._held_back = False
+        return [held[seq] for seq in sorted(held)]
+
+    async def _decode(self, msg: Msg) -> RecordedEvent | BaseException:
+        try:
+            return await self.store.decode_message(
+                _delivery(msg)[0], msg.data, decrypt=self.projection.decrypt
+            )
+        except Exception as exc:  # an event this code cannot read is a poison event too
+            return exc
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
-        decoded: list[tuple[Msg, RecordedEvent | BaseException]] = []
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
-            try:
-                event: RecordedEvent | BaseException = await self.store.decode_message(
-                    seq, msg.data, decrypt=self.projection.decrypt
-                )
-            except Exception as exc:  # an event this code cannot read is a poison event too
-                event = exc
-            decoded.append((msg, event))
+        decoded = [(msg, await self._decode(msg)) for msg in msgs]
         with _tracer.start_as_current_span(
             "ncii.projection.apply",
             kind=trace.SpanKind.CONSUMER,
@@ -254,10 +460,10 @@ class ProjectionRunner:
                 "messaging.batch.message_count": len(msgs),
             },
         ):
-            if all(isinstance(e, RecordedEvent) for _, e in decoded):
+            events = [e for _, e in decoded if isinstance(e, RecordedEvent)]
+            if len(events) == len(decoded):
                 try:
-                    events = [e for _, e in decoded if isinstance(e, RecordedEvent)]
-                    async with self.engine.begin() as conn:
+                    async with write_transaction(self.engine) as conn:
                         applied = await conn.run_sync(self._apply_batch, events)
                 except Exception:
                     log.warning("batch failed in %s; applying one by one", self.durable)
@@ -270,57 +476,66 @@ class ProjectionRunner:
 
     def _apply_batch(self, conn: Connection, events: Sequence[RecordedEvent]) -> int:
         name = self.projection.name
-        checkpoint = _checkpoint(conn, name)
-        had_row = (
-            checkpoint > 0
-            or conn.execute(
-                select(CHECKPOINTS.c.projection).where(CHECKPOINTS.c.projection == name)
-            ).first()
-            is not None
-        )
-        applied = 0
+        stored = _checkpoint_row(conn, name)
+        checkpoint = stored or 0
+        fresh: list[RecordedEvent] = []
         top = checkpoint
         for event in events:
             if event.seq <= top:
                 continue  # applied before: a redelivery or a replay
-            self.projection.apply(conn, event)
+            fresh.append(event)
             top = event.seq
-            applied += 1
-        if top != checkpoint:
-            _set_checkpoint(conn, name, top, had_row)
+        if fresh:
+            self.projection.apply_batch(conn, fresh)
+            _set_checkpoint(conn, name, top, stored is not None)
             self.last_seq = top
-        return applied
+        return len(fresh)
 
     async def _one_by_one(
         self, decoded: Sequence[tuple[Msg, RecordedEvent | BaseException]]
     ) -> None:
-        for index, (msg, event) in enumerate(decoded):
-            try:
-                if isinstance(event, BaseException):
-                    raise event
-                async with self.engine.begin() as conn:
-                    self.applied += await conn.run_sync(self._apply_batch, [event])
-                await msg.ack()
-                continue
-            except Exception as exc:
-                failure = exc
-            attempts = msg.metadata.num_delivered or 1
-            if attempts >= self.max_deliver:
-                await self._dead_letter(msg, event, failure, attempts)
-                await msg.ack()
-                continue
-            log.warning(
-                "event at %s failed in %s (attempt %s of %s): %s",
-                msg.metadata.sequence.stream,
-                self.durable,
-                attempts,
-                self.max_deliver,
-                type(failure).__name__,
-            )
-            # Keep the log's order: this event and every later one in the batch come back.
-            for later, _ in decoded[index:]:
-                await later.nak(delay=self.retry_delay)
-            return
+        for index, (msg, first) in enumerate(decoded):
+            event = first
+            delivered = _delivery(msg)[2]
+            tries = 0
+            while True:
+                tries += 1
+                try:
+                    if isinstance(event, BaseException):
+                        event = await self._decode(msg)  # the keys may be reachable again
+                        if isinstance(event, BaseException):
+                            raise event
+                    async with write_transaction(self.engine) as conn:
+                        self.applied += await conn.run_sync(self._apply_batch, [event])
+                    await msg.ack()
+                    break
+                except Exception as exc:
+                    failure = exc
+                attempts = delivered - 1 + tries
+                if attempts >= self.max_deliver:
+                    await self._dead_letter(msg, event, failure, attempts)
+                    await msg.ack()
+                    break
+                log.warning(
+                    "event at %s failed in %s (attempt %s of %s): %s",
+                    _delivery(msg)[0],
+                    self.durable,
+                    attempts,
+                    self.max_deliver,
+                    type(failure).__name__,
+                )
+                # Keep the log's order: retry here while the rest of the batch waits (a nak
+                # would let the server deliver later events before this one).
+                for later, _ in decoded[index:]:
+                    await later.in_progress()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.retry_delay)
+                if self._stopping.is_set():
+                    # Stopping: hand this event and the later ones back, to come first next time.
+                    for later, _ in decoded[index:]:
+                        with contextlib.suppress(Exception):
+                            await later.nak()
+                    return
 
     async def _dead_letter(
         self, msg: Msg, event: RecordedEvent | BaseException, exc: BaseException, attempts: int
@@ -347,17 +562,11 @@ class ProjectionRunner:
             ).first()
             if exists is None:
                 conn.execute(insert(DEAD_LETTERS).values(**row))
-            checkpoint = _checkpoint(conn, name)
-            if seq > checkpoint:
-                had_row = (
-                    conn.execute(
-                        select(CHECKPOINTS.c.projection).where(CHECKPOINTS.c.projection == name)
-                    ).first()
-                    is not None
-                )
-                _set_checkpoint(conn, name, seq, had_row)
+            stored = _checkpoint_row(conn, name)
+            if seq > (stored or 0):
+                _set_checkpoint(conn, name, seq, stored is not None)
 
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.run_sync(record)
         log.error(
             "event at %s is a dead letter in %s after %s attempts (%s)",
@@ -399,7 +608,7 @@ class ProjectionRunner:
                     )
                 )
 
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.run_sync(record)
 
 
@@ -439,6 +648,6 @@ async def retry_dead_letter(
             .values(status="retried", resolved_at=utc_now())
         )
 
-    async with engine.begin() as conn:
+    async with write_transaction(engine) as conn:
         await conn.run_sync(apply)
     return True

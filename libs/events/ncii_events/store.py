@@ -10,20 +10,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
+import weakref
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
 from ncii_events.crypto import CaseKeys, decrypt_field, encrypt_field
-from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, envelope_hash, utc_now
+from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, utc_now
 from ncii_events.ids import uuid7
 from ncii_events.registry import EVENTS, DomainEvent, EventRegistry, UnknownEventError
 from ncii_events.stream import CASES, StreamSpec
@@ -32,6 +35,9 @@ WRONG_LAST_SEQUENCE = 10071
 BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 1000
 MAX_ATOMIC_BATCH = 1000
+PUBLISH_TIMEOUT = 10.0
+MAX_BATCHES_IN_FLIGHT = 32
+"""Atomic batches this process keeps open at once: the server refuses more than 50 per stream."""
 
 _tracer = trace.get_tracer("ncii.events")
 
@@ -104,6 +110,119 @@ class RecordedEvent:
         return self.envelope.case_id
 
 
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """An envelope and its canonical bytes, as published."""
+
+    envelope: Envelope
+    data: bytes
+
+
+_ACTOR_FIELDS = tuple(f.name for f in fields(Actor))
+_NO_FIELDS: frozenset[str] = frozenset()
+_HASH_BEFORE = b',"occurred_at":'
+
+
+def _with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
+    """The canonical encoding of ``body`` plus ``hash``, from the encoding without it.
+
+    Keys are sorted, so ``"hash"`` goes right before ``"occurred_at"``. Every top-level value
+    before that key is a string or the actor's flat object of strings, in which a quote is always
+    escaped: the first ``,"occurred_at":`` is the top-level key. Same bytes as
+    ``canonical_json({**body, "hash": digest})``, without encoding the envelope a second time.
+    """
+    at = unhashed.find(_HASH_BEFORE)
+    if at < 0:  # not the envelope shape this relies on: encode it again
+        return canonical_json({**body, "hash": digest})
+    return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:]))
+
+
+class _Replies:
+    """Publish acknowledgements (and batch commits) of one connection through one inbox.
+
+    nats-py's ``request`` spends more per call than the rest of an append: a random token from
+    the OS, a timer handle and ``wait_for`` per request, then a ``PubAck`` dataclass. Here a
+    request is a counter, a future in a dict and one publish; one sweep every quarter second
+    fails the requests whose time is up (with nats-py's ``TimeoutError``, as before).
+    """
+
+    _SWEEP_EVERY = 0.25
+
+    def __init__(self, nc: NATS) -> None:
+        # Weakly: the connection keeps this alive through its subscription, not the reverse.
+        self._nc = weakref.ref(nc)
+        self._prefix = ""
+        self._starting: asyncio.Lock | None = None
+        self._waiting: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._tokens = itertools.count(1)
+        self._sweep: asyncio.TimerHandle | None = None
+        self.batch_slot = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+
+    @classmethod
+    def of(cls, nc: NATS) -> _Replies:
+        replies = _REPLIES.get(nc)
+        if replies is None:
+            replies = _REPLIES[nc] = cls(nc)
+        return replies
+
+    def _client(self) -> NATS:
+        nc = self._nc()
+        if nc is None:  # pragma: no cover - the caller holds the connection
+            raise RuntimeError("the NATS connection is gone")
+        return nc
+
+    async def _start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self._prefix:
+                nc = self._client()
+                prefix = nc.new_inbox() + "."
+                # nats-py re-subscribes after a reconnect; the subscription lives as long as nc.
+                await nc.subscribe(prefix + "*", cb=self._on_reply, pending_msgs_limit=1_000_000)
+                self._prefix = prefix
+
+    async def request(
+        self, subject: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> Msg:
+        if not self._prefix:
+            await self._start()
+        nc = self._client()
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = (future, loop.time() + timeout)
+        try:
+            await nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+            if self._sweep is None:
+                self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
+            reply = await future
+        finally:
+            self._waiting.pop(token, None)
+        if reply.headers and reply.headers.get("Status") == "503":
+            raise NoStreamResponseError  # as nats-py's js.publish: no stream takes this subject
+        return reply
+
+    async def _on_reply(self, msg: Msg) -> None:
+        entry = self._waiting.get(msg.subject[len(self._prefix) :])
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(msg)
+
+    def _expire(self) -> None:
+        self._sweep = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for future, deadline in list(self._waiting.values()):
+            if deadline <= now and not future.done():
+                future.set_exception(NatsTimeoutError())
+        self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
+
+
+_REPLIES: weakref.WeakKeyDictionary[NATS, _Replies] = weakref.WeakKeyDictionary()
+
+
 class EventStore:
     def __init__(
         self,
@@ -145,18 +264,18 @@ class EventStore:
                 "messaging.batch.message_count": len(events),
             },
         ):
-            envelopes = await self._encode(ref, events, expected, cause, event_ids)
-            if len(envelopes) == 1:
-                seqs = [await self._publish_one(ref, envelopes[0], expected)]
+            encoded = await self._encode(ref, events, expected, cause, event_ids)
+            if len(encoded) == 1:
+                seqs = [await self._publish_one(ref, encoded[0], expected)]
             else:
-                seqs = await self._publish_batch(ref, envelopes, expected)
+                seqs = await self._publish_batch(ref, encoded, expected)
             written = [s for s in seqs if s is not None]
-            if len(written) != len(envelopes):
+            if len(written) != len(encoded):
                 # An earlier attempt with the same event ids was already written: return that.
-                return await self._already_written(ref, [e.event_id for e in envelopes])
+                return await self._already_written(ref, [e.envelope.event_id for e in encoded])
             return [
-                RecordedEvent(seq=s, envelope=env, event=ev)
-                for s, env, ev in zip(written, envelopes, events, strict=True)
+                RecordedEvent(seq=s, envelope=e.envelope, event=ev)
+                for s, e, ev in zip(written, encoded, events, strict=True)
             ]
 
     async def _encode(
@@ -166,12 +285,14 @@ class EventStore:
         expected: Version,
         cause: Cause,
         event_ids: Sequence[str] | None,
-    ) -> list[Envelope]:
+    ) -> list[_Encoded]:
         carrier: dict[str, str] = {}
         inject(carrier)
         traceparent = carrier.get("traceparent")
+        actor = cause.actor
+        actor_doc = {name: getattr(actor, name) for name in _ACTOR_FIELDS}  # asdict, minus copies
         prev = expected.hash
-        out: list[Envelope] = []
+        out: list[_Encoded] = []
         for i, ev in enumerate(events):
             if not self._registry.is_known(ev.event_type):
                 raise UnknownEventError(f"{ev.event_type} is not registered")
@@ -185,6 +306,7 @@ class EventStore:
                         raise AppendError("this store has no case keys to encrypt personal data")
                     key = await self._keys.key_for_write(ref.case_id)
                     payload[name] = encrypt_field(key, ref.case_id, event_id, name, payload[name])
+            occurred_at = utc_now()
             body: dict[str, Any] = {
                 "event_id": event_id,
                 "type": ev.event_type,
@@ -192,17 +314,34 @@ class EventStore:
                 "case_id": ref.case_id,
                 "aggregate": ref.aggregate,
                 "aggregate_id": ref.aggregate_id,
-                "occurred_at": utc_now(),
-                "actor": asdict(cause.actor),
+                "occurred_at": occurred_at,
+                "actor": actor_doc,
                 "correlation_id": cause.correlation_id,
                 "causation_id": cause.causation_id,
                 "traceparent": traceparent,
                 "payload": payload,
                 "prev_hash": prev,
             }
-            body["hash"] = envelope_hash(body)
-            prev = body["hash"]
-            out.append(Envelope.from_dict(body))
+            unhashed = canonical_json(body)
+            digest = hashlib.sha256(unhashed).hexdigest()  # = envelope_hash(body)
+            envelope = Envelope(
+                event_id=event_id,
+                type=ev.event_type,
+                schema_version=ev.version,
+                case_id=ref.case_id,
+                aggregate=ref.aggregate,
+                aggregate_id=ref.aggregate_id,
+                occurred_at=occurred_at,
+                actor=actor,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.causation_id,
+                traceparent=traceparent,
+                payload=payload,
+                prev_hash=prev,
+                hash=digest,
+            )
+            out.append(_Encoded(envelope, _with_hash(unhashed, body, digest)))
+            prev = digest
         return out
 
     def _subject(self, ref: AggregateRef, event_type: str) -> str:
@@ -216,27 +355,40 @@ class EventStore:
             ),
         }
 
-    async def _publish_one(self, ref: AggregateRef, env: Envelope, expected: Version) -> int | None:
+    async def _publish_one(self, ref: AggregateRef, enc: _Encoded, expected: Version) -> int | None:
+        env = enc.envelope
         headers = {"Nats-Msg-Id": env.event_id, **self._occ_headers(ref, expected)}
-        data = canonical_json(env.to_dict())
-        try:
-            ack = await self._js.publish(
-                self._subject(ref, env.type), data, headers=headers, timeout=10
-            )
-        except BadRequestError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                if await self._already_written(ref, [env.event_id], missing_ok=True):
-                    return None
-                raise ConcurrencyError(ref, expected.seq, _actual_seq(exc.description)) from None
-            raise
-        return None if ack.duplicate else ack.seq
+        reply = await _Replies.of(self._nc).request(
+            self._subject(ref, env.type), enc.data, headers, PUBLISH_TIMEOUT
+        )
+        ack = json.loads(reply.data)
+        error = ack.get("error")
+        if error:
+            try:
+                APIError.from_error(error)  # raises the error nats-py's js.publish would raise
+            except BadRequestError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    if await self._already_written(ref, [env.event_id], missing_ok=True):
+                        return None
+                    raise ConcurrencyError(
+                        ref, expected.seq, _actual_seq(exc.description)
+                    ) from None
+                raise
+        return None if ack.get("duplicate") else int(ack["seq"])
 
     async def _publish_batch(
-        self, ref: AggregateRef, envs: Sequence[Envelope], expected: Version
+        self, ref: AggregateRef, encoded: Sequence[_Encoded], expected: Version
+    ) -> list[int | None]:
+        async with _Replies.of(self._nc).batch_slot:
+            return await self._publish_batch_now(ref, encoded, expected)
+
+    async def _publish_batch_now(
+        self, ref: AggregateRef, encoded: Sequence[_Encoded], expected: Version
     ) -> list[int | None]:
         batch_id = str(uuid7())
-        last = len(envs)
-        for i, env in enumerate(envs, start=1):
+        last = len(encoded)
+        for i, enc in enumerate(encoded, start=1):
+            env = enc.envelope
             headers = {
                 "Nats-Batch-Id": batch_id,
                 "Nats-Batch-Sequence": str(i),
@@ -244,14 +396,15 @@ class EventStore:
             }
             if i == 1:
                 headers.update(self._occ_headers(ref, expected))
-            data = canonical_json(env.to_dict())
             subject = self._subject(ref, env.type)
             if i < last:
-                await self._nc.publish(subject, data, headers=headers)
+                await self._nc.publish(subject, enc.data, headers=headers)
                 continue
             headers["Nats-Batch-Commit"] = "1"
             try:
-                reply = await self._nc.request(subject, data, headers=headers, timeout=10)
+                reply = await _Replies.of(self._nc).request(
+                    subject, enc.data, headers, PUBLISH_TIMEOUT
+                )
             except NatsTimeoutError:
                 raise AppendError("the log did not confirm the batch in time; retry") from None
         body = json.loads(reply.data)
@@ -261,6 +414,7 @@ class EventStore:
             if code == BATCH_DUPLICATE_MSG_ID:
                 return [None]
             if code == WRONG_LAST_SEQUENCE:
+                envs = [e.envelope for e in encoded]
                 if await self._already_written(ref, [e.event_id for e in envs], missing_ok=True):
                     return [None]
                 raise ConcurrencyError(ref, expected.seq, _actual_seq(error.get("description")))
@@ -340,7 +494,7 @@ class EventStore:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         out: list[tuple[int, bytes]] = []
-        pending = 0
+        pending = "0"
 
         async def on_msg(msg: Msg) -> None:
             nonlocal pending
@@ -354,7 +508,7 @@ class EventStore:
                         done.set_exception(APIError(description=headers.get("Description")))
                 return
             out.append((int(headers["Nats-Sequence"]), msg.data))
-            pending = int(headers.get("Nats-Num-Pending", "0"))
+            pending = headers.get("Nats-Num-Pending", "0")
 
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2 + 10)
@@ -365,39 +519,56 @@ class EventStore:
             await asyncio.wait_for(done, 10)
         finally:
             await sub.unsubscribe()
-        return out, pending
+        return out, int(pending)
 
     async def _decode(
         self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
     ) -> RecordedEvent:
-        env = Envelope.from_dict(json.loads(data))
-        if not self._registry.is_known(env.type):
+        # str, not bytes: json.loads would first sniff the encoding (UTF-8 is all we write)
+        env = Envelope.from_dict(json.loads(data.decode("utf-8", "surrogatepass")))
+        recorded = self._decoded(seq, env, decrypt, keys)
+        if recorded is None:  # the case's key is needed and not fetched yet
+            assert self._keys is not None
+            keys[env.case_id] = await self._keys.key_for_read(env.case_id)
+            recorded = self._decoded(seq, env, decrypt, keys)
+            assert recorded is not None
+        return recorded
+
+    def _decoded(
+        self, seq: int, env: Envelope, decrypt: bool, keys: dict[str, bytes | None]
+    ) -> RecordedEvent | None:
+        """The event, or ``None`` when it needs a case key that is not in ``keys`` yet."""
+        registry = self._registry
+        if not registry.is_known(env.type):
             return RecordedEvent(seq=seq, envelope=env, event=None)
-        payload = dict(env.payload)
-        erased: set[str] = set()
-        withheld: set[str] = set()
-        for name in self._registry.personal_fields(env.type):
-            token = payload.get(name)
-            if token is None:
-                continue
-            payload[name] = None
-            if not decrypt or self._keys is None:
-                withheld.add(name)
-                continue
-            if env.case_id not in keys:
-                keys[env.case_id] = await self._keys.key_for_read(env.case_id)
-            key = keys[env.case_id]
-            if key is None:
-                erased.add(name)
-            else:
-                payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
-        event = self._registry.decode(env.type, env.schema_version, payload)
+        payload = dict(env.payload)  # upcasters may change it; the envelope keeps what was stored
+        erased = withheld = _NO_FIELDS
+        personal = registry.personal_fields(env.type)
+        if personal:
+            erased_names: set[str] = set()
+            withheld_names: set[str] = set()
+            for name in personal:
+                token = payload.get(name)
+                if token is None:
+                    continue
+                payload[name] = None
+                if not decrypt or self._keys is None:
+                    withheld_names.add(name)
+                    continue
+                if env.case_id not in keys:
+                    return None
+                key = keys[env.case_id]
+                if key is None:
+                    erased_names.add(name)
+                else:
+                    payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
+            if erased_names:
+                erased = frozenset(erased_names)
+            if withheld_names:
+                withheld = frozenset(withheld_names)
+        event = registry.decode(env.type, env.schema_version, payload)
         return RecordedEvent(
-            seq=seq,
-            envelope=env,
-            event=event,
-            erased_fields=frozenset(erased),
-            withheld_fields=frozenset(withheld),
+            seq=seq, envelope=env, event=event, erased_fields=erased, withheld_fields=withheld
         )
 
 
