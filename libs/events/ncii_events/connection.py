@@ -14,12 +14,12 @@ from nats.aio.client import Client
 
 # One C-level pass over the block: a line whose name is an ASCII token (no white space, no
 # colon) followed by ``:``; other lines are skipped, as nats-py skips them.
-_HEADER_LINE = re.compile(rb"^([!-9;-~]*):[ \t]*([^\r\n]*?)[ \t]*\r?$", re.MULTILINE)
+_HEADER_LINE = re.compile(rb"^([!-9;-~]*):([^\r\n]*)", re.MULTILINE)
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
     return {
-        name.decode("ascii"): value.decode("utf-8", "replace")
+        name.decode("ascii"): value.strip(b" \t").decode("utf-8", "replace")
         for name, value in _HEADER_LINE.findall(raw)
     }
 

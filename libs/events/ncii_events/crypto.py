@@ -9,6 +9,7 @@ hash chain still verifies because it covers the ciphertext.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -120,9 +121,15 @@ def _aad(case_id: str, event_id: str, field: str) -> bytes:
     return f"{case_id}|{event_id}|{field}".encode()
 
 
+@functools.lru_cache(maxsize=4096)
+def _aead(key: bytes) -> AESGCM:
+    """One cipher object per case key (building one costs more than a field's encryption)."""
+    return AESGCM(key)
+
+
 def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: Any) -> str:
     nonce = os.urandom(12)
-    sealed = AESGCM(key).encrypt(nonce, canonical_json(value), _aad(case_id, event_id, field))
+    sealed = _aead(key).encrypt(nonce, canonical_json(value), _aad(case_id, event_id, field))
     return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
 
@@ -130,5 +137,5 @@ def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: st
     if not token.startswith(CIPHER_PREFIX):
         raise ValueError(f"field {field} is not encrypted")
     blob = base64.urlsafe_b64decode(token[len(CIPHER_PREFIX) :])
-    plain = AESGCM(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
+    plain = _aead(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
     return json.loads(plain)

@@ -85,4 +85,4 @@ def envelope_hash(envelope_without_hash: dict[str, Any]) -> str:
 
 def utc_now() -> str:
     """RFC 3339 UTC with ``Z`` and microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
