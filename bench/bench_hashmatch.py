@@ -385,6 +385,77 @@ def load_time(n: int, rng: np.random.Generator) -> dict[str, float]:
     return {"rows": float(n), "from_arrays_s": load, "to_arrays_s": export}
 
 
+def restore_from_bank(n: int, rng: np.random.Generator, rotations: int = 0) -> dict[str, float]:
+    """The service's start: ``Matcher.restore`` loading ``n`` live PDQ entries from the bank's
+    SQLite projection (``rotations`` of them with their 7 rotations/flips), as hashmatch does
+    after a restart. Rows are written straight into a fresh database first."""
+    import asyncio
+    import sqlite3
+
+    from ncii_events.db import make_engine, migrate
+    from ncii_hashmatch import projections
+    from ncii_hashmatch.matcher import Matcher
+
+    migrations = Path(projections.__file__).parent / "migrations"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hashmatch.db"
+
+        async def setup() -> None:
+            engine = make_engine(f"sqlite+aiosqlite:///{path}")
+            await migrate(engine, migrations, "alembic_version_hashmatch")
+            await engine.dispose()
+
+        asyncio.run(setup())
+        values = rng.integers(0, 256, size=(n, RAW), dtype=np.uint8)
+        db = sqlite3.connect(path)
+        step = 100_000
+        for start in range(0, n, step):
+            rows = []
+            for i in range(start, min(n, start + step)):
+                value = values[i].tobytes().hex()
+                aliases = None
+                if i < rotations:
+                    aliases = "".join(
+                        rng.integers(0, 256, size=RAW, dtype=np.uint8).tobytes().hex()
+                        for _ in range(7)
+                    )
+                rows.append((f"{i:036d}", value, value, aliases))
+            db.executemany(
+                "INSERT INTO hm_entries (entry_key, bank, kind, source_id, algorithm, media, "
+                "ident, value, aliases, live, listed, state, added_at) VALUES "
+                "(?, 'LIST_BENCH', 'list', 'bench', 'pdq', 'image', ?, ?, ?, 1, 1, 'live', "
+                "'2026-01-01T00:00:00Z')",
+                rows,
+            )
+        db.commit()
+        db.close()
+        del values
+        gc.collect()
+
+        async def restore() -> tuple[float, int, int]:
+            engine = make_engine(f"sqlite+aiosqlite:///{path}")
+            matcher = Matcher(engine)
+            matcher.primary.warmup()
+            before = rss()
+            t0 = time.perf_counter()
+            await matcher.restore()
+            seconds = time.perf_counter() - t0
+            grown = rss() - before
+            assert len(matcher.primary) == n and len(matcher.aliases) == 7 * rotations
+            await engine.dispose()
+            return seconds, grown, matcher.primary.nbytes + matcher.aliases.nbytes
+
+        seconds, grown, nbytes = asyncio.run(restore())
+    return {
+        "rows": float(n),
+        "rows_with_rotations": float(rotations),
+        "restore_s": seconds,
+        "rows_per_s": n / seconds,
+        "rss_growth_bytes": float(grown),
+        "index_bytes": float(nbytes),
+    }
+
+
 def fmt_table(rows: list[Result]) -> str:
     head = (
         f"{'index':<20}{'N':>10}{'build s':>9}{'B/hash':>8}{'x raw':>7}"
@@ -410,6 +481,12 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/hashmatch.json")
     ap.add_argument("--seed", type=int, default=20260)
     ap.add_argument("--skip-faiss", action="store_true")
+    ap.add_argument(
+        "--restore-rows",
+        type=int,
+        default=1_000_000,
+        help="entries in the bank for the service's restore-from-projection time (0: skip)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     rng = np.random.default_rng(args.seed)
@@ -494,6 +571,17 @@ def main() -> int:
             f"restore from arrays: {int(ld['rows']):,} rows in {ld['from_arrays_s'] * 1e3:.0f} ms"
             f" (export {ld['to_arrays_s'] * 1e3:.0f} ms)"
         )
+    restores: list[dict[str, float]] = []
+    if args.restore_rows:
+        for rotations in (0, args.restore_rows // 10):
+            print(f"\n== restore from the bank: {args.restore_rows:,} rows ...", flush=True)
+            restores.append(restore_from_bank(args.restore_rows, rng, rotations))
+            r = restores[-1]
+            print(
+                f"restore from the bank (SQLite): {int(r['rows']):,} rows "
+                f"({int(r['rows_with_rotations']):,} with 7 rotations) in {r['restore_s']:.2f} s "
+                f"({r['rows_per_s']:,.0f} rows/s), RSS +{r['rss_growth_bytes'] / 1e6:.0f} MB"
+            )
     verdict = targets(all_rows)
     for line in verdict["lines"]:
         print(line)
@@ -508,6 +596,7 @@ def main() -> int:
                 "threshold": THRESHOLD,
                 "first_call": fc,
                 "restore_from_arrays": loads,
+                "restore_from_bank": restores,
                 "results": [asdict(r) for r in all_rows],
                 "targets": verdict,
                 "wall_time_s": total,

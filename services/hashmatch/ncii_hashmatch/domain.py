@@ -1,0 +1,414 @@
+"""The bank's rules, with no I/O.
+
+- PDQ matches by Hamming distance with an inclusive threshold per bank (31 matches at the
+  default 31, 32 does not); rotated/flipped copies match only where the bank allows it.
+- MD5 matches exactly. vPDQ matches frame by frame (distance <= 31, query frames of quality >= 50)
+  and by the share of frames matched on each side, as Meta's vPDQ does.
+- A match is suppressed when the query is at least as close to a hash in the negative bank (known
+  false positives) as to the banked hash, within the negative bank's threshold.
+- Which hashes of a submission are banked, and the plain list format that Meta's
+  python-threatexchange reads and writes (``<signal_type> <signal>`` per line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ncii_events.hashes import PDQ_MIN_QUALITY
+from ncii_intake.events import SubmittedHash
+
+# -- limits and defaults ---------------------------------------------------------------------------
+
+DEFAULT_PDQ_THRESHOLD = 31
+"""Meta's confident-match threshold for PDQ (inclusive)."""
+MAX_PDQ_THRESHOLD = 64
+"""Beyond this, unrelated images start to match: a bank may not be set looser."""
+NEGATIVE_PDQ_THRESHOLD = 31
+VPDQ_DISTANCE = 31
+VPDQ_MIN_QUALITY = 50
+VPDQ_QUERY_MATCH_PERCENT = 80
+"""python-threatexchange's defaults: 80% of the query's frames, 0% of the banked video's."""
+VPDQ_COMPARED_MATCH_PERCENT = 0
+MAX_LOOKUP_ITEMS = 1000
+MAX_MATCHES_PER_ITEM = 100
+IMPORT_CHUNK = 5000
+"""Hashes per HashListImported event: ~80 bytes each keeps an event well under NATS's 1 MB."""
+MAX_IMPORT_LINES = 1_000_000
+MAX_REPORTED_LINE_ERRORS = 100
+CHANGE_KEY_BITS = 24
+"""A bank change's key is ``stream_seq << 24 | n``: the same on every replica and every rebuild."""
+HEX = frozenset("0123456789abcdef")
+DIHEDRAL = ("original", "rot90", "rot180", "rot270", "flipX", "flipY", "flipPlus1", "flipMinus1")
+
+_LIST_BANK = re.compile(r"^[A-Z][A-Z0-9_]{1,62}$")
+CASE_BANK_PREFIX = "ORG_"
+NEGATIVE_BANK = "NEGATIVE"
+
+
+class BankRuleError(Exception):
+    """A command the bank's rules refuse. ``kind`` names the rule for API clients."""
+
+    kind = "bank-rule"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+# -- banks -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    enabled: bool = True
+    pdq_threshold: int = DEFAULT_PDQ_THRESHOLD
+    match_dihedral: bool = True
+    vpdq_query_match_percent: int = VPDQ_QUERY_MATCH_PERCENT
+    vpdq_compared_match_percent: int = VPDQ_COMPARED_MATCH_PERCENT
+
+    def errors(self) -> list[tuple[str, str]]:
+        """(field, what to fix) for each setting out of range."""
+        out: list[tuple[str, str]] = []
+        if not 0 <= self.pdq_threshold <= MAX_PDQ_THRESHOLD:
+            out.append(("pdq_threshold", f"must be 0..{MAX_PDQ_THRESHOLD} (Meta's default: 31)"))
+        for name in ("vpdq_query_match_percent", "vpdq_compared_match_percent"):
+            if not 0 <= getattr(self, name) <= 100:
+                out.append((name, "must be a percentage, 0..100"))
+        return out
+
+
+DEFAULT_SETTINGS = BankSettings()
+
+
+def case_bank_name(organisation: str) -> str:
+    """The bank of a partner organisation's case hashes: ``ORG_`` + its name in upper snake case
+    (a short digest keeps two organisations whose names differ only in punctuation apart)."""
+    slug = re.sub(r"[^A-Z0-9]+", "_", organisation.upper()).strip("_")[:40] or "X"
+    if slug.lower().replace("_", "-") != organisation:
+        slug += "_" + hashlib.sha256(organisation.encode()).hexdigest()[:6].upper()
+    return CASE_BANK_PREFIX + slug
+
+
+def is_case_bank(name: str) -> bool:
+    return name.startswith(CASE_BANK_PREFIX)
+
+
+def list_bank_error(name: str) -> str | None:
+    """Why ``name`` cannot be an imported list's bank, or None."""
+    if not _LIST_BANK.match(name):
+        return "a bank name is 2..63 characters A-Z, 0-9 and _, starting with a letter"
+    if is_case_bank(name):
+        return "banks named ORG_... hold partner organisations' case hashes; lists cannot go there"
+    if name == NEGATIVE_BANK:
+        return "the negative bank is filled by confirmed false positives"
+    return None
+
+
+def bank_name_error(name: str) -> str | None:
+    """Why ``name`` cannot be configured, or None (case banks may be configured, not imported)."""
+    if is_case_bank(name) and _LIST_BANK.match(name):
+        return None
+    return list_bank_error(name)
+
+
+# -- banking a submission --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    index: int
+    algorithm: str
+    value: str | None
+    media: str
+    quality: int | None = None
+    aliases: tuple[str, ...] = ()
+    """PDQ: the 7 rotations/flips (dihedral[1:]) computed on the device."""
+    frames: tuple[str, ...] = ()
+    """vPDQ: the distinct frame hashes."""
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return (self.algorithm, identity_value(self.algorithm, self.value, self.frames))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    index: int
+    reason: str
+
+
+def is_hex(value: str | None, length: int) -> bool:
+    return value is not None and len(value) == length and set(value) <= HEX
+
+
+def identity_value(algorithm: str, value: str | None, frames: Sequence[str] = ()) -> str:
+    """What makes two hashes the same: the value, or for vPDQ a digest of the distinct frames."""
+    if algorithm == "vpdq":
+        joined = ",".join(sorted(set(frames)))
+        return "frames:" + hashlib.sha256(joined.encode()).hexdigest()
+    return value or ""
+
+
+def plan_banking(
+    hashes: Sequence[SubmittedHash],
+    already: Iterable[tuple[str, str]] = (),
+    negatives: Iterable[tuple[str, str]] = (),
+) -> tuple[list[Accepted], list[Skipped]]:
+    """Which hashes of a submission are banked. ``already``: (algorithm, identity) pairs the
+    case has banked; ``negatives``: (algorithm, value) pairs in the negative bank."""
+    seen = set(already)
+    negative = set(negatives)
+    accepted: list[Accepted] = []
+    skipped: list[Skipped] = []
+    for index, item in enumerate(hashes):
+        candidate = _candidate(index, item)
+        if isinstance(candidate, Skipped):
+            skipped.append(candidate)
+            continue
+        if candidate.identity in seen:
+            skipped.append(Skipped(index, "duplicate"))
+            continue
+        if (candidate.algorithm, candidate.value or "") in negative:
+            skipped.append(Skipped(index, "negative_bank"))
+            continue
+        seen.add(candidate.identity)
+        accepted.append(candidate)
+    return accepted, skipped
+
+
+def _candidate(index: int, item: SubmittedHash) -> Accepted | Skipped:
+    value = item.value.lower() if item.value else None
+    if item.algorithm == "pdq":
+        if not is_hex(value, 64):
+            return Skipped(index, "invalid")
+        if item.quality is not None and item.quality < PDQ_MIN_QUALITY:
+            return Skipped(index, "low_quality")
+        aliases: tuple[str, ...] = ()
+        if item.dihedral is not None:
+            variants = [v.lower() for v in item.dihedral]
+            if len(variants) == len(DIHEDRAL) and all(is_hex(v, 64) for v in variants):
+                aliases = tuple(variants[1:])
+        return Accepted(index, "pdq", value, item.media, item.quality, aliases=aliases)
+    if item.algorithm == "md5":
+        if not is_hex(value, 32):
+            return Skipped(index, "invalid")
+        return Accepted(index, "md5", value, item.media)
+    frames = tuple(dict.fromkeys(f.lower() for f in item.frames or ()))
+    if not frames or not all(is_hex(f, 64) for f in frames):
+        return Skipped(index, "invalid")
+    return Accepted(index, "vpdq", None, "video", frames=frames)
+
+
+# -- matching --------------------------------------------------------------------------------------
+
+
+def pdq_within(distance: int, threshold: int) -> bool:
+    """The threshold is inclusive: at 31, distance 31 matches and 32 does not."""
+    return distance <= threshold
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A raw hit of the index: query item, banked entry, distance, through a rotation/flip?"""
+
+    item: int
+    entry_id: int
+    distance: int
+    rotated: bool = False
+
+
+def admit(candidate: Candidate, algorithm: str, settings: BankSettings) -> bool:
+    if not settings.enabled:
+        return False
+    if algorithm == "pdq":
+        if candidate.rotated and not settings.match_dihedral:
+            return False
+        return pdq_within(candidate.distance, settings.pdq_threshold)
+    return True  # md5 hits are exact; vPDQ is decided by vpdq_is_match
+
+
+def best_matches(
+    candidates: Iterable[Candidate],
+    algorithm_of: dict[int, str],
+    settings_of: dict[int, BankSettings],
+) -> list[Candidate]:
+    """The closest admitted hit per (item, entry): a plain hit wins a tie with a rotated one.
+    Entries missing from ``settings_of`` (not live any more) are dropped."""
+    best: dict[tuple[int, int], Candidate] = {}
+    for c in candidates:
+        settings = settings_of.get(c.entry_id)
+        if settings is None or not admit(c, algorithm_of.get(c.entry_id, "pdq"), settings):
+            continue
+        key = (c.item, c.entry_id)
+        current = best.get(key)
+        if current is None or (c.distance, c.rotated) < (current.distance, current.rotated):
+            best[key] = c
+    return sorted(best.values(), key=lambda c: (c.item, c.distance, c.entry_id))
+
+
+def suppressed(
+    match_distance: int,
+    negative_distance: int | None,
+    negative_threshold: int = NEGATIVE_PDQ_THRESHOLD,
+) -> bool:
+    """A match is suppressed when the query is within the negative bank's threshold of a known
+    false positive and at least as close to it as to the banked hash."""
+    if negative_distance is None:
+        return False
+    return negative_distance <= negative_threshold and negative_distance <= match_distance
+
+
+# -- vPDQ ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    value: str
+    quality: int | None = None
+    """Frames without a quality (banked frames carry none) are kept."""
+
+
+@dataclass(frozen=True)
+class VpdqResult:
+    query_match_percent: float
+    compared_match_percent: float
+
+    def is_match(self, settings: BankSettings) -> bool:
+        return (
+            self.query_match_percent >= settings.vpdq_query_match_percent
+            and self.compared_match_percent >= settings.vpdq_compared_match_percent
+        )
+
+
+def usable_frames(frames: Iterable[Frame], min_quality: int = VPDQ_MIN_QUALITY) -> list[str]:
+    """Distinct frame hashes of sufficient quality, in first-seen order (vPDQ's de-duplicated
+    bag of frames)."""
+    kept = (f.value.lower() for f in frames if f.quality is None or f.quality >= min_quality)
+    return list(dict.fromkeys(kept))
+
+
+def vpdq_percentages(
+    query_frames: int, compared_frames: int, query_matched: int, compared_matched: int
+) -> VpdqResult:
+    """Share of the query's (distinct) frames that matched some frame of the compared video,
+    and the reverse."""
+    return VpdqResult(
+        100.0 * query_matched / query_frames if query_frames else 0.0,
+        100.0 * compared_matched / compared_frames if compared_frames else 0.0,
+    )
+
+
+def hamming_hex(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def vpdq_compare(
+    query: Iterable[Frame],
+    compared: Iterable[Frame],
+    distance: int = VPDQ_DISTANCE,
+    min_quality: int = VPDQ_MIN_QUALITY,
+) -> VpdqResult:
+    """Brute force, frame against frame (the reference the indexed matcher is tested against)."""
+    q = usable_frames(query, min_quality)
+    c = usable_frames(compared, min_quality)
+    q_hit: set[int] = set()
+    c_hit: set[int] = set()
+    for i, a in enumerate(q):
+        for j, b in enumerate(c):
+            if hamming_hex(a, b) <= distance:
+                q_hit.add(i)
+                c_hit.add(j)
+    return vpdq_percentages(len(q), len(c), len(q_hit), len(c_hit))
+
+
+# -- the plain list format (python-threatexchange) ----------------------------------------------
+
+SIGNAL_TYPES: dict[str, tuple[str, int]] = {"pdq": ("pdq", 64), "video_md5": ("md5", 32)}
+"""python-threatexchange signal type -> (our algorithm, hex length)."""
+
+
+@dataclass(frozen=True)
+class ListedLine:
+    line: int
+    algorithm: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    message: str
+
+
+@dataclass
+class ParsedList:
+    hashes: list[ListedLine] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+    duplicates: int = 0
+    lines: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def parse_hash_list(text: str) -> ParsedList:
+    """``<signal_type> <signal>`` per line, as python-threatexchange's file exchange reads it.
+
+    Signal types ``pdq`` (64 hex) and ``video_md5`` (32 hex); hex in either case (stored lower
+    case). Blank lines and lines starting with ``#`` are skipped; a hash listed twice counts
+    once. Every other line must be valid: a list is imported whole or not at all."""
+    out = ParsedList()
+    seen: set[tuple[str, str]] = set()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        out.lines = number
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        signal_type, _, signal = line.partition(" ")
+        signal = signal.strip()
+        known = SIGNAL_TYPES.get(signal_type.lower())
+        if known is None:
+            out.errors.append(
+                LineError(number, "unknown signal type: use 'pdq' or 'video_md5', then a space")
+            )
+            continue
+        algorithm, length = known
+        value = signal.lower()
+        if not is_hex(value, length):
+            out.errors.append(
+                LineError(number, f"{signal_type.lower()} needs {length} hex characters")
+            )
+            continue
+        if (algorithm, value) in seen:
+            out.duplicates += 1
+            continue
+        seen.add((algorithm, value))
+        out.hashes.append(ListedLine(number, algorithm, value))
+    return out
+
+
+def export_line(algorithm: str, media: str, value: str | None) -> str | None:
+    """One line of the plain format, or None for what it cannot express (image MD5s, vPDQ)."""
+    if algorithm == "pdq" and value:
+        return f"pdq {value}"
+    if algorithm == "md5" and media == "video" and value:
+        return f"video_md5 {value}"
+    return None
+
+
+def chunks(items: Sequence[ListedLine], size: int = IMPORT_CHUNK) -> list[Sequence[ListedLine]]:
+    return [items[i : i + size] for i in range(0, len(items), size)] or [items[:0]]
+
+
+# -- changes ---------------------------------------------------------------------------------------
+
+
+def change_key(stream_seq: int, n: int) -> int:
+    """The key of the ``n``-th bank change made by the event at ``stream_seq``."""
+    if not 0 <= n < (1 << CHANGE_KEY_BITS):
+        raise ValueError("too many changes from one event")
+    return (stream_seq << CHANGE_KEY_BITS) | n

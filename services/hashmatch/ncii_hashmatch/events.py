@@ -1,0 +1,187 @@
+"""Hashmatch's events: when a hash became matchable and when it stopped, every bank setting,
+every imported list, every sighting a platform reported, every verdict and every false positive a
+case worker confirmed. No payload holds an image or personal data except the URL where a platform
+saw a match, which is personal and encrypted with the case's key.
+
+Streams and aggregates:
+
+* on the case's stream (``ncii.<case>.<aggregate>.<id>.<Type>``), so replaying a case shows them:
+  ``banking/<case_id>`` (HashesBanked, HashesWithdrawn) and ``match/<match_uuid>`` (MatchFound,
+  MatchFeedbackReceived) for hashes that came from a case;
+* on the reference stream (``nciiref.<aggregate>.<id>.<Type>``): ``bank/<name>``
+  (BankConfigured), ``hash_list/<import_id>`` (HashListImported), ``negative_bank/<negative_id>``
+  (FalsePositiveConfirmed), and ``match/<match_uuid>`` for matches of imported-list entries,
+  which belong to no case.
+
+Importing this module also registers intake's events, which hashmatch consumes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import ncii_intake.events as intake_events
+from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+Algorithm = Literal["pdq", "md5", "vpdq"]
+ListAlgorithm = Literal["pdq", "md5"]
+Verdict = Literal["blocked", "not_blocked", "false_positive"]
+WithdrawalReason = Literal["case_withdrawn", "case_erased", "false_positive"]
+SkipReason = Literal["duplicate", "low_quality", "invalid", "negative_bank"]
+FalsePositiveTarget = Literal["banked_hash", "reported_content"]
+ImportMode = Literal["add", "replace"]
+
+CONSUMED: tuple[type[DomainEvent], ...] = (
+    intake_events.HashesSubmitted,
+    intake_events.CaseWithdrawn,
+    intake_events.CaseErased,
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BankedEntry(_Frozen):
+    entry_key: str
+    """The entry's stable identity (derived from the submission event and the hash's index)."""
+    index: int
+    """Position of the hash in the submission."""
+    algorithm: Algorithm
+    dihedral: bool = False
+    """The 8 rotations and flips were banked too (aliases of this entry)."""
+
+
+class SkippedHash(_Frozen):
+    index: int
+    reason: SkipReason
+
+
+class ListedHash(_Frozen):
+    algorithm: ListAlgorithm
+    value: str
+
+
+@EVENTS.register
+class HashesBanked(DomainEvent):
+    """Hashes of a case's submission entered its partner's bank and became matchable."""
+
+    event_type: ClassVar[str] = "HashesBanked"
+    aggregate: ClassVar[str] = "banking"
+    submission_id: str
+    bank: str
+    entries: list[BankedEntry]
+    skipped: list[SkippedHash] = Field(default_factory=list)
+    matchable_from: str
+    """When the bank committed them; every matcher applies them within ``poll_interval_ms``."""
+    poll_interval_ms: int
+
+
+@EVENTS.register
+class HashesWithdrawn(DomainEvent):
+    """Hashes of a case left matching and the platforms' delta feed."""
+
+    event_type: ClassVar[str] = "HashesWithdrawn"
+    aggregate: ClassVar[str] = "banking"
+    reason: WithdrawalReason
+    entry_keys: list[str]
+    unmatchable_from: str
+    """When the bank committed the removal; no look-up answered after it returns them."""
+
+
+@EVENTS.register
+class BankConfigured(DomainEvent):
+    """A bank's settings, all of them (a PUT): later events replace earlier ones."""
+
+    event_type: ClassVar[str] = "BankConfigured"
+    aggregate: ClassVar[str] = "bank"
+    bank: str
+    enabled: bool
+    pdq_threshold: int
+    match_dihedral: bool
+    vpdq_query_match_percent: int
+    vpdq_compared_match_percent: int
+
+
+@EVENTS.register
+class HashListImported(DomainEvent):
+    """One chunk (at most 5,000 hashes, to stay under NATS's 1 MB message limit) of a list
+    imported into a named bank. ``replace``: after the last chunk, the bank holds only this list."""
+
+    event_type: ClassVar[str] = "HashListImported"
+    aggregate: ClassVar[str] = "hash_list"
+    import_id: str
+    bank: str
+    mode: ImportMode
+    chunk: int
+    chunks: int
+    hashes: list[ListedHash]
+
+
+@EVENTS.register
+class MatchFound(DomainEvent):
+    """A platform saw content matching a banked hash (a sighting), so takedown can act.
+
+    ``url`` is personal (it leads to the victim's image) and encrypted with the case's key; it
+    is not kept for imported-list entries, which belong to no case (``url_withheld``)."""
+
+    event_type: ClassVar[str] = "MatchFound"
+    aggregate: ClassVar[str] = "match"
+    match_id: str
+    """The opaque id the platform was given (bound to that platform and the banked entry)."""
+    sighting_id: str
+    bank: str
+    entry_key: str
+    algorithm: Algorithm
+    distance: int
+    rotated: bool = False
+    """Matched through one of the 8 rotations/flips."""
+    query_match_percent: int | None = None
+    compared_match_percent: int | None = None
+    platform: str
+    seen_at: str
+    url_withheld: bool = False
+    url: Annotated[str | None, PERSONAL] = None
+
+
+@EVENTS.register
+class MatchFeedbackReceived(DomainEvent):
+    """A platform's verdict on a match. ``content_*``: the hash of the platform's own content,
+    sent with a false positive so a case worker can put it into the negative bank."""
+
+    event_type: ClassVar[str] = "MatchFeedbackReceived"
+    aggregate: ClassVar[str] = "match"
+    match_id: str
+    entry_key: str
+    verdict: Verdict
+    platform: str
+    content_algorithm: ListAlgorithm | None = None
+    content_value: str | None = None
+
+
+@EVENTS.register
+class FalsePositiveConfirmed(DomainEvent):
+    """A case worker confirmed a false positive: the hash enters the negative bank, and from
+    then on look-ups near it are suppressed (and an identical banked hash leaves matching)."""
+
+    event_type: ClassVar[str] = "FalsePositiveConfirmed"
+    aggregate: ClassVar[str] = "negative_bank"
+    negative_id: str
+    match_id: str
+    entry_key: str
+    bank: str
+    target: FalsePositiveTarget
+    algorithm: ListAlgorithm
+    value: str
+
+
+EMITTED: tuple[type[DomainEvent], ...] = (
+    HashesBanked,
+    HashesWithdrawn,
+    BankConfigured,
+    HashListImported,
+    MatchFound,
+    MatchFeedbackReceived,
+    FalsePositiveConfirmed,
+)

@@ -1,0 +1,869 @@
+"""The bank: SQL read models fed by two projections, and the reads the API and matcher make.
+
+The bank is the truth for matching; every matcher process follows it (see ``matcher``).
+
+* ``hm_entries``: one row per banked hash (``live`` = matchable, ``listed`` = in the platforms'
+  delta feed), never deleted: a removal flips the flags and is recorded as a change.
+* ``hm_changes``: every change to what matches, keyed ``(stream, stream_seq << 24 | n)``: the key
+  comes from the log, so it is the same on every replica and after every rebuild, and the delta
+  feed's cursor is valid on any replica. Kinds: ``add`` and ``remove`` (matching and the feed),
+  ``unmatch`` (matching only; the feed's removal follows on the case's stream), ``negative``
+  (a hash entered the negative bank) and ``settings`` (a bank's settings changed).
+* ``hm_outbox``: events the bank decided to record (HashesBanked, HashesWithdrawn), written in
+  the same transaction as the change and appended to the log by the outbox publisher.
+
+Two projections because the facts live in two streams: ``BankProjection`` follows the cases'
+stream (hashes submitted, cases withdrawn or erased, matches of case hashes);
+``BankReferenceProjection`` follows the reference stream (bank settings, imported lists, the
+negative bank, matches of imported-list entries). Each stream's changes commit in stream order,
+which is what the per-stream cursors rely on. No personal data is stored here: the case id of an
+entry never leaves the service, and sighting URLs stay encrypted in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from ncii_events.db import upsert
+from ncii_events.envelope import utc_now
+from ncii_events.ids import derived_uuid
+from ncii_events.projection import Projection
+from ncii_events.registry import DomainEvent
+from ncii_events.store import RecordedEvent
+from ncii_events.stream import CASES, REFERENCE
+from ncii_intake.events import CaseErased, CaseWithdrawn, HashesSubmitted
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+
+from ncii_hashmatch import domain
+from ncii_hashmatch.events import (
+    BankConfigured,
+    BankedEntry,
+    FalsePositiveConfirmed,
+    HashesBanked,
+    HashesWithdrawn,
+    HashListImported,
+    MatchFeedbackReceived,
+    MatchFound,
+    SkippedHash,
+)
+
+METADATA = MetaData()
+EntryId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+BANKS = Table(
+    "hm_banks",
+    METADATA,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # case | list
+    Column("organisation", String(100)),
+    Column("enabled", Boolean, nullable=False),
+    Column("pdq_threshold", Integer, nullable=False),
+    Column("match_dihedral", Boolean, nullable=False),
+    Column("vpdq_query_match_percent", Integer, nullable=False),
+    Column("vpdq_compared_match_percent", Integer, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+ENTRIES = Table(
+    "hm_entries",
+    METADATA,
+    Column("entry_id", EntryId, primary_key=True, autoincrement=True),
+    Column("entry_key", String(36), nullable=False, unique=True),
+    Column("bank", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # case | list
+    Column("case_id", String(36), index=True),
+    Column("source_id", String(36), nullable=False),  # submission id | import id
+    Column("algorithm", String(8), nullable=False),
+    Column("media", String(8), nullable=False),
+    Column("ident", String(72), nullable=False),  # value, or a digest of a video's frames
+    Column("value", String(64)),
+    Column("aliases", Text),  # PDQ: the 7 rotations/flips, concatenated hex
+    Column("frames", Text),  # vPDQ: distinct frame hashes, concatenated hex
+    Column("quality", Integer),
+    Column("live", Boolean, nullable=False),
+    Column("listed", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),  # live | withdrawn | erased | negative | replaced
+    Column("added_at", String(40), nullable=False),
+    Column("removed_at", String(40)),
+    Index("ix_hm_entries_bank_ident", "bank", "algorithm", "ident"),
+    Index("ix_hm_entries_value", "algorithm", "value"),
+)
+
+CHANGES = Table(
+    "hm_changes",
+    METADATA,
+    Column("stream", String(1), primary_key=True),  # c (cases) | r (reference)
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(10), nullable=False),  # add | remove | unmatch | negative | settings
+    Column("entry_key", String(36)),
+    Column("negative_id", String(36)),
+    Column("at", String(40), nullable=False),
+)
+
+NEGATIVES = Table(
+    "hm_negatives",
+    METADATA,
+    Column("neg_no", EntryId, primary_key=True, autoincrement=True),
+    Column("negative_id", String(36), nullable=False, unique=True),
+    Column("algorithm", String(8), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("target", String(20), nullable=False),
+    Column("match_id", String(80), nullable=False),
+    Column("added_at", String(40), nullable=False),
+    Index("ix_hm_negatives_value", "algorithm", "value"),
+)
+
+CLOSED_CASES = Table(
+    "hm_closed_cases",
+    METADATA,
+    Column("case_id", String(36), primary_key=True),
+    Column("state", String(12), nullable=False),
+    Column("at", String(40), nullable=False),
+)
+
+MATCHES = Table(
+    "hm_matches",
+    METADATA,
+    Column("match_id", String(80), primary_key=True),
+    Column("match_uuid", String(36), nullable=False),
+    Column("platform", String(100), nullable=False),
+    Column("entry_key", String(36), nullable=False, index=True),
+    Column("sightings", Integer, nullable=False),
+    Column("last_seen_at", String(40)),
+    Column("verdict", String(20)),
+    Column("verdict_at", String(40)),
+    Column("content_algorithm", String(8)),
+    Column("content_value", String(64)),
+    Column("fp_confirmed", Boolean, nullable=False),
+)
+
+OUTBOX = Table(
+    "hm_outbox",
+    METADATA,
+    Column("id", EntryId, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("stream", String(1), nullable=False),
+    Column("case_id", String(36), nullable=False),
+    Column("aggregate", String(30), nullable=False),
+    Column("aggregate_id", String(80), nullable=False),
+    Column("event_type", String(60), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("causation_id", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("published_at", String(40), index=True),
+)
+
+INSTANCE = Table(
+    "hm_instance",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one row
+    Column("instance_id", String(36), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+_IDS = uuid.UUID("3f1b2a4c-6d5e-4f70-8a91-b2c3d4e5f607")
+SQL_IN_CHUNK = 500
+MATCHER_POLL_MS = 100
+"""How often each matcher polls the bank for changes made by other processes."""
+
+
+def entry_key_for(source_event_id: str, index: int) -> str:
+    return str(derived_uuid(_IDS, source_event_id, "entry", str(index)))
+
+
+def outbox_event_id(source_event_id: str, *parts: str) -> str:
+    return str(derived_uuid(_IDS, source_event_id, "outbox", *parts))
+
+
+def _chunks(items: Sequence[Any], size: int = SQL_IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class _Changes:
+    """Collects one event's bank changes and their keys (``stream_seq << 24 | n``)."""
+
+    def __init__(self, stream: str, event: RecordedEvent) -> None:
+        self.stream = stream
+        self.seq = event.seq
+        self.at = utc_now()
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self, kind: str, *, entry_key: str | None = None, negative_id: str | None = None
+    ) -> None:
+        self.rows.append(
+            {
+                "stream": self.stream,
+                "key": domain.change_key(self.seq, len(self.rows)),
+                "kind": kind,
+                "entry_key": entry_key,
+                "negative_id": negative_id,
+                "at": self.at,
+            }
+        )
+
+    def flush(self, conn: Connection) -> None:
+        if self.rows:
+            conn.execute(insert(CHANGES), self.rows)
+            self.rows = []
+
+
+def _outbox(
+    conn: Connection,
+    source: RecordedEvent,
+    *,
+    event_id: str,
+    stream: str,
+    case_id: str,
+    aggregate_id: str,
+    event: DomainEvent,
+) -> None:
+    exists = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.event_id == event_id)).first()
+    if exists is not None:
+        return
+    conn.execute(
+        insert(OUTBOX).values(
+            event_id=event_id,
+            stream=stream,
+            case_id=case_id,
+            aggregate=event.aggregate,
+            aggregate_id=aggregate_id,
+            event_type=event.event_type,
+            payload=json.dumps(event.model_dump(mode="json")),
+            correlation_id=source.envelope.correlation_id,
+            causation_id=source.envelope.event_id,
+            created_at=utc_now(),
+            published_at=None,
+        )
+    )
+
+
+def _ensure_bank(conn: Connection, name: str, kind: str, organisation: str | None) -> None:
+    if conn.execute(select(BANKS.c.name).where(BANKS.c.name == name)).first() is not None:
+        return
+    s = domain.DEFAULT_SETTINGS
+    conn.execute(
+        insert(BANKS).values(
+            name=name,
+            kind=kind,
+            organisation=organisation,
+            enabled=s.enabled,
+            pdq_threshold=s.pdq_threshold,
+            match_dihedral=s.match_dihedral,
+            vpdq_query_match_percent=s.vpdq_query_match_percent,
+            vpdq_compared_match_percent=s.vpdq_compared_match_percent,
+            updated_at=utc_now(),
+        )
+    )
+
+
+def _negatives_among(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for part in _chunks(list(pairs)):
+        rows = conn.execute(
+            select(NEGATIVES.c.algorithm, NEGATIVES.c.value).where(
+                tuple_(NEGATIVES.c.algorithm, NEGATIVES.c.value).in_(list(part))
+            )
+        )
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def _retire(
+    conn: Connection,
+    changes: _Changes,
+    rows: Sequence[Any],
+    *,
+    state: str,
+    keep_listed: bool = False,
+) -> list[str]:
+    """Take entries out of matching (and of the feed unless ``keep_listed``). Returns the keys
+    of entries that were matchable until now."""
+    was_live: list[str] = []
+    keys: list[str] = []
+    for row in rows:
+        unlist = row.listed and not keep_listed
+        if not row.live and not unlist:
+            continue
+        keys.append(row.entry_key)
+        if row.live:
+            was_live.append(row.entry_key)
+        changes.add("remove" if unlist else "unmatch", entry_key=row.entry_key)
+    for part in _chunks(keys):
+        values: dict[str, Any] = {"live": False, "removed_at": changes.at}
+        if not keep_listed:
+            values["listed"] = False
+        conn.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.entry_key.in_(list(part)), ENTRIES.c.live.is_(True))
+            .values(state=state, **values)
+        )
+        if not keep_listed:
+            conn.execute(
+                update(ENTRIES).where(ENTRIES.c.entry_key.in_(list(part))).values(listed=False)
+            )
+    return was_live
+
+
+def _record_match(conn: Connection, ev: MatchFound | MatchFeedbackReceived, at: str) -> None:
+    from ncii_hashmatch.tokens import match_uuid
+
+    row = conn.execute(select(MATCHES).where(MATCHES.c.match_id == ev.match_id)).first()
+    if row is None:
+        conn.execute(
+            insert(MATCHES).values(
+                match_id=ev.match_id,
+                match_uuid=match_uuid(ev.platform, ev.entry_key),
+                platform=ev.platform,
+                entry_key=ev.entry_key,
+                sightings=0,
+                fp_confirmed=False,
+            )
+        )
+    if isinstance(ev, MatchFound):
+        conn.execute(
+            update(MATCHES)
+            .where(MATCHES.c.match_id == ev.match_id)
+            .values(sightings=MATCHES.c.sightings + 1, last_seen_at=ev.seen_at)
+        )
+    else:
+        conn.execute(
+            update(MATCHES)
+            .where(MATCHES.c.match_id == ev.match_id)
+            .values(
+                verdict=ev.verdict,
+                verdict_at=at,
+                content_algorithm=ev.content_algorithm,
+                content_value=ev.content_value,
+            )
+        )
+
+
+class BankProjection(Projection):
+    """Case hashes: banked when submitted, out of matching at once when the case is withdrawn
+    or erased (and never banked afterwards, whatever order the facts arrive in)."""
+
+    name: ClassVar[str] = "bank"
+    metadata: ClassVar[MetaData] = METADATA
+    subjects: ClassVar[tuple[str, ...]] = (
+        f"{CASES.prefix}.*.case.*.HashesSubmitted",
+        f"{CASES.prefix}.*.case.*.CaseWithdrawn",
+        f"{CASES.prefix}.*.case.*.CaseErased",
+        f"{CASES.prefix}.*.banking.*.HashesWithdrawn",
+        f"{CASES.prefix}.*.match.>",
+    )
+
+    def reset(self, conn: Connection) -> None:
+        raise NotImplementedError(
+            "the bank follows two streams: to rebuild it, stop hashmatch, drop its database "
+            "and start it again (it replays both)"
+        )
+
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        ev = event.event
+        if isinstance(ev, HashesSubmitted):
+            self._submitted(conn, event, ev)
+        elif isinstance(ev, CaseWithdrawn | CaseErased):
+            self._closed(conn, event, "withdrawn" if isinstance(ev, CaseWithdrawn) else "erased")
+        elif isinstance(ev, HashesWithdrawn):
+            changes = _Changes("c", event)
+            rows: list[Any] = []
+            for part in _chunks(ev.entry_keys):
+                rows += conn.execute(
+                    select(ENTRIES.c.entry_key, ENTRIES.c.live, ENTRIES.c.listed).where(
+                        ENTRIES.c.entry_key.in_(list(part))
+                    )
+                ).all()
+            state = {"false_positive": "negative", "case_erased": "erased"}.get(
+                ev.reason, "withdrawn"
+            )
+            _retire(conn, changes, rows, state=state)
+            changes.flush(conn)
+        elif isinstance(ev, MatchFound | MatchFeedbackReceived):
+            _record_match(conn, ev, event.envelope.occurred_at)
+
+    def _submitted(self, conn: Connection, event: RecordedEvent, ev: HashesSubmitted) -> None:
+        case_id = event.case_id
+        closed = conn.execute(
+            select(CLOSED_CASES.c.case_id).where(CLOSED_CASES.c.case_id == case_id)
+        ).first()
+        if closed is not None:
+            return  # withdrawn or erased before this was applied: never matchable
+        bank = domain.case_bank_name(ev.organisation)
+        _ensure_bank(conn, bank, "case", ev.organisation)
+        already = {
+            (r[0], r[1])
+            for r in conn.execute(
+                select(ENTRIES.c.algorithm, ENTRIES.c.ident).where(
+                    ENTRIES.c.case_id == case_id, ENTRIES.c.live.is_(True)
+                )
+            )
+        }
+        pairs = [(h.algorithm, h.value.lower()) for h in ev.hashes if h.value]
+        accepted, skipped = domain.plan_banking(
+            ev.hashes, already=already, negatives=_negatives_among(conn, pairs)
+        )
+        changes = _Changes("c", event)
+        now = changes.at
+        rows: list[dict[str, Any]] = []
+        banked: list[BankedEntry] = []
+        for item in accepted:
+            key = entry_key_for(event.envelope.event_id, item.index)
+            rows.append(
+                {
+                    "entry_key": key,
+                    "bank": bank,
+                    "kind": "case",
+                    "case_id": case_id,
+                    "source_id": ev.submission_id,
+                    "algorithm": item.algorithm,
+                    "media": item.media,
+                    "ident": item.identity[1],
+                    "value": item.value,
+                    "aliases": "".join(item.aliases) or None,
+                    "frames": "".join(item.frames) or None,
+                    "quality": item.quality,
+                    "live": True,
+                    "listed": True,
+                    "state": "live",
+                    "added_at": now,
+                    "removed_at": None,
+                }
+            )
+            changes.add("add", entry_key=key)
+            banked.append(
+                BankedEntry(
+                    entry_key=key,
+                    index=item.index,
+                    algorithm=item.algorithm,
+                    dihedral=bool(item.aliases),
+                )
+            )
+        if rows:
+            conn.execute(insert(ENTRIES), rows)
+        changes.flush(conn)
+        _outbox(
+            conn,
+            event,
+            event_id=outbox_event_id(event.envelope.event_id, "HashesBanked"),
+            stream="c",
+            case_id=case_id,
+            aggregate_id=case_id,
+            event=HashesBanked(
+                submission_id=ev.submission_id,
+                bank=bank,
+                entries=banked,
+                skipped=[SkippedHash(index=s.index, reason=s.reason) for s in skipped],
+                matchable_from=now,
+                poll_interval_ms=MATCHER_POLL_MS,
+            ),
+        )
+
+    def _closed(self, conn: Connection, event: RecordedEvent, state: str) -> None:
+        case_id = event.case_id
+        upsert(
+            conn,
+            CLOSED_CASES,
+            {"case_id": case_id, "state": state, "at": event.envelope.occurred_at},
+            ["case_id"],
+        )
+        rows = conn.execute(
+            select(ENTRIES.c.entry_key, ENTRIES.c.live, ENTRIES.c.listed).where(
+                ENTRIES.c.case_id == case_id,
+                or_(ENTRIES.c.live.is_(True), ENTRIES.c.listed.is_(True)),
+            )
+        ).all()
+        changes = _Changes("c", event)
+        was_live = _retire(conn, changes, rows, state=state)
+        changes.flush(conn)
+        if was_live:
+            _outbox(
+                conn,
+                event,
+                event_id=outbox_event_id(event.envelope.event_id, "HashesWithdrawn"),
+                stream="c",
+                case_id=case_id,
+                aggregate_id=case_id,
+                event=HashesWithdrawn(
+                    reason="case_withdrawn" if state == "withdrawn" else "case_erased",
+                    entry_keys=was_live,
+                    unmatchable_from=changes.at,
+                ),
+            )
+
+
+class BankReferenceProjection(Projection):
+    """Bank settings, imported lists, the negative bank, matches of imported-list entries."""
+
+    name: ClassVar[str] = "bank_reference"
+    metadata: ClassVar[MetaData] = METADATA
+    subjects: ClassVar[tuple[str, ...]] = (
+        f"{REFERENCE.prefix}.bank.>",
+        f"{REFERENCE.prefix}.hash_list.>",
+        f"{REFERENCE.prefix}.negative_bank.>",
+        f"{REFERENCE.prefix}.match.>",
+    )
+
+    def reset(self, conn: Connection) -> None:
+        BankProjection().reset(conn)
+
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        ev = event.event
+        if isinstance(ev, BankConfigured):
+            self._configured(conn, event, ev)
+        elif isinstance(ev, HashListImported):
+            self._imported(conn, event, ev)
+        elif isinstance(ev, FalsePositiveConfirmed):
+            self._false_positive(conn, event, ev)
+        elif isinstance(ev, MatchFound | MatchFeedbackReceived):
+            _record_match(conn, ev, event.envelope.occurred_at)
+
+    def _configured(self, conn: Connection, event: RecordedEvent, ev: BankConfigured) -> None:
+        kind = "case" if domain.is_case_bank(ev.bank) else "list"
+        _ensure_bank(conn, ev.bank, kind, None)
+        conn.execute(
+            update(BANKS)
+            .where(BANKS.c.name == ev.bank)
+            .values(
+                enabled=ev.enabled,
+                pdq_threshold=ev.pdq_threshold,
+                match_dihedral=ev.match_dihedral,
+                vpdq_query_match_percent=ev.vpdq_query_match_percent,
+                vpdq_compared_match_percent=ev.vpdq_compared_match_percent,
+                updated_at=event.envelope.occurred_at,
+            )
+        )
+        changes = _Changes("r", event)
+        changes.add("settings")
+        changes.flush(conn)
+
+    def _imported(self, conn: Connection, event: RecordedEvent, ev: HashListImported) -> None:
+        _ensure_bank(conn, ev.bank, "list", None)
+        changes = _Changes("r", event)
+        values = [(h.algorithm, h.value) for h in ev.hashes]
+        present: set[tuple[str, str]] = set()
+        for part in _chunks(values):
+            present.update(
+                (r[0], r[1])
+                for r in conn.execute(
+                    select(ENTRIES.c.algorithm, ENTRIES.c.ident).where(
+                        ENTRIES.c.bank == ev.bank,
+                        ENTRIES.c.live.is_(True),
+                        tuple_(ENTRIES.c.algorithm, ENTRIES.c.ident).in_(list(part)),
+                    )
+                )
+            )
+        if ev.mode == "replace" and present:
+            for part in _chunks(sorted(present)):
+                conn.execute(
+                    update(ENTRIES)
+                    .where(
+                        ENTRIES.c.bank == ev.bank,
+                        ENTRIES.c.live.is_(True),
+                        tuple_(ENTRIES.c.algorithm, ENTRIES.c.ident).in_(list(part)),
+                    )
+                    .values(source_id=ev.import_id)
+                )
+        negative = _negatives_among(conn, values)
+        rows: list[dict[str, Any]] = []
+        for index, h in enumerate(ev.hashes):
+            if (h.algorithm, h.value) in present or (h.algorithm, h.value) in negative:
+                continue
+            present.add((h.algorithm, h.value))
+            key = entry_key_for(event.envelope.event_id, index)
+            rows.append(
+                {
+                    "entry_key": key,
+                    "bank": ev.bank,
+                    "kind": "list",
+                    "case_id": None,
+                    "source_id": ev.import_id,
+                    "algorithm": h.algorithm,
+                    "media": "image" if h.algorithm == "pdq" else "video",
+                    "ident": h.value,
+                    "value": h.value,
+                    "aliases": None,
+                    "frames": None,
+                    "quality": None,
+                    "live": True,
+                    "listed": True,
+                    "state": "live",
+                    "added_at": changes.at,
+                    "removed_at": None,
+                }
+            )
+            changes.add("add", entry_key=key)
+        if rows:
+            conn.execute(insert(ENTRIES), rows)
+        if ev.mode == "replace" and ev.chunk == ev.chunks - 1:
+            stale = conn.execute(
+                select(ENTRIES.c.entry_key, ENTRIES.c.live, ENTRIES.c.listed).where(
+                    ENTRIES.c.bank == ev.bank,
+                    ENTRIES.c.live.is_(True),
+                    ENTRIES.c.source_id != ev.import_id,
+                )
+            ).all()
+            _retire(conn, changes, stale, state="replaced")
+        changes.flush(conn)
+
+    def _false_positive(
+        self, conn: Connection, event: RecordedEvent, ev: FalsePositiveConfirmed
+    ) -> None:
+        changes = _Changes("r", event)
+        exists = conn.execute(
+            select(NEGATIVES.c.neg_no).where(NEGATIVES.c.negative_id == ev.negative_id)
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(NEGATIVES).values(
+                    negative_id=ev.negative_id,
+                    algorithm=ev.algorithm,
+                    value=ev.value,
+                    target=ev.target,
+                    match_id=ev.match_id,
+                    added_at=changes.at,
+                )
+            )
+            changes.add("negative", negative_id=ev.negative_id)
+        conn.execute(
+            update(MATCHES).where(MATCHES.c.match_id == ev.match_id).values(fp_confirmed=True)
+        )
+        same = conn.execute(
+            select(
+                ENTRIES.c.entry_key,
+                ENTRIES.c.live,
+                ENTRIES.c.listed,
+                ENTRIES.c.kind,
+                ENTRIES.c.case_id,
+            ).where(
+                ENTRIES.c.algorithm == ev.algorithm,
+                ENTRIES.c.value == ev.value,
+                ENTRIES.c.live.is_(True),
+            )
+        ).all()
+        _retire(conn, changes, [r for r in same if r.kind == "list"], state="negative")
+        by_case: dict[str, list[Any]] = {}
+        for r in same:
+            if r.kind == "case" and r.case_id:
+                by_case.setdefault(r.case_id, []).append(r)
+        for case_id, case_rows in sorted(by_case.items()):
+            # Out of matching now; out of the feed when HashesWithdrawn comes back on the
+            # case's stream, so the feed's removal follows its addition in one stream's order.
+            was_live = _retire(conn, changes, case_rows, state="negative", keep_listed=True)
+            _outbox(
+                conn,
+                event,
+                event_id=outbox_event_id(event.envelope.event_id, case_id, "HashesWithdrawn"),
+                stream="c",
+                case_id=case_id,
+                aggregate_id=case_id,
+                event=HashesWithdrawn(
+                    reason="false_positive", entry_keys=was_live, unmatchable_from=changes.at
+                ),
+            )
+        changes.flush(conn)
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+def settings_of(row: Any) -> domain.BankSettings:
+    return domain.BankSettings(
+        enabled=bool(row.enabled),
+        pdq_threshold=int(row.pdq_threshold),
+        match_dihedral=bool(row.match_dihedral),
+        vpdq_query_match_percent=int(row.vpdq_query_match_percent),
+        vpdq_compared_match_percent=int(row.vpdq_compared_match_percent),
+    )
+
+
+def read_banks(conn: Connection) -> dict[str, domain.BankSettings]:
+    return {r.name: settings_of(r) for r in conn.execute(select(BANKS))}
+
+
+def bank_rows(conn: Connection) -> list[dict[str, Any]]:
+    counts: dict[str, int] = dict(
+        conn.execute(
+            select(ENTRIES.c.bank, func.count())
+            .where(ENTRIES.c.live.is_(True))
+            .group_by(ENTRIES.c.bank)
+        ).all()
+    )
+    out = []
+    for r in conn.execute(select(BANKS).order_by(BANKS.c.name)).mappings():
+        row = dict(r)
+        row["live_hashes"] = int(counts.get(r["name"], 0))
+        out.append(row)
+    return out
+
+
+def cursors_now(conn: Connection) -> dict[str, int]:
+    out = {"c": 0, "r": 0}
+    for stream, top in conn.execute(
+        select(CHANGES.c.stream, func.max(CHANGES.c.key)).group_by(CHANGES.c.stream)
+    ):
+        out[str(stream)] = int(top or 0)
+    return out
+
+
+def changes_since(
+    conn: Connection, cursors: dict[str, int], limit: int, kinds: Sequence[str] | None = None
+) -> list[Any]:
+    """Changes after the per-stream cursors, each stream in key order, with their entries."""
+    query = (
+        select(
+            CHANGES.c.stream,
+            CHANGES.c.key,
+            CHANGES.c.kind,
+            CHANGES.c.negative_id,
+            CHANGES.c.at,
+            ENTRIES.c.entry_id,
+            ENTRIES.c.entry_key,
+            ENTRIES.c.bank,
+            ENTRIES.c.algorithm,
+            ENTRIES.c.media,
+            ENTRIES.c.value,
+            ENTRIES.c.aliases,
+            ENTRIES.c.frames,
+            ENTRIES.c.live,
+        )
+        .select_from(CHANGES.outerjoin(ENTRIES, ENTRIES.c.entry_key == CHANGES.c.entry_key))
+        .where(
+            or_(
+                and_(CHANGES.c.stream == "c", CHANGES.c.key > cursors.get("c", 0)),
+                and_(CHANGES.c.stream == "r", CHANGES.c.key > cursors.get("r", 0)),
+            )
+        )
+    )
+    if kinds is not None:
+        query = query.where(CHANGES.c.kind.in_(list(kinds)))
+    query = query.order_by(CHANGES.c.stream, CHANGES.c.key).limit(limit)
+    return list(conn.execute(query).all())
+
+
+def live_entries(conn: Connection, after_id: int, limit: int) -> list[tuple[Any, ...]]:
+    """``(entry_id, algorithm, value, aliases, frames)`` of live entries after ``after_id``, as
+    the driver returns them (a million rows load in about a second this way)."""
+    result = conn.execute(
+        select(
+            ENTRIES.c.entry_id,
+            ENTRIES.c.algorithm,
+            ENTRIES.c.value,
+            ENTRIES.c.aliases,
+            ENTRIES.c.frames,
+        )
+        .where(ENTRIES.c.live.is_(True), ENTRIES.c.entry_id > after_id)
+        .order_by(ENTRIES.c.entry_id)
+        .limit(limit)
+    )
+    try:
+        return [tuple(r) for r in result.cursor.fetchall()] if result.cursor else []
+    finally:
+        result.close()
+
+
+def negatives(conn: Connection, negative_ids: Sequence[str] | None = None) -> list[Any]:
+    query = select(NEGATIVES.c.neg_no, NEGATIVES.c.algorithm, NEGATIVES.c.value)
+    if negative_ids is not None:
+        query = query.where(NEGATIVES.c.negative_id.in_(list(negative_ids)))
+    return list(conn.execute(query).all())
+
+
+def entries_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for part in _chunks(list(ids)):
+        for r in conn.execute(
+            select(
+                ENTRIES.c.entry_id,
+                ENTRIES.c.entry_key,
+                ENTRIES.c.bank,
+                ENTRIES.c.kind,
+                ENTRIES.c.case_id,
+                ENTRIES.c.algorithm,
+                ENTRIES.c.value,
+                ENTRIES.c.frames,
+                ENTRIES.c.live,
+            ).where(ENTRIES.c.entry_id.in_(list(part)))
+        ):
+            out[int(r.entry_id)] = r
+    return out
+
+
+def entry_by_key(conn: Connection, entry_key: str) -> Any:
+    return conn.execute(select(ENTRIES).where(ENTRIES.c.entry_key == entry_key)).first()
+
+
+def match_row(conn: Connection, match_id: str) -> Any:
+    return conn.execute(select(MATCHES).where(MATCHES.c.match_id == match_id)).first()
+
+
+def open_false_positives(conn: Connection, limit: int, after: str | None) -> list[Any]:
+    query = (
+        select(MATCHES, ENTRIES.c.bank, ENTRIES.c.algorithm, ENTRIES.c.kind)
+        .select_from(MATCHES.join(ENTRIES, ENTRIES.c.entry_key == MATCHES.c.entry_key))
+        .where(MATCHES.c.verdict == "false_positive", MATCHES.c.fp_confirmed.is_(False))
+    )
+    if after is not None:
+        query = query.where(MATCHES.c.match_id > after)
+    return list(conn.execute(query.order_by(MATCHES.c.match_id).limit(limit)).all())
+
+
+def bank_export_rows(conn: Connection, bank: str, after_id: int, limit: int) -> list[Any]:
+    return list(
+        conn.execute(
+            select(ENTRIES.c.entry_id, ENTRIES.c.algorithm, ENTRIES.c.media, ENTRIES.c.value)
+            .where(ENTRIES.c.bank == bank, ENTRIES.c.live.is_(True), ENTRIES.c.entry_id > after_id)
+            .order_by(ENTRIES.c.entry_id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def present_in_bank(conn: Connection, bank: str, pairs: Sequence[tuple[str, str]]) -> int:
+    count = 0
+    for part in _chunks(list(pairs)):
+        count += int(
+            conn.execute(
+                select(func.count()).where(
+                    ENTRIES.c.bank == bank,
+                    ENTRIES.c.live.is_(True),
+                    tuple_(ENTRIES.c.algorithm, ENTRIES.c.ident).in_(list(part)),
+                )
+            ).scalar_one()
+        )
+    return count
+
+
+def instance_id(conn: Connection) -> str:
+    """This database's id: durable consumers are named after it, so separate databases (one
+    SQLite per replica, a test's fresh database) never share a consumer, while replicas sharing
+    one PostgreSQL do."""
+    row = conn.execute(select(INSTANCE.c.instance_id)).first()
+    if row is not None:
+        return str(row[0])
+    new = uuid.uuid4().hex[:12]
+    conn.execute(insert(INSTANCE).values(id=1, instance_id=new, created_at=utc_now()))
+    return new

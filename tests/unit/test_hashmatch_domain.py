@@ -1,0 +1,304 @@
+"""Hashmatch's rules without I/O: thresholds, rotations, the negative bank, vPDQ shares, which
+hashes of a submission are banked, bank names, the plain list format, and opaque ids."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+from ncii_hashmatch import domain
+from ncii_hashmatch.commands import HashIn, Lookup, Sighting
+from ncii_hashmatch.domain import BankSettings, Candidate, Frame
+from ncii_hashmatch.tokens import Tokens
+from ncii_intake.events import SubmittedHash
+from pydantic import ValidationError
+
+H = "a" * 64
+
+
+def pdq(
+    value: str = H, quality: int | None = 90, dihedral: list[str] | None = None
+) -> SubmittedHash:
+    return SubmittedHash(
+        algorithm="pdq", value=value, media="image", quality=quality, dihedral=dihedral
+    )
+
+
+def hex_at(distance: int, base: str = "0" * 64) -> str:
+    """A hash exactly ``distance`` bits from ``base``."""
+    return f"{int(base, 16) ^ ((1 << distance) - 1):064x}"
+
+
+# -- thresholds and rotations ----------------------------------------------------------------------
+
+
+def test_the_threshold_is_inclusive_31_matches_and_32_does_not() -> None:
+    assert domain.pdq_within(31, 31)
+    assert not domain.pdq_within(32, 31)
+    assert domain.pdq_within(0, 0) and not domain.pdq_within(1, 0)
+
+
+def test_a_bank_admits_rotated_hits_only_with_dihedral_matching_on_and_nothing_when_disabled() -> (
+    None
+):
+    plain, rotated = Candidate(0, 1, 10), Candidate(0, 1, 10, rotated=True)
+    assert domain.admit(plain, "pdq", BankSettings()) and domain.admit(
+        rotated, "pdq", BankSettings()
+    )
+    off = BankSettings(match_dihedral=False)
+    assert domain.admit(plain, "pdq", off) and not domain.admit(rotated, "pdq", off)
+    disabled = BankSettings(enabled=False)
+    assert not domain.admit(plain, "pdq", disabled)
+    assert not domain.admit(Candidate(0, 1, 0), "md5", disabled)
+    assert domain.admit(Candidate(0, 1, 0), "md5", BankSettings())
+
+
+def test_best_matches_takes_the_closest_admitted_hit_and_a_plain_one_on_a_tie() -> None:
+    cands = [
+        Candidate(0, 7, 40),  # plain, but over the threshold
+        Candidate(0, 7, 12, rotated=True),
+        Candidate(0, 8, 5, rotated=True),
+        Candidate(0, 8, 5),
+        Candidate(1, 9, 3),  # entry 9 is no longer live: no settings
+    ]
+    settings = {7: BankSettings(), 8: BankSettings()}
+    algorithms = {7: "pdq", 8: "pdq"}
+    best = domain.best_matches(cands, algorithms, settings)
+    assert best == [Candidate(0, 8, 5), Candidate(0, 7, 12, rotated=True)]
+    no_rotations = {7: BankSettings(match_dihedral=False), 8: BankSettings(match_dihedral=False)}
+    assert domain.best_matches(cands, algorithms, no_rotations) == [Candidate(0, 8, 5)]
+    strict = {7: BankSettings(pdq_threshold=4), 8: BankSettings(pdq_threshold=4)}
+    assert domain.best_matches(cands, algorithms, strict) == []
+
+
+@pytest.mark.parametrize(
+    ("match", "negative", "suppressed"),
+    [
+        (10, None, False),  # nothing in the negative bank near the query
+        (10, 0, True),  # the query is the known false positive
+        (10, 10, True),  # as close to the false positive as to the banked hash
+        (10, 11, False),  # closer to the banked hash: still a match
+        (31, 31, True),
+        (31, 32, False),  # beyond the negative bank's threshold
+        (0, 0, True),  # an exact MD5 false positive
+    ],
+)
+def test_the_negative_bank_suppresses_a_match_when_the_query_is_at_least_as_close_to_it(
+    match: int, negative: int | None, suppressed: bool
+) -> None:
+    assert domain.suppressed(match, negative) is suppressed
+
+
+# -- vPDQ ------------------------------------------------------------------------------------------
+
+
+def test_vpdq_matches_when_80_percent_of_the_query_frames_match_by_default() -> None:
+    rng = random.Random(7)
+    video = [Frame(f"{rng.getrandbits(256):064x}") for _ in range(10)]
+    excerpt = [Frame(hex_at(31, f.value), quality=90) for f in video[:4]]
+    unrelated = [Frame(f"{rng.getrandbits(256):064x}", quality=90) for _ in range(2)]
+    result = domain.vpdq_compare([*excerpt, unrelated[0]], video)
+    assert (result.query_match_percent, result.compared_match_percent) == (80.0, 40.0)
+    assert result.is_match(BankSettings())
+    fewer = domain.vpdq_compare([*excerpt[:3], *unrelated], video)
+    assert fewer.query_match_percent == 60.0 and not fewer.is_match(BankSettings())
+    assert not result.is_match(BankSettings(vpdq_compared_match_percent=50))
+    assert result.is_match(BankSettings(vpdq_compared_match_percent=40))
+    beyond = [Frame(hex_at(32, f.value), quality=90) for f in video[:4]]
+    assert domain.vpdq_compare(beyond, video).query_match_percent == 0.0
+
+
+def test_vpdq_ignores_query_frames_below_quality_50_and_counts_each_distinct_frame_once() -> None:
+    video = [Frame("1" * 64), Frame("2" * 64)]
+    query = [Frame("1" * 64, 90), Frame("1" * 64, 90), Frame("2" * 64, 49), Frame("3" * 64, None)]
+    assert domain.usable_frames(query) == ["1" * 64, "3" * 64]
+    result = domain.vpdq_compare(query, video)
+    assert (result.query_match_percent, result.compared_match_percent) == (50.0, 50.0)
+    far = domain.vpdq_compare([Frame(hex_at(32, "1" * 64), 90)], video)
+    assert far.query_match_percent == 0.0
+
+
+def test_vpdq_percentages_of_nothing_are_zero() -> None:
+    assert domain.vpdq_percentages(0, 0, 0, 0) == domain.VpdqResult(0.0, 0.0)
+
+
+# -- banking a submission --------------------------------------------------------------------------
+
+
+def test_a_submission_banks_valid_hashes_and_says_why_it_skipped_the_others() -> None:
+    rotations = [f"{i:064x}" for i in range(8)]
+    hashes = [
+        pdq(rotations[0], dihedral=rotations),
+        pdq("b" * 64, quality=49),
+        pdq("c" * 63),
+        pdq(rotations[0]),  # the same image twice
+        SubmittedHash(algorithm="md5", value="D" * 32, media="video"),
+        SubmittedHash(algorithm="md5", value="e" * 32, media="video"),
+        SubmittedHash(algorithm="vpdq", value="", media="video", frames=["1" * 64, "1" * 64]),
+        pdq("f" * 64),
+    ]
+    accepted, skipped = domain.plan_banking(
+        hashes, already=[("md5", "e" * 32)], negatives=[("pdq", "f" * 64)]
+    )
+    assert [(a.index, a.algorithm) for a in accepted] == [(0, "pdq"), (4, "md5"), (6, "vpdq")]
+    assert accepted[0].aliases == tuple(rotations[1:])
+    assert accepted[1].value == "d" * 32  # one spelling
+    assert accepted[2].frames == ("1" * 64,)
+    assert [(s.index, s.reason) for s in skipped] == [
+        (1, "low_quality"),
+        (2, "invalid"),
+        (3, "duplicate"),
+        (5, "duplicate"),
+        (7, "negative_bank"),
+    ]
+
+
+def test_a_video_is_identified_by_its_distinct_frames_whatever_their_order() -> None:
+    a = domain.identity_value("vpdq", None, ["1" * 64, "2" * 64, "1" * 64])
+    b = domain.identity_value("vpdq", None, ["2" * 64, "1" * 64])
+    assert a == b and a.startswith("frames:")
+    assert domain.identity_value("pdq", H) == H
+
+
+# -- banks -----------------------------------------------------------------------------------------
+
+
+def test_each_partner_organisation_gets_its_own_case_bank_with_a_valid_name() -> None:
+    assert domain.case_bank_name("ngo-taipei") == "ORG_NGO_TAIPEI"
+    punctuated = domain.case_bank_name("ngo_taipei")
+    assert punctuated.startswith("ORG_NGO_TAIPEI_") and punctuated != "ORG_NGO_TAIPEI"
+    for org in ("ngo-taipei", "Garden of Hope Foundation", "台北", "x" * 100):
+        name = domain.case_bank_name(org)
+        assert domain.bank_name_error(name) is None, name
+        assert domain.list_bank_error(name) is not None  # lists cannot be imported there
+
+
+@pytest.mark.parametrize("name", ["lower", "1ABC", "A", "A-B", "ORG_X", "NEGATIVE", "A" * 64])
+def test_a_list_bank_name_must_be_upper_snake_and_not_reserved(name: str) -> None:
+    assert domain.list_bank_error(name) is not None
+
+
+def test_bank_settings_out_of_range_say_what_to_fix() -> None:
+    assert BankSettings().errors() == []
+    errors = BankSettings(pdq_threshold=65, vpdq_query_match_percent=101).errors()
+    assert [f for f, _ in errors] == ["pdq_threshold", "vpdq_query_match_percent"]
+
+
+def test_change_keys_are_ordered_by_stream_position_then_by_change() -> None:
+    assert domain.change_key(5, 0) < domain.change_key(5, 1) < domain.change_key(6, 0)
+    with pytest.raises(ValueError):
+        domain.change_key(1, 1 << domain.CHANGE_KEY_BITS)
+
+
+# -- the plain list format -------------------------------------------------------------------------
+
+
+def test_a_list_in_hmas_plain_format_parses_with_blank_lines_comments_and_any_case() -> None:
+    text = f"# from HMA\npdq {H.upper()}\n\n  video_md5 {'0' * 32}  \r\npdq {H}\nPDQ {'b' * 64}\n"
+    parsed = domain.parse_hash_list(text)
+    assert parsed.ok and parsed.duplicates == 1 and parsed.lines == 6
+    assert [(h.line, h.algorithm, h.value) for h in parsed.hashes] == [
+        (2, "pdq", H),
+        (4, "md5", "0" * 32),
+        (6, "pdq", "b" * 64),
+    ]
+
+
+def test_every_bad_line_of_a_list_is_reported_with_its_number() -> None:
+    text = f"pdq {H}\nphotodna 1234\npdq {H[:-1]}\nvideo_md5 {H}\npdq{H}\npdq {H} extra\n"
+    parsed = domain.parse_hash_list(text)
+    assert [e.line for e in parsed.errors] == [2, 3, 4, 5, 6]
+    assert all(e.message and H not in e.message for e in parsed.errors)
+
+
+def test_export_writes_what_the_plain_format_can_express() -> None:
+    assert domain.export_line("pdq", "image", H) == f"pdq {H}"
+    assert domain.export_line("md5", "video", "0" * 32) == f"video_md5 {'0' * 32}"
+    assert domain.export_line("md5", "image", "0" * 32) is None  # no signal type for it
+    assert domain.export_line("vpdq", "video", None) is None
+    parsed = domain.parse_hash_list(f"{domain.export_line('pdq', 'image', H)}\n")
+    assert [(h.algorithm, h.value) for h in parsed.hashes] == [("pdq", H)]
+
+
+def test_a_long_list_is_cut_into_events_of_at_most_5000_hashes() -> None:
+    parsed = domain.parse_hash_list("\n".join(f"pdq {i:064x}" for i in range(12_001)))
+    parts = domain.chunks(parsed.hashes)
+    assert [len(p) for p in parts] == [5000, 5000, 2001]
+    assert [len(p) for p in domain.chunks([])] == [0]
+
+
+# -- look-up bodies --------------------------------------------------------------------------------
+
+
+def test_a_lookup_item_accepts_upper_case_hex_and_the_8_rotations_original_first() -> None:
+    rotations = [f"{i:064x}" for i in range(8)]
+    item = HashIn(algorithm="pdq", value=rotations[0].upper(), dihedral=rotations)
+    assert item.query().values == tuple(rotations)
+    assert HashIn(algorithm="md5", value="A" * 32).query().values == ("a" * 32,)
+    frames = HashIn(
+        algorithm="vpdq",
+        frames=[{"value": "1" * 64, "quality": 10}, {"value": "2" * 64, "quality": 80}],
+    )
+    assert frames.query().frames == ("2" * 64,)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"algorithm": "pdq", "value": "a" * 63},
+        {"algorithm": "pdq", "value": "a" * 64, "dihedral": ["b" * 64] * 8},
+        {"algorithm": "pdq", "value": "a" * 64, "dihedral": ["a" * 64] * 7},
+        {"algorithm": "md5", "value": "a" * 64},
+        {"algorithm": "md5", "value": "a" * 32, "dihedral": ["a" * 64] * 8},
+        {"algorithm": "vpdq", "value": "a" * 64},
+        {"algorithm": "sha1", "value": "a" * 40},
+        {"algorithm": "pdq", "value": "a" * 64, "filename": "me.jpg"},
+    ],
+)
+def test_a_malformed_lookup_item_is_refused(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        HashIn.model_validate(body)
+
+
+def test_a_low_quality_pdq_item_is_not_searched_and_cannot_be_reported_as_a_sighting() -> None:
+    item = HashIn(algorithm="pdq", value="a" * 64, quality=49)
+    assert item.low_quality and item.query().values == ()
+    assert not HashIn(algorithm="pdq", value="a" * 64, quality=50).low_quality
+    sighting = {"url": "https://example.com/x", "seen_at": "2026-01-01T00:00:00Z"}
+    with pytest.raises(ValidationError):
+        Sighting.model_validate({**sighting, "hash": item.model_dump()})
+    Sighting.model_validate({**sighting, "hash": {"algorithm": "pdq", "value": "a" * 64}})
+
+
+def test_a_lookup_takes_1_to_1000_items() -> None:
+    item = {"algorithm": "md5", "value": "0" * 32}
+    Lookup.model_validate({"items": [item] * domain.MAX_LOOKUP_ITEMS})
+    for n in (0, domain.MAX_LOOKUP_ITEMS + 1):
+        with pytest.raises(ValidationError):
+            Lookup.model_validate({"items": [item] * n})
+
+
+# -- opaque ids ------------------------------------------------------------------------------------
+
+
+def test_a_match_id_is_stable_bound_to_its_platform_and_unforgeable() -> None:
+    tokens = Tokens(b"k" * 64, b"b" * 32)
+    entry = str(uuid.uuid4())
+    one = tokens.match_id("platform-a", entry)
+    assert one == tokens.match_id("platform-a", entry)
+    assert one != tokens.match_id("platform-b", entry)
+    assert entry not in one and entry.replace("-", "") not in one
+    assert tokens.entry_for(one, "platform-a") == entry
+    assert tokens.entry_for(one, "platform-b") is None
+    assert tokens.entry_for(one[:-2] + ("AA" if one[-2:] != "AA" else "BB"), "platform-a") is None
+    assert tokens.open("m_not-a-token") is None and tokens.open("x") is None
+    assert Tokens(b"j" * 64, b"b" * 32).open(one) is None  # another deployment's key
+
+
+def test_a_public_bank_id_is_stable_and_does_not_reveal_the_organisation() -> None:
+    tokens = Tokens(b"k" * 64, b"b" * 32)
+    bank = domain.case_bank_name("ngo-taipei")
+    assert tokens.bank_id(bank) == tokens.bank_id(bank)
+    assert tokens.bank_id(bank) != tokens.bank_id("ORG_OTHER")
+    assert "taipei" not in tokens.bank_id(bank).lower()
