@@ -94,11 +94,25 @@ async def _as(url: str, user: str, errors: list[str]) -> NATS:
     )
 
 
-async def test_a_service_can_append_its_own_events(secured_server: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        ("intake", "ncii.c1.case.c1.CaseOpened"),
+        ("hashmatch", "ncii.c1.banking.c1.HashesBanked"),
+        ("hashmatch", "ncii.c1.match.m1.MatchFound"),
+        ("hashmatch", "nciiref.bank.PARTNER.BankConfigured"),
+        ("hashmatch", "nciiref.hash_list.l1.HashListImported"),
+        ("hashmatch", "nciiref.negative_bank.n1.FalsePositiveConfirmed"),
+        ("operator", "nciiref.principal.p1.PrincipalCreated"),
+    ],
+)
+async def test_a_service_can_append_its_own_events(
+    secured_server: str, user: str, subject: str
+) -> None:
     errors: list[str] = []
-    nc = await _as(secured_server, "intake", errors)
+    nc = await _as(secured_server, user, errors)
     try:
-        ack = await nc.jetstream().publish("ncii.c1.case.c1.CaseOpened", b"{}")
+        ack = await nc.jetstream().publish(subject, b"{}")
         assert ack.seq > 0
     finally:
         await nc.close()
