@@ -497,3 +497,34 @@ async def test_a_key_erased_by_another_process_is_dropped_from_the_services_cach
         assert refused.status_code == 409
         detail = (await client.get(f"/v1/cases/{case['case_id']}")).json()
         assert detail["pseudonym"] is None and detail["personal_data_erased"] is True
+
+
+async def test_a_video_submission_keeps_only_frames_good_enough_to_match_on(
+    intake: RunningService, partner: str, store: EventStore
+) -> None:
+    good, poor = "a" * 64, "b" * 64
+    video = {
+        "algorithm": "vpdq",
+        "media": "video",
+        "frames": [
+            {"value": good, "quality": 90, "timestamp": 0.0},
+            {"value": poor, "quality": 10, "timestamp": 1.0},
+        ],
+    }
+    async with intake.client(partner) as client:
+        case = await open_case(client, age_group="minor")
+        accepted = await client.post(
+            f"/v1/cases/{case['case_id']}/hashes", json={"hashes": [video]}
+        )
+        assert accepted.status_code == 200, accepted.text
+        all_poor = {**video, "frames": [video["frames"][1]]}  # type: ignore[index]
+        refused = await client.post(
+            f"/v1/cases/{case['case_id']}/hashes", json={"hashes": [all_poor]}
+        )
+        assert refused.status_code == 422 and "below quality 50" in refused.text
+    [submitted] = [
+        e.event
+        for e in await store.read_case(case["case_id"])
+        if isinstance(e.event, intake_events.HashesSubmitted)
+    ]
+    assert submitted.hashes[0].value is None and submitted.hashes[0].frames == [good]

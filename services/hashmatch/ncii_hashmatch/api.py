@@ -9,6 +9,7 @@ positives into the negative bank.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from ncii_hashmatch.commands import (
     Sighting,
     utc_text,
 )
+from ncii_hashmatch.handlers import NoMatchError, NotFoundError
 from ncii_hashmatch.matcher import Hit, Matcher
 from ncii_hashmatch.state import Hashmatch
 
@@ -173,8 +175,6 @@ async def report_sighting(
     state = hashmatch(runtime)
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        from ncii_hashmatch.handlers import NoMatchError
-
         try:
             sighting_id, recorded = await state.handlers.report_sighting(
                 principal, body.hash.query(), body.url, utc_text(body.seen_at)
@@ -264,8 +264,6 @@ async def match_feedback(
     state = hashmatch(runtime)
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        from ncii_hashmatch.handlers import NotFoundError
-
         content = (body.content.algorithm, body.content.value.lower()) if body.content else None
         try:
             await state.handlers.feedback(
@@ -448,8 +446,6 @@ async def import_list(
 
 
 def _sha256(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -560,8 +556,6 @@ async def confirm_false_positive(
     command = body or ConfirmFalsePositive()
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        from ncii_hashmatch.handlers import NotFoundError
-
         try:
             event = await state.handlers.confirm_false_positive(principal, match_id, command.target)
         except NotFoundError:

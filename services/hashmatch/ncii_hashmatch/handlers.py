@@ -9,6 +9,7 @@ the store skips ids already in the aggregate and the log drops duplicate message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -30,7 +31,7 @@ from ncii_events.store import (
     Version,
 )
 from ncii_events.stream import REFERENCE_CASE
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch import domain, projections
@@ -338,6 +339,7 @@ class OutboxPublisher:
         self.stores = {"c": store, "r": ref_store}
         self.interval = interval
         self._nudge = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
 
@@ -357,6 +359,8 @@ class OutboxPublisher:
             ).all()
         done = 0
         for row in rows:
+            if self._stopping.is_set():
+                break
             event_class = EVENTS.event_class(row.event_type)
             event = EVENTS.decode(row.event_type, event_class.version, json.loads(row.payload))
             ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
@@ -371,37 +375,31 @@ class OutboxPublisher:
         return done
 
     async def pending(self) -> int:
-        from sqlalchemy import func
-
         outbox = projections.OUTBOX
         async with self.engine.connect() as conn:
             query = select(func.count()).where(outbox.c.published_at.is_(None))
             return int((await conn.execute(query)).scalar_one())
 
     async def _loop(self) -> None:
-        while True:
-            try:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), self.interval)
-            except TimeoutError:
-                pass
             self._nudge.clear()
             try:
-                while await self.publish_pending() > 0:
+                while not self._stopping.is_set() and await self.publish_pending() > 0:
                     pass
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # never the message: it may carry values
                 log.warning("outbox publishing failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="hashmatch-outbox")
 
     async def stop(self) -> None:
+        """Stop after the event being appended (what is left is appended at the next start)."""
+        self._stopping.set()
+        self._nudge.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
             self._task = None

@@ -52,6 +52,7 @@ def create_hashmatch_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
+    """As ``ncii_events.serve.serve``, with hashmatch's own start (``state.start``)."""
     settings = Settings()
     app = create_hashmatch_app(settings)
     config = uvicorn.Config(
@@ -61,6 +62,8 @@ def run() -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        loop="uvloop",
+        http="httptools",
     )
     server = uvicorn.Server(config)
     server.run()

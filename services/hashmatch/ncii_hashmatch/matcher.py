@@ -117,6 +117,7 @@ class Matcher:
         self.cursors: dict[str, int] = {"c": 0, "r": 0}
         self.stats = Stats()
         self._nudge = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._poll_lock = asyncio.Lock()
 
@@ -261,26 +262,28 @@ class Matcher:
         self._nudge.set()
 
     async def follow(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), self.poll_interval)
             self._nudge.clear()
+            if self._stopping.is_set():
+                return
             try:
                 await self.poll()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # the type only: SQL errors can carry values
                 log.error("matcher poll failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self.follow(), name="hashmatch-matcher")
 
     async def stop(self) -> None:
+        """Stop following after the poll in progress (never in the middle of a SQL read)."""
+        self._stopping.set()
+        self._nudge.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
 
     async def pending(self) -> int:

@@ -67,6 +67,7 @@ from ncii_hashmatch.events import (
     MatchFound,
     SkippedHash,
 )
+from ncii_hashmatch.tokens import match_uuid
 
 METADATA = MetaData()
 EntryId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -329,8 +330,6 @@ def _retire(
 
 
 def _record_match(conn: Connection, ev: MatchFound | MatchFeedbackReceived, at: str) -> None:
-    from ncii_hashmatch.tokens import match_uuid
-
     row = conn.execute(select(MATCHES).where(MATCHES.c.match_id == ev.match_id)).first()
     if row is None:
         conn.execute(

@@ -5,6 +5,7 @@ runtime stops them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,8 +79,6 @@ class Probe:
         return int(await self._pending())
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        import asyncio
-
         deadline = asyncio.get_running_loop().time() + timeout
         while await self.pending() > 0:
             if asyncio.get_running_loop().time() > deadline:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ncii_events.auth import FailedAuthThrottle, Principal, require_role
 from ncii_events.crypto import CaseErasedError
+from ncii_events.hashes import PDQ_MIN_QUALITY
 from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found, request_fingerprint
 from ncii_events.ids import normalise_case_reference, uuid7
 from ncii_events.registry import DomainEvent
@@ -441,7 +442,11 @@ async def submit_hashes(
                 media=item.media,
                 quality=item.quality,
                 dihedral=item.dihedral,
-                frames=[f.value for f in item.frames] if item.frames else None,
+                frames=(
+                    [f.value for f in item.frames if f.quality >= PDQ_MIN_QUALITY]
+                    if item.frames
+                    else None
+                ),
             )
             for item in command.hashes
         ]

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from ncii_intake.events import (
@@ -161,6 +162,15 @@ class SubmittedHashIn(HashItem):
         if value is not None and value < PDQ_MIN_QUALITY:
             raise ValueError(low_quality_message(value))
         return value
+
+    @model_validator(mode="after")
+    def _matchable_frames(self) -> SubmittedHashIn:
+        if self.frames is not None and not any(f.quality >= PDQ_MIN_QUALITY for f in self.frames):
+            raise ValueError(
+                f"every frame is below quality {PDQ_MIN_QUALITY}: too low to match on; "
+                "hash a better copy of the video"
+            )
+        return self
 
 
 class SubmitHashes(_Command):

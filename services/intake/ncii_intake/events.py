@@ -61,13 +61,14 @@ class Contact(_Frozen):
 
 class SubmittedHash(_Frozen):
     algorithm: HashAlgorithm
-    value: str
+    value: str | None
+    """PDQ or MD5 hex; None for vPDQ (its frames carry the hashes)."""
     media: Media
     quality: int | None = None
     dihedral: list[str] | None = None
     """PDQ: the 8 rotations and flips computed on the device, so rotated copies match too."""
     frames: list[str] | None = None
-    """vPDQ: the frame hashes, in order (one a second)."""
+    """vPDQ: the frame hashes of quality 50 or more, in order (one a second)."""
 
 
 @EVENTS.register
