@@ -41,6 +41,7 @@ from ncii_intake.events import (
     NonConsentRecorded,
     PoliceReportDecisionRecorded,
     SubmittedHash,
+    WithdrawnBy,
 )
 from ncii_intake.handlers import (
     CASE_READERS,
@@ -527,13 +528,13 @@ async def withdraw_case(
 ) -> JSONResponse:
     """Final: stops every takedown and removes the case's hashes from matching everywhere."""
     command = command or Withdraw()
-    by = "caseworker" if principal.role == "caseworker" else "partner"
+    by: WithdrawnBy = "caseworker" if principal.role == "caseworker" else "partner"
     return await _run_change(
         request,
         principal,
         case_id,
         command,
-        lambda c: c.withdraw(by, command.reason),  # type: ignore[arg-type]
+        lambda c: c.withdraw(by, command.reason),
         idempotency_key=idempotency_key,
     )
 

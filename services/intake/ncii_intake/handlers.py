@@ -19,7 +19,7 @@ from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEven
 
 from ncii_intake.commands import OpenCase, utc_text
 from ncii_intake.domain import Case
-from ncii_intake.events import CaseOpened, Consents, Contact
+from ncii_intake.events import CaseOpened, Consents, Contact, WithdrawnBy
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
 CASE_READERS = ("partner", "caseworker", "admin")
@@ -163,11 +163,11 @@ class IntakeHandlers:
     async def erase(self, case_id: str, principal: Principal, idempotency_key: str | None) -> Case:
         """The event first (so the log says who asked, and when), then the key is destroyed.
         Both steps are idempotent: a retry after a crash in between finishes the job."""
-        by = "caseworker" if principal.role == "caseworker" else "partner"
+        by: WithdrawnBy = "caseworker" if principal.role == "caseworker" else "partner"
         case = await self.change(
             case_id,
             principal,
-            lambda c: c.erase(by),  # type: ignore[arg-type]
+            lambda c: c.erase(by),
             actor_principal=principal,
             idempotency_key=idempotency_key,
         )
