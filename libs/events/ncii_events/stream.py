@@ -73,21 +73,18 @@ class StreamSetupError(RuntimeError):
 
 
 async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
-    """Create or update the streams and the key bucket. Safe to call at every start."""
-    for spec in (CASES, REFERENCE):
-        cfg = stream_config(spec, replicas=replicas)
-        reply = await nc.request(f"$JS.API.STREAM.INFO.{spec.name}", b"", timeout=5)
-        exists = "error" not in json.loads(reply.data)
-        verb = "UPDATE" if exists else "CREATE"
-        reply = await nc.request(
-            f"$JS.API.STREAM.{verb}.{spec.name}", json.dumps(cfg).encode(), timeout=10
-        )
-        body = json.loads(reply.data)
-        if "error" in body:
-            raise StreamSetupError(f"{verb.lower()} stream {spec.name}: {body['error']}")
-    # The key bucket is a KV bucket whose stream allows deleting single messages: NATS creates KV
-    # streams with deny_delete, and erasure must overwrite the old key record on disk.
-    for config in (key_bucket_config(replicas), idempotency_bucket_config(replicas)):
+    """Create or update the streams and the KV buckets. Safe to call at every start.
+
+    The buckets are created as plain streams rather than through the KV API: NATS creates KV
+    streams with deny_delete, and erasure must overwrite an old key record on disk.
+    """
+    configs = [
+        stream_config(CASES, replicas=replicas),
+        stream_config(REFERENCE, replicas=replicas),
+        key_bucket_config(replicas),
+        idempotency_bucket_config(replicas),
+    ]
+    for config in configs:
         name = config["name"]
         reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
         verb = "UPDATE" if "error" not in json.loads(reply.data) else "CREATE"
@@ -96,7 +93,7 @@ async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
         )
         body = json.loads(reply.data)
         if "error" in body:
-            raise StreamSetupError(f"{verb.lower()} {name}: {body['error']}")
+            raise StreamSetupError(f"{verb.lower()} stream {name}: {body['error']}")
 
 
 def idempotency_bucket_config(replicas: int) -> dict[str, Any]:

@@ -3,8 +3,9 @@ own access with a case reference and PIN. Handlers build a command and hand it o
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -215,6 +216,66 @@ def _case_state(case: Case) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _case_problems() -> Iterator[None]:
+    """How a case's errors read over HTTP: one place for every write."""
+    try:
+        yield
+    except CaseNotFoundError:
+        raise not_found() from None
+    except StaleVersionError as exc:
+        raise Problem(
+            412,
+            "Precondition failed",
+            f"the case changed since you read it (now {exc.current}); reload and retry",
+        ) from None
+    except ConcurrencyError:
+        raise Problem(
+            409,
+            "Conflict",
+            "the case changed while this request was processed; reload it and retry",
+            kind="concurrent-change",
+        ) from None
+    except CaseRuleError as exc:
+        raise Problem(409, "Not allowed in this case's state", exc.detail, kind=exc.kind) from None
+    except CaseErasedError:
+        raise Problem(
+            409,
+            "Not allowed in this case's state",
+            "this case's personal data was erased; it takes no new facts",
+            kind="case-closed",
+        ) from None
+
+
+async def _write(
+    request: Request,
+    principal: Principal,
+    body: BaseModel | None,
+    action: Callable[[IntakeHandlers], Awaitable[Case]],
+    *,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """A write by a partner or case worker: role check, idempotency, errors as problems."""
+    require_role(principal, *CASE_WRITERS)
+    runtime = runtime_of(request)
+    intake = handlers(runtime)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        with _case_problems():
+            case = await action(intake)
+        return 200, _case_state(case)
+
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, body.model_dump(mode="json") if body else None
+    )
+    return await runtime.idempotency.run(
+        principal=principal.principal_id,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        handler=handle,
+    )
+
+
 async def _run_change(
     request: Request,
     principal: Principal,
@@ -224,60 +285,21 @@ async def _run_change(
     *,
     idempotency_key: str | None,
     if_match: str | None = None,
-    writers: Sequence[str] = CASE_WRITERS,
 ) -> JSONResponse:
-    require_role(principal, *writers)
-    runtime = runtime_of(request)
-    intake = handlers(runtime)
-
-    async def handle() -> tuple[int, dict[str, Any]]:
-        try:
-            case = await intake.change(
-                case_id,
-                principal,
-                decide,
-                actor_principal=principal,
-                if_match=if_match,
-                idempotency_key=idempotency_key,
-            )
-        except CaseNotFoundError:
-            raise not_found() from None
-        except StaleVersionError as exc:
-            raise Problem(
-                412,
-                "Precondition failed",
-                f"the case changed since you read it (now {exc.current}); reload and retry",
-            ) from None
-        except ConcurrencyError:
-            raise Problem(
-                409,
-                "Conflict",
-                "the case changed while this request was processed; reload it and retry",
-                kind="concurrent-change",
-            ) from None
-        except CaseRuleError as exc:
-            raise Problem(
-                409, "Not allowed in this case's state", exc.detail, kind=exc.kind
-            ) from None
-        except CaseErasedError:
-            raise Problem(
-                409,
-                "Not allowed in this case's state",
-                "this case's personal data was erased; it takes no new facts",
-                kind="case-closed",
-            ) from None
-        return 200, _case_state(case)
-
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, body.model_dump(mode="json") if body else None
+    return await _write(
+        request,
+        principal,
+        body,
+        lambda intake: intake.change(
+            case_id,
+            principal,
+            decide,
+            actor_principal=principal,
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        ),
+        idempotency_key=idempotency_key,
     )
-    response = await runtime.idempotency.run(
-        principal=principal.principal_id,
-        key=idempotency_key,
-        fingerprint=fingerprint,
-        handler=handle,
-    )
-    return response
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -548,30 +570,12 @@ async def erase_case(
 ) -> JSONResponse:
     """Final: destroys the case's key. Its personal data reads as erased for ever; the log and
     its hash chain stay intact; its hashes leave matching."""
-    require_role(principal, *CASE_WRITERS)
-    runtime = runtime_of(request)
-    intake = handlers(runtime)
-
-    async def handle() -> tuple[int, dict[str, Any]]:
-        try:
-            case = await intake.erase(case_id, principal, idempotency_key)
-        except CaseNotFoundError:
-            raise not_found() from None
-        except ConcurrencyError:
-            raise Problem(
-                409,
-                "Conflict",
-                "the case changed while this request was processed; retry",
-                kind="concurrent-change",
-            ) from None
-        return 200, _case_state(case)
-
-    fingerprint = request_fingerprint("POST", request.url.path, None)
-    return await runtime.idempotency.run(
-        principal=principal.principal_id,
-        key=idempotency_key,
-        fingerprint=fingerprint,
-        handler=handle,
+    return await _write(
+        request,
+        principal,
+        None,
+        lambda intake: intake.erase(case_id, principal, idempotency_key),
+        idempotency_key=idempotency_key,
     )
 
 
@@ -662,13 +666,11 @@ async def victim_withdraw(request: Request, access: VictimAccess) -> JSONRespons
     case = await _victim_case(request, access)
     intake = handlers(runtime_of(request))
     victim = Principal(principal_id="victim", organisation=case.organisation, role="victim")
-    try:
+    with _case_problems():
         updated = await intake.change(
             case.case_id,
             None,
             lambda c: c.withdraw("victim", "victim_request"),
             actor_principal=victim,
         )
-    except ConcurrencyError:
-        raise Problem(409, "Conflict", "the case changed just now; retry") from None
     return JSONResponse({"reference": updated.reference, "status": updated.status})
