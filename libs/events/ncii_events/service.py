@@ -9,7 +9,7 @@ import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class ServiceSpec:
     consumes: Sequence[type[DomainEvent]] = ()
     routers: Sequence[APIRouter] = field(default_factory=list)
     version: str = "0.1.0"
+    on_start: Callable[[ServiceRuntime], Awaitable[object]] | None = None
+    """Run once the runtime is up (NATS, SQL, projections), before the service is ready: for
+    what a service starts beyond its case-stream projections."""
 
     @property
     def port(self) -> int:
@@ -190,6 +193,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
         # Start-up objects (modules, models, compiled SQL) live for ever: keep the collector
         # from scanning them again on every full collection (fewer long pauses under load).
         gc.collect()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
-from fastapi import FastAPI
-from ncii_events.service import ServiceSpec, create_app
-from ncii_events.settings import Settings
+from ncii_events.serve import serve
+from ncii_events.service import ServiceSpec
 
 from ncii_hashmatch import state
 from ncii_hashmatch.api import router
@@ -34,41 +29,12 @@ SPEC = ServiceSpec(
     emits=EMITTED,
     consumes=CONSUMED,
     routers=[router],
+    on_start=state.start,
 )
 
 
-def create_hashmatch_app(settings: Settings | None = None) -> FastAPI:
-    app = create_app(SPEC, settings)
-    runtime_lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime_lifespan(app):
-            await state.start(app.state.runtime)
-            yield
-
-    app.router.lifespan_context = lifespan
-    return app
-
-
 def run() -> None:
-    """As ``ncii_events.serve.serve``, with hashmatch's own start (``state.start``)."""
-    settings = Settings()
-    app = create_hashmatch_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port or SPEC.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        loop="uvloop",
-        http="httptools",
-    )
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:
-        sys.exit(1)
+    serve(SPEC)
 
 
 if __name__ == "__main__":
