@@ -50,7 +50,6 @@ from ncii_intake.handlers import (
     CaseNotFoundError,
     IntakeHandlers,
     StaleVersionError,
-    case_ref,
     etag,
 )
 
@@ -384,10 +383,9 @@ async def get_case(
     require_role(principal, *CASE_READERS)
     intake = handlers(runtime_of(request))
     try:
-        case = await intake.load(case_id, principal)
+        case, history = await intake.load_with_history(case_id, principal, decrypt=True)
     except CaseNotFoundError:
         raise not_found() from None
-    history = await intake.history(case_id)
     response.headers["ETag"] = etag(case)
     return _detail(case, history)
 
@@ -603,7 +601,8 @@ async def list_mandatory_reports(request: Request, principal: Caller) -> JSONRes
 # -- the victim's own access ---------------------------------------------------------------
 
 
-async def _victim_case(request: Request, access: VictimAccess) -> Case:
+async def _victim_case_id(request: Request, access: VictimAccess) -> str:
+    """The case the reference and PIN open, or 401 (the same for either being wrong)."""
     runtime = runtime_of(request)
     intake = handlers(runtime)
     client = request.client.host if request.client else "unknown"
@@ -622,7 +621,7 @@ async def _victim_case(request: Request, access: VictimAccess) -> Case:
         VICTIM_THROTTLE.failed(client)
         VICTIM_THROTTLE.failed(reference)
         raise wrong
-    return await intake.load(case_id)
+    return case_id
 
 
 class VictimView(BaseModel):
@@ -647,8 +646,10 @@ _VICTIM_STEPS = {
 @router.post("/victim/status", tags=["victim"])
 async def victim_status(request: Request, access: VictimAccess) -> VictimView:
     """With the case reference and PIN (no account): the case's status and its steps so far."""
-    case = await _victim_case(request, access)
-    history = await handlers(runtime_of(request)).store.load(case_ref(case.case_id), decrypt=False)
+    case_id = await _victim_case_id(request, access)
+    intake = handlers(runtime_of(request))
+    case, events = await intake.load_with_history(case_id, None, decrypt=False)
+    history = [e for e in events if e.envelope.aggregate == "case"]
     return VictimView(
         reference=case.reference,
         status=case.status,
@@ -663,8 +664,8 @@ async def victim_status(request: Request, access: VictimAccess) -> VictimView:
 @router.post("/victim/withdraw", tags=["victim"])
 async def victim_withdraw(request: Request, access: VictimAccess) -> JSONResponse:
     """With the case reference and PIN: withdraw the case. Final."""
-    case = await _victim_case(request, access)
     intake = handlers(runtime_of(request))
+    case = await intake.load(await _victim_case_id(request, access))
     victim = Principal(principal_id="victim", organisation=case.organisation, role="victim")
     with _case_problems():
         updated = await intake.change(

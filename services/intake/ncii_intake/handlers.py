@@ -51,6 +51,19 @@ def may_see(principal: Principal, case: Case) -> bool:
     return principal.role in ("caseworker", "admin")
 
 
+def _require_case_id(case_id: str) -> None:
+    try:
+        uuid.UUID(case_id)
+    except ValueError:
+        raise CaseNotFoundError(case_id) from None
+
+
+def _visible(case: Case | None, case_id: str, principal: Principal | None) -> Case:
+    if case is None or (principal is not None and not may_see(principal, case)):
+        raise CaseNotFoundError(case_id)
+    return case
+
+
 class IntakeHandlers:
     def __init__(self, store: EventStore, keys: CaseKeys, master: MasterKey) -> None:
         self.store = store
@@ -71,17 +84,19 @@ class IntakeHandlers:
     # -- loading -------------------------------------------------------------------------------
 
     async def load(self, case_id: str, principal: Principal | None = None) -> Case:
-        try:
-            uuid.UUID(case_id)
-        except ValueError:
-            raise CaseNotFoundError(case_id) from None
+        """The case aggregate alone: what commands decide on."""
+        _require_case_id(case_id)
         case = Case.replay(await self.store.load(case_ref(case_id), decrypt=False))
-        if case is None or (principal is not None and not may_see(principal, case)):
-            raise CaseNotFoundError(case_id)
-        return case
+        return _visible(case, case_id, principal)
 
-    async def history(self, case_id: str) -> list[RecordedEvent]:
-        return await self.store.read_case(case_id, decrypt=True)
+    async def load_with_history(
+        self, case_id: str, principal: Principal | None, *, decrypt: bool
+    ) -> tuple[Case, list[RecordedEvent]]:
+        """The case and every event of it (all services' aggregates, log order), in one read."""
+        _require_case_id(case_id)
+        history = await self.store.read_case(case_id, decrypt=decrypt)
+        case = Case.replay([e for e in history if e.envelope.aggregate == "case"])
+        return _visible(case, case_id, principal), history
 
     # -- commands ------------------------------------------------------------------------------
 
