@@ -2,8 +2,8 @@
 
     python -m tests.support.projection_worker NATS_URL DB_URL CASE_ID MODE
 
-MODE ``run`` applies until killed; ``die-after-commit`` exits the process at the first
-acknowledgement of the third batch, i.e. after that batch's SQL commit and before its ack.
+MODE ``run`` applies until killed; ``die-after-commit`` exits the process at the third
+batch's acknowledgement (one per batch), i.e. after that batch's SQL commit and before its ack.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import asyncio
 import os
 import sys
 
-from nats.aio.msg import Msg
 from ncii_events.connection import connect
 from ncii_events.db import make_engine
-from ncii_events.projection import ProjectionRunner
+from ncii_events.projection import Delivery, ProjectionRunner
 from ncii_events.store import EventStore
 
 from tests.support.notes_projection import projection_for
@@ -23,16 +22,16 @@ from tests.support.notes_projection import projection_for
 
 async def main(nats_url: str, db_url: str, case_id: str, mode: str) -> None:
     if mode == "die-after-commit":
-        original_ack = Msg.ack
-        batches_acked = {"n": 0, "seen": 0}
+        original_ack = Delivery.ack
+        acks = {"seen": 0}
 
-        async def ack_then_maybe_die(self: Msg) -> None:
-            batches_acked["seen"] += 1
-            if batches_acked["seen"] == 2 * 20 + 1:  # first ack of the third batch of 20
+        async def ack_then_maybe_die(self: Delivery) -> None:
+            acks["seen"] += 1
+            if acks["seen"] == 3:  # a batch is settled by one ack: the third batch's
                 os._exit(3)
             await original_ack(self)
 
-        Msg.ack = ack_then_maybe_die  # type: ignore[method-assign]
+        Delivery.ack = ack_then_maybe_die  # type: ignore[method-assign]
 
     nc = await connect(nats_url, name="projection-worker")
     engine = make_engine(db_url)

@@ -9,6 +9,7 @@ hash chain still verifies because it covers the ciphertext.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import json
@@ -16,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ncii_events.envelope import canonical_json, utc_now
+from ncii_events.envelope import canonical_event_json, utc_now
 
 CIPHER_PREFIX = "enc:v1:"
 
@@ -117,6 +119,9 @@ class MemoryCaseKeys:
         return case_id in self._keys and self._keys[case_id] is None
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _aad(case_id: str, event_id: str, field: str) -> bytes:
     return f"{case_id}|{event_id}|{field}".encode()
 
@@ -129,13 +134,13 @@ def _aead(key: bytes) -> AESGCM:
 
 def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: Any) -> str:
     nonce = os.urandom(12)
-    sealed = _aead(key).encrypt(nonce, canonical_json(value), _aad(case_id, event_id, field))
+    sealed = _aead(key).encrypt(nonce, canonical_event_json(value), _aad(case_id, event_id, field))
     return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
 
 def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: str) -> Any:
     if not token.startswith(CIPHER_PREFIX):
         raise ValueError(f"field {field} is not encrypted")
-    blob = base64.urlsafe_b64decode(token[len(CIPHER_PREFIX) :])
+    blob = binascii.a2b_base64(token[len(CIPHER_PREFIX) :].translate(_FROM_URLSAFE))
     plain = _aead(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
-    return json.loads(plain)
+    return orjson.loads(plain)

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -46,6 +47,12 @@ from opentelemetry import trace
 from sqlalchemy import Connection, MetaData, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ncii_events.connection import (
+    NciiNatsClient,
+    status_description,
+    status_of,
+    wire,
+)
 from ncii_events.db import RUNTIME_METADATA, migrate_runtime, write_transaction
 from ncii_events.envelope import utc_now
 from ncii_events.runtime_tables import define_runtime_tables
@@ -140,37 +147,59 @@ def _set_checkpoint(conn: Connection, name: str, seq: int, had_row: bool) -> Non
         )
 
 
-def _delivery(msg: Msg) -> tuple[int, int, int]:
-    """(stream sequence, consumer sequence, deliveries) from a JetStream message's reply subject.
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message of the consumer, with what the runner needs of it (nats-py's ``Msg`` and its
+    metadata cost more than applying the event)."""
 
-    The common ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` form is
-    split here; any other form (with a domain and account) goes through nats-py's parser.
-    """
-    tokens = msg.reply.split(".") if msg.reply else []
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[5]), int(tokens[6]), int(tokens[4])
-    meta = msg.metadata
-    return meta.sequence.stream, meta.sequence.consumer, meta.num_delivered or 1
+    nc: NciiNatsClient
+    reply: str
+    data: bytes
+    stream_seq: int
+    consumer_seq: int
+    delivered: int
+
+    @classmethod
+    def of(cls, nc: NciiNatsClient, reply: bytes, data: bytes) -> Delivery:
+        """From the reply subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.
+        <ts>.<pending>``, or the longer form with a domain and account (nats-py parses that)."""
+        subject = reply.decode()
+        tokens = subject.split(".")
+        if len(tokens) != 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+            tokens = Msg.Metadata._get_metadata_fields(subject)
+        return cls(nc, subject, data, int(tokens[5]), int(tokens[6]), int(tokens[4]))
+
+    async def ack(self) -> None:
+        """Acknowledge this delivery and, the consumer acknowledging all, every earlier one."""
+        await self.nc.publish_raw(self.reply, b"+ACK")
+
+    async def nak(self) -> None:
+        await self.nc.publish_raw(self.reply, b"-NAK")
+
+    async def in_progress(self) -> None:
+        await self.nc.publish_raw(self.reply, b"+WPI")
 
 
 class _Pull:
-    """Messages of one durable pull consumer, through one callback subscription.
+    """Messages of one durable pull consumer, through one direct subscription.
 
     nats-py's ``fetch`` spends ~50 µs a message (a task, a uuid and a ``wait_for`` each); here a
-    message is a list append. At most one pull request is open; it asks for ``no_wait`` with
-    ``expires``, so the server sends what it has at once (then a 404 when that is less than
-    asked), or, when it has nothing, waits up to ``expires`` for the first events. A request
-    ends with its full count or a status message: nothing waits for a batch to fill.
+    message is a list append, straight from the protocol parser. At most one pull request is
+    open; it asks for ``no_wait`` with ``expires``, so the server sends what it has at once (then
+    a 404 when that is less than asked), or, when it has nothing, waits up to ``expires`` for the
+    first events. A request ends with its full count or a status message: nothing waits for a
+    batch to fill.
     """
 
-    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
+    def __init__(self, nc: NciiNatsClient, stream: str, durable: str) -> None:
         self._nc = nc
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._prefix = ""
         self._sub: Any = None
         self._tokens = itertools.count(1)
-        self._buffer: list[Msg] = []
+        self._buffer: list[Delivery] = []
         self._token: str | None = None  # the open request
+        self._open_subject = b""
         self._left = 0  # messages it may still bring
         self._deadline = 0.0
         self._ended = asyncio.Event()
@@ -178,26 +207,25 @@ class _Pull:
 
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox() + "."
-        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_msg)
+        self._sub = await self._nc.subscribe_direct(self._prefix + "*", self._on_msg)
 
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
-        status = headers.get("Status") if headers else None
+    def _on_msg(self, subject: bytes, reply: bytes, headers: bytes | None, data: bytes) -> None:
+        status = status_of(headers)
         if status is None:
-            self._buffer.append(msg)
+            self._buffer.append(Delivery.of(self._nc, reply, data))
             self._left -= 1
             if self._left <= 0:
                 self._end()
             return
-        if status == "100" or msg.subject != self._prefix + str(self._token):
+        if status == "100" or subject != self._open_subject:
             return  # a heartbeat, or the end of a request given up on
         if status not in ("404", "408"):  # 409: consumer deleted, leadership change, limits
-            assert headers is not None
-            self._error = APIError(code=int(status), description=headers.get("Description"))
+            self._error = APIError(code=int(status), description=status_description(headers))
         self._end()
 
     def _end(self) -> None:
         self._token = None
+        self._open_subject = b""
         self._ended.set()
 
     async def request(self, batch: int, wait: float) -> None:
@@ -207,18 +235,17 @@ class _Pull:
             return
         token = str(next(self._tokens))
         self._token, self._left = token, batch
+        self._open_subject = (self._prefix + token).encode()
         self._deadline = asyncio.get_running_loop().time() + wait + 5.0
         self._ended.clear()
         body = {"batch": batch, "expires": int(wait * 1e9), "no_wait": True}
         try:
-            await self._nc.publish(
-                self._next, json.dumps(body).encode(), reply=self._prefix + token
-            )
+            await self._nc.publish_raw(self._next, orjson.dumps(body), reply=self._prefix + token)
         except BaseException:
             self._end()
             raise
 
-    async def fetch(self, batch: int, wait: float) -> list[Msg]:
+    async def fetch(self, batch: int, wait: float) -> list[Delivery]:
         """Delivered messages: those already here, else the next request's (maybe none)."""
         if not self._buffer:
             await self.request(batch, wait)
@@ -239,7 +266,7 @@ class _Pull:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), left)
 
-    async def close(self) -> list[Msg]:
+    async def close(self) -> list[Delivery]:
         """Stop: let the open request end, unsubscribe, and return what was never handed out."""
         with contextlib.suppress(Exception):
             await self.settle()
@@ -265,7 +292,7 @@ class ProjectionRunner:
         ack_wait: float = 30.0,
         retry_delay: float = 0.5,
     ) -> None:
-        self.nc = nc
+        self.nc = wire(nc)
         self.js = nc.jetstream()
         self.engine = engine
         self.store = store
@@ -297,13 +324,20 @@ class ProjectionRunner:
         subjects = list(self.projection.subjects)
         try:
             info = await self.js.consumer_info(spec.name, self.durable)
+            if info.config.ack_policy != AckPolicy.ALL:
+                # Made by an earlier version (an ack per event): the checkpoint in SQL is what
+                # counts, so a new consumer from there loses nothing.
+                await self.js.delete_consumer(spec.name, self.durable)
+                raise NotFoundError
         except NotFoundError:
             start = self.last_seq + 1
             config = ConsumerConfig(
                 durable_name=self.durable,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
                 opt_start_seq=start if start > 1 else None,
-                ack_policy=AckPolicy.EXPLICIT,
+                # Batches are applied in order and committed before the ack: one ack (of the
+                # last event) settles a batch.
+                ack_policy=AckPolicy.ALL,
                 ack_wait=self.ack_wait,
                 max_deliver=self.max_deliver,
                 max_ack_pending=self.batch_size * 2,
@@ -397,10 +431,10 @@ class ProjectionRunner:
             if msgs:
                 await self.handle(msgs)
 
-    async def _in_order(self, msgs: list[Msg]) -> list[Msg]:
+    async def _in_order(self, msgs: list[Delivery]) -> list[Delivery]:
         """``msgs``, unless some earlier delivery is still outstanding: then wait for it."""
         for msg in msgs:
-            delivery = _delivery(msg)[1]
+            delivery = msg.consumer_seq
             if self._last_delivery is not None and delivery != self._last_delivery + 1:
                 self._held_back = True  # a delivery this runner never saw
             self._last_delivery = delivery
@@ -408,13 +442,13 @@ class ProjectionRunner:
             return msgs
         return await self._hold_back(msgs)
 
-    async def _hold_back(self, msgs: list[Msg]) -> list[Msg]:
+    async def _hold_back(self, msgs: list[Delivery]) -> list[Delivery]:
         """Keep ``msgs`` (in progress) and take more until the server reports no delivery
         outstanding beyond those held, then return them all in log order. The missing ones come
         back within the ack wait; if they still have not after that, another runner holds them
         (a configuration error: one runner per consumer), and the runner goes on."""
         assert self._pull is not None
-        held = {_delivery(m)[0]: m for m in msgs}
+        held = {m.stream_seq: m for m in msgs}
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.ack_wait + 2 * PULL_WAIT
         while not self._stopping.is_set():
@@ -431,9 +465,8 @@ class ProjectionRunner:
             for msg in held.values():
                 await msg.in_progress()
             for msg in await self._pull.fetch(self.batch_size, PULL_WAIT):
-                seq, delivery, _ = _delivery(msg)
-                self._last_delivery = delivery
-                held[seq] = msg  # a redelivery replaces the earlier delivery
+                self._last_delivery = msg.consumer_seq
+                held[msg.stream_seq] = msg  # a redelivery replaces the earlier delivery
         if self._stopping.is_set():  # still missing some: hand these back to come first later
             for msg in held.values():
                 with contextlib.suppress(Exception):
@@ -442,15 +475,15 @@ class ProjectionRunner:
         self._held_back = False
         return [held[seq] for seq in sorted(held)]
 
-    async def _decode(self, msg: Msg) -> RecordedEvent | BaseException:
+    async def _decode(self, msg: Delivery) -> RecordedEvent | BaseException:
         try:
             return await self.store.decode_message(
-                _delivery(msg)[0], msg.data, decrypt=self.projection.decrypt
+                msg.stream_seq, msg.data, decrypt=self.projection.decrypt
             )
         except Exception as exc:  # an event this code cannot read is a poison event too
             return exc
 
-    async def handle(self, msgs: Sequence[Msg]) -> None:
+    async def handle(self, msgs: Sequence[Delivery]) -> None:
         decoded = [(msg, await self._decode(msg)) for msg in msgs]
         with _tracer.start_as_current_span(
             "ncii.projection.apply",
@@ -468,8 +501,7 @@ class ProjectionRunner:
                 except Exception:
                     log.warning("batch failed in %s; applying one by one", self.durable)
                 else:
-                    for msg, _ in decoded:
-                        await msg.ack()
+                    await decoded[-1][0].ack()  # acknowledges the whole batch
                     self.applied += applied
                     return
             await self._one_by_one(decoded)
@@ -492,11 +524,11 @@ class ProjectionRunner:
         return len(fresh)
 
     async def _one_by_one(
-        self, decoded: Sequence[tuple[Msg, RecordedEvent | BaseException]]
+        self, decoded: Sequence[tuple[Delivery, RecordedEvent | BaseException]]
     ) -> None:
         for index, (msg, first) in enumerate(decoded):
             event = first
-            delivered = _delivery(msg)[2]
+            delivered = msg.delivered
             tries = 0
             while True:
                 tries += 1
@@ -518,7 +550,7 @@ class ProjectionRunner:
                     break
                 log.warning(
                     "event at %s failed in %s (attempt %s of %s): %s",
-                    _delivery(msg)[0],
+                    msg.stream_seq,
                     self.durable,
                     attempts,
                     self.max_deliver,
@@ -538,9 +570,13 @@ class ProjectionRunner:
                     return
 
     async def _dead_letter(
-        self, msg: Msg, event: RecordedEvent | BaseException, exc: BaseException, attempts: int
+        self,
+        msg: Delivery,
+        event: RecordedEvent | BaseException,
+        exc: BaseException,
+        attempts: int,
     ) -> None:
-        seq = msg.metadata.sequence.stream
+        seq = msg.stream_seq
         name = self.projection.name
         row = {
             "projection": name,

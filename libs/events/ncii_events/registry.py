@@ -89,6 +89,8 @@ class EventRegistry:
 
     def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
         target = self.event_class(event_type).version
+        if version < target:
+            payload = dict(payload)  # an upcaster may change it in place: not the stored one
         while version < target:
             step = self._upcasters.get((event_type, version))
             if step is None:

@@ -12,21 +12,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
+import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
+from ncii_events.connection import (
+    NciiNatsClient,
+    header_block,
+    header_value,
+    status_description,
+    status_of,
+    wire,
+)
 from ncii_events.crypto import CaseKeys, decrypt_field, encrypt_field
-from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, utc_now
+from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.ids import uuid7
 from ncii_events.registry import EVENTS, DomainEvent, EventRegistry, UnknownEventError
 from ncii_events.stream import CASES, StreamSpec
@@ -36,6 +43,7 @@ BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 1000
 MAX_ATOMIC_BATCH = 1000
 PUBLISH_TIMEOUT = 10.0
+DIRECT_GET_TIMEOUT = 10.0
 MAX_BATCHES_IN_FLIGHT = 32
 """Atomic batches this process keeps open at once: the server refuses more than 50 per stream."""
 
@@ -90,15 +98,18 @@ class Cause:
     causation_id: str
 
 
-@dataclass(frozen=True)
+_NO_FIELDS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedEvent:
     seq: int
     envelope: Envelope
     event: DomainEvent | None
     """The payload, upcast to the current version; ``None`` when the type is unknown here."""
-    erased_fields: frozenset[str] = field(default_factory=frozenset)
+    erased_fields: frozenset[str] = _NO_FIELDS
     """Personal fields whose case key was destroyed: they read as ``None`` for ever."""
-    withheld_fields: frozenset[str] = field(default_factory=frozenset)
+    withheld_fields: frozenset[str] = _NO_FIELDS
     """Personal fields left encrypted because the reader did not ask to decrypt."""
 
     @property
@@ -119,7 +130,6 @@ class _Encoded:
 
 
 _ACTOR_FIELDS = tuple(f.name for f in fields(Actor))
-_NO_FIELDS: frozenset[str] = frozenset()
 _HASH_BEFORE = b',"occurred_at":'
 
 
@@ -129,43 +139,49 @@ def _with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
     Keys are sorted, so ``"hash"`` goes right before ``"occurred_at"``. Every top-level value
     before that key is a string or the actor's flat object of strings, in which a quote is always
     escaped: the first ``,"occurred_at":`` is the top-level key. Same bytes as
-    ``canonical_json({**body, "hash": digest})``, without encoding the envelope a second time.
+    ``canonical_event_json({**body, "hash": digest})``, without encoding the envelope a second time.
     """
     at = unhashed.find(_HASH_BEFORE)
     if at < 0:  # not the envelope shape this relies on: encode it again
-        return canonical_json({**body, "hash": digest})
+        return canonical_event_json({**body, "hash": digest})
     return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:]))
 
 
-class _Replies:
-    """Publish acknowledgements (and batch commits) of one connection through one inbox.
+ReplyHandler = Callable[[bytes | None, bytes], None]
+"""Called with a reply's raw header block (``None`` when it has none) and its data."""
+
+
+class _Inbox:
+    """Replies to this connection's requests, through one wildcard subscription.
 
     nats-py's ``request`` spends more per call than the rest of an append: a random token from
-    the OS, a timer handle and ``wait_for`` per request, then a ``PubAck`` dataclass. Here a
-    request is a counter, a future in a dict and one publish; one sweep every quarter second
-    fails the requests whose time is up (with nats-py's ``TimeoutError``, as before).
+    the OS, a timer handle and ``wait_for`` per request, then a ``Msg`` through a queue and a
+    task. Here a request is a counter, a handler in a dict and one publish; replies go from the
+    parser straight to the handler (``subscribe_direct``), and one sweep every quarter second
+    ends the requests whose time is up.
     """
 
     _SWEEP_EVERY = 0.25
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NciiNatsClient) -> None:
         # Weakly: the connection keeps this alive through its subscription, not the reverse.
         self._nc = weakref.ref(nc)
         self._prefix = ""
+        self._prefix_len = 0
         self._starting: asyncio.Lock | None = None
-        self._waiting: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._open: dict[bytes, tuple[ReplyHandler, Callable[[], None], float]] = {}
         self._tokens = itertools.count(1)
         self._sweep: asyncio.TimerHandle | None = None
         self.batch_slot = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     @classmethod
-    def of(cls, nc: NATS) -> _Replies:
-        replies = _REPLIES.get(nc)
-        if replies is None:
-            replies = _REPLIES[nc] = cls(nc)
-        return replies
+    def of(cls, nc: NciiNatsClient) -> _Inbox:
+        inbox = _INBOXES.get(nc)
+        if inbox is None:
+            inbox = _INBOXES[nc] = cls(nc)
+        return inbox
 
-    def _client(self) -> NATS:
+    def client(self) -> NciiNatsClient:
         nc = self._nc()
         if nc is None:  # pragma: no cover - the caller holds the connection
             raise RuntimeError("the NATS connection is gone")
@@ -176,51 +192,74 @@ class _Replies:
             self._starting = asyncio.Lock()
         async with self._starting:
             if not self._prefix:
-                nc = self._client()
-                prefix = nc.new_inbox() + "."
+                prefix = self.client().new_inbox() + "."
                 # nats-py re-subscribes after a reconnect; the subscription lives as long as nc.
-                await nc.subscribe(prefix + "*", cb=self._on_reply, pending_msgs_limit=1_000_000)
+                await self.client().subscribe_direct(prefix + "*", self._on_reply)
+                self._prefix_len = len(prefix)
                 self._prefix = prefix
 
-    async def request(
-        self, subject: str, data: bytes, headers: dict[str, str], timeout: float
-    ) -> Msg:
+    async def open(
+        self, on_reply: ReplyHandler, on_expiry: Callable[[], None], timeout: float
+    ) -> tuple[str, bytes]:
+        """A reply subject routed to ``on_reply`` until ``close``; ``on_expiry`` after
+        ``timeout`` seconds if still open."""
         if not self._prefix:
             await self._start()
-        nc = self._client()
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Msg] = loop.create_future()
-        self._waiting[token] = (future, loop.time() + timeout)
+        key = token.encode()
+        self._open[key] = (on_reply, on_expiry, loop.time() + timeout)
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
+        return self._prefix + token, key
+
+    def close(self, key: bytes) -> None:
+        self._open.pop(key, None)
+
+    async def request(
+        self, subject: str, data: bytes, headers: bytes, timeout: float
+    ) -> tuple[bytes | None, bytes]:
+        """One reply's raw headers and data (nats-py's ``TimeoutError`` when none comes)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes | None, bytes]] = loop.create_future()
+
+        def on_reply(reply_headers: bytes | None, reply_data: bytes) -> None:
+            if not future.done():
+                future.set_result((reply_headers, reply_data))
+
+        def on_expiry() -> None:
+            if not future.done():
+                future.set_exception(NatsTimeoutError())
+
+        reply_to, key = await self.open(on_reply, on_expiry, timeout)
         try:
-            await nc.publish(subject, data, reply=self._prefix + token, headers=headers)
-            if self._sweep is None:
-                self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
+            await self.client().publish_raw(subject, data, reply=reply_to, headers=headers)
             reply = await future
         finally:
-            self._waiting.pop(token, None)
-        if reply.headers and reply.headers.get("Status") == "503":
+            self.close(key)
+        if status_of(reply[0]) == "503":
             raise NoStreamResponseError  # as nats-py's js.publish: no stream takes this subject
         return reply
 
-    async def _on_reply(self, msg: Msg) -> None:
-        entry = self._waiting.get(msg.subject[len(self._prefix) :])
-        if entry is not None and not entry[0].done():
-            entry[0].set_result(msg)
+    def _on_reply(self, subject: bytes, _reply: bytes, headers: bytes | None, data: bytes) -> None:
+        entry = self._open.get(subject[self._prefix_len :])
+        if entry is not None:
+            entry[0](headers, data)
 
     def _expire(self) -> None:
         self._sweep = None
-        if not self._waiting:
+        if not self._open:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for future, deadline in list(self._waiting.values()):
-            if deadline <= now and not future.done():
-                future.set_exception(NatsTimeoutError())
+        for key, (_, on_expiry, deadline) in list(self._open.items()):
+            if deadline <= now:
+                self._open.pop(key, None)
+                on_expiry()
         self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
 
 
-_REPLIES: weakref.WeakKeyDictionary[NATS, _Replies] = weakref.WeakKeyDictionary()
+_INBOXES: weakref.WeakKeyDictionary[NciiNatsClient, _Inbox] = weakref.WeakKeyDictionary()
 
 
 class EventStore:
@@ -232,7 +271,8 @@ class EventStore:
         registry: EventRegistry = EVENTS,
         spec: StreamSpec = CASES,
     ) -> None:
-        self._nc = nc
+        self._nc = wire(nc)
+        self._inbox = _Inbox.of(self._nc)
         self._js = nc.jetstream()
         self._keys = keys
         self._registry = registry
@@ -322,7 +362,7 @@ class EventStore:
                 "payload": payload,
                 "prev_hash": prev,
             }
-            unhashed = canonical_json(body)
+            unhashed = canonical_event_json(body)
             digest = hashlib.sha256(unhashed).hexdigest()  # = envelope_hash(body)
             envelope = Envelope(
                 event_id=event_id,
@@ -347,21 +387,22 @@ class EventStore:
     def _subject(self, ref: AggregateRef, event_type: str) -> str:
         return self.spec.subject(ref.case_id, ref.aggregate, ref.aggregate_id, event_type)
 
-    def _occ_headers(self, ref: AggregateRef, expected: Version) -> dict[str, str]:
-        return {
-            "Nats-Expected-Last-Subject-Sequence": str(expected.seq),
-            "Nats-Expected-Last-Subject-Sequence-Subject": self.spec.aggregate_filter(
-                ref.case_id, ref.aggregate, ref.aggregate_id
+    def _occ_headers(self, ref: AggregateRef, expected: Version) -> list[tuple[str, str]]:
+        return [
+            ("Nats-Expected-Last-Subject-Sequence", str(expected.seq)),
+            (
+                "Nats-Expected-Last-Subject-Sequence-Subject",
+                self.spec.aggregate_filter(ref.case_id, ref.aggregate, ref.aggregate_id),
             ),
-        }
+        ]
 
     async def _publish_one(self, ref: AggregateRef, enc: _Encoded, expected: Version) -> int | None:
         env = enc.envelope
-        headers = {"Nats-Msg-Id": env.event_id, **self._occ_headers(ref, expected)}
-        reply = await _Replies.of(self._nc).request(
+        headers = header_block([("Nats-Msg-Id", env.event_id), *self._occ_headers(ref, expected)])
+        _, data = await self._inbox.request(
             self._subject(ref, env.type), enc.data, headers, PUBLISH_TIMEOUT
         )
-        ack = json.loads(reply.data)
+        ack = orjson.loads(data)
         error = ack.get("error")
         if error:
             try:
@@ -379,7 +420,7 @@ class EventStore:
     async def _publish_batch(
         self, ref: AggregateRef, encoded: Sequence[_Encoded], expected: Version
     ) -> list[int | None]:
-        async with _Replies.of(self._nc).batch_slot:
+        async with self._inbox.batch_slot:
             return await self._publish_batch_now(ref, encoded, expected)
 
     async def _publish_batch_now(
@@ -389,25 +430,25 @@ class EventStore:
         last = len(encoded)
         for i, enc in enumerate(encoded, start=1):
             env = enc.envelope
-            headers = {
-                "Nats-Batch-Id": batch_id,
-                "Nats-Batch-Sequence": str(i),
-                "Nats-Msg-Id": env.event_id,
-            }
+            headers = [
+                ("Nats-Batch-Id", batch_id),
+                ("Nats-Batch-Sequence", str(i)),
+                ("Nats-Msg-Id", env.event_id),
+            ]
             if i == 1:
-                headers.update(self._occ_headers(ref, expected))
+                headers += self._occ_headers(ref, expected)
             subject = self._subject(ref, env.type)
             if i < last:
-                await self._nc.publish(subject, enc.data, headers=headers)
+                await self._nc.publish_raw(subject, enc.data, headers=header_block(headers))
                 continue
-            headers["Nats-Batch-Commit"] = "1"
+            headers.append(("Nats-Batch-Commit", "1"))
             try:
-                reply = await _Replies.of(self._nc).request(
-                    subject, enc.data, headers, PUBLISH_TIMEOUT
+                _, data = await self._inbox.request(
+                    subject, enc.data, header_block(headers), PUBLISH_TIMEOUT
                 )
             except NatsTimeoutError:
                 raise AppendError("the log did not confirm the batch in time; retry") from None
-        body = json.loads(reply.data)
+        body = orjson.loads(data)
         error = body.get("error")
         if error:
             code = error.get("err_code")
@@ -491,41 +532,44 @@ class EventStore:
         request: dict[str, Any] = {"seq": seq, "next_by_subj": subject_filter, "batch": batch}
         if up_to_seq is not None:
             request["up_to_seq"] = up_to_seq
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         out: list[tuple[int, bytes]] = []
-        pending = "0"
+        last_headers = b""
 
-        async def on_msg(msg: Msg) -> None:
-            nonlocal pending
-            headers = msg.headers or {}
-            status = headers.get("Status")
-            if status:
-                if not done.done():
-                    if status in ("204", "404", "408"):
-                        done.set_result(None)
-                    else:
-                        done.set_exception(APIError(description=headers.get("Description")))
+        def on_reply(headers: bytes | None, data: bytes) -> None:
+            nonlocal last_headers
+            if done.done():
                 return
-            out.append((int(headers["Nats-Sequence"]), msg.data))
-            pending = headers.get("Nats-Num-Pending", "0")
+            status = status_of(headers)
+            if status is not None:
+                if status in ("204", "404", "408"):
+                    done.set_result(None)
+                else:
+                    done.set_exception(APIError(description=status_description(headers)))
+                return
+            assert headers is not None  # a stored message always comes with its headers
+            out.append((int(header_value(headers, b"Nats-Sequence") or 0), data))
+            last_headers = headers
 
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2 + 10)
+        def on_expiry() -> None:
+            if not done.done():
+                done.set_exception(NatsTimeoutError())
+
+        reply_to, key = await self._inbox.open(on_reply, on_expiry, DIRECT_GET_TIMEOUT)
         try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{self.spec.name}", json.dumps(request).encode(), reply=inbox
+            await self._nc.publish_raw(
+                f"$JS.API.DIRECT.GET.{self.spec.name}", orjson.dumps(request), reply=reply_to
             )
-            await asyncio.wait_for(done, 10)
+            await done
         finally:
-            await sub.unsubscribe()
-        return out, int(pending)
+            self._inbox.close(key)
+        pending = header_value(last_headers, b"Nats-Num-Pending") if last_headers else None
+        return out, int(pending or 0)
 
     async def _decode(
         self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
     ) -> RecordedEvent:
-        # str, not bytes: json.loads would first sniff the encoding (UTF-8 is all we write)
-        env = Envelope.from_dict(json.loads(data.decode("utf-8", "surrogatepass")))
+        env = Envelope.from_json(data)
         recorded = self._decoded(seq, env, decrypt, keys)
         if recorded is None:  # the case's key is needed and not fetched yet
             assert self._keys is not None
@@ -541,10 +585,11 @@ class EventStore:
         registry = self._registry
         if not registry.is_known(env.type):
             return RecordedEvent(seq=seq, envelope=env, event=None)
-        payload = dict(env.payload)  # upcasters may change it; the envelope keeps what was stored
+        payload = env.payload
         erased = withheld = _NO_FIELDS
         personal = registry.personal_fields(env.type)
         if personal:
+            payload = dict(payload)  # the envelope keeps what was stored
             erased_names: set[str] = set()
             withheld_names: set[str] = set()
             for name in personal:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from ncii_events.db import write_transaction
-from ncii_events.projection import Projection, ProjectionRunner
+from ncii_events.projection import Delivery, Projection, ProjectionRunner
 from ncii_events.service import ServiceRuntime
 from ncii_events.store import EventStore
 from pydantic import Field
@@ -57,7 +56,7 @@ class NotifyingRunner(ProjectionRunner):
         super().__init__(nc, engine, store, projection, service=service)
         self._on_commit = on_commit
 
-    async def handle(self, msgs: Sequence[Msg]) -> None:
+    async def handle(self, msgs: Sequence[Delivery]) -> None:
         await super().handle(msgs)
         self._on_commit()
 
