@@ -29,6 +29,7 @@ from nats.protocol.parser import Parser
 # colon) followed by ``:``; other lines are skipped, as nats-py skips them.
 _HEADER_LINE = re.compile(rb"^([!-9;-~]*):([^\r\n]*)", re.MULTILINE)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_IN_SUBJECT = re.compile(r"\s")
 _STATUS = re.compile(rb"NATS/1\.0 (\d{3})")
 
 DirectHandler = Callable[[bytes, bytes, bytes | None, bytes], None]
@@ -189,6 +190,8 @@ class NciiNatsClient(Client):
             raise errors.ConnectionClosedError
         if self.is_draining_pubs:
             raise errors.ConnectionDrainingError
+        if not subject or _NOT_IN_SUBJECT.search(subject) or _NOT_IN_SUBJECT.search(reply):
+            raise errors.BadSubjectError  # white space would end the command: an injection
         size = len(payload)
         if not self.is_connected and (
             self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ncii_events.envelope import canonical_event_json, utc_now
+from ncii_events.ids import random_bytes
 
 CIPHER_PREFIX = "enc:v1:"
 
@@ -60,7 +61,7 @@ class MasterKey:
         )
 
     def wrap(self, case_id: str, data_key: bytes) -> str:
-        nonce = os.urandom(12)
+        nonce = random_bytes(12)
         sealed = self._aead.encrypt(nonce, data_key, f"case-key|{case_id}".encode())
         return json.dumps(
             {"kid": self.key_id, "wrapped": base64.b64encode(nonce + sealed).decode()}
@@ -133,7 +134,7 @@ def _aead(key: bytes) -> AESGCM:
 
 
 def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: Any) -> str:
-    nonce = os.urandom(12)
+    nonce = random_bytes(12)
     sealed = _aead(key).encrypt(nonce, canonical_event_json(value), _aad(case_id, event_id, field))
     return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -118,4 +118,5 @@ def envelope_hash(envelope_without_hash: dict[str, Any]) -> str:
 
 def utc_now() -> str:
     """RFC 3339 UTC with ``Z`` and microseconds."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"

@@ -12,16 +12,54 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
 
 
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7): 48-bit milliseconds, then randomness."""
+class _RandomPool:
+    """Bytes from the OS's CSPRNG, fetched 4 KiB at a time: a ``getrandom`` call per id or
+    nonce cost more than the rest of making it. A forked child starts with an empty pool, so two
+    processes never hand out the same bytes."""
+
+    _SIZE = 4096
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._at = 0
+
+    def take(self, n: int) -> bytes:
+        at = self._at
+        if at + n > len(self._buf):
+            self._buf, at = os.urandom(self._SIZE), 0
+        self._at = at + n
+        return self._buf[at : at + n]
+
+    def clear(self) -> None:
+        self._buf, self._at = b"", 0
+
+
+_POOL = _RandomPool()
+os.register_at_fork(after_in_child=_POOL.clear)
+random_bytes = _POOL.take
+"""``n`` random bytes (for ids and AES-GCM nonces; keys come from ``os.urandom`` directly)."""
+
+
+def _uuid7_int() -> int:
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(random_bytes(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b
-    return uuid.UUID(int=value)
+    return value
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7): 48-bit milliseconds, then randomness."""
+    return uuid.UUID(int=_uuid7_int())
+
+
+def uuid7_str() -> str:
+    """``str(uuid7())``, without building the ``UUID`` (an event id per append)."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_uuid(namespace: uuid.UUID, *parts: str) -> uuid.UUID:

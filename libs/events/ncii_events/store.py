@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -24,6 +26,7 @@ from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
+from ncii_events import tracing
 from ncii_events.connection import (
     NciiNatsClient,
     header_block,
@@ -34,7 +37,7 @@ from ncii_events.connection import (
 )
 from ncii_events.crypto import CaseKeys, decrypt_field, encrypt_field
 from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_event_json, utc_now
-from ncii_events.ids import uuid7
+from ncii_events.ids import uuid7, uuid7_str
 from ncii_events.registry import EVENTS, DomainEvent, EventRegistry, UnknownEventError
 from ncii_events.stream import CASES, StreamSpec
 
@@ -64,11 +67,20 @@ class AppendError(RuntimeError):
     pass
 
 
+_TOKEN = re.compile(r"[^.*>\s]+")
+
+
 @dataclass(frozen=True)
 class AggregateRef:
     case_id: str
     aggregate: str
     aggregate_id: str
+
+    def __post_init__(self) -> None:
+        # Each is one token of the subject: a dot or a wildcard would reach other aggregates.
+        for value in (self.case_id, self.aggregate, self.aggregate_id):
+            if not _TOKEN.fullmatch(value):
+                raise ValueError("case, aggregate and aggregate ids are single subject tokens")
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,19 @@ def _with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
     if at < 0:  # not the envelope shape this relies on: encode it again
         return canonical_event_json({**body, "hash": digest})
     return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:]))
+
+
+_PUBLISH_ONE_HEADERS = (
+    b"NATS/1.0\r\nNats-Msg-Id: %b\r\nNats-Expected-Last-Subject-Sequence: %d\r\n"
+    b"Nats-Expected-Last-Subject-Sequence-Subject: %b\r\n\r\n"
+)
+"""``header_block`` of an append of one event, as a template (it is built once per append)."""
+
+
+def _header_safe(value: str) -> str:
+    if "\r" in value or "\n" in value or value != value.strip():
+        raise AppendError("an event id must be one line without padding")
+    return value
 
 
 ReplyHandler = Callable[[bytes | None, bytes], None]
@@ -295,15 +320,20 @@ class EventStore:
             raise AppendError(f"at most {MAX_ATOMIC_BATCH} events in one append")
         if event_ids is not None and len(event_ids) != len(events):
             raise AppendError("one event id per event")
-        with _tracer.start_as_current_span(
-            "ncii.events.append",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "ncii.aggregate": ref.aggregate,
-                "ncii.event_types": ",".join(e.event_type for e in events),
-                "messaging.batch.message_count": len(events),
-            },
-        ):
+        span = (
+            _tracer.start_as_current_span(
+                "ncii.events.append",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "ncii.aggregate": ref.aggregate,
+                    "ncii.event_types": ",".join(e.event_type for e in events),
+                    "messaging.batch.message_count": len(events),
+                },
+            )
+            if tracing.exporting()
+            else contextlib.nullcontext()
+        )
+        with span:
             encoded = await self._encode(ref, events, expected, cause, event_ids)
             if len(encoded) == 1:
                 seqs = [await self._publish_one(ref, encoded[0], expected)]
@@ -338,7 +368,7 @@ class EventStore:
                 raise UnknownEventError(f"{ev.event_type} is not registered")
             if ev.aggregate != ref.aggregate:
                 raise AppendError(f"{ev.event_type} belongs to {ev.aggregate}, not {ref.aggregate}")
-            event_id = event_ids[i] if event_ids is not None else str(uuid7())
+            event_id = event_ids[i] if event_ids is not None else uuid7_str()
             payload = ev.model_dump(mode="json")
             for name in self._registry.personal_fields(ev.event_type):
                 if payload.get(name) is not None:
@@ -398,7 +428,11 @@ class EventStore:
 
     async def _publish_one(self, ref: AggregateRef, enc: _Encoded, expected: Version) -> int | None:
         env = enc.envelope
-        headers = header_block([("Nats-Msg-Id", env.event_id), *self._occ_headers(ref, expected)])
+        headers = _PUBLISH_ONE_HEADERS % (
+            _header_safe(env.event_id).encode(),
+            expected.seq,
+            self.spec.aggregate_filter(ref.case_id, ref.aggregate, ref.aggregate_id).encode(),
+        )
         _, data = await self._inbox.request(
             self._subject(ref, env.type), enc.data, headers, PUBLISH_TIMEOUT
         )
@@ -485,6 +519,8 @@ class EventStore:
         self, case_id: str, *, decrypt: bool = True, up_to_seq: int | None = None
     ) -> list[RecordedEvent]:
         """Every event of a case across its aggregates, in log order."""
+        if not _TOKEN.fullmatch(case_id):
+            raise ValueError("a case id is a single subject token")
         return await self._read(self.spec.case_filter(case_id), 1, up_to_seq, decrypt=decrypt)
 
     async def read_from(

@@ -15,6 +15,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ncii_events import tracing
+
 _configured = False
 
 
@@ -69,6 +71,7 @@ def configure(service: str, *, log_format: str = "text", exporter: str | None = 
     )
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    tracing.set_exporting(bool(exporter))
     trace.set_tracer_provider(provider)
 
 
