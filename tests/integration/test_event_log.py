@@ -13,7 +13,14 @@ from ncii_events.audit import verify_chain
 from ncii_events.envelope import Envelope, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import DomainEvent, EventRegistry
-from ncii_events.store import NEW, ConcurrencyError, EventStore, RecordedEvent, Version
+from ncii_events.store import (
+    NEW,
+    AggregateRef,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    Version,
+)
 from ncii_events.stream import CASES
 
 from tests.support.events import NoteAdded
@@ -271,3 +278,32 @@ async def test_an_erased_key_is_overwritten_in_the_key_bucket(
     history = await kv.history(case)
     assert all(b'"wrapped"' not in (h.value or b"") for h in history)
     assert before.revision not in {h.revision for h in history}
+
+
+@pytest.mark.parametrize("bad", ["", "a.b", "*", ">", "a b", "a\r\nPUB x 1"])
+async def test_an_id_that_is_not_one_subject_token_is_refused_before_reaching_the_log(
+    store: EventStore, bad: str
+) -> None:
+    with pytest.raises(ValueError, match="single subject token"):
+        AggregateRef(bad, "note", "n1")
+    with pytest.raises(ValueError, match="single subject token"):
+        AggregateRef(new_case(), "note", bad)
+    with pytest.raises(ValueError, match="single subject token"):
+        await store.read_case(bad)
+
+
+async def test_a_batched_read_of_more_than_one_request_returns_every_event_in_order(
+    store: EventStore,
+) -> None:
+    case = new_case()
+    version = NEW
+    for start in range(0, 2500, 500):
+        events = [NoteAdded(text=f"n{i}") for i in range(start, start + 500)]
+        version = Version.of(
+            await store.append(note_ref(case), events, expected=version, cause=CAUSE)
+        )
+    read = await store.read_case(case)
+    assert [e.event.text for e in read if isinstance(e.event, NoteAdded)] == [
+        f"n{i}" for i in range(2500)
+    ]
+    assert [e.seq for e in read] == sorted(e.seq for e in read)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from ncii_events.db import make_engine
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
@@ -157,3 +158,56 @@ async def test_rebuild_drops_the_tables_and_replays_the_log_to_the_same_rows(
     finally:
         await runner.stop()
     assert sorted(after) == sorted(before) and len(after) == 120
+
+
+async def test_a_consumer_made_with_an_ack_per_event_is_replaced_from_the_sql_checkpoint(
+    nc: NATS, store: EventStore, engine: AsyncEngine
+) -> None:
+    """Earlier versions made consumers that acknowledge each event; the runner now acknowledges
+    a batch at once. Such a consumer, even one that would deliver everything again, is replaced
+    by one that starts after the checkpoint: nothing is applied twice, nothing is skipped."""
+    case = new_case()
+    projection = projection_for(case)
+    await _append_notes(store, case, 30)
+    runner = ProjectionRunner(nc, engine, store, projection, service="test")
+    await runner.start()
+    await runner.wait_caught_up(timeout=30)
+    await runner.stop()
+    durable = runner.durable
+    js = nc.jetstream()
+    assert (await js.consumer_info(store.spec.name, durable)).config.ack_policy == AckPolicy.ALL
+
+    await js.delete_consumer(store.spec.name, durable)
+    await js.add_consumer(
+        store.spec.name,
+        ConsumerConfig(
+            durable_name=durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            filter_subject=projection.subjects[0],
+        ),
+    )
+    more = await _append_notes_after(store, case, 30, 20)
+    restarted = ProjectionRunner(nc, engine, store, projection, service="test")
+    await restarted.start()
+    try:
+        await _wait_rows(engine, 50)
+        await restarted.wait_caught_up(timeout=30)
+    finally:
+        await restarted.stop()
+    info = await js.consumer_info(store.spec.name, durable)
+    assert info.config.ack_policy == AckPolicy.ALL
+    assert info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE
+    assert info.config.opt_start_seq == runner.last_seq + 1
+    assert await _rows(engine) == (50, 50)
+    async with engine.connect() as conn:
+        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    assert set(more) <= applied
+
+
+async def _append_notes_after(store: EventStore, case: str, existing: int, count: int) -> list[str]:
+    version = Version.of(await store.load(note_ref(case)))
+    assert version.count == existing
+    events = [NoteAdded(text=f"later {i}") for i in range(count)]
+    written = await store.append(note_ref(case), events, expected=version, cause=CAUSE)
+    return [w.envelope.event_id for w in written]

@@ -410,6 +410,22 @@ class ProjectionRunner:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                msgs = await self._next_batch()
+                if msgs:
+                    # Decode this batch while the previous one commits (the database's round
+                    # trips leave the loop idle); commits stay one at a time, in log order.
+                    decoded = await self._decode_all(msgs)
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.create_task(self.commit(decoded))
+        finally:
+            if committing is not None:
+                await committing
+
+    async def _next_batch(self) -> list[Delivery]:
         pull = self._pull
         assert pull is not None
         while not self._stopping.is_set():
@@ -424,12 +440,13 @@ class ProjectionRunner:
                 continue
             except Exception:
                 if self._stopping.is_set():
-                    return
+                    return []
                 log.exception("fetch failed for %s; retrying", self.durable)
                 await asyncio.sleep(1)
                 continue
             if msgs:
-                await self.handle(msgs)
+                return msgs
+        return []
 
     async def _in_order(self, msgs: list[Delivery]) -> list[Delivery]:
         """``msgs``, unless some earlier delivery is still outstanding: then wait for it."""
@@ -483,14 +500,26 @@ class ProjectionRunner:
         except Exception as exc:  # an event this code cannot read is a poison event too
             return exc
 
+    async def _decode_all(
+        self, msgs: Sequence[Delivery]
+    ) -> list[tuple[Delivery, RecordedEvent | BaseException]]:
+        return [(msg, await self._decode(msg)) for msg in msgs]
+
     async def handle(self, msgs: Sequence[Delivery]) -> None:
-        decoded = [(msg, await self._decode(msg)) for msg in msgs]
+        """Decode and apply a batch of deliveries."""
+        await self.commit(await self._decode_all(msgs))
+
+    async def commit(
+        self, decoded: Sequence[tuple[Delivery, RecordedEvent | BaseException]]
+    ) -> None:
+        """Apply decoded deliveries in one transaction with the checkpoint, then acknowledge
+        them; one by one (retries, dead letters) when the batch fails."""
         with _tracer.start_as_current_span(
             "ncii.projection.apply",
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "ncii.projection": self.durable,
-                "messaging.batch.message_count": len(msgs),
+                "messaging.batch.message_count": len(decoded),
             },
         ):
             events = [e for _, e in decoded if isinstance(e, RecordedEvent)]

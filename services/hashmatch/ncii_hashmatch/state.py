@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from ncii_events.db import write_transaction
 from ncii_events.projection import Delivery, Projection, ProjectionRunner
 from ncii_events.service import ServiceRuntime
-from ncii_events.store import EventStore
+from ncii_events.store import EventStore, RecordedEvent
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
@@ -56,8 +56,10 @@ class NotifyingRunner(ProjectionRunner):
         super().__init__(nc, engine, store, projection, service=service)
         self._on_commit = on_commit
 
-    async def handle(self, msgs: Sequence[Delivery]) -> None:
-        await super().handle(msgs)
+    async def commit(
+        self, decoded: Sequence[tuple[Delivery, RecordedEvent | BaseException]]
+    ) -> None:
+        await super().commit(decoded)
         self._on_commit()
 
 
