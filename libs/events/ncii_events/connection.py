@@ -71,9 +71,10 @@ def status_of(raw_headers: bytes | None) -> str | None:
 
 def status_description(raw_headers: bytes | None) -> str:
     """The text after a status code (``No Messages``...), or ``""``."""
-    if not raw_headers:
+    if status_of(raw_headers) is None:
         return ""
-    return raw_headers[13:].split(b"\r\n", 1)[0].strip().decode("utf-8", "replace")
+    assert raw_headers is not None
+    return raw_headers[12:].split(b"\r\n", 1)[0].strip().decode("utf-8", "replace")
 
 
 def header_value(raw_headers: bytes, name: bytes) -> str | None:
@@ -126,16 +127,16 @@ class _Parser(Parser):
                 pos = eol + 2
                 continue
             args = buf[pos + (5 if with_headers else 4) : eol].split()
-            try:
-                if with_headers:
-                    header_size, total = int(args[-2]), int(args[-1])
-                    has_reply = len(args) == 5
-                else:
-                    header_size, total = 0, int(args[-1])
-                    has_reply = len(args) == 4
-                sid = int(args[1])
-            except (ValueError, IndexError):
-                raise errors.ProtocolError("nats: malformed MSG") from None
+            count = len(args) - with_headers  # subject, sid, [reply], [header size], size
+            numbers = args[1:2] + args[count - 1 :]
+            if count not in (3, 4) or not b"".join(numbers).isdigit():
+                raise errors.ProtocolError("nats: malformed MSG")
+            sid = int(args[1])
+            total = int(args[-1])
+            header_size = int(args[-2]) if with_headers else 0
+            if header_size > total:
+                raise errors.ProtocolError("nats: malformed MSG")
+            has_reply = count == 4
             start = eol + 2
             end = start + total
             if end + 2 > size:

@@ -120,7 +120,7 @@ class MemoryCaseKeys:
         return case_id in self._keys and self._keys[case_id] is None
 
 
-_FROM_URLSAFE = str.maketrans("-_", "+/")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def _aad(case_id: str, event_id: str, field: str) -> bytes:
@@ -142,6 +142,6 @@ def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: An
 def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: str) -> Any:
     if not token.startswith(CIPHER_PREFIX):
         raise ValueError(f"field {field} is not encrypted")
-    blob = binascii.a2b_base64(token[len(CIPHER_PREFIX) :].translate(_FROM_URLSAFE))
+    blob = binascii.a2b_base64(token[len(CIPHER_PREFIX) :].encode().translate(_FROM_URLSAFE))
     plain = _aead(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
     return orjson.loads(plain)

@@ -24,6 +24,8 @@ Role = Literal[
 ]
 
 GENESIS = "0" * 64
+_ACTORS: dict[tuple[Any, Any, Any], Actor] = {}
+"""Actors seen in envelopes read back: frozen, so one object serves every event of an actor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,14 @@ class Envelope:
     def from_json(cls, data: bytes) -> Envelope:
         """An envelope from its stored bytes (one parse, no copy of the parsed document)."""
         doc = orjson.loads(data)
-        doc["actor"] = Actor(**doc["actor"])
+        actor = doc["actor"]
+        key = (actor.get("organisation"), actor.get("principal"), actor.get("role"))
+        known = _ACTORS.get(key)
+        if known is None or len(actor) != 3:
+            known = Actor(**actor)
+            if len(_ACTORS) < 10_000:  # a case's events come from a handful of actors
+                _ACTORS[key] = known
+        doc["actor"] = known
         return cls(**doc)
 
     def computed_hash(self) -> str:

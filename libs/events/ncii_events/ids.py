@@ -24,6 +24,8 @@ class _RandomPool:
         self._at = 0
 
     def take(self, n: int) -> bytes:
+        if n > self._SIZE:
+            return os.urandom(n)
         at = self._at
         if at + n > len(self._buf):
             self._buf, at = os.urandom(self._SIZE), 0

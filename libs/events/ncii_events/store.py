@@ -513,7 +513,7 @@ class EventStore:
     async def load(self, ref: AggregateRef, *, decrypt: bool = True) -> list[RecordedEvent]:
         """Every event of one aggregate, oldest first."""
         filt = self.spec.aggregate_filter(ref.case_id, ref.aggregate, ref.aggregate_id)
-        return await self._read(filt, 1, None, decrypt=decrypt)
+        return await self._read(filt, 1, None, decrypt=decrypt, case_id=ref.case_id)
 
     async def read_case(
         self, case_id: str, *, decrypt: bool = True, up_to_seq: int | None = None
@@ -521,7 +521,9 @@ class EventStore:
         """Every event of a case across its aggregates, in log order."""
         if not _TOKEN.fullmatch(case_id):
             raise ValueError("a case id is a single subject token")
-        return await self._read(self.spec.case_filter(case_id), 1, up_to_seq, decrypt=decrypt)
+        return await self._read(
+            self.spec.case_filter(case_id), 1, up_to_seq, decrypt=decrypt, case_id=case_id
+        )
 
     async def read_from(
         self, seq: int, *, limit: int = READ_BATCH, decrypt: bool = False
@@ -545,31 +547,53 @@ class EventStore:
         *,
         decrypt: bool,
         limit: int | None = None,
+        case_id: str | None = None,
     ) -> list[RecordedEvent]:
-        raw: list[tuple[int, bytes]] = []
+        keys: dict[str, bytes | None] = {}
+        if case_id is not None and decrypt and self._keys is not None and self.spec.per_case:
+            keys[case_id] = await self._keys.key_for_read(case_id)
+
+        def decode_now(seq: int, data: bytes) -> RecordedEvent | None:
+            # Called as messages arrive, so decoding overlaps the server's sending. Whatever
+            # cannot be decoded here (a key not fetched yet, an error) is decoded afterwards.
+            try:
+                return self._decoded(seq, Envelope.from_json(data), decrypt, keys)
+            except Exception:
+                return None
+
+        got: list[tuple[int, bytes, RecordedEvent | None]] = []
         seq = start
-        while limit is None or len(raw) < limit:
-            want = READ_BATCH if limit is None else min(READ_BATCH, limit - len(raw))
-            chunk, pending = await self._direct_batch(subject_filter, seq, want, up_to_seq)
-            raw.extend(chunk)
+        while limit is None or len(got) < limit:
+            want = READ_BATCH if limit is None else min(READ_BATCH, limit - len(got))
+            chunk, pending = await self._direct_batch(
+                subject_filter, seq, want, up_to_seq, decode_now
+            )
+            got.extend(chunk)
             if not chunk or pending == 0:
                 break
             seq = chunk[-1][0] + 1
-        keys: dict[str, bytes | None] = {}
-        return [await self._decode(s, data, decrypt, keys) for s, data in raw]
+        return [
+            event if event is not None else await self._decode(s, data, decrypt, keys)
+            for s, data, event in got
+        ]
 
     async def decode_message(self, seq: int, data: bytes, *, decrypt: bool) -> RecordedEvent:
         """Decode one stored message (as a consumer receives it)."""
         return await self._decode(seq, data, decrypt, {})
 
     async def _direct_batch(
-        self, subject_filter: str, seq: int, batch: int, up_to_seq: int | None
-    ) -> tuple[list[tuple[int, bytes]], int]:
+        self,
+        subject_filter: str,
+        seq: int,
+        batch: int,
+        up_to_seq: int | None,
+        decode_now: Callable[[int, bytes], RecordedEvent | None],
+    ) -> tuple[list[tuple[int, bytes, RecordedEvent | None]], int]:
         request: dict[str, Any] = {"seq": seq, "next_by_subj": subject_filter, "batch": batch}
         if up_to_seq is not None:
             request["up_to_seq"] = up_to_seq
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        out: list[tuple[int, bytes]] = []
+        out: list[tuple[int, bytes, RecordedEvent | None]] = []
         last_headers = b""
 
         def on_reply(headers: bytes | None, data: bytes) -> None:
@@ -584,7 +608,8 @@ class EventStore:
                     done.set_exception(APIError(description=status_description(headers)))
                 return
             assert headers is not None  # a stored message always comes with its headers
-            out.append((int(header_value(headers, b"Nats-Sequence") or 0), data))
+            at = int(header_value(headers, b"Nats-Sequence") or 0)
+            out.append((at, data, decode_now(at, data)))
             last_headers = headers
 
         def on_expiry() -> None:

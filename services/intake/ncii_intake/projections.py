@@ -4,11 +4,11 @@ is decrypted only when an authorised reader opens the case)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from ncii_events.auth import Principal
-from ncii_events.db import upsert
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from sqlalchemy import (
@@ -21,6 +21,8 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
+    insert,
     or_,
     select,
     update,
@@ -76,68 +78,89 @@ def _status(row: dict[str, Any]) -> str:
 
 
 class CasesProjection(Projection):
+    """A batch is folded into the rows it touches in memory, then written with one select and
+    at most one insert and one update statement (``executemany``): a statement per event cost
+    0.4-0.8 ms, which made a rebuild run at 2-3k events/s."""
+
     name: ClassVar[str] = "cases"
     metadata: ClassVar[MetaData] = METADATA
     subjects: ClassVar[tuple[str, ...]] = ("ncii.*.case.*.>",)
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
-        ev = event.event
-        at = event.envelope.occurred_at
-        if isinstance(ev, CaseOpened):
-            due = None
-            if ev.age_group == "minor":
-                due = format_time(parse_time(ev.learned_at) + REPORT_WINDOW)
-            row: dict[str, Any] = {
-                "case_id": event.case_id,
-                "organisation": ev.organisation,
-                "reference": ev.reference,
-                "age_group": ev.age_group,
-                "harm_categories": json.dumps(ev.harm_categories),
-                "spread_status": ev.spread_status,
-                "intake_channel": ev.intake_channel,
-                "learned_at": ev.learned_at,
-                "opened_at": at,
-                "statement_recorded_at": None,
-                "report_due_at": due,
-                "report_filed_at": None,
-                "withdrawn_at": None,
-                "erased_at": None,
-                "locations": 0,
-                "hashes": 0,
-                "last_seq": event.seq,
-                "updated_at": at,
-            }
-            row["status"] = _status(row)
-            upsert(conn, CASES, row, ["case_id"])
-            return
-        changes: dict[str, Any]
-        if isinstance(ev, NonConsentRecorded):
-            changes = {"statement_recorded_at": ev.stated_at}
-        elif isinstance(ev, LocationReported):
-            changes = {"locations": CASES.c.locations + 1}
-        elif isinstance(ev, HashesSubmitted):
-            changes = {"hashes": CASES.c.hashes + len(ev.hashes)}
-        elif isinstance(ev, MandatoryReportFiled):
-            changes = {"report_filed_at": ev.filed_at}
-        elif isinstance(ev, CaseWithdrawn):
-            changes = {"withdrawn_at": at}
-        elif isinstance(ev, CaseErased):
-            changes = {"erased_at": at}
-        else:
-            changes = {}
-        changes.update(last_seq=event.seq, updated_at=at)
-        conn.execute(update(CASES).where(CASES.c.case_id == event.case_id).values(**changes))
-        if not isinstance(ev, NonConsentRecorded | CaseWithdrawn | CaseErased):
-            return
-        current = (
-            conn.execute(select(CASES).where(CASES.c.case_id == event.case_id)).mappings().first()
-        )
-        if current is not None and current["status"] != _status(dict(current)):
-            conn.execute(
-                update(CASES)
-                .where(CASES.c.case_id == event.case_id)
-                .values(status=_status(dict(current)))
-            )
+        self.apply_batch(conn, [event])
+
+    def apply_batch(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        touched = sorted({e.case_id for e in events})
+        stored = {
+            r["case_id"]: dict(r)
+            for r in conn.execute(select(CASES).where(CASES.c.case_id.in_(touched))).mappings()
+        }
+        rows = {case_id: dict(row) for case_id, row in stored.items()}
+        for event in events:
+            fold(rows, event)
+        new = [row for case_id, row in rows.items() if case_id not in stored]
+        changed = [
+            {"key": case_id, **row}
+            for case_id, row in rows.items()
+            if case_id in stored and row != stored[case_id]
+        ]
+        if new:
+            conn.execute(insert(CASES), new)
+        if changed:
+            conn.execute(_UPDATE_ROW, changed)
+
+
+_UPDATE_ROW = (
+    update(CASES)
+    .where(CASES.c.case_id == bindparam("key"))
+    .values({c.name: bindparam(c.name) for c in CASES.columns if c.name != "case_id"})
+)
+
+
+def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
+    """Apply one event to the rows of its case (plain data, no I/O)."""
+    ev = event.event
+    at = event.envelope.occurred_at
+    if isinstance(ev, CaseOpened):
+        due = None
+        if ev.age_group == "minor":
+            due = format_time(parse_time(ev.learned_at) + REPORT_WINDOW)
+        rows[event.case_id] = {
+            "case_id": event.case_id,
+            "organisation": ev.organisation,
+            "reference": ev.reference,
+            "age_group": ev.age_group,
+            "harm_categories": json.dumps(ev.harm_categories),
+            "spread_status": ev.spread_status,
+            "intake_channel": ev.intake_channel,
+            "learned_at": ev.learned_at,
+            "opened_at": at,
+            "statement_recorded_at": None,
+            "report_due_at": due,
+            "report_filed_at": None,
+            "withdrawn_at": None,
+            "erased_at": None,
+            "locations": 0,
+            "hashes": 0,
+        }
+    row = rows.get(event.case_id)
+    if row is None:  # the case opened before this projection's history (nothing to update)
+        return
+    if isinstance(ev, NonConsentRecorded):
+        row["statement_recorded_at"] = ev.stated_at
+    elif isinstance(ev, LocationReported):
+        row["locations"] += 1
+    elif isinstance(ev, HashesSubmitted):
+        row["hashes"] += len(ev.hashes)
+    elif isinstance(ev, MandatoryReportFiled):
+        row["report_filed_at"] = ev.filed_at
+    elif isinstance(ev, CaseWithdrawn):
+        row["withdrawn_at"] = at
+    elif isinstance(ev, CaseErased):
+        row["erased_at"] = at
+    row["status"] = _status(row)
+    row["last_seq"] = event.seq
+    row["updated_at"] = at
 
 
 def _visible(principal: Principal) -> Any:
