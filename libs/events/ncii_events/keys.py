@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.client import Client as NATS
@@ -27,6 +28,7 @@ class NatsCaseKeys:
         self._kv: KeyValue | None = None
         self._cache: dict[str, bytes] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -49,6 +51,7 @@ class NatsCaseKeys:
                 if entry.operation is not None or not value or is_erased_marker(value):
                     self._cache.pop(entry.key, None)
 
+        self._watcher = watcher
         self._watch_task = asyncio.create_task(follow(), name="case-keys-watch")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 5)
@@ -59,6 +62,12 @@ class NatsCaseKeys:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
+        if self._watcher is not None:
+            # Its ordered consumer would otherwise go on checking heartbeats, and try to
+            # recreate itself on a closed connection.
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watcher = None
         self._cache.clear()
 
     async def _record(self, case_id: str) -> tuple[str, int] | None:
