@@ -436,3 +436,29 @@ def test_utc_now_is_rfc_3339_utc_with_microseconds_and_is_now() -> None:
 def test_a_block_without_a_status_has_no_status_description() -> None:
     assert status_description(b"NATS/1.0\r\nNats-Sequence: 3\r\n\r\n") == ""
     assert status_description(None) == ""
+
+
+async def test_a_failing_direct_handler_loses_its_message_but_not_the_connection(
+    nc: Client,
+) -> None:
+    client = wire(nc)
+    seen: list[bytes] = []
+
+    def handler(subject: bytes, reply: bytes, headers: bytes | None, data: bytes) -> None:
+        if data == b"bad":
+            raise ValueError("this handler cannot read it")
+        seen.append(data)
+
+    sub = await client.subscribe_direct("ncii_test.failing_handler", handler)
+    try:
+        for data in (b"one", b"bad", b"two"):
+            await client.publish_raw("ncii_test.failing_handler", data)
+        await client.flush()
+        for _ in range(100):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [b"one", b"two"]
+        assert client.is_connected
+    finally:
+        await sub.unsubscribe()

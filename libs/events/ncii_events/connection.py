@@ -17,6 +17,7 @@ paths, byte for byte.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 
@@ -24,6 +25,8 @@ from nats import errors
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import Parser
+
+log = logging.getLogger("ncii.nats")
 
 # One C-level pass over the block: a line whose name is an ASCII token (no white space, no
 # colon) followed by ``:``; other lines are skipped, as nats-py skips them.
@@ -150,7 +153,10 @@ class _Parser(Parser):
             if handler is not None:
                 nc.stats["in_msgs"] += 1
                 nc.stats["in_bytes"] += total - header_size
-                handler(args[0], reply, headers, payload)
+                try:
+                    handler(args[0], reply, headers, payload)
+                except Exception:  # one bad message must not end the connection's read loop
+                    log.exception("a direct subscription (sid %s) failed on a message", sid)
             else:
                 await nc._process_msg(sid, args[0], reply, payload, headers)  # type: ignore[arg-type]
         if pos < size:

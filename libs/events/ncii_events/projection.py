@@ -1,8 +1,9 @@
 """Projections: SQL read models fed by durable pull consumers of the log.
 
 A batch of events is applied in one SQL transaction together with the projection's checkpoint
-(the last stream sequence applied), and acknowledged only after the commit. A redelivered or
-replayed event at or below the checkpoint is skipped, so each event is applied exactly once.
+(the last stream sequence applied), and acknowledged only after the commit, by one ack of its
+last event (the consumer acknowledges all up to it). A redelivered or replayed event at or below
+the checkpoint is skipped, so each event is applied exactly once.
 
 The checkpoint is a high-water mark, so events must be applied in log order: an event applied
 after a later one would be skipped as "applied before". Hence:
@@ -21,7 +22,8 @@ after a later one would be skipped as "applied before". Hence:
   sharing one checkpoint could not apply in order anyway.
 
 Messages are pulled with one pull request at a time (``no_wait`` with ``expires``: what is there
-now, or the first to arrive), and the next batch is requested while the current one is applied.
+now, or the first to arrive); the next batch is requested, and decoded, while the current one is
+applied.
 Projections can apply a whole batch at once (``apply_batch``, e.g. one ``executemany``).
 """
 
