@@ -76,7 +76,12 @@ async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_aft
 
     # 1. dies after committing its third batch and before acknowledging it
     first = _worker(nats_server.url, database_url, case, "die-after-commit")
-    assert await asyncio.to_thread(first.wait, 60) == 3
+    try:
+        assert await asyncio.to_thread(first.wait, 60) == 3
+    finally:
+        if first.poll() is None:  # it did not die as planned: do not leave it running
+            first.kill()
+            first.wait(10)
     assert (await _rows(engine))[0] == 60  # three batches of 20 committed, the third not acked
 
     # 2. killed with SIGKILL while it is in the middle of later batches

@@ -462,3 +462,17 @@ async def test_a_failing_direct_handler_loses_its_message_but_not_the_connection
         assert client.is_connected
     finally:
         await sub.unsubscribe()
+
+
+def test_an_events_traceparent_is_what_the_w3c_propagator_writes() -> None:
+    from ncii_events.store import _traceparent
+    from opentelemetry import trace
+    from opentelemetry.propagate import inject
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert _traceparent() is None  # no span: no traceparent, as the propagator writes none
+    with TracerProvider().get_tracer("test").start_as_current_span("request"):
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        assert _traceparent() == carrier["traceparent"]
+    assert trace.get_current_span().get_span_context().is_valid is False

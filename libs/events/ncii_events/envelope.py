@@ -125,7 +125,14 @@ def envelope_hash(envelope_without_hash: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_event_json(envelope_without_hash)).hexdigest()
 
 
+_last_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
     """RFC 3339 UTC with ``Z`` and microseconds."""
+    global _last_second
     seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    last = _last_second  # one read: another thread may replace it meanwhile
+    if last[0] != seconds:  # formatting the date and time is most of the cost
+        last = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{micros:06d}Z"

@@ -24,7 +24,6 @@ from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from opentelemetry import trace
-from opentelemetry.propagate import inject
 
 from ncii_events import tracing
 from ncii_events.connection import (
@@ -356,9 +355,7 @@ class EventStore:
         cause: Cause,
         event_ids: Sequence[str] | None,
     ) -> list[_Encoded]:
-        carrier: dict[str, str] = {}
-        inject(carrier)
-        traceparent = carrier.get("traceparent")
+        traceparent = _traceparent()
         actor = cause.actor
         actor_doc = {name: getattr(actor, name) for name in _ACTOR_FIELDS}  # asdict, minus copies
         prev = expected.hash
@@ -676,6 +673,15 @@ class EventStore:
         return RecordedEvent(
             seq=seq, envelope=env, event=event, erased_fields=erased, withheld_fields=withheld
         )
+
+
+def _traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, as the propagator writes it (without the
+    propagator's machinery: baggage is not stored in events)."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 def _actual_seq(description: str | None) -> int | None:
