@@ -476,3 +476,19 @@ def test_an_events_traceparent_is_what_the_w3c_propagator_writes() -> None:
         inject(carrier)
         assert _traceparent() == carrier["traceparent"]
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+async def test_a_request_nobody_answers_ends_with_a_timeout_and_leaves_nothing_open(
+    nc: Client,
+) -> None:
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from ncii_events.store import _Inbox
+
+    silent = await nc.subscribe("ncii_test.silent")  # takes it, never answers
+    inbox = _Inbox.of(wire(nc))
+    try:
+        with pytest.raises(NatsTimeoutError):
+            await inbox.request("ncii_test.silent", b"hello", b"", timeout=0.2)
+        assert not inbox._open
+    finally:
+        await silent.unsubscribe()

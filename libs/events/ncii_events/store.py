@@ -173,6 +173,7 @@ def _header_safe(value: str) -> str:
 
 ReplyHandler = Callable[[bytes | None, bytes], None]
 """Called with a reply's raw header block (``None`` when it has none) and its data."""
+_ReplyFuture = asyncio.Future[tuple[bytes | None, bytes]]
 
 
 class _Inbox:
@@ -193,7 +194,9 @@ class _Inbox:
         self._prefix = ""
         self._prefix_len = 0
         self._starting: asyncio.Lock | None = None
-        self._open: dict[bytes, tuple[ReplyHandler, Callable[[], None], float]] = {}
+        self._open: dict[
+            bytes, tuple[ReplyHandler | _ReplyFuture, Callable[[], None] | None, float]
+        ] = {}
         self._tokens = itertools.count(1)
         self._sweep: asyncio.TimerHandle | None = None
         self.batch_slot = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
@@ -222,6 +225,20 @@ class _Inbox:
                 self._prefix_len = len(prefix)
                 self._prefix = prefix
 
+    def _register(
+        self,
+        target: ReplyHandler | _ReplyFuture,
+        on_expiry: Callable[[], None] | None,
+        timeout: float,
+    ) -> tuple[str, bytes]:
+        token = str(next(self._tokens))
+        key = token.encode()
+        loop = asyncio.get_running_loop()
+        self._open[key] = (target, on_expiry, loop.time() + timeout)
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
+        return self._prefix + token, key
+
     async def open(
         self, on_reply: ReplyHandler, on_expiry: Callable[[], None], timeout: float
     ) -> tuple[str, bytes]:
@@ -229,13 +246,7 @@ class _Inbox:
         ``timeout`` seconds if still open."""
         if not self._prefix:
             await self._start()
-        token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        key = token.encode()
-        self._open[key] = (on_reply, on_expiry, loop.time() + timeout)
-        if self._sweep is None:
-            self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
-        return self._prefix + token, key
+        return self._register(on_reply, on_expiry, timeout)
 
     def close(self, key: bytes) -> None:
         self._open.pop(key, None)
@@ -244,18 +255,10 @@ class _Inbox:
         self, subject: str, data: bytes, headers: bytes, timeout: float
     ) -> tuple[bytes | None, bytes]:
         """One reply's raw headers and data (nats-py's ``TimeoutError`` when none comes)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bytes | None, bytes]] = loop.create_future()
-
-        def on_reply(reply_headers: bytes | None, reply_data: bytes) -> None:
-            if not future.done():
-                future.set_result((reply_headers, reply_data))
-
-        def on_expiry() -> None:
-            if not future.done():
-                future.set_exception(NatsTimeoutError())
-
-        reply_to, key = await self.open(on_reply, on_expiry, timeout)
+        if not self._prefix:
+            await self._start()
+        future: _ReplyFuture = asyncio.get_running_loop().create_future()
+        reply_to, key = self._register(future, None, timeout)  # the future itself: no closures
         try:
             await self.client().publish_raw(subject, data, reply=reply_to, headers=headers)
             reply = await future
@@ -267,8 +270,14 @@ class _Inbox:
 
     def _on_reply(self, subject: bytes, _reply: bytes, headers: bytes | None, data: bytes) -> None:
         entry = self._open.get(subject[self._prefix_len :])
-        if entry is not None:
-            entry[0](headers, data)
+        if entry is None:
+            return
+        target = entry[0]
+        if isinstance(target, asyncio.Future):
+            if not target.done():
+                target.set_result((headers, data))
+        else:
+            target(headers, data)
 
     def _expire(self) -> None:
         self._sweep = None
@@ -276,10 +285,13 @@ class _Inbox:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for key, (_, on_expiry, deadline) in list(self._open.items()):
+        for key, (target, on_expiry, deadline) in list(self._open.items()):
             if deadline <= now:
                 self._open.pop(key, None)
-                on_expiry()
+                if on_expiry is not None:
+                    on_expiry()
+                elif isinstance(target, asyncio.Future) and not target.done():
+                    target.set_exception(NatsTimeoutError())
         self._sweep = loop.call_later(self._SWEEP_EVERY, self._expire)
 
 
