@@ -307,3 +307,40 @@ async def test_a_batched_read_of_more_than_one_request_returns_every_event_in_or
         f"n{i}" for i in range(2500)
     ]
     assert [e.seq for e in read] == sorted(e.seq for e in read)
+
+
+async def test_appends_and_reads_go_on_after_the_server_restarts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The store's replies come through a direct subscription and its own parser: nats-py must
+    still renew that subscription, and the parser start clean, after a reconnection."""
+    from ncii_events.connection import connect
+    from ncii_events.embedded import EmbeddedNats, free_port
+    from ncii_events.stream import ensure_streams
+
+    data = tmp_path_factory.mktemp("nats-restart")
+    server = EmbeddedNats(data, port=free_port(), monitor_port=free_port())
+    server.start()
+    client = await connect(server.url, name="restart-test")
+    try:
+        await ensure_streams(client)
+        restarting = EventStore(client, None)
+        case = new_case()
+        first = await restarting.append(
+            note_ref(case), [NoteAdded(text="before")], expected=NEW, cause=CAUSE
+        )
+        server.stop()
+        server.start()
+        for _ in range(100):  # the client notices, and reconnects on its own (every second)
+            if client.stats["reconnects"] >= 1 and client.is_connected:
+                break
+            await asyncio.sleep(0.1)
+        second = await restarting.append(
+            note_ref(case), [NoteAdded(text="after")], expected=Version.of(first), cause=CAUSE
+        )
+        texts = [e.event.text for e in await restarting.read_case(case)]
+        assert texts == ["before", "after"]
+        assert second[0].seq > first[0].seq
+    finally:
+        await client.close()
+        server.stop()

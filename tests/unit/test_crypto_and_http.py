@@ -81,3 +81,26 @@ def test_a_cursor_round_trips_and_a_forged_one_is_a_422() -> None:
     with pytest.raises(Problem) as bad:
         decode_cursor("!!not-a-cursor")
     assert bad.value.status == 422
+
+
+async def test_a_log_that_does_not_answer_is_a_503_that_says_to_retry_not_a_500() -> None:
+    import httpx
+    from fastapi import FastAPI
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from ncii_events.http import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/cases")
+    async def open_case() -> None:
+        raise NatsTimeoutError  # as EventStore.append when no acknowledgement comes
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as client:
+        response = await client.post("/v1/cases")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "same Idempotency-Key" in response.json()["detail"]

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -127,6 +128,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_log_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A timeout may hide a write that did land: a retry with the same Idempotency-Key
+        # finds it (event ids derive from the key), so the answer is "retry", not "failed".
+        log.warning("event log unavailable (%s) on %s", type(exc).__name__, request.url.path)
+        problem = Problem(
+            503,
+            "Event log unavailable",
+            "the event log did not answer in time; retry with the same Idempotency-Key",
+            kind="log-unavailable",
+            headers={"Retry-After": "1"},
+        )
+        return problem_response(problem, request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
         problem = Problem(
@@ -137,6 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(NatsError, on_log_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
 
 
