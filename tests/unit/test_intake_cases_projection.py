@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ncii_events.envelope import GENESIS, Envelope
 from ncii_events.registry import DomainEvent
 from ncii_events.store import RecordedEvent
 from ncii_intake.events import (
@@ -22,27 +21,12 @@ from ncii_intake.events import (
 from ncii_intake.projections import CASES, METADATA, CasesProjection
 from sqlalchemy import Engine, create_engine, select
 
+from tests.support.factories import recorded_case_event
+
 
 def _recorded(seq: int, case_id: str, event: DomainEvent) -> RecordedEvent:
-    env = Envelope.from_dict(
-        {
-            "event_id": f"e{seq}",
-            "type": event.event_type,
-            "schema_version": 1,
-            "case_id": case_id,
-            "aggregate": "case",
-            "aggregate_id": case_id,
-            "occurred_at": f"2026-11-24T10:{seq:02d}:00.000000Z",
-            "actor": {"organisation": "o", "principal": "p", "role": "partner"},
-            "correlation_id": "x",
-            "causation_id": "x",
-            "traceparent": None,
-            "payload": {},
-            "prev_hash": GENESIS,
-            "hash": f"{seq:064d}",
-        }
-    )
-    return RecordedEvent(seq=seq, envelope=env, event=event)
+    occurred_at = f"2026-11-24T10:{seq:02d}:00.000000Z"
+    return recorded_case_event(seq, event, case_id=case_id, occurred_at=occurred_at)
 
 
 def _opened(reference: str, age_group: str) -> CaseOpened:

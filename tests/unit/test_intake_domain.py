@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ncii_events.envelope import GENESIS, Envelope
 from ncii_events.registry import DomainEvent
 from ncii_events.store import RecordedEvent
 from ncii_intake.domain import (
@@ -24,29 +23,13 @@ from ncii_intake.events import (
     SubmittedHash,
 )
 
+from tests.support.factories import recorded_case_event
+
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def _recorded(seq: int, event: DomainEvent) -> RecordedEvent:
-    env = Envelope.from_dict(
-        {
-            "event_id": f"e{seq}",
-            "type": event.event_type,
-            "schema_version": 1,
-            "case_id": "c1",
-            "aggregate": "case",
-            "aggregate_id": "c1",
-            "occurred_at": "2026-11-24T10:00:00.000000Z",
-            "actor": {"organisation": "o", "principal": "p", "role": "partner"},
-            "correlation_id": "x",
-            "causation_id": "x",
-            "traceparent": None,
-            "payload": {},
-            "prev_hash": GENESIS,
-            "hash": f"{seq:064d}",
-        }
-    )
-    return RecordedEvent(seq=seq, envelope=env, event=event)
+    return recorded_case_event(seq, event)
 
 
 def _case(
