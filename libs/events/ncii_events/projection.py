@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -280,6 +280,17 @@ class _Pull:
         return out
 
 
+async def wait_caught_up(
+    pending: Callable[[], Awaitable[int]], what: str, timeout: float = 30.0
+) -> None:
+    """Poll ``pending`` until it reports 0 (caught up), or raise ``TimeoutError``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await pending() > 0:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} did not catch up in {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 class ProjectionRunner:
     def __init__(
         self,
@@ -386,11 +397,7 @@ class ProjectionRunner:
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await self.pending() > 0:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"projection {self.durable} did not catch up in {timeout}s")
-            await asyncio.sleep(0.02)
+        await wait_caught_up(self.pending, f"projection {self.durable}", timeout)
 
     async def rebuild(self) -> None:
         """Drop the projection's tables and replay the whole log into them."""
@@ -506,10 +513,6 @@ class ProjectionRunner:
         self, msgs: Sequence[Delivery]
     ) -> list[tuple[Delivery, RecordedEvent | BaseException]]:
         return [(msg, await self._decode(msg)) for msg in msgs]
-
-    async def handle(self, msgs: Sequence[Delivery]) -> None:
-        """Decode and apply a batch of deliveries."""
-        await self.commit(await self._decode_all(msgs))
 
     async def commit(
         self, decoded: Sequence[tuple[Delivery, RecordedEvent | BaseException]]

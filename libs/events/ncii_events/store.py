@@ -30,6 +30,7 @@ from ncii_events.connection import (
     NciiNatsClient,
     header_block,
     header_value,
+    header_value_is_safe,
     status_description,
     status_of,
     wire,
@@ -166,7 +167,7 @@ _PUBLISH_ONE_HEADERS = (
 
 
 def _header_safe(value: str) -> str:
-    if "\r" in value or "\n" in value or value != value.strip():
+    if not header_value_is_safe(value):
         raise AppendError("an event id must be one line without padding")
     return value
 

@@ -284,6 +284,18 @@ async def match_feedback(
 # -- banks (case workers, admins) ------------------------------------------------------------------
 
 
+def _check_bank_name(error: str | None) -> None:
+    """A 422 that names the path's bank name as the field to fix, when ``error`` says why."""
+    if error is not None:
+        raise Problem(
+            422,
+            "Invalid bank name",
+            error,
+            kind="validation",
+            errors=[{"field": "name", "message": error}],
+        )
+
+
 def _bank_out(state: Hashmatch, row: dict[str, Any]) -> BankOut:
     return BankOut(
         name=row["name"],
@@ -322,15 +334,7 @@ async def configure_bank(
     """Set a bank's settings (all of them): enabled, the PDQ distance threshold (inclusive,
     default 31), matching of rotations/flips, and vPDQ's frame shares."""
     require_role(principal, *BANK_STAFF)
-    error = domain.bank_name_error(name)
-    if error is not None:
-        raise Problem(
-            422,
-            "Invalid bank name",
-            error,
-            kind="validation",
-            errors=[{"field": "name", "message": error}],
-        )
+    _check_bank_name(domain.bank_name_error(name))
     runtime = runtime_of(request)
     state = hashmatch(runtime)
     settings = body.settings()
@@ -390,15 +394,7 @@ async def import_list(
     then holds exactly this list (the rest become removals). Hashes already in the bank, or in
     the negative bank, are not added twice."""
     require_role(principal, *BANK_STAFF)
-    error = domain.list_bank_error(name)
-    if error is not None:
-        raise Problem(
-            422,
-            "Invalid bank name",
-            error,
-            kind="validation",
-            errors=[{"field": "name", "message": error}],
-        )
+    _check_bank_name(domain.list_bank_error(name))
     runtime = runtime_of(request)
     state = hashmatch(runtime)
     text = await _read_text(request)

@@ -5,7 +5,6 @@ runtime stops them."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any, cast
 
 from nats.aio.client import Client as NATS
 from ncii_events.db import write_transaction
-from ncii_events.projection import Delivery, Projection, ProjectionRunner
+from ncii_events.projection import Delivery, Projection, ProjectionRunner, wait_caught_up
 from ncii_events.service import ServiceRuntime
 from ncii_events.store import EventStore, RecordedEvent
 from pydantic import Field
@@ -80,11 +79,7 @@ class Probe:
         return int(await self._pending())
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await self.pending() > 0:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{self.projection.name} did not catch up in {timeout}s")
-            await asyncio.sleep(0.02)
+        await wait_caught_up(self.pending, self.projection.name, timeout)
 
     async def stop(self) -> None:
         await self._stop()
