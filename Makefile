@@ -21,7 +21,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 # The environment is (re)synced from uv.lock whenever the lock or a project file changes.
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/events/pyproject.toml services/*/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
@@ -35,7 +35,7 @@ lint: env
 	$(BIN)/ruff format --check .
 
 typecheck: env
-	$(BIN)/mypy libs/events services cli
+	$(BIN)/mypy libs/contracts libs/events services cli
 
 unit: env
 	$(BIN)/pytest tests/unit -q

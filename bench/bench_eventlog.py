@@ -51,6 +51,7 @@ from typing import Annotated, Any, ClassVar
 import psutil
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_events.audit import verify_chain
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
@@ -59,7 +60,7 @@ from ncii_events.embedded import EmbeddedNats, free_port, nats_server_binary
 from ncii_events.envelope import Actor, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
-from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
+from ncii_events.registry import EventRegistry
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import CASES, ensure_streams
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, insert, select
@@ -87,28 +88,25 @@ CAUSE = Cause(
 # -- the events and the projection ------------------------------------------------------------
 
 
-@EVENTS.register
-class BenchNoteAdded(DomainEvent):
+class BenchNoteAdded(DomainEvent, aggregate="benchnote"):
     """A realistic small event: a few plain fields and one personal (encrypted) field."""
 
-    event_type: ClassVar[str] = "BenchNoteAdded"
-    aggregate: ClassVar[str] = "benchnote"
     text: str
     category: str
     priority: int
     contact_phone: Annotated[str | None, PERSONAL] = None
 
 
-@EVENTS.register
-class BenchRowAdded(DomainEvent):
+class BenchRowAdded(DomainEvent, aggregate="benchrow"):
     """The same shape, under its own type, for the projection phase (its consumer filters it)."""
 
-    event_type: ClassVar[str] = "BenchRowAdded"
-    aggregate: ClassVar[str] = "benchrow"
     text: str
     category: str
     priority: int
     contact_phone: Annotated[str | None, PERSONAL] = None
+
+
+REGISTRY = EventRegistry(BenchNoteAdded, BenchRowAdded)
 
 
 def note(i: int) -> BenchNoteAdded:
@@ -303,7 +301,7 @@ async def running_node(label: str, workdir: Path, *, durable: bool) -> AsyncIter
             keys = NatsCaseKeys(nc, master)
             await keys.start()
             try:
-                yield Node(label, server, nc, keys, EventStore(nc, keys))
+                yield Node(label, server, nc, keys, EventStore(nc, keys, registry=REGISTRY))
             finally:
                 await keys.stop()
         finally:

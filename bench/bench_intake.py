@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ncii_contracts import ALL_EVENTS
 from ncii_events.auth import create_principal
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.projection import ProjectionRunner
+from ncii_events.registry import EventRegistry
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
 from ncii_intake.projections import CasesProjection
@@ -41,6 +43,9 @@ from bench.bench_eventlog import fresh_pg_database, pg_reachable
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_OPENS_PER_S = 500
 TARGET_P99_MS = 50.0
+
+
+REGISTRY = EventRegistry(*ALL_EVENTS)
 
 
 def _body() -> dict[str, Any]:
@@ -169,7 +174,9 @@ async def _issue_key(nats_url: str) -> str:
     try:
         await ensure_streams(nc)
         _pid, key = await create_principal(
-            EventStore(nc, None, spec=REFERENCE), organisation="bench-ngo", role="partner"
+            EventStore(nc, None, registry=REGISTRY, spec=REFERENCE),
+            organisation="bench-ngo",
+            role="partner",
         )
     finally:
         await nc.close()
@@ -198,7 +205,11 @@ async def _rebuild_cases(nats_url: str, db_url: str) -> dict[str, Any]:
         info = await nc.jetstream().stream_info(CASES.name, subjects_filter=projection.subjects[0])
         events = sum((info.state.subjects or {}).values())
         runner = ProjectionRunner(
-            nc, engine, EventStore(nc, None), projection, service=f"bench{uuid.uuid4().hex[:8]}"
+            nc,
+            engine,
+            EventStore(nc, None, registry=REGISTRY),
+            projection,
+            service=f"bench{uuid.uuid4().hex[:8]}",
         )
         t0 = time.perf_counter()
         await runner.start()

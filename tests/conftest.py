@@ -20,6 +20,8 @@ from ncii_events.keys import NatsCaseKeys
 from ncii_events.store import EventStore
 from ncii_events.stream import ensure_streams
 
+from tests.support.events import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_HOST = os.environ.get("NCII_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("NCII_TEST_PG_PORT", "5432"))
@@ -68,7 +70,7 @@ async def case_keys(nc: NATS, master_key: MasterKey) -> AsyncIterator[NatsCaseKe
 
 @pytest.fixture(scope="session")
 async def store(nc: NATS, case_keys: NatsCaseKeys) -> EventStore:
-    return EventStore(nc, case_keys)
+    return EventStore(nc, case_keys, registry=REGISTRY)
 
 
 def _postgres_reachable() -> bool:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pdqhash
-from ncii_events.hashes import (
+from ncii_contracts.hashes import (
     PDQ_MIN_QUALITY,
     HashItem,
     HashSubmission,

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
+from ncii_contracts import ALL_EVENTS
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, port_is_free
 from ncii_events.keys import NatsCaseKeys
+from ncii_events.registry import EventRegistry
 from ncii_events.settings import EMBEDDED_NATS_PORT, Settings
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
@@ -49,10 +51,11 @@ async def log_access(*, with_keys: bool = False) -> AsyncIterator[LogAccess]:
                 else MasterKey.load_or_create(settings.master_key_path())
             )
             keys = NatsCaseKeys(nc, master)
+        registry = EventRegistry(*ALL_EVENTS)  # the CLI reads every service's events
         yield LogAccess(
             nc=nc,
-            store=EventStore(nc, keys, spec=CASES),
-            ref_store=EventStore(nc, None, spec=REFERENCE),
+            store=EventStore(nc, keys, registry=registry, spec=CASES),
+            ref_store=EventStore(nc, None, registry=registry, spec=REFERENCE),
             settings=settings,
         )
     finally:

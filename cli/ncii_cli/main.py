@@ -208,7 +208,7 @@ def keys_revoke(principal_id: str, reason: str = "") -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """Principals and their key hints (never the keys). Example: `ncii keys list`"""
-    from ncii_events.auth import PrincipalCreated, PrincipalKeyRevoked
+    from ncii_contracts.principals import PrincipalCreated, PrincipalKeyRevoked
 
     from ncii_cli.log_access import log_access
 

@@ -21,6 +21,7 @@ from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE
 
 from tests.conftest import ROOT
+from tests.support.events import REGISTRY
 
 
 @dataclass
@@ -90,7 +91,7 @@ def intake(
 @pytest.fixture(scope="session")
 async def make_key(nc: NATS) -> AsyncIterator[Callable[[str, str], object]]:
     """``await make_key(org, role)`` issues a key; it is usable once services projected it."""
-    ref_store = EventStore(nc, None, spec=REFERENCE)
+    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
 
     async def make(organisation: str, role: str) -> str:
         _principal, key = await create_principal(ref_store, organisation=organisation, role=role)

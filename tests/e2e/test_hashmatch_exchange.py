@@ -15,18 +15,24 @@ import numpy as np
 import pytest
 from nats.aio.client import Client as NATS
 from ncii_cli.hasher import hash_file
+from ncii_contracts.hashmatch import (
+    HashesBanked,
+    HashesWithdrawn,
+    MatchFeedbackReceived,
+    MatchFound,
+)
+from ncii_contracts.intake import CaseWithdrawn, HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.envelope import Actor
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE, REFERENCE_CASE
-from ncii_hashmatch.events import HashesBanked, HashesWithdrawn, MatchFeedbackReceived, MatchFound
-from ncii_intake.events import CaseWithdrawn, HashesSubmitted, SubmittedHash
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_intake_api import case_body
+from tests.support.events import REGISTRY
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 CONFORMANCE = ROOT.parent / "shared" / "pdq-conformance" / "images"
@@ -102,7 +108,7 @@ async def keys(make_key: MakeKey, hashmatch: Hashmatch) -> dict[str, str]:
 async def case_store(nc: NATS, master_key_file: Path) -> AsyncIterator[EventStore]:
     """Reads the log with the services' master key, so personal fields decrypt."""
     case_keys = NatsCaseKeys(nc, MasterKey.load_or_create(master_key_file))
-    yield EventStore(nc, case_keys)
+    yield EventStore(nc, case_keys, registry=REGISTRY)
 
 
 PARTNER = Cause(
@@ -610,7 +616,7 @@ async def test_a_sighting_of_an_imported_lists_hash_is_recorded_without_the_url(
         response = await platform.post("/v1/sightings", json=sighting)
     assert response.status_code == 201, response.text
     sighting_id = response.json()["sighting_id"]
-    reference = EventStore(nc, None, spec=REFERENCE)
+    reference = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
     found = [
         r.event
         for r in await reference.read_case(REFERENCE_CASE)

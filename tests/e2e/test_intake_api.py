@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from ncii_contracts import intake as intake_events
 from ncii_events.audit import verify_chain
 from ncii_events.store import EventStore
-from ncii_intake import events as intake_events
 
 from tests.e2e.conftest import RunningService, caught_up
+from tests.support.events import REGISTRY
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 
@@ -469,7 +470,7 @@ async def test_a_revoked_key_is_refused_within_two_seconds(intake: RunningServic
     from ncii_events.auth import create_principal, revoke_principal
     from ncii_events.stream import REFERENCE
 
-    ref_store = EventStore(nc, None, spec=REFERENCE)
+    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
     principal_id, key = await create_principal(
         ref_store, organisation="ngo-revoked", role="partner"
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from ncii_cli.main import app
+from ncii_contracts import intake as intake_events
 from ncii_events.store import EventStore
-from ncii_intake import events as intake_events
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT

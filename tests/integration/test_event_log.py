@@ -23,7 +23,7 @@ from ncii_events.store import (
 )
 from ncii_events.stream import CASES
 
-from tests.support.events import NoteAdded
+from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
@@ -251,7 +251,7 @@ async def test_erasure_makes_personal_fields_unreadable_but_replay_and_chain_sti
     # another process (no cache) sees the same
     from ncii_events.keys import NatsCaseKeys as Keys
 
-    fresh = EventStore(nc, Keys(nc, case_keys._master))
+    fresh = EventStore(nc, Keys(nc, case_keys._master), registry=REGISTRY)
     assert (await fresh.read_case(case))[0].erased_fields == {"contact_phone"}
     # and nobody can write new personal data for an erased case
     from ncii_events.crypto import CaseErasedError
@@ -324,7 +324,7 @@ async def test_appends_and_reads_go_on_after_the_server_restarts(
     client = await connect(server.url, name="restart-test")
     try:
         await ensure_streams(client)
-        restarting = EventStore(client, None)
+        restarting = EventStore(client, None, registry=REGISTRY)
         case = new_case()
         first = await restarting.append(
             note_ref(case), [NoteAdded(text="before")], expected=NEW, cause=CAUSE

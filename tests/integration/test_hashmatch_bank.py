@@ -14,17 +14,19 @@ from typing import Any
 import numpy as np
 import pytest
 from nats.aio.client import Client as NATS
+from ncii_contracts.hashmatch import HashesBanked, HashesWithdrawn
+from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate
 from ncii_events.envelope import Actor
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE
 from ncii_hashmatch import projections, state
-from ncii_hashmatch.events import HashesBanked, HashesWithdrawn
 from ncii_hashmatch.main import SPEC
 from ncii_hashmatch.matcher import Matcher, Query
-from ncii_intake.events import CaseErased, CaseWithdrawn, HashesSubmitted, SubmittedHash
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.events import REGISTRY
 
 PARTNER = Cause(
     actor=Actor(organisation="ngo-test", principal="p-test", role="partner"),
@@ -74,7 +76,7 @@ class Bank:
             nc=nc,
             engine=engine,
             store=store,
-            ref_store=EventStore(nc, None, spec=REFERENCE),
+            ref_store=EventStore(nc, None, registry=REGISTRY, spec=REFERENCE),
             master=master,
             spec=SPEC,
             runners=[],

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated
 
-from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
+from ncii_contracts import ALL_EVENTS
+from ncii_contracts.base import PERSONAL, DomainEvent
+from ncii_events.registry import EventRegistry
 
 
-@EVENTS.register
-class NoteAdded(DomainEvent):
-    event_type: ClassVar[str] = "TestNoteAdded"
-    aggregate: ClassVar[str] = "note"
+class NoteAdded(DomainEvent, aggregate="note", event_type="TestNoteAdded"):
     text: str
     contact_phone: Annotated[str | None, PERSONAL] = None
 
 
-@EVENTS.register
-class PoisonPill(DomainEvent):
+class PoisonPill(DomainEvent, aggregate="note", event_type="TestPoisonPill"):
     """A projection in the tests refuses this one, to exercise dead letters."""
 
-    event_type: ClassVar[str] = "TestPoisonPill"
-    aggregate: ClassVar[str] = "note"
+
+REGISTRY = EventRegistry(*ALL_EVENTS, NoteAdded, PoisonPill)
+"""What the tests read: every contract, and the events above."""

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+from ncii_contracts.base import DomainEvent
 from ncii_events.envelope import GENESIS, Actor, Envelope
-from ncii_events.registry import DomainEvent
 from ncii_events.store import AggregateRef, Cause, RecordedEvent
 
 

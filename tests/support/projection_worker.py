@@ -17,6 +17,7 @@ from ncii_events.db import make_engine
 from ncii_events.projection import Delivery, ProjectionRunner
 from ncii_events.store import EventStore
 
+from tests.support.events import REGISTRY
 from tests.support.notes_projection import projection_for
 
 
@@ -37,7 +38,13 @@ async def main(nats_url: str, db_url: str, case_id: str, mode: str) -> None:
     engine = make_engine(db_url)
     projection = projection_for(case_id, delay_per_event=0.002)
     runner = ProjectionRunner(
-        nc, engine, EventStore(nc, None), projection, service="test", batch_size=20, ack_wait=1.0
+        nc,
+        engine,
+        EventStore(nc, None, registry=REGISTRY),
+        projection,
+        service="test",
+        batch_size=20,
+        ack_wait=1.0,
     )
     await runner.start()
     print("started", flush=True)

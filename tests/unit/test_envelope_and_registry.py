@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import pytest
 from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, envelope_hash
 from ncii_events.ids import new_case_reference, new_pin, normalise_case_reference, uuid7
-from ncii_events.registry import PERSONAL, DomainEvent, EventRegistry, UnknownEventError
+from ncii_contracts.base import PERSONAL, DomainEvent
+from ncii_events.registry import EventRegistry, UnknownEventError
 
 
 def test_canonical_json_is_independent_of_key_order_and_keeps_unicode() -> None:
@@ -54,9 +55,7 @@ def test_an_envelope_verifies_until_any_field_changes() -> None:
 def test_registering_a_float_field_is_refused_because_hashes_must_be_reproducible() -> None:
     registry = EventRegistry()
 
-    class Measured(DomainEvent):
-        event_type: ClassVar[str] = "Measured"
-        aggregate: ClassVar[str] = "x"
+    class Measured(DomainEvent, aggregate="x"):
         seconds: float
 
     with pytest.raises(TypeError, match="not float"):
@@ -66,9 +65,7 @@ def test_registering_a_float_field_is_refused_because_hashes_must_be_reproducibl
 def test_a_personal_field_must_default_to_none_so_erasure_can_blank_it() -> None:
     registry = EventRegistry()
 
-    class Named(DomainEvent):
-        event_type: ClassVar[str] = "Named"
-        aggregate: ClassVar[str] = "x"
+    class Named(DomainEvent, aggregate="x"):
         name: Annotated[str, PERSONAL]
 
     with pytest.raises(TypeError, match="default to None"):
@@ -78,9 +75,7 @@ def test_a_personal_field_must_default_to_none_so_erasure_can_blank_it() -> None
 def test_personal_fields_are_declared_once_on_the_model() -> None:
     registry = EventRegistry()
 
-    class Contacted(DomainEvent):
-        event_type: ClassVar[str] = "Contacted"
-        aggregate: ClassVar[str] = "x"
+    class Contacted(DomainEvent, aggregate="x"):
         channel: str
         phone: Annotated[str | None, PERSONAL] = None
 
@@ -91,10 +86,7 @@ def test_personal_fields_are_declared_once_on_the_model() -> None:
 def test_upcasters_chain_from_v1_through_v3_and_a_missing_step_is_an_error() -> None:
     registry = EventRegistry()
 
-    class V3(DomainEvent):
-        event_type: ClassVar[str] = "Grown"
-        version: ClassVar[int] = 3
-        aggregate: ClassVar[str] = "x"
+    class V3(DomainEvent, aggregate="x", event_type="Grown", version=3):
         a: str
         b: str
         c: str
@@ -132,3 +124,47 @@ def test_case_references_read_aloud_are_accepted_as_people_type_them() -> None:
     with pytest.raises(ValueError, match="12 letters"):
         normalise_case_reference("K7Q4-9XMP")
     assert len(new_pin()) == 8 and new_pin().isdigit()
+
+
+def test_the_event_type_is_the_class_name_and_the_aggregate_a_class_keyword() -> None:
+    class Noted(DomainEvent, aggregate="note"):
+        text: str
+
+    assert (Noted.event_type, Noted.aggregate, Noted.version) == ("Noted", "note", 1)
+    assert [s.name for s in Noted.streams] == ["NCII"]
+    assert EventRegistry(Noted).decode("Noted", 1, {"text": "t"}) == Noted(text="t")
+
+
+def test_an_event_without_an_aggregate_is_refused() -> None:
+    class Homeless(DomainEvent):
+        text: str
+
+    with pytest.raises(TypeError, match="aggregate"):
+        EventRegistry(Homeless)
+
+
+def test_two_classes_for_one_event_type_are_refused_even_from_the_same_module() -> None:
+    def define() -> type[DomainEvent]:
+        class Twice(DomainEvent, aggregate="x"):
+            pass
+
+        return Twice
+
+    first, second = define(), define()
+    assert first.__qualname__ == second.__qualname__
+    EventRegistry(first, first)  # the same class twice is one contract
+    with pytest.raises(ValueError, match="registered twice"):
+        EventRegistry(first, second)
+
+
+def test_a_registry_knows_only_the_events_it_was_built_with() -> None:
+    class Known(DomainEvent, aggregate="x"):
+        pass
+
+    class Other(DomainEvent, aggregate="x"):
+        pass
+
+    registry = EventRegistry(Known)
+    assert registry.is_known("Known") and not registry.is_known("Other")
+    with pytest.raises(UnknownEventError):
+        registry.decode("Other", 1, {})

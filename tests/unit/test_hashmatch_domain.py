@@ -7,11 +7,11 @@ import random
 import uuid
 
 import pytest
+from ncii_contracts.intake import SubmittedHash
 from ncii_hashmatch import domain
 from ncii_hashmatch.commands import HashIn, Lookup, Sighting
 from ncii_hashmatch.domain import BankSettings, Candidate, Frame
 from ncii_hashmatch.tokens import Tokens
-from ncii_intake.events import SubmittedHash
 from pydantic import ValidationError
 
 H = "a" * 64

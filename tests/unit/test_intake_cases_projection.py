@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ncii_events.registry import DomainEvent
-from ncii_events.store import RecordedEvent
-from ncii_intake.events import (
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import (
     CaseErased,
     CaseOpened,
     CaseWithdrawn,
@@ -18,6 +17,7 @@ from ncii_intake.events import (
     NonConsentRecorded,
     SubmittedHash,
 )
+from ncii_events.store import RecordedEvent
 from ncii_intake.projections import CASES, METADATA, CasesProjection
 from sqlalchemy import Engine, create_engine, select
 

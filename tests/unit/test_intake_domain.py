@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ncii_events.registry import DomainEvent
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import (
+    CaseOpened,
+    Consents,
+    HashesSubmitted,
+    LocationReported,
+    NonConsentRecorded,
+    SubmittedHash,
+)
 from ncii_events.store import RecordedEvent
 from ncii_intake.domain import (
     Case,
@@ -13,14 +21,6 @@ from ncii_intake.domain import (
     ConsentMissingError,
     NotApplicableError,
     StatementRequiredError,
-)
-from ncii_intake.events import (
-    CaseOpened,
-    Consents,
-    HashesSubmitted,
-    LocationReported,
-    NonConsentRecorded,
-    SubmittedHash,
 )
 
 from tests.support.factories import recorded_case_event

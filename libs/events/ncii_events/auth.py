@@ -13,9 +13,10 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from fastapi import Request
+from ncii_contracts.principals import PrincipalCreated, PrincipalKeyRevoked
 from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,34 +25,11 @@ from ncii_events.envelope import Actor
 from ncii_events.http import Problem
 from ncii_events.ids import uuid7
 from ncii_events.projection import Projection
-from ncii_events.registry import EVENTS, DomainEvent
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import REFERENCE, REFERENCE_CASE
 
-RoleName = Literal["partner", "caseworker", "platform", "counsellor", "auditor", "admin"]
 ROLES: tuple[str, ...] = ("partner", "caseworker", "platform", "counsellor", "auditor", "admin")
 KEY_PREFIX = "ncii_live_"
-
-
-@EVENTS.register
-class PrincipalCreated(DomainEvent):
-    event_type: ClassVar[str] = "PrincipalCreated"
-    aggregate: ClassVar[str] = "principal"
-    principal_id: str
-    organisation: str
-    role: RoleName
-    key_sha256: str
-    key_hint: str
-    """The key's first characters, so a leaked key can be recognised in a list."""
-    label: str = ""
-
-
-@EVENTS.register
-class PrincipalKeyRevoked(DomainEvent):
-    event_type: ClassVar[str] = "PrincipalKeyRevoked"
-    aggregate: ClassVar[str] = "principal"
-    principal_id: str
-    reason: str = ""
 
 
 @dataclass(frozen=True)

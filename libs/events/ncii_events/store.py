@@ -23,6 +23,7 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
+from ncii_contracts.base import DomainEvent
 from opentelemetry import trace
 
 from ncii_events import tracing
@@ -38,7 +39,7 @@ from ncii_events.connection import (
 from ncii_events.crypto import CaseKeys, decrypt_field, encrypt_field
 from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.ids import uuid7, uuid7_str
-from ncii_events.registry import EVENTS, DomainEvent, EventRegistry, UnknownEventError
+from ncii_events.registry import EventRegistry, UnknownEventError
 from ncii_events.stream import CASES, StreamSpec
 
 WRONG_LAST_SEQUENCE = 10071
@@ -305,7 +306,7 @@ class EventStore:
         nc: NATS,
         keys: CaseKeys | None,
         *,
-        registry: EventRegistry = EVENTS,
+        registry: EventRegistry,
         spec: StreamSpec = CASES,
     ) -> None:
         self._nc = wire(nc)
@@ -314,6 +315,11 @@ class EventStore:
         self._keys = keys
         self._registry = registry
         self.spec = spec
+
+    @property
+    def registry(self) -> EventRegistry:
+        """The events this store decodes (built by the program from the contracts it reads)."""
+        return self._registry
 
     # -- writing -------------------------------------------------------------------------------
 

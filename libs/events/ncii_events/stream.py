@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
+# The streams are part of the contracts (readers and the AsyncAPI document need them, NATS not).
+from ncii_contracts.streams import CASES as CASES
+from ncii_contracts.streams import REFERENCE as REFERENCE
+from ncii_contracts.streams import REFERENCE_CASE as REFERENCE_CASE
+from ncii_contracts.streams import StreamSpec as StreamSpec
+
 NANOS = 1_000_000_000
 DUPLICATE_WINDOW_S = 2 * 60 * 60  # explicit: the server silently uses 2 minutes for 0
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """A stream and how its subjects are built. ``per_case`` streams put the case id first."""
-
-    name: str
-    prefix: str
-    per_case: bool
-
-    def subject(self, case_id: str, aggregate: str, aggregate_id: str, event_type: str) -> str:
-        if self.per_case:
-            return f"{self.prefix}.{case_id}.{aggregate}.{aggregate_id}.{event_type}"
-        return f"{self.prefix}.{aggregate}.{aggregate_id}.{event_type}"
-
-    def aggregate_filter(self, case_id: str, aggregate: str, aggregate_id: str) -> str:
-        return self.subject(case_id, aggregate, aggregate_id, "*")
-
-    def case_filter(self, case_id: str) -> str:
-        return f"{self.prefix}.{case_id}.>" if self.per_case else f"{self.prefix}.>"
-
-    @property
-    def all_subjects(self) -> str:
-        return f"{self.prefix}.>"
-
-
-CASES = StreamSpec(name="NCII", prefix="ncii", per_case=True)
-REFERENCE = StreamSpec(name="NCII_REF", prefix="nciiref", per_case=False)
-REFERENCE_CASE = "-"
-"""The case id of reference events (principals, organisations, banks): they belong to no case."""
 
 KEYS_BUCKET = "ncii_case_keys"
 IDEMPOTENCY_BUCKET = "ncii_idempotency"

@@ -61,7 +61,7 @@ def configure(service: str, *, log_format: str = "text", exporter: str | None = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("uvicorn.access", "nats", "faststream", "alembic", "httpx", "httpcore"):
+    for noisy in ("uvicorn.access", "nats", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Without an exporter spans are not recorded (they cost CPU for nothing), but they still
     # carry trace ids, which go into the logs and into each event's traceparent.

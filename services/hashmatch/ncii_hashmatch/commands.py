@@ -8,7 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from ncii_events.hashes import PDQ_MIN_QUALITY
+from ncii_contracts.hashes import PDQ_MIN_QUALITY
+from ncii_contracts.hashmatch import FalsePositiveTarget, ListAlgorithm, Verdict
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -21,7 +22,6 @@ from pydantic import (
 )
 
 from ncii_hashmatch import domain
-from ncii_hashmatch.events import FalsePositiveTarget, ListAlgorithm, Verdict
 from ncii_hashmatch.matcher import Query
 
 CLOCK_SKEW = timedelta(minutes=5)

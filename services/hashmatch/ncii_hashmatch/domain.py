@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ncii_events.hashes import PDQ_MIN_QUALITY
-from ncii_intake.events import SubmittedHash
+from ncii_contracts.hashes import PDQ_MIN_QUALITY
+from ncii_contracts.intake import SubmittedHash
 
 # -- limits and defaults ---------------------------------------------------------------------------
 

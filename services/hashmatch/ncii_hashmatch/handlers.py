@@ -16,12 +16,24 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.hashmatch import (
+    BankConfigured,
+    FalsePositiveConfirmed,
+    FalsePositiveTarget,
+    HashListImported,
+    ImportMode,
+    ListedHash,
+    MatchFeedbackReceived,
+    MatchFound,
+    Verdict,
+)
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseErasedError
 from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid, uuid7
-from ncii_events.registry import EVENTS, DomainEvent
+from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
     Cause,
@@ -35,17 +47,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch import domain, projections
-from ncii_hashmatch.events import (
-    BankConfigured,
-    FalsePositiveConfirmed,
-    FalsePositiveTarget,
-    HashListImported,
-    ImportMode,
-    ListedHash,
-    MatchFeedbackReceived,
-    MatchFound,
-    Verdict,
-)
 from ncii_hashmatch.matcher import Hit, Matcher, Query
 from ncii_hashmatch.tokens import Tokens, match_uuid
 
@@ -333,9 +334,11 @@ class OutboxPublisher:
         store: EventStore,
         ref_store: EventStore,
         *,
+        registry: EventRegistry,
         interval: float = 0.2,
     ) -> None:
         self.engine = engine
+        self.registry = registry
         self.stores = {"c": store, "r": ref_store}
         self.interval = interval
         self._nudge = asyncio.Event()
@@ -361,8 +364,10 @@ class OutboxPublisher:
         for row in rows:
             if self._stopping.is_set():
                 break
-            event_class = EVENTS.event_class(row.event_type)
-            event = EVENTS.decode(row.event_type, event_class.version, json.loads(row.payload))
+            event_class = self.registry.event_class(row.event_type)
+            event = self.registry.decode(
+                row.event_type, event_class.version, json.loads(row.payload)
+            )
             ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
             cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
             await append_once(self.stores[row.stream], ref, event, row.event_id, cause)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ncii_contracts.hashmatch import HASHMATCH_EVENTS
+from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
 from ncii_hashmatch import state
 from ncii_hashmatch.api import router
-from ncii_hashmatch.events import CONSUMED, EMITTED
 
 SPEC = ServiceSpec(
     name="hashmatch",
@@ -26,8 +27,8 @@ SPEC = ServiceSpec(
     # not in ``projections``: the runtime would run them on the cases' stream only).
     projections=(),
     migrations=Path(__file__).parent / "migrations",
-    emits=EMITTED,
-    consumes=CONSUMED,
+    emits=HASHMATCH_EVENTS,
+    consumes=(HashesSubmitted, CaseWithdrawn, CaseErased),
     routers=[router],
     on_start=state.start,
 )

@@ -27,14 +27,25 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.hashmatch import (
+    BankConfigured,
+    BankedEntry,
+    FalsePositiveConfirmed,
+    HashesBanked,
+    HashesWithdrawn,
+    HashListImported,
+    MatchFeedbackReceived,
+    MatchFound,
+    SkippedHash,
+)
+from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
 from ncii_events.db import upsert
 from ncii_events.envelope import utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.projection import Projection
-from ncii_events.registry import DomainEvent
 from ncii_events.store import RecordedEvent
 from ncii_events.stream import CASES, REFERENCE
-from ncii_intake.events import CaseErased, CaseWithdrawn, HashesSubmitted
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -56,17 +67,6 @@ from sqlalchemy import (
 )
 
 from ncii_hashmatch import domain
-from ncii_hashmatch.events import (
-    BankConfigured,
-    BankedEntry,
-    FalsePositiveConfirmed,
-    HashesBanked,
-    HashesWithdrawn,
-    HashListImported,
-    MatchFeedbackReceived,
-    MatchFound,
-    SkippedHash,
-)
 from ncii_hashmatch.tokens import match_uuid
 
 METADATA = MetaData()

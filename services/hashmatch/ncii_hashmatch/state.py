@@ -109,7 +109,9 @@ async def start(runtime: ServiceRuntime, settings: HashmatchSettings | None = No
     settings = settings or HashmatchSettings()
     instance = await _instance_id(runtime.engine)
     matcher = Matcher(runtime.engine, poll_interval=settings.poll_interval_ms / 1000)
-    outbox = OutboxPublisher(runtime.engine, runtime.store, runtime.ref_store)
+    outbox = OutboxPublisher(
+        runtime.engine, runtime.store, runtime.ref_store, registry=runtime.registry
+    )
 
     def committed() -> None:
         matcher.nudge()

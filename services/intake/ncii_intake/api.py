@@ -11,12 +11,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.hashes import PDQ_MIN_QUALITY
+from ncii_contracts.intake import (
+    CaseOpened,
+    HashesSubmitted,
+    LocationReported,
+    MandatoryReportFiled,
+    NonConsentRecorded,
+    PoliceReportDecisionRecorded,
+    SubmittedHash,
+    WithdrawnBy,
+)
 from ncii_events.auth import FailedAuthThrottle, Principal, require_role
 from ncii_events.crypto import CaseErasedError
-from ncii_events.hashes import PDQ_MIN_QUALITY
 from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found, request_fingerprint
 from ncii_events.ids import normalise_case_reference, uuid7
-from ncii_events.registry import DomainEvent
 from ncii_events.service import ServiceRuntime, authenticated, runtime_of
 from ncii_events.store import ConcurrencyError, RecordedEvent
 from pydantic import BaseModel
@@ -34,16 +44,6 @@ from ncii_intake.commands import (
     utc_text,
 )
 from ncii_intake.domain import Case, CaseRuleError
-from ncii_intake.events import (
-    CaseOpened,
-    HashesSubmitted,
-    LocationReported,
-    MandatoryReportFiled,
-    NonConsentRecorded,
-    PoliceReportDecisionRecorded,
-    SubmittedHash,
-    WithdrawnBy,
-)
 from ncii_intake.handlers import (
     CASE_READERS,
     CASE_WRITERS,

@@ -7,7 +7,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from ncii_events.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
+from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
+from ncii_contracts.intake import (
+    AgeGroup,
+    Channel,
+    ChannelKind,
+    HarmCategory,
+    IntakeChannel,
+    PoliceReportDecision,
+    SpreadStatus,
+)
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -17,16 +26,6 @@ from pydantic import (
     StringConstraints,
     field_validator,
     model_validator,
-)
-
-from ncii_intake.events import (
-    AgeGroup,
-    Channel,
-    ChannelKind,
-    HarmCategory,
-    IntakeChannel,
-    PoliceReportDecision,
-    SpreadStatus,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from ncii_events.registry import DomainEvent
-from ncii_events.store import RecordedEvent, Version
-
-from ncii_intake.events import (
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import (
     AgeGroup,
     CaseErased,
     CaseOpened,
@@ -29,6 +27,7 @@ from ncii_intake.events import (
     PoliceReportDecisionRecorded,
     WithdrawnBy,
 )
+from ncii_events.store import RecordedEvent, Version
 
 MANDATORY_REPORT_HOURS = 24
 CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]

@@ -11,15 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from hashlib import sha256
 
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import CaseOpened, Consents, Contact, WithdrawnBy
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
-from ncii_events.registry import DomainEvent
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 
 from ncii_intake.commands import OpenCase, utc_text
 from ncii_intake.domain import Case
-from ncii_intake.events import CaseOpened, Consents, Contact, WithdrawnBy
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
 CASE_READERS = ("partner", "caseworker", "admin")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ncii_contracts.intake import INTAKE_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
 from ncii_intake.api import router
-from ncii_intake.events import ALL_EVENTS
 from ncii_intake.projections import CasesProjection
 
 SPEC = ServiceSpec(
@@ -22,7 +22,7 @@ SPEC = ServiceSpec(
     ),
     projections=(CasesProjection(),),
     migrations=Path(__file__).parent / "migrations",
-    emits=ALL_EVENTS,
+    emits=INTAKE_EVENTS,
     routers=[router],
 )
 

@@ -8,6 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from ncii_contracts.intake import (
+    CaseErased,
+    CaseOpened,
+    CaseWithdrawn,
+    HashesSubmitted,
+    LocationReported,
+    MandatoryReportFiled,
+    NonConsentRecorded,
+)
 from ncii_events.auth import Principal
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
@@ -30,15 +39,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_intake.domain import MANDATORY_REPORT_HOURS, format_time, parse_time
-from ncii_intake.events import (
-    CaseErased,
-    CaseOpened,
-    CaseWithdrawn,
-    HashesSubmitted,
-    LocationReported,
-    MandatoryReportFiled,
-    NonConsentRecorded,
-)
 
 REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)
 METADATA = MetaData()

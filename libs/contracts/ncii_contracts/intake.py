@@ -3,10 +3,11 @@ log with the case's key; everything else is what dashboards, auditors and other 
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
-from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
 from pydantic import BaseModel, ConfigDict, Field
+
+from ncii_contracts.base import PERSONAL, DomainEvent
 
 AgeGroup = Literal["minor", "adult"]
 HarmCategory = Literal[
@@ -71,12 +72,9 @@ class SubmittedHash(_Frozen):
     """vPDQ: the frame hashes of quality 50 or more, in order (one a second)."""
 
 
-@EVENTS.register
-class CaseOpened(DomainEvent):
+class CaseOpened(DomainEvent, aggregate="case"):
     """A case was opened by a partner NGO or a case worker of the centre."""
 
-    event_type: ClassVar[str] = "CaseOpened"
-    aggregate: ClassVar[str] = "case"
     organisation: str
     reference: str
     age_group: AgeGroup
@@ -91,23 +89,17 @@ class CaseOpened(DomainEvent):
     contact: Annotated[Contact | None, PERSONAL] = None
 
 
-@EVENTS.register
-class NonConsentRecorded(DomainEvent):
+class NonConsentRecorded(DomainEvent, aggregate="case"):
     """The adult's explicit statement that they do not consent to the distribution."""
 
-    event_type: ClassVar[str] = "NonConsentRecorded"
-    aggregate: ClassVar[str] = "case"
     stated_at: str
     method: Literal["written", "verbal", "signed_form", "online_form"]
     statement: Annotated[str | None, PERSONAL] = None
 
 
-@EVENTS.register
-class LocationReported(DomainEvent):
+class LocationReported(DomainEvent, aggregate="case"):
     """Content was found somewhere: each location may become its own takedown."""
 
-    event_type: ClassVar[str] = "LocationReported"
-    aggregate: ClassVar[str] = "case"
     location_id: str
     platform: str
     channel_kind: ChannelKind
@@ -115,60 +107,45 @@ class LocationReported(DomainEvent):
     url: Annotated[str | None, PERSONAL] = None
 
 
-@EVENTS.register
-class HashesSubmitted(DomainEvent):
+class HashesSubmitted(DomainEvent, aggregate="case"):
     """Hashes computed on the victim's or partner's own device; never an image."""
 
-    event_type: ClassVar[str] = "HashesSubmitted"
-    aggregate: ClassVar[str] = "case"
     submission_id: str
     organisation: str
     age_group: AgeGroup
     hashes: list[SubmittedHash]
 
 
-@EVENTS.register
-class PoliceReportDecisionRecorded(DomainEvent):
+class PoliceReportDecisionRecorded(DomainEvent, aggregate="case"):
     """The victim's own decision about reporting to the police: recorded, never forced."""
 
-    event_type: ClassVar[str] = "PoliceReportDecisionRecorded"
-    aggregate: ClassVar[str] = "case"
     decision: PoliceReportDecision
 
 
-@EVENTS.register
-class MandatoryReportFiled(DomainEvent):
+class MandatoryReportFiled(DomainEvent, aggregate="case"):
     """A minor's case was reported to the local authority (Child and Youth Sexual Exploitation
     Prevention Act art. 7: within 24 hours of staff learning of it)."""
 
-    event_type: ClassVar[str] = "MandatoryReportFiled"
-    aggregate: ClassVar[str] = "case"
     filed_at: str
     authority: str = Field(max_length=200)
     authority_reference: str | None = Field(default=None, max_length=100)
 
 
-@EVENTS.register
-class CaseWithdrawn(DomainEvent):
+class CaseWithdrawn(DomainEvent, aggregate="case"):
     """Final: every takedown stops and the case's hashes leave matching everywhere."""
 
-    event_type: ClassVar[str] = "CaseWithdrawn"
-    aggregate: ClassVar[str] = "case"
     withdrawn_by: WithdrawnBy
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 
 
-@EVENTS.register
-class CaseErased(DomainEvent):
+class CaseErased(DomainEvent, aggregate="case"):
     """Final: the case's key is destroyed; its personal fields read as erased for ever, and its
     hashes leave matching everywhere."""
 
-    event_type: ClassVar[str] = "CaseErased"
-    aggregate: ClassVar[str] = "case"
     erased_by: WithdrawnBy
 
 
-ALL_EVENTS: tuple[type[DomainEvent], ...] = (
+INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseOpened,
     NonConsentRecorded,
     LocationReported,

@@ -12,17 +12,16 @@ Streams and aggregates:
   (BankConfigured), ``hash_list/<import_id>`` (HashListImported), ``negative_bank/<negative_id>``
   (FalsePositiveConfirmed), and ``match/<match_uuid>`` for matches of imported-list entries,
   which belong to no case.
-
-Importing this module also registers intake's events, which hashmatch consumes.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
-import ncii_intake.events as intake_events
-from ncii_events.registry import EVENTS, PERSONAL, DomainEvent
 from pydantic import BaseModel, ConfigDict, Field
+
+from ncii_contracts.base import PERSONAL, DomainEvent
+from ncii_contracts.streams import CASES, REFERENCE
 
 Algorithm = Literal["pdq", "md5", "vpdq"]
 ListAlgorithm = Literal["pdq", "md5"]
@@ -31,12 +30,6 @@ WithdrawalReason = Literal["case_withdrawn", "case_erased", "false_positive"]
 SkipReason = Literal["duplicate", "low_quality", "invalid", "negative_bank"]
 FalsePositiveTarget = Literal["banked_hash", "reported_content"]
 ImportMode = Literal["add", "replace"]
-
-CONSUMED: tuple[type[DomainEvent], ...] = (
-    intake_events.HashesSubmitted,
-    intake_events.CaseWithdrawn,
-    intake_events.CaseErased,
-)
 
 
 class _Frozen(BaseModel):
@@ -63,12 +56,9 @@ class ListedHash(_Frozen):
     value: str
 
 
-@EVENTS.register
-class HashesBanked(DomainEvent):
+class HashesBanked(DomainEvent, aggregate="banking"):
     """Hashes of a case's submission entered its partner's bank and became matchable."""
 
-    event_type: ClassVar[str] = "HashesBanked"
-    aggregate: ClassVar[str] = "banking"
     submission_id: str
     bank: str
     entries: list[BankedEntry]
@@ -78,24 +68,18 @@ class HashesBanked(DomainEvent):
     poll_interval_ms: int
 
 
-@EVENTS.register
-class HashesWithdrawn(DomainEvent):
+class HashesWithdrawn(DomainEvent, aggregate="banking"):
     """Hashes of a case left matching and the platforms' delta feed."""
 
-    event_type: ClassVar[str] = "HashesWithdrawn"
-    aggregate: ClassVar[str] = "banking"
     reason: WithdrawalReason
     entry_keys: list[str]
     unmatchable_from: str
     """When the bank committed the removal; no look-up answered after it returns them."""
 
 
-@EVENTS.register
-class BankConfigured(DomainEvent):
+class BankConfigured(DomainEvent, aggregate="bank", streams=(REFERENCE,)):
     """A bank's settings, all of them (a PUT): later events replace earlier ones."""
 
-    event_type: ClassVar[str] = "BankConfigured"
-    aggregate: ClassVar[str] = "bank"
     bank: str
     enabled: bool
     pdq_threshold: int
@@ -104,13 +88,10 @@ class BankConfigured(DomainEvent):
     vpdq_compared_match_percent: int
 
 
-@EVENTS.register
-class HashListImported(DomainEvent):
+class HashListImported(DomainEvent, aggregate="hash_list", streams=(REFERENCE,)):
     """One chunk (at most 5,000 hashes, to stay under NATS's 1 MB message limit) of a list
     imported into a named bank. ``replace``: after the last chunk, the bank holds only this list."""
 
-    event_type: ClassVar[str] = "HashListImported"
-    aggregate: ClassVar[str] = "hash_list"
     import_id: str
     bank: str
     mode: ImportMode
@@ -119,15 +100,12 @@ class HashListImported(DomainEvent):
     hashes: list[ListedHash]
 
 
-@EVENTS.register
-class MatchFound(DomainEvent):
+class MatchFound(DomainEvent, aggregate="match", streams=(CASES, REFERENCE)):
     """A platform saw content matching a banked hash (a sighting), so takedown can act.
 
     ``url`` is personal (it leads to the victim's image) and encrypted with the case's key; it
     is not kept for imported-list entries, which belong to no case (``url_withheld``)."""
 
-    event_type: ClassVar[str] = "MatchFound"
-    aggregate: ClassVar[str] = "match"
     match_id: str
     """The opaque id the platform was given (bound to that platform and the banked entry)."""
     sighting_id: str
@@ -145,13 +123,10 @@ class MatchFound(DomainEvent):
     url: Annotated[str | None, PERSONAL] = None
 
 
-@EVENTS.register
-class MatchFeedbackReceived(DomainEvent):
+class MatchFeedbackReceived(DomainEvent, aggregate="match", streams=(CASES, REFERENCE)):
     """A platform's verdict on a match. ``content_*``: the hash of the platform's own content,
     sent with a false positive so a case worker can put it into the negative bank."""
 
-    event_type: ClassVar[str] = "MatchFeedbackReceived"
-    aggregate: ClassVar[str] = "match"
     match_id: str
     entry_key: str
     verdict: Verdict
@@ -160,13 +135,10 @@ class MatchFeedbackReceived(DomainEvent):
     content_value: str | None = None
 
 
-@EVENTS.register
-class FalsePositiveConfirmed(DomainEvent):
+class FalsePositiveConfirmed(DomainEvent, aggregate="negative_bank", streams=(REFERENCE,)):
     """A case worker confirmed a false positive: the hash enters the negative bank, and from
     then on look-ups near it are suppressed (and an identical banked hash leaves matching)."""
 
-    event_type: ClassVar[str] = "FalsePositiveConfirmed"
-    aggregate: ClassVar[str] = "negative_bank"
     negative_id: str
     match_id: str
     entry_key: str
@@ -176,7 +148,7 @@ class FalsePositiveConfirmed(DomainEvent):
     value: str
 
 
-EMITTED: tuple[type[DomainEvent], ...] = (
+HASHMATCH_EVENTS: tuple[type[DomainEvent], ...] = (
     HashesBanked,
     HashesWithdrawn,
     BankConfigured,
