@@ -731,6 +731,24 @@ async def test_the_service_documents_its_endpoints_and_the_events_it_emits_and_c
         "/v1/false-positives/{match_id}/confirm",
     ):
         assert path in openapi["paths"], path
-    text = str(asyncapi)
+    channels = asyncapi["channels"]
     for event in ("MatchFound", "HashesBanked", "HashesWithdrawn", "HashesSubmitted", "CaseErased"):
-        assert event in text, event
+        assert event in asyncapi["components"]["messages"], event
+    assert (
+        channels["NCII.MatchFound"]["address"] == "ncii.{case_id}.match.{aggregate_id}.MatchFound"
+    )
+    assert channels["NCII_REF.MatchFound"]["address"] == "nciiref.match.{aggregate_id}.MatchFound"
+    assert (
+        channels["NCII_REF.BankConfigured"]["address"]
+        == "nciiref.bank.{aggregate_id}.BankConfigured"
+    )
+    assert channels["NCII.HashesBanked"]["address"] == (
+        "ncii.{case_id}.banking.{aggregate_id}.HashesBanked"
+    )
+    actions = {op["channel"]["$ref"]: op["action"] for op in asyncapi["operations"].values()}
+    assert actions["#/channels/NCII.HashesBanked"] == "send"
+    assert actions["#/channels/NCII_REF.MatchFound"] == "send"
+    assert actions["#/channels/NCII.HashesSubmitted"] == "receive"
+    assert actions["#/channels/NCII.CaseErased"] == "receive"
+    assert actions["#/channels/NCII_REF.PrincipalCreated"] == "receive"
+    assert "url" in asyncapi["components"]["messages"]["MatchFound"]["payload"]["properties"]

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from ncii_cli.services import all_services
+from ncii_contracts import ALL_EVENTS, PRINCIPAL_EVENTS
+from ncii_contracts.base import DomainEvent
 from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.stream import ensure_streams
 
@@ -140,6 +145,67 @@ async def test_a_platform_facing_service_cannot_issue_api_keys(secured_server: s
     finally:
         await nc.close()
     assert any("permissions violation" in e.lower() for e in errors), errors
+
+
+def _emitters() -> dict[str, tuple[type[DomainEvent], ...]]:
+    """Each NATS user and the events it emits: what each service's spec declares, and the
+    operator's CLI, which issues and revokes API keys."""
+    emitters = {name: tuple(spec.emits) for name, spec in all_services().items()}
+    emitters["operator"] = PRINCIPAL_EVENTS
+    return emitters
+
+
+def _subjects(event: type[DomainEvent]) -> list[str]:
+    return [s.subject("c1", event.aggregate, "a1", event.event_type) for s in event.streams]
+
+
+def test_every_event_has_one_emitter_and_every_user_is_a_known_emitter() -> None:
+    emitters = _emitters()
+    users = set(re.findall(r"^\s*user:\s*(\w+)", (DEPLOY / "accounts.conf").read_text(), re.M))
+    assert users == set(emitters)
+    emitted = [event for events in emitters.values() for event in events]
+    assert sorted(e.event_type for e in emitted) == sorted(e.event_type for e in ALL_EVENTS)
+
+
+@pytest.mark.parametrize("user", sorted(_emitters()))
+async def test_a_user_may_publish_exactly_the_events_its_service_emits(
+    secured_server: str, user: str
+) -> None:
+    own = set(_emitters()[user])
+    refused: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def on_error(exc: Exception) -> None:
+        # nats-py lower-cases the server's "-ERR 'Permissions Violation for Publish to "<s>"'"
+        found = re.search(r'permissions violation for publish to "([^"]+)"', str(exc).lower())
+        if found:
+            refused[found.group(1)].set()
+
+    password = PASSWORDS[f"NCII_NATS_PASSWORD_{user.upper()}"]
+    nc = await nats.connect(
+        secured_server, user=user, password=password, error_cb=on_error, allow_reconnect=False
+    )
+    wrong: list[str] = []
+    denied: list[str] = []
+    try:
+        for event in ALL_EVENTS:
+            for subject in _subjects(event):
+                if event in own:
+                    ack = await nc.jetstream().publish(subject, b"{}")
+                    assert ack.seq > 0
+                else:
+                    await nc.publish(subject, b"{}")
+                    denied.append(subject)
+        await nc.flush()
+        for subject in denied:
+            try:
+                # the refusal comes back asynchronously (not always before the flush's PONG);
+                # the timeout only bounds a failure
+                await asyncio.wait_for(refused[subject.lower()].wait(), 10)
+            except TimeoutError:
+                wrong.append(f"{subject}: publishable by {user}, who does not emit it")
+    finally:
+        await nc.close()
+    assert wrong == []
 
 
 def test_the_deploy_folder_is_found() -> None:
