@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
+from ncii_contracts.base import DomainEvent
 from ncii_events.audit import verify_chain
 from ncii_events.envelope import Envelope, canonical_json
 from ncii_events.keys import NatsCaseKeys
-from ncii_events.registry import DomainEvent, EventRegistry
+from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     NEW,
     AggregateRef,
@@ -139,17 +140,11 @@ async def test_the_stream_refuses_delete_and_purge(nc: NATS, store: EventStore) 
     assert (await store.load(note_ref(case)))[0].seq == written[0].seq
 
 
-class _RenamedV1(DomainEvent):
-    event_type: ClassVar[str] = "TestRenamed"
-    version: ClassVar[int] = 1
-    aggregate: ClassVar[str] = "note"
+class _RenamedV1(DomainEvent, aggregate="note", event_type="TestRenamed", version=1):
     name: str
 
 
-class _RenamedV2(DomainEvent):
-    event_type: ClassVar[str] = "TestRenamed"
-    version: ClassVar[int] = 2
-    aggregate: ClassVar[str] = "note"
+class _RenamedV2(DomainEvent, aggregate="note", event_type="TestRenamed", version=2):
     code_name: str
     age_group: str
 
@@ -157,9 +152,7 @@ class _RenamedV2(DomainEvent):
 async def test_a_v1_event_is_upcast_to_v2_on_read_and_stays_v1_in_the_log(
     nc: NATS, case_keys: NatsCaseKeys
 ) -> None:
-    old, new = EventRegistry(), EventRegistry()
-    old.register(_RenamedV1)
-    new.register(_RenamedV2)
+    old, new = EventRegistry(_RenamedV1), EventRegistry(_RenamedV2)
 
     @new.upcaster("TestRenamed", from_version=1)
     def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class Bank:
             engine=engine,
             store=store,
             ref_store=EventStore(nc, None, registry=REGISTRY, spec=REFERENCE),
+            registry=REGISTRY,
             master=master,
             spec=SPEC,
             runners=[],

@@ -6,9 +6,9 @@ import uuid
 from typing import Annotated, Any
 
 import pytest
+from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, envelope_hash
 from ncii_events.ids import new_case_reference, new_pin, normalise_case_reference, uuid7
-from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_events.registry import EventRegistry, UnknownEventError
 
 
