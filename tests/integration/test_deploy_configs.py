@@ -17,8 +17,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from ncii_cli.services import all_services
-from ncii_contracts import ALL_EVENTS, PRINCIPAL_EVENTS
+from ncii_contracts import ALL_EVENTS
 from ncii_contracts.base import DomainEvent
+from ncii_contracts.principals import PRINCIPAL_EVENTS
 from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.stream import ensure_streams
 

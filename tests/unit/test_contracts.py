@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncii_contracts import ALL_EVENTS, HASHMATCH_EVENTS, INTAKE_EVENTS, PRINCIPAL_EVENTS
-from ncii_contracts.hashmatch import BankConfigured, HashesBanked, MatchFound
-from ncii_contracts.intake import CaseErased, CaseOpened
-from ncii_contracts.principals import PrincipalCreated
+from ncii_contracts import ALL_EVENTS
+from ncii_contracts.hashmatch import HASHMATCH_EVENTS, BankConfigured, HashesBanked, MatchFound
+from ncii_contracts.intake import INTAKE_EVENTS, CaseErased, CaseOpened
+from ncii_contracts.principals import PRINCIPAL_EVENTS, PrincipalCreated
 from ncii_contracts.streams import CASES, REFERENCE
 from ncii_events.asyncapi import asyncapi_document
 from ncii_events.registry import EventRegistry

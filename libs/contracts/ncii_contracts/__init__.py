@@ -1,14 +1,27 @@
 """ncii's published contracts: what another program may rely on (event payloads, the streams
-they live on, shared value types, and the HTTP bodies more than one program speaks)."""
+they live on, shared value types, and the HTTP bodies more than one program speaks).
+
+Each area's events are a tuple in its module (``INTAKE_EVENTS``, ``HASHMATCH_EVENTS``,
+``PRINCIPAL_EVENTS``); ``ALL_EVENTS`` is all of them, for programs that read the whole log."""
 
 from __future__ import annotations
 
-from ncii_contracts.base import DomainEvent
-from ncii_contracts.hashmatch import HASHMATCH_EVENTS
-from ncii_contracts.intake import INTAKE_EVENTS
-from ncii_contracts.principals import PRINCIPAL_EVENTS
+from typing import TYPE_CHECKING
 
-ALL_EVENTS: tuple[type[DomainEvent], ...] = (*INTAKE_EVENTS, *HASHMATCH_EVENTS, *PRINCIPAL_EVENTS)
-"""Every event of the log, for programs that read all of it (``ncii log verify``, tests)."""
+if TYPE_CHECKING:
+    from ncii_contracts.base import DomainEvent
 
-__all__ = ["ALL_EVENTS", "HASHMATCH_EVENTS", "INTAKE_EVENTS", "PRINCIPAL_EVENTS"]
+    ALL_EVENTS: tuple[type[DomainEvent], ...]
+
+
+def __getattr__(name: str) -> object:
+    # Built on first use, so that `ncii hash` (which needs only `hashes`) loads no event model.
+    if name != "ALL_EVENTS":
+        raise AttributeError(f"module 'ncii_contracts' has no attribute {name!r}")
+    from ncii_contracts.hashmatch import HASHMATCH_EVENTS
+    from ncii_contracts.intake import INTAKE_EVENTS
+    from ncii_contracts.principals import PRINCIPAL_EVENTS
+
+    events = (*INTAKE_EVENTS, *HASHMATCH_EVENTS, *PRINCIPAL_EVENTS)
+    globals()["ALL_EVENTS"] = events
+    return events
