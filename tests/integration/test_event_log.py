@@ -17,12 +17,13 @@ from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     NEW,
     AggregateRef,
+    AppendError,
     ConcurrencyError,
     EventStore,
     RecordedEvent,
     Version,
 )
-from ncii_events.stream import CASES
+from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE
 
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
@@ -106,6 +107,14 @@ async def test_a_stale_batch_is_refused_whole(store: EventStore) -> None:
             cause=CAUSE,
         )
     assert [e.event.text for e in await store.load(note_ref(case))] == ["base", "winner"]  # type: ignore[union-attr]
+
+
+async def test_an_event_is_refused_on_a_stream_its_contract_does_not_name(nc: NATS) -> None:
+    reference = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+    ref = AggregateRef(REFERENCE_CASE, "note", new_case())
+    with pytest.raises(AppendError, match="not published on stream NCII_REF"):
+        await reference.append(ref, [NoteAdded(text="x")], expected=NEW, cause=CAUSE)
+    assert await reference.load(ref) == []
 
 
 @pytest.mark.parametrize("count", [1, 3])

@@ -384,6 +384,8 @@ class EventStore:
                 raise UnknownEventError(f"{ev.event_type} is not registered")
             if ev.aggregate != ref.aggregate:
                 raise AppendError(f"{ev.event_type} belongs to {ev.aggregate}, not {ref.aggregate}")
+            if self.spec not in ev.streams:  # its contract (and the AsyncAPI) name its streams
+                raise AppendError(f"{ev.event_type} is not published on stream {self.spec.name}")
             event_id = event_ids[i] if event_ids is not None else uuid7_str()
             payload = ev.model_dump(mode="json")
             for name in self._registry.personal_fields(ev.event_type):
