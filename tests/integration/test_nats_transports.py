@@ -123,7 +123,7 @@ async def test_a_request_nobody_answers_ends_with_a_timeout_and_leaves_nothing_o
             assert not transport.inbox._open
         else:
             assert isinstance(transport, StockTransport)
-            assert not transport._reads
+            assert not transport._open
     finally:
         await silent.unsubscribe()
         await silent_stream.unsubscribe()
