@@ -345,7 +345,11 @@ def _run(seconds: float, clients: int, transport: str | None, get_case: bool) ->
         result["service_cpu_ms_per_open"] = round(cpu * 1000 / max(1, result["opens"]), 3)
         if get_case:
             case_id = asyncio.run(_case_of(url, key, GET_CASE_EVENTS))
-            result["get_case"] = asyncio.run(_measure_get(url, key, case_id, clients, seconds))
+            cpu_before = _cpu_seconds(service.pid)
+            got = asyncio.run(_measure_get(url, key, case_id, clients, seconds))
+            cpu = _cpu_seconds(service.pid) - cpu_before
+            got["service_cpu_ms_per_get"] = round(cpu * 1000 / max(1, got["gets"]), 3)
+            result["get_case"] = got
         service.terminate()
         service.wait(15)
         result["cases_projection_rebuild"] = asyncio.run(_rebuild_everywhere(server.url, workdir))
@@ -408,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  GET /v1/cases/{{id}} of a {got['case_events']}-event case, {got['clients']} "
             f"clients: {got['gets_per_s']:.0f}/s, p50 {got['p50_ms']} ms, p99 {got['p99_ms']} ms "
             f"(target < {TARGET_GET_P99_MS:.0f}: {'met' if met else 'NOT met'}), "
-            f"errors {got['errors']}"
+            f"errors {got['errors']}; service CPU per GET {got['service_cpu_ms_per_get']} ms"
         )
     for backend, rebuild in result["cases_projection_rebuild"].items():
         if "skipped" in rebuild:
