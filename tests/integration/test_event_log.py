@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.errors import BadHeaderError
 from nats.js.errors import APIError
 from ncii_events.audit import verify_chain
 from ncii_events.crypto import MasterKey
@@ -19,6 +20,7 @@ from ncii_events.registry import DomainEvent, EventRegistry
 from ncii_events.store import (
     NEW,
     AggregateRef,
+    AppendError,
     ConcurrencyError,
     EventStore,
     RecordedEvent,
@@ -150,6 +152,19 @@ async def test_retrying_an_append_with_the_same_event_ids_writes_nothing_twice(
     again = await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
     assert [e.seq for e in again] == [e.seq for e in first]
     assert len(await store.load(note_ref(case))) == count
+
+
+@pytest.mark.parametrize("bad", ["id\r\nNats-Expected-Stream: x", " padded", "line\n"])
+@pytest.mark.parametrize("count", [1, 3])
+async def test_an_event_id_that_is_not_one_clean_header_line_is_refused_and_nothing_is_written(
+    store: EventStore, bad: str, count: int
+) -> None:
+    case = new_case()
+    events = [NoteAdded(text=f"n{i}") for i in range(count)]
+    ids = [f"{case}-{i}" for i in range(count - 1)] + [bad]
+    with pytest.raises((AppendError, BadHeaderError)):
+        await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
+    assert await store.load(note_ref(case)) == []
 
 
 async def test_the_stream_refuses_delete_and_purge(nc: NATS, store: EventStore) -> None:

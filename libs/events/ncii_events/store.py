@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
+from nats.errors import BadHeaderError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError
 from opentelemetry import trace
@@ -212,6 +213,10 @@ class EventStore:
     async def _publish_batch_now(
         self, ref: AggregateRef, encoded: Sequence[codec.Encoded], expected: Version
     ) -> list[int | None]:
+        for enc in encoded:
+            # What header_block refuses; nats-py's publish would strip or rewrite it instead.
+            if not header_value_is_safe(enc.envelope.event_id):
+                raise BadHeaderError("Nats-Msg-Id: the value must be one line without padding")
         batch_id = str(uuid7())
         last = len(encoded)
         for i, enc in enumerate(encoded, start=1):
