@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,8 @@ class StockTransport:
     _SWEEP_EVERY = 0.25
 
     def __init__(self, nc: Client) -> None:
-        self._nc = nc
+        # Weakly: the connection keeps this alive through its subscription, not the reverse.
+        self._client = weakref.ref(nc)
         self.batch_slot = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._prefix = ""
         self._prefix_len = 0
@@ -40,6 +42,13 @@ class StockTransport:
         self._open: dict[str, tuple[asyncio.Future[Any] | _OnReply, float]] = {}
         self._tokens = itertools.count(1)
         self._sweep: asyncio.TimerHandle | None = None
+
+    @property
+    def _nc(self) -> Client:
+        nc = self._client()
+        if nc is None:  # pragma: no cover - the caller holds the connection
+            raise RuntimeError("the NATS connection is gone")
+        return nc
 
     async def _start(self) -> None:
         async with self._starting:
