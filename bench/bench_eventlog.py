@@ -12,13 +12,19 @@ In one process and one run, on this machine:
    fsync before every acknowledgement). The event is a small registered payload with one
    PERSONAL field, so per-case AES-GCM encryption is included (``NatsCaseKeys``, a real
    master key; the case keys exist and are cached, as in a running service).
-   For reference, bare nats-py publishes of the same bytes with the same headers.
-2. the time to read a 1,000-event case with ``store.read_case`` (decrypting and decoding every
-   event), median and min of 20 runs; for reference the bare Direct Get of the same messages.
-3. projection catch-up: N events appended, then a ``ProjectionRunner`` whose projection
-   inserts one row per event is started, and timed until it has applied them all (SQLite
-   file; PostgreSQL too when it is reachable, in a fresh database).
+   For reference, bare nats-py publishes of the same bytes with the same headers, on a plain
+   ``nats.connect()`` client.
+2. the time to read a 30-event and a 1,000-event case with ``store.read_case`` (decrypting and
+   decoding every event), median and min of 20 runs; a 50-event case read by 16 concurrent
+   readers (p99); for reference the bare Direct Get of the same messages on the plain client.
+3. the catch-up feed: ``store.read_from`` pages of 1,000 over N events (no SQL), and a
+   ``ProjectionRunner`` whose projection inserts rows, timed until it has applied them all
+   (SQLite file; PostgreSQL too when it is reachable, in a fresh database).
 4. the baseline, ``bench.baseline_eventsourcing.run_baseline`` on SQLite and PostgreSQL.
+
+Every store figure is measured on both transports (``ncii_events.transport``: ``stock``, nats-py's
+public API on a plain client, and ``fast``, the private-API client), interleaved in the same run
+against the same server.
 
 Every figure is measured several times and reported as median [min-max]; the load average is
 recorded beside each phase, since other jobs may share the two cores. Timings are reported,
@@ -53,9 +59,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_events.audit import verify_chain
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
-from ncii_events.db import make_engine
+from ncii_events.db import make_engine, write_transaction
 from ncii_events.embedded import EmbeddedNats, free_port, nats_server_binary
 from ncii_events.envelope import Actor, canonical_json
 from ncii_events.keys import NatsCaseKeys
@@ -63,7 +68,19 @@ from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import CASES, ensure_streams
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, insert, select
+from ncii_events.transport import TRANSPORTS, TransportName, connect
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.baseline_eventsourcing import postgres_unavailable_reason, run_baseline
@@ -77,6 +94,8 @@ TARGET_DEFAULT_IN_FLIGHT = 20_000.0
 TARGET_READ_MS = 25.0
 TARGET_PROJECTION = 20_000.0
 TARGET_DURABLE_FACTOR = 4.0
+TARGET_FEED = 17_000.0  # a rebuild of 10M events in under 10 minutes (SQL included, with it)
+TARGET_GET_CASE_P99_MS = 20.0  # GET /v1/cases/{id} of a 50-event case at 16 clients
 
 CAUSE = Cause(
     actor=Actor(organisation="org-bench", principal="principal-bench", role="caseworker"),
@@ -269,13 +288,22 @@ def loadavg() -> list[float]:
 
 @dataclass
 class Node:
-    """One embedded NATS server, a connection, case keys and an event store on it."""
+    """One embedded NATS server, case keys, and an event store on each transport's client.
+
+    ``stock_nc`` is a plain ``nats.connect()`` client: the bare nats-py references run on it.
+    ``nc`` is the fast client (the projection runner still needs its direct paths).
+    """
 
     label: str
     server: EmbeddedNats
     nc: NATS
+    stock_nc: NATS
     keys: NatsCaseKeys
-    store: EventStore
+    stores: dict[TransportName, EventStore]
+
+    @property
+    def store(self) -> EventStore:
+        return self.stores["fast"]
 
     @property
     def pid(self) -> int | None:
@@ -294,17 +322,24 @@ async def running_node(label: str, workdir: Path, *, durable: bool) -> AsyncIter
     )
     server.start()
     try:
-        nc = await connect(server.url, name=f"bench-{label}")
+        nc = await connect(server.url, name=f"bench-{label}", transport="fast")
+        stock_nc = NATS()
+        await stock_nc.connect(servers=[server.url], name=f"bench-{label}-stock")
         try:
             await ensure_streams(nc)
             master = MasterKey.load_or_create(workdir / f"master-{label}.key")
-            keys = NatsCaseKeys(nc, master)
+            keys = NatsCaseKeys(stock_nc, master)
             await keys.start()
+            stores: dict[TransportName, EventStore] = {
+                "stock": EventStore(stock_nc, keys, registry=REGISTRY),
+                "fast": EventStore(nc, keys, registry=REGISTRY),
+            }
             try:
-                yield Node(label, server, nc, keys, EventStore(nc, keys, registry=REGISTRY))
+                yield Node(label, server, nc, stock_nc, keys, stores)
             finally:
                 await keys.stop()
         finally:
+            await stock_nc.close()
             await nc.close()
     finally:
         server.stop()
@@ -331,7 +366,7 @@ def new_refs(count: int, per_case: int = 4) -> list[AggregateRef]:
 
 
 async def append_one_at_a_time(
-    node: Node, events: int, aggregates: int
+    node: Node, store: EventStore, events: int, aggregates: int
 ) -> tuple[float, dict[str, float]]:
     """Each append awaited before the next; each with the version the previous one returned."""
     refs = new_refs(aggregates)
@@ -342,7 +377,7 @@ async def append_one_at_a_time(
     with CpuMeter(node.pid).measure(stats):
         for i in range(events):
             ref = refs[i % len(refs)]
-            out = await node.store.append(ref, [note(i)], expected=versions[ref], cause=CAUSE)
+            out = await store.append(ref, [note(i)], expected=versions[ref], cause=CAUSE)
             versions[ref] = Version.of(out)
             written += len(out)
     if written != events:
@@ -351,7 +386,7 @@ async def append_one_at_a_time(
 
 
 async def append_in_flight(
-    node: Node, appenders: int, per_appender: int
+    node: Node, store: EventStore, appenders: int, per_appender: int
 ) -> tuple[float, dict[str, float]]:
     """``appenders`` coroutines, each on its own aggregate, each appending one event at a time."""
     refs = new_refs(appenders)
@@ -362,7 +397,7 @@ async def append_in_flight(
         version = NEW
         n = 0
         for i in range(per_appender):
-            out = await node.store.append(ref, [note(i)], expected=version, cause=CAUSE)
+            out = await store.append(ref, [note(i)], expected=version, cause=CAUSE)
             version = Version.of(out)
             n += len(out)
         counts.append(n)
@@ -409,8 +444,9 @@ def raw_payload(ref: AggregateRef) -> bytes:
 async def raw_publish_in_flight(
     node: Node, appenders: int, per_appender: int
 ) -> tuple[float, dict[str, float]]:
-    """Bare ``js.publish`` with the same headers (msg id, expected last subject sequence)."""
-    js = node.nc.jetstream()
+    """Bare ``js.publish`` with the same headers (msg id, expected last subject sequence), on the
+    plain ``nats.connect()`` client."""
+    js = node.stock_nc.jetstream()
     refs = new_refs(appenders)
 
     async def appender(ref: AggregateRef) -> None:
@@ -657,35 +693,53 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def _orders(repeats: int) -> list[tuple[TransportName, ...]]:
+    """The transports in alternating order, one tuple per repeat (so drift favours neither)."""
+    return [TRANSPORTS if r % 2 == 0 else TRANSPORTS[::-1] for r in range(repeats)]
+
+
 async def bench_appends(node: Node, plan: Plan, results: dict[str, Any], *, durable: bool) -> None:
     label = node.label
     seq_events = plan.durable_seq_events if durable else plan.seq_events
     in_flight_events = plan.durable_in_flight_events if durable else plan.in_flight_events
     # warm-up: connections, code paths, the first subjects
-    await append_in_flight(node, 32, 5)
+    for name in TRANSPORTS:
+        await append_in_flight(node, node.stores[name], 32, 5)
 
-    fig = Figure("ev/s", extra={"events": seq_events, "aggregates": plan.seq_aggregates})
-    for _ in range(plan.repeats):
-        rate, stats = await append_one_at_a_time(node, seq_events, plan.seq_aggregates)
-        fig.samples.append(rate)
-        fig.extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
-    results[f"{label}.append_one_at_a_time"] = fig
-    say(f"  [{label}] append one at a time: {fig.show()}")
+    figs = {
+        t: Figure("ev/s", extra={"events": seq_events, "aggregates": plan.seq_aggregates})
+        for t in TRANSPORTS
+    }
+    for order in _orders(plan.repeats):
+        for t in order:
+            rate, stats = await append_one_at_a_time(
+                node, node.stores[t], seq_events, plan.seq_aggregates
+            )
+            figs[t].samples.append(rate)
+            figs[t].extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
+    for t in TRANSPORTS:
+        results[f"{label}.{t}.append_one_at_a_time"] = figs[t]
+        say(f"  [{label}] [{t}] append one at a time: {figs[t].show()}")
 
-    best: Figure | None = None
+    best: dict[TransportName, Figure] = {}
     for appenders in plan.in_flight:
         per = max(1, in_flight_events // appenders)
-        fig = Figure("ev/s", extra={"appenders": appenders, "events": appenders * per})
-        for _ in range(plan.repeats):
-            rate, stats = await append_in_flight(node, appenders, per)
-            fig.samples.append(rate)
-            fig.extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
-        results[f"{label}.append_in_flight_{appenders}"] = fig
-        say(f"  [{label}] append, {appenders} aggregates in flight: {fig.show()}")
-        if best is None or fig.median > best.median:
-            best = fig
-    assert best is not None
-    results[f"{label}.append_in_flight"] = best
+        figs = {
+            t: Figure("ev/s", extra={"appenders": appenders, "events": appenders * per})
+            for t in TRANSPORTS
+        }
+        for order in _orders(plan.repeats):
+            for t in order:
+                rate, stats = await append_in_flight(node, node.stores[t], appenders, per)
+                figs[t].samples.append(rate)
+                figs[t].extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
+        for t in TRANSPORTS:
+            results[f"{label}.{t}.append_in_flight_{appenders}"] = figs[t]
+            say(f"  [{label}] [{t}] append, {appenders} aggregates in flight: {figs[t].show()}")
+            if t not in best or figs[t].median > best[t].median:
+                best[t] = figs[t]
+    for t in TRANSPORTS:
+        results[f"{label}.{t}.append_in_flight"] = best[t]
 
     appenders = plan.in_flight[-1]
     per = max(1, in_flight_events // appenders)
@@ -695,57 +749,220 @@ async def bench_appends(node: Node, plan: Plan, results: dict[str, Any], *, dura
         fig.samples.append(rate)
         fig.extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
     results[f"{label}.raw_publish_in_flight"] = fig
-    say(f"  [{label}] bare nats-py js.publish, {appenders} in flight: {fig.show()}")
+    say(f"  [{label}] bare nats-py js.publish (plain client), {appenders} in flight: {fig.show()}")
 
 
 def _round(stats: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in stats.items()}
 
 
-async def bench_read(node: Node, plan: Plan, results: dict[str, Any]) -> None:
-    case_id = await build_case(node, plan.case_events)
-
-    async def read() -> int:
-        return len(await node.store.read_case(case_id))
-
-    async def raw() -> int:
-        return await raw_direct_get(node.nc, case_id, plan.case_events)
-
-    # Sanity (not timing): decrypted, chained, and stored in the canonical encoding.
-    events = await node.store.read_case(case_id)
-    if not all(isinstance(e.event, BenchNoteAdded) and e.event.contact_phone for e in events):
-        raise RuntimeError("the case read back without its personal fields")
-    if not verify_chain(events).ok:
-        raise RuntimeError("the case's hash chains do not verify")
-    reply = await node.nc.request(
-        f"$JS.API.DIRECT.GET.{CASES.name}", json.dumps({"seq": events[-1].seq}).encode(), 5
-    )
-    if reply.data != canonical_json(json.loads(reply.data)):
-        raise RuntimeError("a stored event is not in the canonical encoding")
-
+async def _read_figure(
+    node: Node, read: Callable[[], Awaitable[int]], runs: int, events: int
+) -> Figure:
     stats: dict[str, float] = {}
-    fig = Figure("ms", extra={"events": plan.case_events, "loadavg": loadavg()})
+    fig = Figure("ms", extra={"events": events, "loadavg": loadavg()})
     with CpuMeter(node.pid).measure(stats):
-        fig.samples = await time_runs(read, plan.read_runs, 2, plan.case_events)
+        fig.samples = await time_runs(read, runs, 2, events)
     fig.extra |= _round(stats)
-    results["read_case_1000"] = fig
-    say(f"  read a {plan.case_events}-event case (decrypt + decode): {fig.show()}")
-    stats = {}
-    fig = Figure("ms", extra={"events": plan.case_events, "loadavg": loadavg()})
-    with CpuMeter(node.pid).measure(stats):
-        fig.samples = await time_runs(raw, plan.read_runs, 2, plan.case_events)
-    fig.extra |= _round(stats)
-    results["raw_direct_get_1000"] = fig
-    say(f"  bare Direct Get of the same {plan.case_events} messages: {fig.show()}")
+    return fig
+
+
+async def concurrent_reads(
+    store: EventStore, case_id: str, readers: int, per_reader: int, events: int
+) -> list[float]:
+    """Latencies (ms) of ``read_case`` by ``readers`` concurrent readers, each reading in a loop
+    (what ``GET /v1/cases/{id}`` asks of the store at that many clients)."""
+    latencies: list[float] = []
+
+    async def reader() -> None:
+        for _ in range(per_reader):
+            t0 = time.perf_counter()
+            n = len(await store.read_case(case_id))
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if n != events:
+                raise RuntimeError(f"read {n} events, expected {events}")
+
+    await asyncio.gather(*(reader() for _ in range(readers)))
+    return latencies
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def bench_read(node: Node, plan: Plan, results: dict[str, Any]) -> None:
+    for size in (30, plan.case_events):
+        case_id = await build_case(node, size)
+
+        # Sanity (not timing): decrypted, chained, and stored in the canonical encoding.
+        for t in TRANSPORTS:
+            events = await node.stores[t].read_case(case_id)
+            if len(events) != size or not all(
+                isinstance(e.event, BenchNoteAdded) and e.event.contact_phone for e in events
+            ):
+                raise RuntimeError("the case read back without its personal fields")
+            if not verify_chain(events).ok:
+                raise RuntimeError("the case's hash chains do not verify")
+        reply = await node.stock_nc.request(
+            f"$JS.API.DIRECT.GET.{CASES.name}", json.dumps({"seq": events[-1].seq}).encode(), 5
+        )
+        if reply.data != canonical_json(json.loads(reply.data)):
+            raise RuntimeError("a stored event is not in the canonical encoding")
+
+        for t in (*TRANSPORTS, *TRANSPORTS[::-1]):  # twice each, interleaved
+            store = node.stores[t]
+
+            async def read(store: EventStore = store, case_id: str = case_id) -> int:
+                return len(await store.read_case(case_id))
+
+            fig = await _read_figure(node, read, plan.read_runs // 2, size)
+            key = f"{t}.read_case_{size}"
+            if key in results:
+                results[key].samples += fig.samples
+            else:
+                results[key] = fig
+        for t in TRANSPORTS:
+            say(
+                f"  [{t}] read a {size}-event case (decrypt + decode): "
+                f"{results[f'{t}.read_case_{size}'].show()}"
+            )
+
+        async def raw(case_id: str = case_id, size: int = size) -> int:
+            return await raw_direct_get(node.stock_nc, case_id, size)
+
+        fig = await _read_figure(node, raw, plan.read_runs, size)
+        results[f"raw_direct_get_{size}"] = fig
+        say(f"  bare Direct Get (plain client) of the same {size} messages: {fig.show()}")
+
+    case_id = await build_case(node, 50)
+    for t in (*TRANSPORTS, *TRANSPORTS[::-1]):
+        latencies = await concurrent_reads(node.stores[t], case_id, 16, plan.read_runs * 5, 50)
+        key = f"{t}.read_case_50_16_readers"
+        fig = results.setdefault(key, Figure("ms", extra={"readers": 16, "events": 50}))
+        fig.samples.append(p99(latencies))
+    for t in TRANSPORTS:
+        say(
+            f"  [{t}] read a 50-event case, 16 concurrent readers, p99: "
+            f"{results[f'{t}.read_case_50_16_readers'].show()}"
+        )
+
+
+async def feed(store: EventStore, first: int, count: int) -> float:
+    """Events/s of ``read_from`` pages of 1,000 from ``first`` until ``count`` events are read."""
+    seq, read = first, 0
+    t0 = time.perf_counter()
+    while read < count:
+        page = await store.read_from(seq, limit=1000)
+        if not page:
+            raise RuntimeError(f"the feed ended after {read} of {count} events")
+        read += len(page)
+        seq = page[-1].seq + 1
+    return count / (time.perf_counter() - t0)
+
+
+CHECKPOINT_METADATA = MetaData()
+CHECKPOINT = Table(
+    "bench_checkpoint",
+    CHECKPOINT_METADATA,
+    Column("name", String(50), primary_key=True),
+    Column("seq", Integer, nullable=False),
+)
+
+
+async def feed_sql(store: EventStore, engine: AsyncEngine, first: int, count: int) -> float:
+    """Events/s of a checkpoint-only catch-up: ``read_from`` pages of 1,000, each applied with
+    one executemany in a transaction that starts with a compare-and-set on the checkpoint row
+    (what the new runner does; its own bench measures it)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: BATCH_ROWS_METADATA.create_all(c))
+        await conn.run_sync(lambda c: CHECKPOINT_METADATA.create_all(c))
+        await conn.execute(insert(CHECKPOINT).values(name="bench", seq=first - 1))
+    seq, applied = first, 0
+    t0 = time.perf_counter()
+    while applied < count:
+        page = await store.read_from(seq, limit=1000)
+        if not page:
+            raise RuntimeError(f"the feed ended after {applied} of {count} events")
+        rows = [r for r in map(_row, page) if r is not None]
+        async with write_transaction(engine) as conn:
+            moved = await conn.execute(
+                update(CHECKPOINT)
+                .where(CHECKPOINT.c.name == "bench", CHECKPOINT.c.seq == seq - 1)
+                .values(seq=page[-1].seq)
+            )
+            if moved.rowcount != 1:
+                raise RuntimeError("the checkpoint moved under the bench")
+            if rows:
+                await conn.execute(insert(BATCH_ROWS), rows)
+        applied += len(page)
+        seq = page[-1].seq + 1
+    return count / (time.perf_counter() - t0)
+
+
+async def bench_feed(
+    node: Node,
+    plan: Plan,
+    results: dict[str, Any],
+    first: int,
+    workdir: Path,
+    skipped: dict[str, str],
+) -> None:
+    for order in _orders(plan.repeats + 1):
+        for t in order:
+            stats: dict[str, float] = {}
+            with CpuMeter(node.pid).measure(stats):
+                rate = await feed(node.stores[t], first, plan.projection_events)
+            fig = results.setdefault(
+                f"{t}.feed", Figure("ev/s", extra={"events": plan.projection_events})
+            )
+            fig.samples.append(rate)
+            fig.extra.setdefault("runs", []).append(_round(stats) | {"loadavg": loadavg()})
+    for t in TRANSPORTS:
+        say(
+            f"  [{t}] catch-up feed, read_from pages of 1,000 (no SQL): "
+            f"{results[f'{t}.feed'].show()}"
+        )
+    backends = ["sqlite"]
+    reason = pg_reachable()
+    if reason is None:
+        backends.append("postgres")
+    else:
+        skipped["feed_postgres"] = reason
+    for backend in backends:
+        for run, order in enumerate(_orders(2)):
+            for t in order:
+                if backend == "sqlite":
+                    db = workdir / f"feed-{t}-{run}.db"
+                    async with contextlib.AsyncExitStack() as stack:
+                        engine = make_engine(f"sqlite+aiosqlite:///{db}")
+                        stack.push_async_callback(engine.dispose)
+                        rate = await feed_sql(node.stores[t], engine, first, plan.projection_events)
+                else:
+                    async with fresh_pg_database() as url:
+                        engine = make_engine(url)
+                        try:
+                            rate = await feed_sql(
+                                node.stores[t], engine, first, plan.projection_events
+                            )
+                        finally:
+                            await engine.dispose()
+                fig = results.setdefault(
+                    f"{t}.feed_sql_{backend}",
+                    Figure("ev/s", extra={"events": plan.projection_events}),
+                )
+                fig.samples.append(rate)
+        for t in TRANSPORTS:
+            say(
+                f"  [{t}] checkpoint-only catch-up with SQL ({backend}): "
+                f"{results[f'{t}.feed_sql_{backend}'].show()}"
+            )
 
 
 async def bench_projection(
     node: Node, plan: Plan, workdir: Path, results: dict[str, Any], skipped: dict[str, str]
 ) -> None:
-    total = plan.projection_events
-    t0 = time.perf_counter()
-    await append_rows(node, total)
-    say(f"  appended {total:,} projection events in {time.perf_counter() - t0:.1f} s")
+    total = plan.projection_events  # appended by ``run`` beforehand
 
     # The insert-per-event projection is timed over its first events only: it is slow.
     variants = (
@@ -875,84 +1092,80 @@ def table(results: dict[str, Figure], baseline: dict[str, Any]) -> list[list[str
         f = results.get(key)
         return f.show() if f else "-"
 
-    inflight = results.get("default.append_in_flight")
-    dinflight = results.get("durable.append_in_flight")
-    n_def = f"{inflight.extra['appenders']}" if inflight else "?"
-    n_dur = f"{dinflight.extra['appenders']}" if dinflight else "?"
+    def both(key: str) -> list[str]:
+        return [fig(f"{t}.{key}") for t in TRANSPORTS]
+
+    def es(key: str, unit: str) -> list[str]:
+        return [_baseline_figure(baseline, b, key, unit) for b in ("sqlite", "postgres")]
+
+    inflight = results.get("default.fast.append_in_flight")
+    n = f"{inflight.extra['appenders']}" if inflight else "?"
     rows = [
-        ["metric", "ncii NATS default", "ncii NATS durable", "es SQLite", "es PostgreSQL"],
+        ["metric", *(f"ncii {t}" for t in TRANSPORTS), "es SQLite", "es PostgreSQL"],
         [
-            "append, one at a time",
-            fig("default.append_one_at_a_time"),
-            fig("durable.append_one_at_a_time"),
-            _baseline_figure(baseline, "sqlite", "append_one_at_a_time_per_s", "ev/s"),
-            _baseline_figure(baseline, "postgres", "append_one_at_a_time_per_s", "ev/s"),
+            "append one at a time, default",
+            *[fig(f"default.{t}.append_one_at_a_time") for t in TRANSPORTS],
+            *es("append_one_at_a_time_per_s", "ev/s"),
         ],
+        ["  es: save only, no load", "", "", *es("append_save_only_per_s", "ev/s")],
         [
-            "  es: save only, no load",
+            "append one at a time, durable",
+            *[fig(f"durable.{t}.append_one_at_a_time") for t in TRANSPORTS],
             "",
             "",
-            _baseline_figure(baseline, "sqlite", "append_save_only_per_s", "ev/s"),
-            _baseline_figure(baseline, "postgres", "append_save_only_per_s", "ev/s"),
         ],
         [
-            f"append, many in flight ({n_def}/{n_dur}; es 16 threads)",
-            fig("default.append_in_flight"),
-            fig("durable.append_in_flight"),
-            _baseline_figure(baseline, "sqlite", "append_concurrent_per_s", "ev/s"),
-            _baseline_figure(baseline, "postgres", "append_concurrent_per_s", "ev/s"),
+            f"append {n} in flight, default (es 16 threads)",
+            *[fig(f"default.{t}.append_in_flight") for t in TRANSPORTS],
+            *es("append_concurrent_per_s", "ev/s"),
         ],
-    ]
-    for key, f in results.items():
-        if key.startswith("default.append_in_flight_"):
-            n = f.extra["appenders"]
-            rows.append(
-                [f"  {n} in flight", f.show(), fig(f"durable.append_in_flight_{n}"), "", ""]
-            )
-    rows += [
         [
-            "  bare nats-py js.publish in flight",
+            f"append {n} in flight, durable",
+            *[fig(f"durable.{t}.append_in_flight") for t in TRANSPORTS],
+            "",
+            "",
+        ],
+        [
+            "  bare js.publish, plain client, default",
             fig("default.raw_publish_in_flight"),
+            "",
+            "",
+            "",
+        ],
+        [
+            "  bare js.publish, plain client, durable",
             fig("durable.raw_publish_in_flight"),
             "",
             "",
-        ],
-        [
-            "read 1,000-event case (median [min-max])",
-            fig("read_case_1000"),
             "",
-            _baseline_figure(baseline, "sqlite", "load_1000_event_aggregate_ms", "ms"),
-            _baseline_figure(baseline, "postgres", "load_1000_event_aggregate_ms", "ms"),
         ],
-        ["  bare Direct Get, no decoding", fig("raw_direct_get_1000"), "", "", ""],
+        ["read a 30-event case", *both("read_case_30"), "", ""],
         [
-            "projection catch-up, SQLite: insert per event",
+            "read a 1,000-event case",
+            *both("read_case_1000"),
+            *es("load_1000_event_aggregate_ms", "ms"),
+        ],
+        ["  bare Direct Get, plain client, 1,000", fig("raw_direct_get_1000"), "", "", ""],
+        ["read a 50-event case, 16 readers, p99", *both("read_case_50_16_readers"), "", ""],
+        ["catch-up feed, read_from pages (no SQL)", *both("feed"), "", ""],
+        ["  + checkpoint CAS and executemany, SQLite", *both("feed_sql_sqlite"), "", ""],
+        ["  + checkpoint CAS and executemany, PostgreSQL", *both("feed_sql_postgres"), "", ""],
+        [
+            "projection runner, SQLite, insert per event",
+            "",
             fig("projection_sqlite"),
             "",
             "",
-            "",
         ],
+        ["  SQLite: executemany per batch", "", fig("projection_batch_sqlite"), "", ""],
         [
-            "  SQLite: executemany per batch",
-            fig("projection_batch_sqlite"),
+            "projection runner, PostgreSQL, insert per event",
             "",
-            "",
-            "",
-        ],
-        [
-            "projection catch-up, PostgreSQL: insert per event",
             fig("projection_postgres"),
             "",
             "",
-            "",
         ],
-        [
-            "  PostgreSQL: executemany per batch",
-            fig("projection_batch_postgres"),
-            "",
-            "",
-            "",
-        ],
+        ["  PostgreSQL: executemany per batch", "", fig("projection_batch_postgres"), "", ""],
     ]
     return rows
 
@@ -977,47 +1190,69 @@ def targets(results: dict[str, Figure], baseline: dict[str, Any]) -> list[dict[s
             }
         )
 
-    durable = results.get("durable.append_in_flight")
+    def median(key: str) -> float | None:
+        f = results.get(key)
+        return f.median if f else None
+
     pg = baseline.get("postgres")
-    if pg:
-        candidates = {
-            "save only (no load), sequential": float(pg["append_save_only_per_s"]),
-            "load+save, sequential": float(pg["append_one_at_a_time_per_s"]),
-            "load+save, 16 threads": float(pg["append_concurrent_per_s"]),
-        }
-        which, rate = max(candidates.items(), key=lambda kv: kv[1])
+    for t in TRANSPORTS:
+        if pg:
+            candidates = {
+                "save only (no load), sequential": float(pg["append_save_only_per_s"]),
+                "load+save, sequential": float(pg["append_one_at_a_time_per_s"]),
+                "load+save, 16 threads": float(pg["append_concurrent_per_s"]),
+            }
+            which, rate = max(candidates.items(), key=lambda kv: kv[1])
+            add(
+                f"[{t}] durable appends in flight >= {TARGET_DURABLE_FACTOR:.0f}x "
+                "eventsourcing PostgreSQL",
+                median(f"durable.{t}.append_in_flight"),
+                TARGET_DURABLE_FACTOR * rate,
+                note=f"against its best one-save-per-event rate ({which}: {rate:,.0f} ev/s)",
+            )
+        else:
+            add(
+                f"[{t}] durable appends in flight >= 4x eventsourcing PostgreSQL",
+                None,
+                0.0,
+                note="PostgreSQL baseline not run",
+            )
         add(
-            f"durable appends in flight >= {TARGET_DURABLE_FACTOR:.0f}x eventsourcing PostgreSQL",
-            durable.median if durable else None,
-            TARGET_DURABLE_FACTOR * rate,
-            note=f"against its best one-save-per-event rate ({which}: {rate:,.0f} ev/s)",
+            f"[{t}] catch-up feed >= {TARGET_FEED:,.0f} ev/s",
+            median(f"{t}.feed"),
+            TARGET_FEED,
+            note="the log side only: the product target includes SQL",
         )
-    else:
+        for backend in ("sqlite", "postgres"):
+            add(
+                f"[{t}] rebuild: catch-up with SQL >= {TARGET_FEED:,.0f} ev/s ({backend})",
+                median(f"{t}.feed_sql_{backend}"),
+                TARGET_FEED,
+                note="read_from pages, checkpoint CAS and executemany per page",
+            )
         add(
-            "durable appends in flight >= 4x eventsourcing PostgreSQL",
-            None,
-            0.0,
-            note="PostgreSQL baseline skipped",
+            f"[{t}] 50-event case read by 16 readers, p99 < {TARGET_GET_CASE_P99_MS:.0f} ms",
+            median(f"{t}.read_case_50_16_readers"),
+            TARGET_GET_CASE_P99_MS,
+            below=True,
+            note="the store's part of GET /v1/cases/{id}: bench_intake measures the HTTP request",
         )
-    default = results.get("default.append_in_flight")
-    add(
-        "default-mode appends in flight >= 20,000/s",
-        default.median if default else None,
-        TARGET_DEFAULT_IN_FLIGHT,
-    )
-    read = results.get("read_case_1000")
-    add(
-        "read a 1,000-event case < 25 ms (median)",
-        read.median if read else None,
-        TARGET_READ_MS,
-        below=True,
-    )
+        add(
+            f"[{t}] default-mode appends in flight >= 20,000/s",
+            median(f"default.{t}.append_in_flight"),
+            TARGET_DEFAULT_IN_FLIGHT,
+        )
+        add(
+            f"[{t}] read a 1,000-event case < 25 ms (median)",
+            median(f"{t}.read_case_1000"),
+            TARGET_READ_MS,
+            below=True,
+        )
     for backend in ("sqlite", "postgres"):
         for prefix, how in (("batch_", "executemany per batch"), ("", "insert per event")):
-            proj = results.get(f"projection_{prefix}{backend}")
             add(
-                f"projection catch-up >= 20,000 ev/s ({backend}, {how})",
-                proj.median if proj else None,
+                f"[fast] projection catch-up >= 20,000 ev/s ({backend}, {how})",
+                median(f"projection_{prefix}{backend}"),
                 TARGET_PROJECTION,
             )
     return out
@@ -1048,7 +1283,12 @@ def print_targets(items: list[dict[str, Any]]) -> None:
         say(f"  [{verdict}] {t['target']}: {value} (goal {goal}){note}")
 
 
-async def run(plan: Plan, workdir: Path, *, quick: bool) -> dict[str, Any]:
+SECTIONS = ("appends", "read", "feed", "projection", "baseline")
+
+
+async def run(
+    plan: Plan, workdir: Path, *, quick: bool, sections: Sequence[str] = SECTIONS
+) -> dict[str, Any]:
     # As every service does once started (ncii_events.service): what is loaded by then stays,
     # and the collector stops scanning it again and again.
     gc.collect()
@@ -1061,37 +1301,54 @@ async def run(plan: Plan, workdir: Path, *, quick: bool) -> dict[str, Any]:
     la_start = loadavg()
     say(f"event-log benchmark ({'quick' if quick else 'full'}); load average {la_start}")
 
-    say("1. appends, default NATS (no fsync per ack)")
-    phases["appends_default"] = {"loadavg_before": loadavg()}
-    t = time.perf_counter()
     async with running_node("default", workdir, durable=False) as node:
-        await bench_appends(node, plan, results, durable=False)
-        phases["appends_default"]["wall_s"] = round(time.perf_counter() - t, 1)
+        if "appends" in sections:
+            say("1. appends, default NATS (no fsync per ack)")
+            phases["appends_default"] = {"loadavg_before": loadavg()}
+            t = time.perf_counter()
+            await bench_appends(node, plan, results, durable=False)
+            phases["appends_default"]["wall_s"] = round(time.perf_counter() - t, 1)
 
-        say("2. read a 1,000-event case")
-        phases["read"] = {"loadavg_before": loadavg()}
+        if "read" in sections:
+            say("2. read a 30-event and a 1,000-event case; 16 readers of a 50-event case")
+            phases["read"] = {"loadavg_before": loadavg()}
+            t = time.perf_counter()
+            await bench_read(node, plan, results)
+            phases["read"]["wall_s"] = round(time.perf_counter() - t, 1)
+
+        if "feed" in sections or "projection" in sections:
+            first = await node.store.last_sequence() + 1
+            t = time.perf_counter()
+            await append_rows(node, plan.projection_events)
+            say(f"  appended {plan.projection_events:,} events in {time.perf_counter() - t:.1f} s")
+        if "feed" in sections:
+            say("3. catch-up feed (read_from pages, no SQL)")
+            phases["feed"] = {"loadavg_before": loadavg()}
+            t = time.perf_counter()
+            await bench_feed(node, plan, results, first, workdir, skipped)
+            phases["feed"]["wall_s"] = round(time.perf_counter() - t, 1)
+
+        if "projection" in sections:
+            say("3b. projection catch-up (the runner, on the fast client)")
+            phases["projection"] = {"loadavg_before": loadavg()}
+            t = time.perf_counter()
+            await bench_projection(node, plan, workdir, results, skipped)
+            phases["projection"]["wall_s"] = round(time.perf_counter() - t, 1)
+
+    if "appends" in sections:
+        say("1b. appends, durable NATS (sync_interval: always)")
+        phases["appends_durable"] = {"loadavg_before": loadavg()}
         t = time.perf_counter()
-        await bench_read(node, plan, results)
-        phases["read"]["wall_s"] = round(time.perf_counter() - t, 1)
+        async with running_node("durable", workdir, durable=True) as node:
+            await bench_appends(node, plan, results, durable=True)
+        phases["appends_durable"]["wall_s"] = round(time.perf_counter() - t, 1)
 
-        say("3. projection catch-up")
-        phases["projection"] = {"loadavg_before": loadavg()}
+    if "baseline" in sections:
+        say("4. baseline: eventsourcing")
+        phases["baseline"] = {"loadavg_before": loadavg()}
         t = time.perf_counter()
-        await bench_projection(node, plan, workdir, results, skipped)
-        phases["projection"]["wall_s"] = round(time.perf_counter() - t, 1)
-
-    say("1b. appends, durable NATS (sync_interval: always)")
-    phases["appends_durable"] = {"loadavg_before": loadavg()}
-    t = time.perf_counter()
-    async with running_node("durable", workdir, durable=True) as node:
-        await bench_appends(node, plan, results, durable=True)
-    phases["appends_durable"]["wall_s"] = round(time.perf_counter() - t, 1)
-
-    say("4. baseline: eventsourcing")
-    phases["baseline"] = {"loadavg_before": loadavg()}
-    t = time.perf_counter()
-    await asyncio.to_thread(bench_baseline, plan, workdir, baseline, skipped)
-    phases["baseline"]["wall_s"] = round(time.perf_counter() - t, 1)
+        await asyncio.to_thread(bench_baseline, plan, workdir, baseline, skipped)
+        phases["baseline"]["wall_s"] = round(time.perf_counter() - t, 1)
 
     la_end = loadavg()
     rows = table(results, baseline)
@@ -1117,6 +1374,7 @@ async def run(plan: Plan, workdir: Path, *, quick: bool) -> dict[str, Any]:
         "versions": versions(),
         "load_average": {"start": la_start, "end": la_end, "phases": phases},
         "plan": plan.__dict__,
+        "sections": list(sections),
         "results": {k: v.as_dict() for k, v in results.items()},
         "baseline_eventsourcing": baseline,
         "targets": verdicts,
@@ -1130,11 +1388,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer events (< 45 s)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/eventlog.json"))
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", default=None, help="run these sections"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-eventlog-"))
     try:
-        report = asyncio.run(run(plan, workdir, quick=args.quick))
+        report = asyncio.run(run(plan, workdir, quick=args.quick, sections=args.only or SECTIONS))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

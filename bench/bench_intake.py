@@ -5,7 +5,12 @@ authentication, validation, a new case key in the key bucket, an append to the l
 idempotency record; the NATS server is the embedded one from the wheel. Target on this 2-core
 machine: at least 500 opens/s with p99 under 50 ms.
 
-Run: python -m bench.bench_intake [--quick] [--out bench/results/intake.json]
+With ``--get-case``, also ``GET /v1/cases/{id}`` of a 50-event case at the same number of
+clients (target: p99 under 20 ms). ``--transport stock|fast`` sets ``NCII_NATS_TRANSPORT`` for
+the service (default: the setting's own default).
+
+Run: python -m bench.bench_intake [--quick] [--transport stock|fast] [--get-case]
+        [--out bench/results/intake.json]
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from bench.bench_eventlog import fresh_pg_database, pg_reachable
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_OPENS_PER_S = 500
 TARGET_P99_MS = 50.0
+TARGET_GET_P99_MS = 20.0
+GET_CASE_EVENTS = 50
 
 
 REGISTRY = EventRegistry(*ALL_EVENTS)
@@ -77,15 +84,25 @@ class _RawClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, idempotency_key: str) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
             f"Idempotency-Key: {idempotency_key}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
-        self.writer.write(head.encode() + body)
+        status, _ = await self._exchange(head.encode() + body)
+        return status
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        head = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.key}\r\n\r\n"
+        )
+        return await self._exchange(head.encode())
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(request)
         status_line = await self.reader.readline()
         length = 0
         while True:
@@ -95,8 +112,8 @@ class _RawClient:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+        body = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), body
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -143,6 +160,84 @@ async def _measure(url: str, key: str, clients: int, seconds: float) -> dict[str
     }
 
 
+async def _case_of(url: str, key: str, events: int) -> str:
+    """A case opened over HTTP, then given locations until it holds ``events`` events."""
+    client = _RawClient(url, key)
+    try:
+        status, body = await _post_json(client, "/v1/cases", _body())
+        if status != 201:
+            raise RuntimeError(f"opening the case answered {status}")
+        case_id = str(json.loads(body)["case_id"])
+        history = await _history_length(client, case_id)
+        for i in range(events - history):
+            location = {
+                "url": f"https://example.org/post/{i}",
+                "platform": "LINE",
+                "channel_kind": "messaging_app",
+            }
+            status, _ = await _post_json(client, f"/v1/cases/{case_id}/locations", location)
+            if status not in (200, 201):
+                raise RuntimeError(f"reporting a location answered {status}")
+        if await _history_length(client, case_id) != events:
+            raise RuntimeError(f"the case does not hold {events} events")
+        return case_id
+    finally:
+        await client.close()
+
+
+async def _post_json(client: _RawClient, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {client.host}\r\n"
+        f"Authorization: Bearer {client.key}\r\nContent-Type: application/json\r\n"
+        f"Idempotency-Key: {uuid.uuid4()}\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return await client._exchange(head.encode() + data)
+
+
+async def _history_length(client: _RawClient, case_id: str) -> int:
+    status, body = await client.get(f"/v1/cases/{case_id}")
+    if status != 200:
+        raise RuntimeError(f"GET the case answered {status}")
+    return len(json.loads(body)["timeline"])
+
+
+async def _measure_get(
+    url: str, key: str, case_id: str, clients: int, seconds: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        client = _RawClient(url, key)
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                status, _ = await client.get(f"/v1/cases/{case_id}")
+                latencies.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    errors.append(status)
+        finally:
+            await client.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "clients": clients,
+        "case_events": GET_CASE_EVENTS,
+        "gets": len(latencies),
+        "gets_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49], 2),
+        "p99_ms": round(q[98], 2),
+        "max_ms": round(latencies[-1], 2),
+        "errors": len(errors),
+    }
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), warm-up included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -150,7 +245,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _start_intake(workdir: Path, nats_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_intake(
+    workdir: Path, nats_url: str, transport: str | None
+) -> tuple[subprocess.Popen[bytes], str]:
     master = workdir / "master.key"
     MasterKey.load_or_create(master)
     port = free_port()
@@ -161,6 +258,8 @@ def _start_intake(workdir: Path, nats_url: str) -> tuple[subprocess.Popen[bytes]
         "NCII_MASTER_KEY_FILE": str(master),
         "NCII_PORT": str(port),
     }
+    if transport:
+        env["NCII_NATS_TRANSPORT"] = transport
     command = [sys.executable, "-m", "ncii_intake.main"]
     if os.environ.get("NCII_BENCH_PROFILE"):  # where the time goes: python -m pstats FILE
         command[1:1] = ["-m", "cProfile", "-o", os.environ["NCII_BENCH_PROFILE"]]
@@ -198,7 +297,8 @@ async def _wait_ready(url: str) -> None:
 async def _rebuild_cases(nats_url: str, db_url: str) -> dict[str, Any]:
     """Intake's own cases projection, replayed from the log the load above wrote (what a
     rebuild or a new replica does), timed from the runner's start to the last event applied."""
-    nc = await connect(nats_url, name="bench-rebuild")
+    # The projection runner still needs the fast client's direct paths (its rework lifts that).
+    nc = await connect(nats_url, name="bench-rebuild", transport="fast")
     engine = make_engine(db_url)
     projection = CasesProjection()
     try:
@@ -239,11 +339,11 @@ async def _rebuild_everywhere(nats_url: str, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def _run(seconds: float, clients: int) -> dict[str, Any]:
+def _run(seconds: float, clients: int, transport: str | None, get_case: bool) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
     server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
     server.start()
-    service, url = _start_intake(workdir, server.url)
+    service, url = _start_intake(workdir, server.url, transport)
     try:
         key = asyncio.run(_issue_key(server.url))
         asyncio.run(_wait_ready(url))
@@ -254,6 +354,13 @@ def _run(seconds: float, clients: int) -> dict[str, Any]:
         cpu = _cpu_seconds(service.pid) - cpu_before
         # CPU time the service spent per open: independent of other load on the machine
         result["service_cpu_ms_per_open"] = round(cpu * 1000 / max(1, result["opens"]), 3)
+        if get_case:
+            case_id = asyncio.run(_case_of(url, key, GET_CASE_EVENTS))
+            cpu_before = _cpu_seconds(service.pid)
+            got = asyncio.run(_measure_get(url, key, case_id, clients, seconds))
+            cpu = _cpu_seconds(service.pid) - cpu_before
+            got["service_cpu_ms_per_get"] = round(cpu * 1000 / max(1, got["gets"]), 3)
+            result["get_case"] = got
         service.terminate()
         service.wait(15)
         result["cases_projection_rebuild"] = asyncio.run(_rebuild_everywhere(server.url, workdir))
@@ -269,9 +376,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("bench/results/intake.json"))
+    parser.add_argument(
+        "--transport",
+        choices=["stock", "fast"],
+        default=None,
+        help="NCII_NATS_TRANSPORT for the service (default: the setting's default)",
+    )
+    parser.add_argument(
+        "--get-case", action="store_true", help="also GET a 50-event case at the same clients"
+    )
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 20.0
-    result = _run(seconds, args.clients)
+    result = _run(seconds, args.clients, args.transport, args.get_case)
+    result["transport"] = args.transport or "default"
     result["target"] = {"opens_per_s": TARGET_OPENS_PER_S, "p99_ms": TARGET_P99_MS}
     result["met"] = {
         "opens_per_s": result["opens_per_s"] >= TARGET_OPENS_PER_S,
@@ -282,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
     }
-    print("intake: case opens over HTTP, each a real append to the log")
+    print(
+        f"intake: case opens over HTTP, each a real append to the log "
+        f"(transport: {result['transport']})"
+    )
     print(
         f"  {result['clients']} clients, {result['opens']} opens in {result['seconds']} s: "
         f"{result['opens_per_s']:.0f}/s (target >= {TARGET_OPENS_PER_S}: "
@@ -295,6 +415,16 @@ def main(argv: list[str] | None = None) -> int:
         f"errors {result['errors']}"
     )
     print(f"  service CPU per open: {result.get('service_cpu_ms_per_open')} ms")
+    if "get_case" in result:
+        got = result["get_case"]
+        met = got["p99_ms"] < TARGET_GET_P99_MS
+        result["met"]["get_case_p99_ms"] = met
+        print(
+            f"  GET /v1/cases/{{id}} of a {got['case_events']}-event case, {got['clients']} "
+            f"clients: {got['gets_per_s']:.0f}/s, p50 {got['p50_ms']} ms, p99 {got['p99_ms']} ms "
+            f"(target < {TARGET_GET_P99_MS:.0f}: {'met' if met else 'NOT met'}), "
+            f"errors {got['errors']}; service CPU per GET {got['service_cpu_ms_per_get']} ms"
+        )
     for backend, rebuild in result["cases_projection_rebuild"].items():
         if "skipped" in rebuild:
             why = rebuild["skipped"]

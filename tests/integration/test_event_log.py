@@ -1,16 +1,20 @@
-"""The event store against a real NATS JetStream server."""
+"""The event store against a real NATS JetStream server, on each transport."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.errors import BadHeaderError
 from nats.js.errors import APIError
 from ncii_contracts.base import DomainEvent
 from ncii_events.audit import verify_chain
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats
 from ncii_events.envelope import Envelope, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import EventRegistry
@@ -23,10 +27,39 @@ from ncii_events.store import (
     RecordedEvent,
     Version,
 )
-from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE
+from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, ensure_streams
+from ncii_events.transport import TRANSPORTS, TransportName, connect
 
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> TransportName:
+    """Every test here runs on each transport: stock nats-py and the fast client."""
+    name: TransportName = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+async def nc(nats_server: EmbeddedNats, transport: TransportName) -> AsyncIterator[NATS]:
+    client = await connect(nats_server.url, name=f"tests-{transport}", transport=transport)
+    await ensure_streams(client)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+async def case_keys(nc: NATS, master_key: MasterKey) -> AsyncIterator[NatsCaseKeys]:
+    keys = NatsCaseKeys(nc, master_key)
+    await keys.start()
+    yield keys
+    await keys.stop()
+
+
+@pytest.fixture(scope="module")
+async def store(nc: NATS, case_keys: NatsCaseKeys) -> EventStore:
+    return EventStore(nc, case_keys, registry=REGISTRY)
 
 
 async def test_appended_events_read_back_identical_and_in_order(store: EventStore) -> None:
@@ -128,6 +161,19 @@ async def test_retrying_an_append_with_the_same_event_ids_writes_nothing_twice(
     again = await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
     assert [e.seq for e in again] == [e.seq for e in first]
     assert len(await store.load(note_ref(case))) == count
+
+
+@pytest.mark.parametrize("bad", ["id\r\nNats-Expected-Stream: x", " padded", "line\n"])
+@pytest.mark.parametrize("count", [1, 3])
+async def test_an_event_id_that_is_not_one_clean_header_line_is_refused_and_nothing_is_written(
+    store: EventStore, bad: str, count: int
+) -> None:
+    case = new_case()
+    events = [NoteAdded(text=f"n{i}") for i in range(count)]
+    ids = [f"{case}-{i}" for i in range(count - 1)] + [bad]
+    with pytest.raises((AppendError, BadHeaderError)):
+        await store.append(note_ref(case), events, expected=NEW, cause=CAUSE, event_ids=ids)
+    assert await store.load(note_ref(case)) == []
 
 
 async def test_the_stream_refuses_delete_and_purge(nc: NATS, store: EventStore) -> None:
@@ -312,18 +358,17 @@ async def test_a_batched_read_of_more_than_one_request_returns_every_event_in_or
 
 
 async def test_appends_and_reads_go_on_after_the_server_restarts(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, transport: TransportName
 ) -> None:
-    """The store's replies come through a direct subscription and its own parser: nats-py must
-    still renew that subscription, and the parser start clean, after a reconnection."""
-    from ncii_events.connection import connect
-    from ncii_events.embedded import EmbeddedNats, free_port
-    from ncii_events.stream import ensure_streams
+    """The store's replies come through one reply subscription (on the fast transport, a direct
+    one and its own parser): nats-py must still renew that subscription, and the parser start
+    clean, after a reconnection."""
+    from ncii_events.embedded import free_port
 
     data = tmp_path_factory.mktemp("nats-restart")
     server = EmbeddedNats(data, port=free_port(), monitor_port=free_port())
     server.start()
-    client = await connect(server.url, name="restart-test")
+    client = await connect(server.url, name="restart-test", transport=transport)
     try:
         await ensure_streams(client)
         restarting = EventStore(client, None, registry=REGISTRY)

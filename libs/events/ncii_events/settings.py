@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
         description="console: print spans; unset: spans carry ids but are not recorded",
     )
     stream_replicas: int = 1
+    nats_transport: Literal["stock", "fast"] = Field(
+        default="fast",
+        description="stock: nats-py's public API only; fast: the private-API client (decision 13)",
+    )
 
     def embedded_nats_url(self) -> str:
         return f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"

@@ -1,0 +1,156 @@
+"""An event as the log stores it: canonical bytes and hash chain on the way in, decryption and
+upcasting on the way out. No I/O: the store fetches case keys and talks to NATS."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ncii_contracts.base import DomainEvent
+from opentelemetry import trace
+
+from ncii_events.crypto import decrypt_field
+from ncii_events.envelope import Actor, Envelope, canonical_event_json, utc_now
+from ncii_events.model import NO_FIELDS, AggregateRef, Cause, RecordedEvent
+from ncii_events.registry import EventRegistry
+
+ACTOR_FIELDS = tuple(f.name for f in fields(Actor))
+_HASH_BEFORE = b',"occurred_at":'
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An envelope and its canonical bytes, as published."""
+
+    envelope: Envelope
+    data: bytes
+
+
+def with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
+    """The canonical encoding of ``body`` plus ``hash``, from the encoding without it.
+
+    Keys are sorted, so ``"hash"`` goes right before ``"occurred_at"``. Every top-level value
+    before that key is a string or the actor's flat object of strings, in which a quote is always
+    escaped: the first ``,"occurred_at":`` is the top-level key. Same bytes as
+    ``canonical_event_json({**body, "hash": digest})``, without encoding the envelope a second time.
+    """
+    at = unhashed.find(_HASH_BEFORE)
+    if at < 0:  # not the envelope shape this relies on: encode it again
+        return canonical_event_json({**body, "hash": digest})
+    return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:]))
+
+
+def encode(
+    ref: AggregateRef,
+    event: DomainEvent,
+    payload: dict[str, Any],
+    *,
+    event_id: str,
+    prev_hash: str,
+    cause: Cause,
+    actor_doc: dict[str, str],
+    traceparent: str | None,
+) -> Encoded:
+    """One event's envelope and bytes; ``payload`` is the event's JSON form, personal fields
+    already encrypted."""
+    occurred_at = utc_now()
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "type": event.event_type,
+        "schema_version": event.version,
+        "case_id": ref.case_id,
+        "aggregate": ref.aggregate,
+        "aggregate_id": ref.aggregate_id,
+        "occurred_at": occurred_at,
+        "actor": actor_doc,
+        "correlation_id": cause.correlation_id,
+        "causation_id": cause.causation_id,
+        "traceparent": traceparent,
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+    unhashed = canonical_event_json(body)
+    digest = hashlib.sha256(unhashed).hexdigest()  # = envelope_hash(body)
+    envelope = Envelope(
+        event_id=event_id,
+        type=event.event_type,
+        schema_version=event.version,
+        case_id=ref.case_id,
+        aggregate=ref.aggregate,
+        aggregate_id=ref.aggregate_id,
+        occurred_at=occurred_at,
+        actor=cause.actor,
+        correlation_id=cause.correlation_id,
+        causation_id=cause.causation_id,
+        traceparent=traceparent,
+        payload=payload,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+    return Encoded(envelope, with_hash(unhashed, body, digest))
+
+
+def decode(
+    registry: EventRegistry,
+    seq: int,
+    env: Envelope,
+    *,
+    decrypt: bool,
+    keys: dict[str, bytes | None] | None,
+) -> RecordedEvent | None:
+    """The event, or ``None`` when it needs a case key that is not in ``keys`` yet.
+
+    ``keys`` maps case ids to their key (``None``: destroyed); ``keys=None`` means the reader has
+    no case keys at all, so personal fields stay withheld.
+    """
+    if not registry.is_known(env.type):
+        return RecordedEvent(seq=seq, envelope=env, event=None)
+    payload = env.payload
+    erased = withheld = NO_FIELDS
+    personal = registry.personal_fields(env.type)
+    if personal:
+        payload = dict(payload)  # the envelope keeps what was stored
+        erased_names: set[str] = set()
+        withheld_names: set[str] = set()
+        for name in personal:
+            token = payload.get(name)
+            if token is None:
+                continue
+            payload[name] = None
+            if not decrypt or keys is None:
+                withheld_names.add(name)
+                continue
+            if env.case_id not in keys:
+                return None
+            key = keys[env.case_id]
+            if key is None:
+                erased_names.add(name)
+            else:
+                payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
+        if erased_names:
+            erased = frozenset(erased_names)
+        if withheld_names:
+            withheld = frozenset(withheld_names)
+    event = registry.decode(env.type, env.schema_version, payload)
+    return RecordedEvent(
+        seq=seq, envelope=env, event=event, erased_fields=erased, withheld_fields=withheld
+    )
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, as the propagator writes it (without the
+    propagator's machinery: baggage is not stored in events)."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
+def actual_seq(description: str | None) -> int | None:
+    """The aggregate's last sequence from the server's wrong-last-sequence error text."""
+    if description and ":" in description:
+        tail = description.rsplit(":", 1)[1].strip()
+        if tail.isdigit():
+            return int(tail)
+    return None
