@@ -1,23 +1,32 @@
-"""The ``ncii`` command line. Exit codes: 0 success, 1 failure, 2 bad usage."""
+"""The ``ncii`` command line. Exit codes: 0 success, 1 failure, 2 bad usage.
+
+Only typer, rich and the hash command's signature are imported here: NATS, SQL, FastAPI and the
+services are imported inside the commands that use them, so that ``ncii --help`` and
+``ncii hash`` start at once (decision 18; ``tests/unit/test_cli_imports.py`` holds it).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import time
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from ncii_events.service import ServiceSpec
-from rich.console import Console
-from rich.table import Table
 
 from ncii_cli.hash_cmd import hash_command
+
+if TYPE_CHECKING:
+    from ncii_events.service import ServiceSpec
+    from rich.console import Console
 
 app = typer.Typer(
     help="ncii: case management for non-consensual intimate image abuse.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: typer's Rich help imports Markdown and Pygments, most of a --help (decision 18).
+    rich_markup_mode=None,
 )
 log_app = typer.Typer(help="The event log (the NCII JetStream stream).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of principals.", no_args_is_help=True)
@@ -29,12 +38,32 @@ app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.command("hash")(hash_command)
 
-out = Console()
-err = Console(stderr=True)
+
+@functools.cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # here, not at the top: it is a tenth of the CLI's start-up
+
+    return asyncio.run(coroutine)
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/] {message}")
+    err().print(f"[red]error:[/] {message}")
     raise typer.Exit(1)
 
 
@@ -88,16 +117,18 @@ def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 )
             return rows
 
-    rows = asyncio.run(collect())
+    rows = _run(collect())
     if as_json:
-        out.print_json(json.dumps(rows))
+        out().print_json(json.dumps(rows))
         return
+    from rich.table import Table
+
     table = Table(title="event log")
     for column in rows[0]:
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    out.print(table)
+    out().print(table)
 
 
 @log_app.command("verify")
@@ -129,7 +160,7 @@ def log_verify(
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[rate]} events/s"),
                 TimeElapsedColumn(),
-                console=err,
+                console=err(),
             ) as progress:
                 task = progress.add_task("log", total=last, rate="-")
                 started = time.perf_counter()
@@ -144,11 +175,11 @@ def log_verify(
                     progress.update(task, completed=batch[-1].seq, rate=f"{rate:,.0f}")
             return verifier.checked, verifier.aggregates, verifier.first_break
 
-    checked, aggregates, first_break = asyncio.run(verify())
+    checked, aggregates, first_break = _run(verify())
     if first_break is not None:
-        err.print(f"[red]chain broken[/] after {checked} events: {first_break}")
+        err().print(f"[red]chain broken[/] after {checked} events: {first_break}")
         raise typer.Exit(1)
-    out.print(f"{checked} events in {aggregates} aggregates verify")
+    out().print(f"{checked} events in {aggregates} aggregates verify")
 
 
 @keys_app.command("create")
@@ -169,10 +200,10 @@ def keys_create(
     from ncii_cli.log_access import log_access
 
     if role not in ROLES:
-        err.print(f"role must be one of: {', '.join(ROLES)}")
+        err().print(f"role must be one of: {', '.join(ROLES)}")
         raise typer.Exit(2)
     if not org.strip() or len(org) > 100:
-        err.print("--org must be 1 to 100 characters")
+        err().print("--org must be 1 to 100 characters")
         raise typer.Exit(2)
 
     async def create() -> tuple[str, str]:
@@ -181,9 +212,9 @@ def keys_create(
                 access.ref_store, organisation=org, role=role, label=label
             )
 
-    principal_id, key = asyncio.run(create())
-    err.print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
-    out.print(key, soft_wrap=True)
+    principal_id, key = _run(create())
+    err().print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
+    out().print(key, soft_wrap=True)
 
 
 @keys_app.command("revoke")
@@ -200,9 +231,9 @@ def keys_revoke(principal_id: str, reason: str = "") -> None:
         async with log_access() as access:
             return await revoke_principal(access.ref_store, principal_id, reason)
 
-    if not asyncio.run(revoke()):
+    if not _run(revoke()):
         fail(f"no principal {principal_id}")
-    err.print(f"revoked {principal_id}")
+    err().print(f"revoked {principal_id}")
 
 
 @keys_app.command("list")
@@ -235,13 +266,15 @@ def keys_list() -> None:
                     return list(principals.values())
                 seq = batch[-1].seq + 1
 
-    rows = asyncio.run(collect())
+    rows = _run(collect())
+    from rich.table import Table
+
     table = Table(title="principals")
     for column in ("principal", "organisation", "role", "key", "label", "revoked"):
         table.add_column(column)
     for row in rows:
         table.add_row(*row.values())
-    out.print(table)
+    out().print(table)
 
 
 def _service_or_exit(name: str) -> ServiceSpec:
@@ -249,7 +282,7 @@ def _service_or_exit(name: str) -> ServiceSpec:
 
     specs = all_services()
     if name not in specs:
-        err.print(f"--service must be one of: {', '.join(specs)}")
+        err().print(f"--service must be one of: {', '.join(specs)}")
         raise typer.Exit(2)
     return specs[name]
 
@@ -276,7 +309,9 @@ def deadletters_list(
         finally:
             await engine.dispose()
 
-    rows = asyncio.run(collect())
+    rows = _run(collect())
+    from rich.table import Table
+
     table = Table(title=f"dead letters of {service}")
     for column in ("id", "projection", "stream_seq", "event_type", "error", "attempts", "status"):
         table.add_column(column)
@@ -290,7 +325,7 @@ def deadletters_list(
             str(d.attempts),
             d.status,
         )
-    out.print(table)
+    out().print(table)
 
 
 @dead_app.command("retry")
@@ -323,9 +358,9 @@ def deadletters_retry(
         finally:
             await engine.dispose()
 
-    if not asyncio.run(retry()):
+    if not _run(retry()):
         fail(f"dead letter {dead_letter_id} is not open in {service}, or still fails")
-    err.print(f"dead letter {dead_letter_id} applied")
+    err().print(f"dead letter {dead_letter_id} applied")
 
 
 @proj_app.command("rebuild")
@@ -360,12 +395,12 @@ def projections_rebuild(
                     await runner.wait_caught_up(timeout=3600)
                     await runner.stop()
                     applied += runner.applied
-                    err.print(f"{projection.name}: {runner.applied} events applied")
+                    err().print(f"{projection.name}: {runner.applied} events applied")
         finally:
             await engine.dispose()
         return applied
 
-    asyncio.run(rebuild())
+    _run(rebuild())
 
 
 if __name__ == "__main__":
