@@ -76,7 +76,8 @@ def run(
     """Start the whole system: NATS (embedded) and every service, each its own process.
 
     Example: `ncii run` (Ctrl-C stops everything; data stays in var/).
-    Set NCII_NATS_URL and NCII_DATABASE_URL to use an existing NATS server and PostgreSQL.
+    Set NCII_NATS_URL and NCII_DATABASE_URL to use an existing NATS server and PostgreSQL, and
+    NCII_BASE_PORT (NATS at it, services at base+1..) to run beside another `ncii run`.
     """
     from ncii_cli.runner import StartupError, run_system
 
