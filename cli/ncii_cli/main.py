@@ -7,11 +7,10 @@ services are imported inside the commands that use them, so that ``ncii --help``
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import json
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -39,31 +38,30 @@ app.add_typer(proj_app, name="projections")
 app.command("hash")(hash_command)
 
 
-@functools.cache
-def out() -> Console:
-    from rich.console import Console
+class _Console:
+    """A Rich console made on first use: importing Rich's console is a third of a ``--help``."""
 
-    return Console()
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def rich(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
 
 
-@functools.cache
-def err() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-T = TypeVar("T")
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    import asyncio  # here, not at the top: it is a tenth of the CLI's start-up
-
-    return asyncio.run(coroutine)
+out = _Console(stderr=False)
+err = _Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err().print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {message}")
     raise typer.Exit(1)
 
 
@@ -118,9 +116,9 @@ def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 )
             return rows
 
-    rows = _run(collect())
+    rows = asyncio.run(collect())
     if as_json:
-        out().print_json(json.dumps(rows))
+        out.print_json(json.dumps(rows))
         return
     from rich.table import Table
 
@@ -129,7 +127,7 @@ def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    out().print(table)
+    out.print(table)
 
 
 @log_app.command("verify")
@@ -161,7 +159,7 @@ def log_verify(
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[rate]} events/s"),
                 TimeElapsedColumn(),
-                console=err(),
+                console=err.rich(),
             ) as progress:
                 task = progress.add_task("log", total=last, rate="-")
                 started = time.perf_counter()
@@ -176,11 +174,11 @@ def log_verify(
                     progress.update(task, completed=batch[-1].seq, rate=f"{rate:,.0f}")
             return verifier.checked, verifier.aggregates, verifier.first_break
 
-    checked, aggregates, first_break = _run(verify())
+    checked, aggregates, first_break = asyncio.run(verify())
     if first_break is not None:
-        err().print(f"[red]chain broken[/] after {checked} events: {first_break}")
+        err.print(f"[red]chain broken[/] after {checked} events: {first_break}")
         raise typer.Exit(1)
-    out().print(f"{checked} events in {aggregates} aggregates verify")
+    out.print(f"{checked} events in {aggregates} aggregates verify")
 
 
 @keys_app.command("create")
@@ -201,10 +199,10 @@ def keys_create(
     from ncii_cli.log_access import log_access
 
     if role not in ROLES:
-        err().print(f"role must be one of: {', '.join(ROLES)}")
+        err.print(f"role must be one of: {', '.join(ROLES)}")
         raise typer.Exit(2)
     if not org.strip() or len(org) > 100:
-        err().print("--org must be 1 to 100 characters")
+        err.print("--org must be 1 to 100 characters")
         raise typer.Exit(2)
 
     async def create() -> tuple[str, str]:
@@ -213,9 +211,9 @@ def keys_create(
                 access.ref_store, organisation=org, role=role, label=label
             )
 
-    principal_id, key = _run(create())
-    err().print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
-    out().print(key, soft_wrap=True)
+    principal_id, key = asyncio.run(create())
+    err.print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
+    out.print(key, soft_wrap=True)
 
 
 @keys_app.command("revoke")
@@ -232,9 +230,9 @@ def keys_revoke(principal_id: str, reason: str = "") -> None:
         async with log_access() as access:
             return await revoke_principal(access.ref_store, principal_id, reason)
 
-    if not _run(revoke()):
+    if not asyncio.run(revoke()):
         fail(f"no principal {principal_id}")
-    err().print(f"revoked {principal_id}")
+    err.print(f"revoked {principal_id}")
 
 
 @keys_app.command("list")
@@ -267,7 +265,7 @@ def keys_list() -> None:
                     return list(principals.values())
                 seq = batch[-1].seq + 1
 
-    rows = _run(collect())
+    rows = asyncio.run(collect())
     from rich.table import Table
 
     table = Table(title="principals")
@@ -275,7 +273,7 @@ def keys_list() -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*row.values())
-    out().print(table)
+    out.print(table)
 
 
 def _service_or_exit(name: str) -> ServiceSpec:
@@ -283,7 +281,7 @@ def _service_or_exit(name: str) -> ServiceSpec:
 
     specs = all_services()
     if name not in specs:
-        err().print(f"--service must be one of: {', '.join(specs)}")
+        err.print(f"--service must be one of: {', '.join(specs)}")
         raise typer.Exit(2)
     return specs[name]
 
@@ -310,7 +308,7 @@ def deadletters_list(
         finally:
             await engine.dispose()
 
-    rows = _run(collect())
+    rows = asyncio.run(collect())
     from rich.table import Table
 
     table = Table(title=f"dead letters of {service}")
@@ -326,7 +324,7 @@ def deadletters_list(
             str(d.attempts),
             d.status,
         )
-    out().print(table)
+    out.print(table)
 
 
 @dead_app.command("retry")
@@ -359,9 +357,9 @@ def deadletters_retry(
         finally:
             await engine.dispose()
 
-    if not _run(retry()):
+    if not asyncio.run(retry()):
         fail(f"dead letter {dead_letter_id} is not open in {service}, or still fails")
-    err().print(f"dead letter {dead_letter_id} applied")
+    err.print(f"dead letter {dead_letter_id} applied")
 
 
 @proj_app.command("rebuild")
@@ -396,12 +394,12 @@ def projections_rebuild(
                     await runner.wait_caught_up(timeout=3600)
                     await runner.stop()
                     applied += runner.applied
-                    err().print(f"{projection.name}: {runner.applied} events applied")
+                    err.print(f"{projection.name}: {runner.applied} events applied")
         finally:
             await engine.dispose()
         return applied
 
-    _run(rebuild())
+    asyncio.run(rebuild())
 
 
 if __name__ == "__main__":
