@@ -1,6 +1,7 @@
 """``ncii hash``: hash images and videos locally; print (and optionally submit) the hashes.
 
-Register with ``app.command("hash")(hash_command)``.
+Register with ``app.command("hash")(hash_command)``. The hashing libraries and the HTTP client
+are imported when the command runs, not when the CLI builds its help.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlsplit
 
-import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from ncii_cli.hasher import FileHashes, HashSubmission, UnsupportedFile, build_submission, hash_file
+if TYPE_CHECKING:
+    import httpx
+    from rich.console import Console
+
+    from ncii_cli.hasher import FileHashes, HashSubmission
 
 __all__ = ["DEFAULT_INTAKE_URL", "canonical_body", "hash_command", "idempotency_key"]
 
@@ -106,6 +108,10 @@ def hash_command(
 
       NCII_API_KEY=... ncii hash photo.jpg clip.mp4 --submit CASE_ID
     """
+    from rich.console import Console
+
+    from ncii_cli.hasher import build_submission
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     url = _check_submit_options(submit, intake_url, api_key) if submit is not None else None
 
@@ -145,6 +151,10 @@ def _check_submit_options(case_id: str, intake_url: str, api_key: str | None) ->
 def _hash_all(
     files: Sequence[Path], *, dihedral: bool, err: Console
 ) -> tuple[list[FileHashes], int]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ncii_cli.hasher import UnsupportedFile, hash_file
+
     results: list[FileHashes] = []
     failures = 0
     progress = Progress(
@@ -191,6 +201,8 @@ def _summary(path: Path, result: FileHashes) -> str:
 
 
 def _submit(url: str, case_id: str, api_key: str, submission: HashSubmission, err: Console) -> None:
+    import httpx
+
     if _plain_http_to_remote(url):
         err.print("warning: sending the API key over plain http to a non-local host", markup=False)
     headers = {

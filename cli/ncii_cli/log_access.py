@@ -14,7 +14,7 @@ from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, port_is_free
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import EventRegistry
-from ncii_events.settings import EMBEDDED_NATS_PORT, Settings
+from ncii_events.settings import Settings
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
 
@@ -36,7 +36,7 @@ async def log_access(*, with_keys: bool = False) -> AsyncIterator[LogAccess]:
     url = settings.nats_url
     if url is None:
         url = settings.embedded_nats_url()
-        if port_is_free(EMBEDDED_NATS_PORT):
+        if port_is_free(settings.embedded_nats_port()):
             server = start_embedded_nats(settings)
     nc = await connect(
         url, name="ncii-cli", user=settings.nats_user, password=settings.nats_password

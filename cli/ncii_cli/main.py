@@ -1,23 +1,31 @@
-"""The ``ncii`` command line. Exit codes: 0 success, 1 failure, 2 bad usage."""
+"""The ``ncii`` command line. Exit codes: 0 success, 1 failure, 2 bad usage.
+
+Only typer, rich and the hash command's signature are imported here: NATS, SQL, FastAPI and the
+services are imported inside the commands that use them, so that ``ncii --help`` and
+``ncii hash`` start at once (decision 18; ``tests/unit/test_cli_imports.py`` holds it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from ncii_events.service import ServiceSpec
-from rich.console import Console
-from rich.table import Table
 
 from ncii_cli.hash_cmd import hash_command
+
+if TYPE_CHECKING:
+    from ncii_events.service import ServiceSpec
+    from rich.console import Console
 
 app = typer.Typer(
     help="ncii: case management for non-consensual intimate image abuse.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: typer's Rich help imports Markdown and Pygments, most of a --help (decision 18).
+    rich_markup_mode=None,
 )
 log_app = typer.Typer(help="The event log (the NCII JetStream stream).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of principals.", no_args_is_help=True)
@@ -29,8 +37,27 @@ app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.command("hash")(hash_command)
 
-out = Console()
-err = Console(stderr=True)
+
+class _Console:
+    """A Rich console made on first use: importing Rich's console is a third of a ``--help``."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def rich(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
+
+
+out = _Console(stderr=False)
+err = _Console(stderr=True)
 
 
 def fail(message: str) -> None:
@@ -47,7 +74,8 @@ def run(
     """Start the whole system: NATS (embedded) and every service, each its own process.
 
     Example: `ncii run` (Ctrl-C stops everything; data stays in var/).
-    Set NCII_NATS_URL and NCII_DATABASE_URL to use an existing NATS server and PostgreSQL.
+    Set NCII_NATS_URL and NCII_DATABASE_URL to use an existing NATS server and PostgreSQL, and
+    NCII_BASE_PORT (NATS at it, services at base+1..) to run beside another `ncii run`.
     """
     from ncii_cli.runner import StartupError, run_system
 
@@ -92,6 +120,8 @@ def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
+    from rich.table import Table
+
     table = Table(title="event log")
     for column in rows[0]:
         table.add_column(column)
@@ -129,7 +159,7 @@ def log_verify(
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[rate]} events/s"),
                 TimeElapsedColumn(),
-                console=err,
+                console=err.rich(),
             ) as progress:
                 task = progress.add_task("log", total=last, rate="-")
                 started = time.perf_counter()
@@ -236,6 +266,8 @@ def keys_list() -> None:
                 seq = batch[-1].seq + 1
 
     rows = asyncio.run(collect())
+    from rich.table import Table
+
     table = Table(title="principals")
     for column in ("principal", "organisation", "role", "key", "label", "revoked"):
         table.add_column(column)
@@ -277,6 +309,8 @@ def deadletters_list(
             await engine.dispose()
 
     rows = asyncio.run(collect())
+    from rich.table import Table
+
     table = Table(title=f"dead letters of {service}")
     for column in ("id", "projection", "stream_seq", "event_type", "error", "attempts", "status"):
         table.add_column(column)

@@ -14,21 +14,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free
-from ncii_events.settings import (
-    EMBEDDED_NATS_MONITOR_PORT,
-    EMBEDDED_NATS_PORT,
-    SERVICE_PORTS,
-    Settings,
-)
+from ncii_events.service import ServiceSpec
+from ncii_events.settings import Settings
 from ncii_events.stream import ensure_streams
 from rich.console import Console
 from rich.table import Table
+
+from ncii_cli.services import default_port
 
 console = Console(stderr=True)
 
@@ -37,12 +36,33 @@ class StartupError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Ports:
+    """Where ``ncii run`` puts everything (NCII_BASE_PORT, NCII_SERVICE_PORTS, NCII_NATS_PORT,
+    NCII_NATS_MONITOR_PORT; unset: the embedded defaults)."""
+
+    nats: int
+    nats_monitor: int
+    services: dict[str, int]
+
+
+def plan_ports(settings: Settings, specs: Mapping[str, ServiceSpec]) -> Ports:
+    # Offsets follow the default ports, over every installed service (not only those started),
+    # so that a service keeps its port whichever subset runs.
+    ordered = sorted(specs.values(), key=default_port)
+    services = {
+        spec.name: settings.service_port(spec.name, default=default_port(spec), offset=offset)
+        for offset, spec in enumerate(ordered, start=1)
+    }
+    return Ports(settings.embedded_nats_port(), settings.embedded_nats_monitor_port(), services)
+
+
 def start_embedded_nats(settings: Settings) -> EmbeddedNats:
     var = settings.var_dir.resolve()
     server = EmbeddedNats(
         var / "nats",
-        port=EMBEDDED_NATS_PORT,
-        monitor_port=EMBEDDED_NATS_MONITOR_PORT,
+        port=settings.embedded_nats_port(),
+        monitor_port=settings.embedded_nats_monitor_port(),
         log_file=var / "nats-server.log",
     )
     server.start()
@@ -80,10 +100,14 @@ def run_system(services: Sequence[str] | None = None) -> int:
     settings = Settings()
     specs = all_services()
     names = list(services or specs)
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise StartupError(f"no service {', '.join(unknown)}; the services: {', '.join(specs)}")
+    ports = plan_ports(settings, specs)
     var = settings.var_dir.resolve()
     var.mkdir(parents=True, exist_ok=True)
     for name in names:
-        port = settings.port or SERVICE_PORTS[name]
+        port = ports.services[name]
         if not port_is_free(port, settings.host):
             raise StartupError(
                 f"port {port} for the {name} service is taken: stop what uses it (an earlier "
@@ -108,20 +132,20 @@ def run_system(services: Sequence[str] | None = None) -> int:
         env = {**os.environ, "NCII_NATS_URL": url, "NCII_VAR_DIR": str(var)}
         for name in names:
             processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"ncii_{name}.main"], env=env, start_new_session=True
+                [sys.executable, "-m", f"ncii_{name}.main"],
+                env={**env, "NCII_PORT": str(ports.services[name])},
+                start_new_session=True,
             )
         table = Table(title="ncii is running", show_lines=False)
         table.add_column("service")
         table.add_column("listens at")
         table.add_column("docs")
         for name, process in processes.items():
-            port = SERVICE_PORTS[name]
+            port = ports.services[name]
             if not _wait_ready(port, process, 60):
                 raise StartupError(f"the {name} service did not become ready; see its output above")
             table.add_row(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/docs")
-        table.add_row(
-            "nats", url, f"http://127.0.0.1:{EMBEDDED_NATS_MONITOR_PORT}" if server else ""
-        )
+        table.add_row("nats", url, f"http://127.0.0.1:{ports.nats_monitor}" if server else "")
         database = settings.database_url or f"sqlite: {var}/<service>.db"
         console.print(table)
         console.print(f"read models: {database}")

@@ -1,14 +1,36 @@
-"""The services the system is made of, as the CLI knows them."""
+"""The services the system is made of, as the CLI finds them: every installed package that
+declares a ``ServiceSpec`` in the ``ncii.services`` entry-point group, e.g. in its pyproject::
+
+    [project.entry-points."ncii.services"]
+    intake = "ncii_intake.main:SPEC"
+"""
 
 from __future__ import annotations
 
-from ncii_events.service import ServiceSpec
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ncii_events.service import ServiceSpec
+
+GROUP = "ncii.services"
 
 
 def all_services() -> dict[str, ServiceSpec]:
-    from ncii_hashmatch.main import SPEC as HASHMATCH
-    from ncii_intake.main import SPEC as INTAKE
-    from ncii_referral.main import SPEC as REFERRAL
-    from ncii_takedown.main import SPEC as TAKEDOWN
+    """Every installed service by name, in the order of their default ports (``ncii run``'s
+    start order and the order base-port offsets follow)."""
+    from ncii_events.service import ServiceSpec
 
-    return {s.name: s for s in (INTAKE, TAKEDOWN, HASHMATCH, REFERRAL)}
+    specs: list[ServiceSpec] = []
+    for point in entry_points(group=GROUP):
+        spec = point.load()
+        if not isinstance(spec, ServiceSpec) or spec.name != point.name:
+            raise TypeError(f"entry point {point.name} = {point.value} is not that ServiceSpec")
+        specs.append(spec)
+    return {s.name: s for s in sorted(specs, key=default_port)}
+
+
+def default_port(spec: ServiceSpec) -> int:
+    """Where a service listens unless a setting says otherwise: the one place that knows where
+    that default is declared."""
+    return spec.port

@@ -3,11 +3,9 @@ against the run's NATS server and a fresh SQLite file, driven over HTTP as a cli
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from ncii_events.stream import REFERENCE
 
 from tests.conftest import ROOT
 from tests.support.events import REGISTRY
+from tests.support.eventually import STUCK_AFTER, eventually, eventually_sync
 
 
 @dataclass
@@ -54,18 +53,21 @@ def start_service(
         [sys.executable, "-m", f"ncii_{name}.main"], env=env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited: {(workdir / f'{name}.log').read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return RunningService(name, url, process, env)
+            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{name} did not become ready")
+            return False
+
+    try:
+        eventually_sync(ready, what=f"{name} becoming ready")
+    except AssertionError:
+        process.kill()
+        raise
+    return RunningService(name, url, process, env)
 
 
 def stop_service(service: RunningService) -> None:
@@ -100,13 +102,12 @@ async def make_key(nc: NATS) -> AsyncIterator[Callable[[str, str], object]]:
     yield make
 
 
-async def caught_up(service: RunningService, timeout: float = 10) -> None:
+async def caught_up(service: RunningService, timeout: float = STUCK_AFTER) -> None:
     """Wait until the service's projections have applied everything in the log so far (the
     server counts an appended event as pending at once, so this follows every earlier write)."""
     async with httpx.AsyncClient(base_url=service.url, timeout=5) as client:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError(f"{service.name} did not catch up with the log in {timeout}s")
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await eventually(ready, what=f"{service.name} catching up with the log", within=timeout)

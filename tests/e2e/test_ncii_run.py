@@ -1,52 +1,70 @@
 """`ncii run` as a user starts it: the embedded NATS server and every service, each its own
-process; Ctrl-C stops them all; a second start reuses the data."""
+process; Ctrl-C stops them all; a second start reuses the data. It runs on ports of its own
+(NCII_BASE_PORT), so a `ncii run` already up on the machine does not get in its way."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
+from ncii_cli.services import all_services
 from ncii_events.embedded import port_is_free
-from ncii_events.settings import EMBEDDED_NATS_MONITOR_PORT, EMBEDDED_NATS_PORT, SERVICE_PORTS
+from ncii_events.settings import Settings
 
-PORTS = [EMBEDDED_NATS_PORT, EMBEDDED_NATS_MONITOR_PORT, *SERVICE_PORTS.values()]
+from tests.support.eventually import eventually_sync
 
-pytestmark = pytest.mark.skipif(
-    not all(port_is_free(p) for p in PORTS),
-    reason=f"the embedded ports {PORTS} are in use (is `ncii run` already running here?)",
-)
+
+def _ports_of_a_free_base() -> tuple[int, dict[str, int], list[int]]:
+    """A base port whose every derived port is free: (base, service ports, all ports)."""
+    names = list(all_services())  # in the order of their default ports: base+1, base+2, ...
+    for _ in range(200):
+        base = random.randrange(20_000, 30_000)  # below the ephemeral range
+        services = {name: base + offset for offset, name in enumerate(names, start=1)}
+        ports = [base, base + Settings.BASE_PORT_MONITOR_OFFSET, *services.values()]
+        if all(port_is_free(p) for p in ports):
+            return base, services, ports
+    raise AssertionError("no free block of ports between 20000 and 30000")
+
+
+BASE, SERVICES, PORTS = _ports_of_a_free_base()
+INTAKE = f"http://127.0.0.1:{SERVICES['intake']}"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NCII_")}
+    return {**env, "NCII_BASE_PORT": str(BASE)}
 
 
 def _start(workdir: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCII_")}
     return subprocess.Popen(
         [sys.executable, "-m", "ncii_cli.main", "run"],
         cwd=workdir,
-        env=env,
+        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
 
 
-def _wait_all_ready(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    pending = dict(SERVICE_PORTS)
-    while pending and time.monotonic() < deadline:
+def _wait_all_ready(process: subprocess.Popen[bytes]) -> None:
+    pending = dict(SERVICES)
+
+    def all_ready() -> bool:
         assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
         for name, port in list(pending.items()):
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                     del pending[name]
             except httpx.HTTPError:
                 pass
-        time.sleep(0.2)
-    assert not pending, f"not ready: {pending}"
+        return not pending
+
+    # Generous: the first start may compile hashmatch's kernels on a busy machine.
+    eventually_sync(all_ready, what="every service becoming ready", within=300, interval=0.2)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> str:
@@ -57,7 +75,6 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
 
 
 def _key(workdir: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCII_")}
     result = subprocess.run(
         [
             sys.executable,
@@ -71,7 +88,7 @@ def _key(workdir: Path) -> str:
             "partner",
         ],
         cwd=workdir,
-        env=env,
+        env=_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -87,10 +104,11 @@ def test_ncii_run_starts_everything_stops_on_ctrl_c_and_keeps_data_across_restar
         _wait_all_ready(first)
         key = _key(tmp_path)
         headers = {"Authorization": f"Bearer {key}"}
-        deadline = time.monotonic() + 10
-        while httpx.get("http://127.0.0.1:18101/v1/cases", headers=headers).status_code == 401:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        eventually_sync(
+            lambda: httpx.get(f"{INTAKE}/v1/cases", headers=headers).status_code != 401,
+            what="the new key being projected",
+            interval=0.1,
+        )
         body = {
             "pseudonym": "Kite",
             "age_group": "adult",
@@ -100,19 +118,17 @@ def test_ncii_run_starts_everything_stops_on_ctrl_c_and_keeps_data_across_restar
             "learned_at": "2026-01-01T00:00:00Z",
             "consents": {"takedown": True, "share_hashes": False, "referral": True},
         }
-        opened = httpx.post("http://127.0.0.1:18101/v1/cases", json=body, headers=headers)
+        opened = httpx.post(f"{INTAKE}/v1/cases", json=body, headers=headers)
         assert opened.status_code == 201
     finally:
         output = _stop(first)
-    assert "http://127.0.0.1:18101" in output and "stopped" in output
+    assert INTAKE in output and "stopped" in output
     assert all(port_is_free(p) for p in PORTS), "something still listens after Ctrl-C"
 
     second = _start(tmp_path)
     try:
         _wait_all_ready(second)
-        case = httpx.get(
-            f"http://127.0.0.1:18101/v1/cases/{opened.json()['case_id']}", headers=headers
-        )
+        case = httpx.get(f"{INTAKE}/v1/cases/{opened.json()['case_id']}", headers=headers)
         assert case.status_code == 200 and case.json()["pseudonym"] == "Kite"
     finally:
         _stop(second)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -61,8 +62,19 @@ def test_api_keys_are_recognisable_and_stored_only_as_sha256() -> None:
     assert len(key_sha256(key)) == 64 and key not in key_sha256(key)
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_failed_authentications_are_throttled_per_client_and_the_window_passes() -> None:
-    throttle = FailedAuthThrottle(limit=3, window=0.2)
+    clock = FakeClock()
+    throttle = FailedAuthThrottle(limit=3, window=0.2, clock=clock)
     for _ in range(3):
         throttle.check("10.0.0.1")
         throttle.failed("10.0.0.1")
@@ -70,10 +82,73 @@ def test_failed_authentications_are_throttled_per_client_and_the_window_passes()
         throttle.check("10.0.0.1")
     assert refused.value.status == 429 and "Retry-After" in refused.value.headers
     throttle.check("10.0.0.2")  # others are not affected
-    import time
-
-    time.sleep(0.25)
+    clock.now += 0.19
+    with pytest.raises(Problem):
+        throttle.check("10.0.0.1")  # still inside the window
+    clock.now += 0.06
     throttle.check("10.0.0.1")
+
+
+def test_the_retry_after_of_a_throttled_client_counts_down_with_the_window() -> None:
+    clock = FakeClock()
+    throttle = FailedAuthThrottle(limit=1, window=60, clock=clock)
+    throttle.failed("10.0.0.1")
+    clock.now += 45
+    with pytest.raises(Problem) as refused:
+        throttle.check("10.0.0.1")
+    assert refused.value.headers["Retry-After"] == "16"
+
+
+async def test_a_valid_key_is_remembered_for_two_seconds_so_a_revocation_holds_after_that() -> None:
+    from ncii_events.auth import PRINCIPALS, PRINCIPALS_METADATA, Authenticator
+    from sqlalchemy import insert, update
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)  # in memory
+    async with engine.begin() as conn:
+        await conn.run_sync(PRINCIPALS_METADATA.create_all)
+    key = new_api_key()
+    row = {
+        "principal_id": "p-1",
+        "organisation": "ngo",
+        "role": "partner",
+        "key_sha256": key_sha256(key),
+        "key_hint": key[:14],
+        "label": "",
+        "revoked": False,
+        "created_at": "2026-11-29T20:00:00.000000Z",
+    }
+    async with engine.begin() as conn:
+        await conn.execute(insert(PRINCIPALS).values(**row))
+    clock = FakeClock()
+    authenticate = Authenticator(engine, clock=clock)
+    request = _request(key)
+    try:
+        assert (await authenticate(request)).principal_id == "p-1"
+        async with engine.begin() as conn:
+            await conn.execute(update(PRINCIPALS).values(revoked=True))
+        clock.now += 1.9
+        assert (await authenticate(request)).principal_id == "p-1"  # remembered
+        clock.now += 0.2
+        with pytest.raises(Problem) as refused:
+            await authenticate(request)
+        assert refused.value.status == 401 and "revoked" in refused.value.detail
+    finally:
+        await engine.dispose()
+
+
+def _request(key: str) -> Any:
+    from starlette.requests import Request
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"authorization", f"Bearer {key}".encode())],
+        "client": ("10.0.0.1", 1234),
+    }
+    return Request(scope)
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_a_422() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import pytest
 from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_events.envelope import GENESIS, Actor, Envelope, canonical_json, envelope_hash
-from ncii_events.ids import new_case_reference, new_pin, normalise_case_reference, uuid7
+from ncii_events.ids import new_case_reference, normalise_case_reference, uuid7
 from ncii_events.registry import EventRegistry, UnknownEventError
 
 
@@ -123,7 +123,6 @@ def test_case_references_read_aloud_are_accepted_as_people_type_them() -> None:
     assert normalise_case_reference("ko1l-2345-6789") == "K011-2345-6789"
     with pytest.raises(ValueError, match="12 letters"):
         normalise_case_reference("K7Q4-9XMP")
-    assert len(new_pin()) == 8 and new_pin().isdigit()
 
 
 def test_the_event_type_is_the_class_name_and_the_aggregate_a_class_keyword() -> None:

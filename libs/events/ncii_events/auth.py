@@ -12,6 +12,7 @@ import hmac
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -148,13 +149,19 @@ class FailedAuthThrottle:
     """After ``limit`` failed authentications from one address within ``window`` seconds,
     further attempts from it get 429 until the window has passed."""
 
-    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+    def __init__(
+        self,
+        limit: int = 20,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.clock = clock  # injected so that tests move time instead of sleeping
         self._failures: dict[str, deque[float]] = {}
 
     def _recent(self, client: str) -> deque[float]:
-        now = time.monotonic()
+        now = self.clock()
         failures = self._failures.setdefault(client, deque())
         while failures and now - failures[0] > self.window:
             failures.popleft()
@@ -163,7 +170,7 @@ class FailedAuthThrottle:
     def check(self, client: str) -> None:
         failures = self._recent(client)
         if len(failures) >= self.limit:
-            retry = max(1, int(self.window - (time.monotonic() - failures[0])) + 1)
+            retry = max(1, int(self.window - (self.clock() - failures[0])) + 1)
             raise Problem(
                 429,
                 "Too many failed authentications",
@@ -172,7 +179,7 @@ class FailedAuthThrottle:
             )
 
     def failed(self, client: str) -> None:
-        self._recent(client).append(time.monotonic())
+        self._recent(client).append(self.clock())
         if len(self._failures) > 100_000:  # bound memory under a spray of addresses
             self._failures.clear()
 
@@ -189,15 +196,17 @@ class Authenticator:
         engine: AsyncEngine,
         throttle: FailedAuthThrottle | None = None,
         cache_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
-        self.throttle = throttle or FailedAuthThrottle()
+        self.throttle = throttle or FailedAuthThrottle(clock=clock)
         self.cache_seconds = cache_seconds
+        self.clock = clock
         self._valid: dict[str, tuple[Principal, float]] = {}
 
     async def _lookup(self, digest: str) -> Principal | None:
         cached = self._valid.get(digest)
-        now = time.monotonic()
+        now = self.clock()
         if cached is not None and cached[1] > now:
             return cached[0]
         async with self.engine.connect() as conn:

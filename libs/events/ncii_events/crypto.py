@@ -84,7 +84,7 @@ def is_erased_marker(record: str) -> bool:
 
 
 class CaseKeys(Protocol):
-    """Where case data keys live. Implementations: NATS KV (production), memory (unit tests)."""
+    """Where case data keys live (``ncii_events.keys.NatsCaseKeys``)."""
 
     async def key_for_write(self, case_id: str) -> bytes: ...
 
@@ -93,31 +93,6 @@ class CaseKeys(Protocol):
     async def erase(self, case_id: str) -> bool: ...
 
     async def is_erased(self, case_id: str) -> bool: ...
-
-
-class MemoryCaseKeys:
-    """For unit tests of domain logic only."""
-
-    def __init__(self) -> None:
-        self._keys: dict[str, bytes | None] = {}
-
-    async def key_for_write(self, case_id: str) -> bytes:
-        if case_id in self._keys and self._keys[case_id] is None:
-            raise CaseErasedError(case_id)
-        key = self._keys.get(case_id) or AESGCM.generate_key(256)
-        self._keys[case_id] = key
-        return key
-
-    async def key_for_read(self, case_id: str) -> bytes | None:
-        return self._keys.get(case_id)
-
-    async def erase(self, case_id: str) -> bool:
-        existed = self._keys.get(case_id) is not None
-        self._keys[case_id] = None
-        return existed
-
-    async def is_erased(self, case_id: str) -> bool:
-        return case_id in self._keys and self._keys[case_id] is None
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")

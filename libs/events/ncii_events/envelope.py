@@ -15,13 +15,9 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-
-Role = Literal[
-    "partner", "caseworker", "platform", "counsellor", "auditor", "admin", "service", "victim"
-]
 
 GENESIS = "0" * 64
 _ACTORS: dict[tuple[Any, Any, Any], Actor] = {}

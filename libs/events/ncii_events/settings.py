@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,8 @@ SERVICE_PORTS = {"intake": 18101, "takedown": 18102, "hashmatch": 18103, "referr
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NCII_", extra="ignore")
+    #: With NCII_BASE_PORT, services take base+1.. and NATS monitoring this far above the base.
+    BASE_PORT_MONITOR_OFFSET: ClassVar[int] = 100
 
     var_dir: Path = Field(
         default=Path("var"), description="embedded data: NATS store, SQLite, keys"
@@ -30,6 +32,18 @@ class Settings(BaseSettings):
     master_key_file: Path | None = None
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, description="unset: the service's embedded port")
+    base_port: int | None = Field(
+        default=None,
+        description="one setting for every port of `ncii run`: the embedded NATS at it, the "
+        "services at base+1, base+2, ... in the order of their default ports, NATS monitoring "
+        "at base+100; unset: the embedded defaults",
+    )
+    nats_port: int | None = Field(default=None, description="the embedded NATS server's port")
+    nats_monitor_port: int | None = Field(default=None, description="its monitoring port")
+    service_ports: dict[str, int] = Field(
+        default_factory=dict,
+        description='one service\'s port under `ncii run`, as JSON: {"intake": 19101}',
+    )
     log_format: str = Field(default="text", description="text (development) or json")
     otel_exporter: str | None = Field(
         default=None,
@@ -41,8 +55,27 @@ class Settings(BaseSettings):
         description="stock: nats-py's public API only; fast: the private-API client (decision 13)",
     )
 
+    def embedded_nats_port(self) -> int:
+        if self.nats_port is not None:
+            return self.nats_port
+        return self.base_port if self.base_port is not None else EMBEDDED_NATS_PORT
+
+    def embedded_nats_monitor_port(self) -> int:
+        if self.nats_monitor_port is not None:
+            return self.nats_monitor_port
+        if self.base_port is not None:
+            return self.base_port + self.BASE_PORT_MONITOR_OFFSET
+        return EMBEDDED_NATS_MONITOR_PORT
+
+    def service_port(self, name: str, *, default: int, offset: int) -> int:
+        """Where service ``name`` listens under ``ncii run``: its own setting, else
+        ``base_port + offset``, else its ``default``."""
+        if name in self.service_ports:
+            return self.service_ports[name]
+        return self.base_port + offset if self.base_port is not None else default
+
     def embedded_nats_url(self) -> str:
-        return f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
+        return f"nats://127.0.0.1:{self.embedded_nats_port()}"
 
     def effective_nats_url(self) -> str:
         return self.nats_url or self.embedded_nats_url()

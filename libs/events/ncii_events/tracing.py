@@ -1,8 +1,8 @@
 """Whether spans are exported.
 
-Without an exporter spans are not recorded, yet starting one still costs ~5 µs, as much as
-encrypting a field: the log's per-event paths (an append) start theirs only when spans go
-somewhere. Trace ids still reach events and logs through the caller's span (the HTTP request's).
+Without an exporter spans are not recorded, yet starting one is not free (decision 9 has the
+figure): the log's per-event paths (an append) start theirs only when spans go somewhere. Trace
+ids still reach events and logs through the caller's span (the HTTP request's).
 """
 
 from __future__ import annotations
