@@ -1,4 +1,4 @@
-"""The intake service: wiring only."""
+"""The intake service: its spec, nothing else."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_intake.api import router
 from ncii_intake.events import ALL_EVENTS
-from ncii_intake.projections import CasesProjection
+from ncii_intake.http import cases, victim
+from ncii_intake.read_models.projections import CasesProjection
 
 SPEC = ServiceSpec(
     name="intake",
@@ -23,7 +23,7 @@ SPEC = ServiceSpec(
     projections=(CasesProjection(),),
     migrations=Path(__file__).parent / "migrations",
     emits=ALL_EVENTS,
-    routers=[router],
+    routers=[cases.router, victim.router],
 )
 
 
