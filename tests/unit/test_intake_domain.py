@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import ncii_intake.domain
 import pytest
 from ncii_events.hashes import HashItem, VideoFrame
 from ncii_intake.domain import (
@@ -176,3 +180,17 @@ def test_a_case_status_follows_from_its_facts_alone() -> None:
     assert status("adult", "t", None, None) == status("minor", None, None, None) == "active"
     assert status("minor", None, "t", None) == "withdrawn"
     assert status("adult", "t", "t", "t") == "erased"
+
+
+def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
+    probe = (
+        "import sys, ncii_intake.domain; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'nats', 'sqlalchemy', 'fastapi', 'starlette', 'opentelemetry', 'orjson'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    source = Path(ncii_intake.domain.__file__).read_text()
+    assert "ncii_events.store" not in source and "RecordedEvent" not in source

@@ -51,9 +51,10 @@ WebAddress = Annotated[
 Hex64 = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-f]{64}$")
 ]
-"""64 hex characters (a PDQ hash, a SHA-256), trimmed and lower-cased: one spelling each."""
+"""64 lowercase hex characters (a PDQ hash): one spelling per hash. pydantic checks the pattern
+on the value as sent, so upper case and surrounding spaces are refused, not repaired."""
 
 Hex32 = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-f]{32}$")
 ]
-"""32 hex characters (an MD5), trimmed and lower-cased."""
+"""32 lowercase hex characters (an MD5), as ``Hex64``."""
