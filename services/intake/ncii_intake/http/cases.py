@@ -188,12 +188,13 @@ async def file_mandatory_report(
 
 @router.post("/cases/{case_id}/withdraw", tags=["cases"])
 async def withdraw_case(
-    case_id: str, write: Writer, body: Annotated[Withdraw | None, Body()] = None
+    case_id: str, write: Writer, command: Annotated[Withdraw | None, Body()] = None
 ) -> JSONResponse:
     """Final: stops every takedown and removes the case's hashes from matching everywhere."""
-    command = body or Withdraw()
+    # the body's name is its schema title in the OpenAPI document (kept as it was)
+    body = command or Withdraw()
     by = withdrawn_by(write.principal.role)
-    return await write.change(case_id, command, lambda c: c.withdraw(by, command.reason))
+    return await write.change(case_id, body, lambda c: c.withdraw(by, body.reason))
 
 
 @router.post("/cases/{case_id}/erase", tags=["cases"])
@@ -205,7 +206,7 @@ async def erase_case(case_id: str, write: Writer) -> JSONResponse:
 
 @router.get("/mandatory-reports", tags=["cases"])
 async def list_mandatory_reports(request: Request, principal: Caller) -> JSONResponse:
-    """Minors' cases whose report to the authority is due or late (art. 7: 24 hours)."""
+    """Minors' cases whose report to the local authority is due or late (art. 7: 24 hours)."""
     require_role(principal, *CASE_READERS)
     rows = await queries.mandatory_reports(runtime_of(request).engine, principal, now())
     return JSONResponse({"items": [mandatory_report_item(r) for r in rows]})
