@@ -25,7 +25,7 @@ from ncii_events.store import (
     Version,
 )
 
-from ncii_intake.domain import Case, History, may_see, withdrawn_by
+from ncii_intake.domain import Case, History, may_see, withdrawn_by_role
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
 Decision = Callable[[Case], Sequence[DomainEvent]]
@@ -187,7 +187,7 @@ class IntakeApp:
     ) -> LoadedCase:
         """The event first (so the log says who asked, and when), then the key is destroyed.
         Both steps are idempotent: a retry after a crash in between finishes the job."""
-        by = withdrawn_by(principal.role)
+        by = withdrawn_by_role(principal.role)
         loaded = await self.change(
             case_id,
             principal,

@@ -147,7 +147,7 @@ def report_state(due_at: str | None, filed_at: str | None, now: datetime) -> Rep
     return "late" if now > parse_time(due_at) else "due"
 
 
-def withdrawn_by(role: str) -> WithdrawnBy:
+def withdrawn_by_role(role: str) -> WithdrawnBy:
     """Who withdraws or erases, as the log records it, for a principal of this role."""
     return "caseworker" if role == "caseworker" else "partner"
 

@@ -13,7 +13,7 @@ from ncii_events.registry import DomainEvent
 from ncii_events.service import runtime_of
 
 from ncii_intake.app import CaseNotFoundError
-from ncii_intake.domain import CASE_READERS, Case, withdrawn_by
+from ncii_intake.domain import CASE_READERS, Case, withdrawn_by_role
 from ncii_intake.events import Consents, Contact
 from ncii_intake.http import App
 from ncii_intake.http.bodies import (
@@ -193,7 +193,7 @@ async def withdraw_case(
     """Final: stops every takedown and removes the case's hashes from matching everywhere."""
     # the body's name is its schema title in the OpenAPI document (kept as it was)
     body = command or Withdraw()
-    by = withdrawn_by(write.principal.role)
+    by = withdrawn_by_role(write.principal.role)
     return await write.change(case_id, body, lambda c: c.withdraw(by, body.reason))
 
 
