@@ -41,7 +41,7 @@ from ncii_events.projection import ProjectionRunner
 from ncii_events.registry import EventRegistry
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
-from ncii_intake.projections import CasesProjection
+from ncii_intake.read_models.projections import CasesProjection
 
 from bench.bench_eventlog import fresh_pg_database, pg_reachable
 

@@ -18,7 +18,8 @@ from ncii_contracts.intake import (
     SubmittedHash,
 )
 from ncii_events.store import RecordedEvent
-from ncii_intake.projections import CASES, METADATA, CasesProjection
+from ncii_intake.read_models.projections import CasesProjection
+from ncii_intake.read_models.schema import CASES, METADATA
 from sqlalchemy import Engine, create_engine, select
 
 from tests.support.factories import recorded_case_event

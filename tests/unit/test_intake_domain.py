@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import ncii_intake.domain
 import pytest
-from ncii_contracts.base import DomainEvent
+from ncii_contracts.hashes import HashItem, VideoFrame
 from ncii_contracts.intake import (
     CaseOpened,
     Consents,
@@ -14,22 +18,20 @@ from ncii_contracts.intake import (
     NonConsentRecorded,
     SubmittedHash,
 )
-from ncii_events.store import RecordedEvent
 from ncii_intake.domain import (
     Case,
     CaseClosedError,
     ConsentMissingError,
     NotApplicableError,
     StatementRequiredError,
+    case_scope,
+    case_status,
+    may_see,
 )
 
-from tests.support.factories import recorded_case_event
-
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-def _recorded(seq: int, event: DomainEvent) -> RecordedEvent:
-    return recorded_case_event(seq, event)
+STATED = datetime(2026, 11, 24, 10, 5, tzinfo=UTC)
+MD5 = HashItem(algorithm="md5", value="0" * 32, media="image")
 
 
 def _case(
@@ -48,7 +50,7 @@ def _case(
         learned_at=learned,
         consents=Consents(takedown=True, share_hashes=share_hashes, referral=True),
     )
-    case = Case.replay([_recorded(1, opened)])
+    case = Case.replay("c1", [(opened, "2026-11-24T10:00:00.000000Z")])
     assert case is not None
     return case
 
@@ -62,33 +64,58 @@ def _hashes(submission: str = "s1") -> HashesSubmitted:
     )
 
 
+def _location(location_id: str = "l1") -> LocationReported:
+    return LocationReported(
+        location_id=location_id, platform="X", channel_kind="forum", url="https://x.example"
+    )
+
+
 def test_an_adult_case_awaits_the_statement_and_refuses_hashes_until_then() -> None:
     case = _case()
     assert case.status == "awaiting_statement" and not case.may_act
     with pytest.raises(StatementRequiredError, match="non-consent"):
-        case.submit_hashes(_hashes())
+        case.submit_hashes("s1", [MD5])
     stated = case.apply(NonConsentRecorded(stated_at="2026-11-24T10:05:00Z", method="verbal"), "t")
-    assert stated.status == "active" and stated.submit_hashes(_hashes()) == [_hashes()]
+    assert stated.status == "active" and stated.submit_hashes("s1", [MD5]) == [_hashes()]
 
 
 def test_recording_the_statement_twice_changes_nothing() -> None:
-    event = NonConsentRecorded(stated_at="2026-11-24T10:05:00Z", method="verbal")
+    [event] = _case().record_non_consent(STATED, "verbal")
     stated = _case().apply(event, "t")
-    assert stated.record_non_consent(event) == []
+    assert stated.record_non_consent(STATED, "verbal") == []
+
+
+def test_the_statement_time_is_recorded_in_utc() -> None:
+    [event] = _case().record_non_consent(STATED.astimezone(timezone(timedelta(hours=2))), "verbal")
+    assert event == NonConsentRecorded(stated_at="2026-11-24T10:05:00.000000Z", method="verbal")
 
 
 def test_a_minors_case_needs_no_statement_and_refuses_one() -> None:
     case = _case("minor")
     assert case.status == "active"
     with pytest.raises(NotApplicableError, match="minor"):
-        case.record_non_consent(
-            NonConsentRecorded(stated_at="2026-11-24T10:05:00Z", method="verbal")
-        )
+        case.record_non_consent(STATED, "verbal")
 
 
 def test_hashes_need_the_consent_to_share_them_even_for_a_minor() -> None:
     with pytest.raises(ConsentMissingError):
-        _case("minor", share_hashes=False).submit_hashes(_hashes())
+        _case("minor", share_hashes=False).submit_hashes("s1", [MD5])
+
+
+def test_a_videos_frames_below_quality_50_are_not_submitted() -> None:
+    good, blurry = "a" * 64, "b" * 64
+    video = HashItem(
+        algorithm="vpdq",
+        media="video",
+        frames=[
+            VideoFrame(value=good, quality=90, timestamp=0),
+            VideoFrame(value=blurry, quality=49, timestamp=1),
+        ],
+    )
+    [event] = _case("minor").submit_hashes("s1", [video])
+    assert isinstance(event, HashesSubmitted)
+    assert [h.frames for h in event.hashes] == [[good]]
+    assert (event.organisation, event.age_group) == ("o", "minor")
 
 
 def test_the_minors_report_is_due_24_hours_after_staff_learned_of_it_then_late() -> None:
@@ -106,19 +133,64 @@ def test_withdrawal_and_erasure_are_final_and_idempotent() -> None:
     withdrawn = case.apply(withdrawn_event, "t")
     assert withdrawn.status == "withdrawn" and withdrawn.withdraw("partner", "other") == []
     with pytest.raises(CaseClosedError, match="withdrawn"):
-        withdrawn.report_location(
-            LocationReported(location_id="l1", platform="X", channel_kind="forum", url="https://x")
-        )
+        withdrawn.report_location("l1", url="https://x.example", platform="X", channel_kind="forum")
     [erased_event] = withdrawn.erase("partner")
     erased = withdrawn.apply(erased_event, "t")
     assert erased.status == "erased" and erased.erase("partner") == [] and erased.pending(NOW) == []
     with pytest.raises(CaseClosedError, match="erased"):
-        erased.submit_hashes(_hashes())
+        erased.submit_hashes("s2", [MD5])
 
 
 def test_the_same_location_or_submission_twice_is_recorded_once() -> None:
     case = _case("minor")
-    location = LocationReported(location_id="l1", platform="X", channel_kind="forum")
+    [location] = case.report_location(
+        "l1", url="https://x.example", platform="X", channel_kind="forum"
+    )
+    assert location == _location()
     case = case.apply(location, "t").apply(_hashes("s1"), "t")
-    assert case.report_location(location) == [] and case.submit_hashes(_hashes("s1")) == []
+    assert (
+        case.report_location("l1", url="https://x.example", platform="X", channel_kind="forum")
+        == []
+        and case.submit_hashes("s1", [MD5]) == []
+    )
     assert case.hashes_submitted == 1
+
+
+def test_partners_see_their_own_organisations_cases_and_the_centre_sees_all() -> None:
+    class Reader:
+        def __init__(self, role: str, organisation: str) -> None:
+            self.role, self.organisation = role, organisation
+
+    assert may_see(Reader("partner", "o"), "o") and not may_see(Reader("partner", "p"), "o")
+    assert may_see(Reader("caseworker", "centre"), "o") and may_see(Reader("admin", "c"), "o")
+    assert not may_see(Reader("platform", "o"), "o")
+    assert case_scope(Reader("partner", "o")) == "o" and case_scope(Reader("admin", "c")) is None
+
+
+def test_a_case_status_follows_from_its_facts_alone() -> None:
+    def status(age: str, stated: str | None, withdrawn: str | None, erased: str | None) -> str:
+        return case_status(
+            age_group=age,  # type: ignore[arg-type]
+            statement_recorded_at=stated,
+            withdrawn_at=withdrawn,
+            erased_at=erased,
+        )
+
+    assert status("adult", None, None, None) == "awaiting_statement"
+    assert status("adult", "t", None, None) == status("minor", None, None, None) == "active"
+    assert status("minor", None, "t", None) == "withdrawn"
+    assert status("adult", "t", "t", "t") == "erased"
+
+
+def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
+    probe = (
+        "import sys, ncii_intake.domain; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'nats', 'sqlalchemy', 'fastapi', 'starlette', 'opentelemetry', 'orjson'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    source = Path(ncii_intake.domain.__file__).read_text()
+    assert "ncii_events.store" not in source and "RecordedEvent" not in source

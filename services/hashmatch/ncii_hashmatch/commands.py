@@ -4,52 +4,17 @@ an image, a file name or a person's name."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY
 from ncii_contracts.hashmatch import FalsePositiveTarget, ListAlgorithm, Verdict
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
+from ncii_events.http.fields import Hex64, PastTime, WebAddress
+from ncii_events.http.fields import RequestBody as _Body
+from ncii_events.http.fields import utc_text as utc_text  # re-exported for the API
+from pydantic import Field, model_validator
 
 from ncii_hashmatch import domain
 from ncii_hashmatch.matcher import Query
-
-CLOCK_SKEW = timedelta(minutes=5)
-_URL = re.compile(r"^https?://[^\s/]+\.[^\s]*$", re.IGNORECASE)
-
-Hex64 = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-f]{64}$")
-]
-Hex32 = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-f]{32}$")
-]
-
-
-def _not_in_future(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError("must not be in the future (send UTC, e.g. 2026-11-24T08:30:00Z)")
-    return value.astimezone(UTC)
-
-
-PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
-
-
-def utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FrameIn(_Body):
@@ -122,7 +87,7 @@ class Lookup(_Body):
 
 class Sighting(_Body):
     hash: HashIn
-    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)] = Field(
+    url: WebAddress = Field(
         description="where the content was seen (kept encrypted with the victim's case)"
     )
     seen_at: PastTime
@@ -132,13 +97,6 @@ class Sighting(_Body):
         if self.hash.low_quality:
             raise ValueError(f"a PDQ hash below quality {PDQ_MIN_QUALITY} cannot be matched on")
         return self
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not _URL.match(value):
-            raise ValueError("must be the full web address, starting with https:// or http://")
-        return value
 
 
 class ContentHash(_Body):

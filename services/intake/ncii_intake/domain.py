@@ -4,33 +4,53 @@
   or hashes be shared (Criminal Code ch. 28-1). A minor's case needs none: any sexual image of a
   minor is exploitation, and the 24-hour reporting clock (art. 7) starts when staff learned of it.
 - Withdrawal and erasure are final: a closed case takes no new facts.
+
+Decisions take plain values and return the events they decide on (none when nothing changes);
+the case folds events with the time they were recorded. Where the case stands in the log (its
+version) is the application service's business, not the case's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
 
 from ncii_contracts.base import DomainEvent
+from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
     CaseErased,
     CaseOpened,
     CaseWithdrawn,
+    Channel,
+    ChannelKind,
     Consents,
+    Contact,
+    HarmCategory,
     HashesSubmitted,
+    IntakeChannel,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    PoliceReportDecision,
     PoliceReportDecisionRecorded,
+    SpreadStatus,
+    SubmittedHash,
     WithdrawnBy,
 )
-from ncii_events.store import RecordedEvent, Version
 
 MANDATORY_REPORT_HOURS = 24
+REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)
+CASE_READERS = ("partner", "caseworker", "admin")
+CASE_WRITERS = ("partner", "caseworker")
 CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]
+ReportState = Literal["filed", "due", "late"]
+StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
+WithdrawalReason = Literal["victim_request", "resolved", "opened_in_error", "other"]
+History = Iterable[tuple[DomainEvent, str]]
+"""A case's events in log order, each with the time it was recorded."""
 
 
 class CaseRuleError(Exception):
@@ -64,7 +84,78 @@ def parse_time(value: str) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- rules on plain values: the case and the read model both decide with these ---------------
+
+
+class Reader(Protocol):
+    """Who asks to see cases (an authenticated principal)."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def organisation(self) -> str: ...
+
+
+def case_scope(reader: Reader) -> str | None:
+    """The one organisation whose cases this reader sees, or None for all of them: partners
+    see their own organisation's cases, the centre's case workers see every case."""
+    return reader.organisation if reader.role == "partner" else None
+
+
+def may_see(reader: Reader, organisation: str) -> bool:
+    """Whether the reader may see a case of this organisation."""
+    if reader.role not in CASE_READERS:
+        return False
+    scope = case_scope(reader)
+    return scope is None or scope == organisation
+
+
+def case_status(
+    *,
+    age_group: AgeGroup,
+    statement_recorded_at: str | None,
+    withdrawn_at: str | None,
+    erased_at: str | None,
+) -> CaseStatus:
+    if erased_at:
+        return "erased"
+    if withdrawn_at:
+        return "withdrawn"
+    if age_group != "minor" and not statement_recorded_at:
+        return "awaiting_statement"
+    return "active"
+
+
+def report_due_at(age_group: AgeGroup, learned_at: str) -> str | None:
+    """A minor's case must be reported to the authority within 24 hours of staff learning of
+    it (art. 7); an adult's case has no such report."""
+    if age_group != "minor":
+        return None
+    return format_time(parse_time(learned_at) + REPORT_WINDOW)
+
+
+def report_state(due_at: str | None, filed_at: str | None, now: datetime) -> ReportState | None:
+    if due_at is None:
+        return None
+    if filed_at is not None:
+        return "filed"
+    return "late" if now > parse_time(due_at) else "due"
+
+
+def withdrawn_by_role(role: str) -> WithdrawnBy:
+    """Who withdraws or erases, as the log records it, for a principal of this role."""
+    return "caseworker" if role == "caseworker" else "partner"
+
+
+def usable_frames(item: HashItem) -> list[str] | None:
+    """A video's frame hashes good enough to match on (quality 50 or more), in order."""
+    if not item.frames:
+        return None
+    return [f.value for f in item.frames if f.quality >= PDQ_MIN_QUALITY]
 
 
 @dataclass(frozen=True)
@@ -84,19 +175,17 @@ class Case:
     location_ids: frozenset[str] = field(default_factory=frozenset)
     submission_ids: frozenset[str] = field(default_factory=frozenset)
     hashes_submitted: int = 0
-    version: Version = field(default_factory=Version)
 
     # -- state -------------------------------------------------------------------------------
 
     @classmethod
-    def replay(cls, events: Sequence[RecordedEvent]) -> Case | None:
+    def replay(cls, case_id: str, history: History) -> Case | None:
+        """The case folded from its events; None before it was opened."""
         case: Case | None = None
-        for recorded in events:
-            event = recorded.event
-            at = recorded.envelope.occurred_at
+        for event, at in history:
             if isinstance(event, CaseOpened):
                 case = cls(
-                    case_id=recorded.case_id,
+                    case_id=case_id,
                     organisation=event.organisation,
                     reference=event.reference,
                     age_group=event.age_group,
@@ -104,10 +193,8 @@ class Case:
                     learned_at=event.learned_at,
                     opened_at=at,
                 )
-            elif case is not None and event is not None:
+            elif case is not None:
                 case = case.apply(event, at)
-        if case is not None:
-            case = replace(case, version=Version.of(events))
         return case
 
     def apply(self, event: DomainEvent, at: str) -> Case:
@@ -139,13 +226,12 @@ class Case:
 
     @property
     def status(self) -> CaseStatus:
-        if self.erased_at:
-            return "erased"
-        if self.withdrawn_at:
-            return "withdrawn"
-        if not self.is_minor and self.statement_recorded_at is None:
-            return "awaiting_statement"
-        return "active"
+        return case_status(
+            age_group=self.age_group,
+            statement_recorded_at=self.statement_recorded_at,
+            withdrawn_at=self.withdrawn_at,
+            erased_at=self.erased_at,
+        )
 
     @property
     def may_act(self) -> bool:
@@ -154,17 +240,10 @@ class Case:
 
     @property
     def mandatory_report_due_at(self) -> str | None:
-        if not self.is_minor:
-            return None
-        return format_time(parse_time(self.learned_at) + timedelta(hours=MANDATORY_REPORT_HOURS))
+        return report_due_at(self.age_group, self.learned_at)
 
-    def mandatory_report_state(self, now: datetime) -> Literal["filed", "due", "late"] | None:
-        due = self.mandatory_report_due_at
-        if due is None:
-            return None
-        if self.mandatory_report_filed_at is not None:
-            return "filed"
-        return "late" if now > parse_time(due) else "due"
+    def mandatory_report_state(self, now: datetime) -> ReportState | None:
+        return report_state(self.mandatory_report_due_at, self.mandatory_report_filed_at, now)
 
     def pending(self, now: datetime) -> list[str]:
         """What still has to happen, in words a case worker acts on."""
@@ -196,7 +275,41 @@ class Case:
         if self.withdrawn_at:
             raise CaseClosedError("this case was withdrawn; it takes no new facts")
 
-    def record_non_consent(self, event: NonConsentRecorded) -> list[DomainEvent]:
+    @staticmethod
+    def open(
+        *,
+        organisation: str,
+        reference: str,
+        age_group: AgeGroup,
+        harm_categories: Sequence[HarmCategory],
+        spread_status: SpreadStatus,
+        channels: Sequence[Channel],
+        intake_channel: IntakeChannel,
+        learned_at: datetime,
+        consents: Consents,
+        pseudonym: str | None,
+        contact: Contact | None,
+    ) -> list[DomainEvent]:
+        """A new case: its reference is given (random, so not decided here)."""
+        return [
+            CaseOpened(
+                organisation=organisation,
+                reference=reference,
+                age_group=age_group,
+                harm_categories=list(harm_categories),
+                spread_status=spread_status,
+                channels=list(channels),
+                intake_channel=intake_channel,
+                learned_at=format_time(learned_at),
+                consents=consents,
+                pseudonym=pseudonym,
+                contact=contact,
+            )
+        ]
+
+    def record_non_consent(
+        self, stated_at: datetime, method: StatementMethod, statement: str | None = None
+    ) -> list[DomainEvent]:
         self._require_open()
         if self.is_minor:
             raise NotApplicableError(
@@ -204,15 +317,35 @@ class Case:
             )
         if self.statement_recorded_at is not None:
             return []  # already recorded: nothing changes
-        return [event]
+        return [
+            NonConsentRecorded(stated_at=format_time(stated_at), method=method, statement=statement)
+        ]
 
-    def report_location(self, event: LocationReported) -> list[DomainEvent]:
+    def report_location(
+        self,
+        location_id: str,
+        *,
+        url: str,
+        platform: str,
+        channel_kind: ChannelKind,
+        first_seen_at: datetime | None = None,
+    ) -> list[DomainEvent]:
         self._require_open()
-        if event.location_id in self.location_ids:
+        if location_id in self.location_ids:
             return []
-        return [event]
+        return [
+            LocationReported(
+                location_id=location_id,
+                platform=platform,
+                channel_kind=channel_kind,
+                first_seen_at=format_time(first_seen_at) if first_seen_at else None,
+                url=url,
+            )
+        ]
 
-    def submit_hashes(self, event: HashesSubmitted) -> list[DomainEvent]:
+    def submit_hashes(self, submission_id: str, hashes: Sequence[HashItem]) -> list[DomainEvent]:
+        """Hashes as computed on the victim's device; a video keeps only the frames good
+        enough to match on."""
         self._require_open()
         if not self.consents.share_hashes:
             raise ConsentMissingError(
@@ -225,29 +358,51 @@ class Case:
                 "distribution before hashes can be shared: record it with "
                 f"POST /v1/cases/{self.case_id}/non-consent"
             )
-        if event.submission_id in self.submission_ids:
+        if submission_id in self.submission_ids:
             return []
-        return [event]
+        submitted = [
+            SubmittedHash(
+                algorithm=item.algorithm,
+                value=item.value,
+                media=item.media,
+                quality=item.quality,
+                dihedral=item.dihedral,
+                frames=usable_frames(item),
+            )
+            for item in hashes
+        ]
+        return [
+            HashesSubmitted(
+                submission_id=submission_id,
+                organisation=self.organisation,
+                age_group=self.age_group,
+                hashes=submitted,
+            )
+        ]
 
-    def record_police_decision(self, event: PoliceReportDecisionRecorded) -> list[DomainEvent]:
+    def record_police_decision(self, decision: PoliceReportDecision) -> list[DomainEvent]:
         self._require_open()
-        if event.decision == self.consents.police_report:
+        if decision == self.consents.police_report:
             return []
-        return [event]
+        return [PoliceReportDecisionRecorded(decision=decision)]
 
-    def file_mandatory_report(self, event: MandatoryReportFiled) -> list[DomainEvent]:
+    def file_mandatory_report(
+        self, filed_at: datetime, authority: str, authority_reference: str | None = None
+    ) -> list[DomainEvent]:
         self._require_open()
         if not self.is_minor:
             raise NotApplicableError("the 24-hour report to the authority is for minors' cases")
         if self.mandatory_report_filed_at is not None:
             return []
-        return [event]
+        return [
+            MandatoryReportFiled(
+                filed_at=format_time(filed_at),
+                authority=authority,
+                authority_reference=authority_reference,
+            )
+        ]
 
-    def withdraw(
-        self,
-        by: WithdrawnBy,
-        reason: Literal["victim_request", "resolved", "opened_in_error", "other"],
-    ) -> list[DomainEvent]:
+    def withdraw(self, by: WithdrawnBy, reason: WithdrawalReason) -> list[DomainEvent]:
         if self.withdrawn_at or self.erased_at:
             return []  # final, and asking twice is not an error
         return [CaseWithdrawn(withdrawn_by=by, reason=reason)]

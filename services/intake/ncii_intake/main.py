@@ -1,4 +1,4 @@
-"""The intake service: wiring only."""
+"""The intake service: its spec, nothing else."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from ncii_contracts.intake import INTAKE_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_intake.api import router
-from ncii_intake.projections import CasesProjection
+from ncii_intake.http import cases, victim
+from ncii_intake.read_models.projections import CasesProjection
 
 SPEC = ServiceSpec(
     name="intake",
@@ -23,7 +23,7 @@ SPEC = ServiceSpec(
     projections=(CasesProjection(),),
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
-    routers=[router],
+    routers=[cases.router, victim.router],
 )
 
 

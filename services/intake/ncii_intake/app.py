@@ -1,4 +1,4 @@
-"""Intake's command handlers: load the case from the log, let the domain decide, append the
+"""Intake's application service: load the case from the log, let the domain decide, append its
 events with the version that was read. A stale version is a 409 for the caller, never a lost
 update. With an Idempotency-Key the event ids are derived from it, so a retried request, even
 one racing its twin, is written once."""
@@ -8,22 +8,27 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from hashlib import sha256
 
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.intake import CaseOpened, Consents, Contact, WithdrawnBy
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
-from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
+from ncii_events.store import (
+    NEW,
+    AggregateRef,
+    Cause,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    Version,
+)
 
-from ncii_intake.commands import OpenCase, utc_text
-from ncii_intake.domain import Case
+from ncii_intake.domain import Case, History, may_see, withdrawn_by_role
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
-CASE_READERS = ("partner", "caseworker", "admin")
-CASE_WRITERS = ("partner", "caseworker")
+Decision = Callable[[Case], Sequence[DomainEvent]]
 
 
 class CaseNotFoundError(Exception):
@@ -36,19 +41,25 @@ class StaleVersionError(Exception):
         self.current = current
 
 
+@dataclass(frozen=True)
+class LoadedCase:
+    """A case and where it stands in the log: the version the next append expects."""
+
+    case: Case
+    version: Version
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version.seq}"'
+
+
 def case_ref(case_id: str) -> AggregateRef:
     return AggregateRef(case_id, "case", case_id)
 
 
-def etag(case: Case) -> str:
-    return f'"{case.version.seq}"'
-
-
-def may_see(principal: Principal, case: Case) -> bool:
-    """Partners see their own organisation's cases; the centre's case workers see all."""
-    if principal.role == "partner":
-        return case.organisation == principal.organisation
-    return principal.role in ("caseworker", "admin")
+def history(events: Sequence[RecordedEvent]) -> History:
+    """The domain's view of recorded events: each event with its time (unknown types skipped)."""
+    return ((r.event, r.envelope.occurred_at) for r in events if r.event is not None)
 
 
 def _require_case_id(case_id: str) -> None:
@@ -58,13 +69,16 @@ def _require_case_id(case_id: str) -> None:
         raise CaseNotFoundError(case_id) from None
 
 
-def _visible(case: Case | None, case_id: str, principal: Principal | None) -> Case:
-    if case is None or (principal is not None and not may_see(principal, case)):
+def _loaded(
+    case_id: str, events: Sequence[RecordedEvent], principal: Principal | None
+) -> LoadedCase:
+    case = Case.replay(case_id, history(events))
+    if case is None or (principal is not None and not may_see(principal, case.organisation)):
         raise CaseNotFoundError(case_id)
-    return case
+    return LoadedCase(case, Version.of(events))
 
 
-class IntakeHandlers:
+class IntakeApp:
     def __init__(self, store: EventStore, keys: CaseKeys, master: MasterKey) -> None:
         self.store = store
         self.keys = keys
@@ -83,20 +97,19 @@ class IntakeHandlers:
 
     # -- loading -------------------------------------------------------------------------------
 
-    async def load(self, case_id: str, principal: Principal | None = None) -> Case:
+    async def load(self, case_id: str, principal: Principal | None = None) -> LoadedCase:
         """The case aggregate alone: what commands decide on."""
         _require_case_id(case_id)
-        case = Case.replay(await self.store.load(case_ref(case_id), decrypt=False))
-        return _visible(case, case_id, principal)
+        return _loaded(case_id, await self.store.load(case_ref(case_id), decrypt=False), principal)
 
     async def load_with_history(
         self, case_id: str, principal: Principal | None, *, decrypt: bool
-    ) -> tuple[Case, list[RecordedEvent]]:
+    ) -> tuple[LoadedCase, list[RecordedEvent]]:
         """The case and every event of it (all services' aggregates, log order), in one read."""
         _require_case_id(case_id)
-        history = await self.store.read_case(case_id, decrypt=decrypt)
-        case = Case.replay([e for e in history if e.envelope.aggregate == "case"])
-        return _visible(case, case_id, principal), history
+        events = await self.store.read_case(case_id, decrypt=decrypt)
+        own = [e for e in events if e.envelope.aggregate == "case"]
+        return _loaded(case_id, own, principal), events
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -110,76 +123,72 @@ class IntakeHandlers:
             actor=principal.actor, correlation_id=correlation_id, causation_id=correlation_id
         )
 
-    def case_id_for_key(self, principal: Principal, idempotency_key: str) -> str:
+    def _case_id_for_key(self, principal: Principal, idempotency_key: str) -> str:
         return str(derived_uuid(IDS, principal.principal_id, idempotency_key, "case"))
 
     async def open_case(
-        self, command: OpenCase, principal: Principal, idempotency_key: str | None
-    ) -> Case:
+        self,
+        principal: Principal,
+        idempotency_key: str | None,
+        decide: Callable[[str], Sequence[DomainEvent]],
+    ) -> LoadedCase:
+        """Open a case; ``decide`` gets the new case's reference and returns its opening."""
         if idempotency_key is not None:
-            case_id = self.case_id_for_key(principal, idempotency_key)
+            case_id = self._case_id_for_key(principal, idempotency_key)
         else:
             case_id = str(uuid7())
-        event = CaseOpened(
-            organisation=principal.organisation,
-            reference=new_case_reference(),
-            age_group=command.age_group,
-            harm_categories=command.harm_categories,
-            spread_status=command.spread_status,
-            channels=command.channels,
-            intake_channel=command.intake_channel,
-            learned_at=utc_text(command.learned_at),
-            consents=Consents(**command.consents.model_dump()),
-            pseudonym=command.pseudonym,
-            contact=Contact(**command.contact.model_dump()) if command.contact else None,
-        )
-        written = await self.store.append(
-            case_ref(case_id),
-            [event],
-            expected=NEW,
-            cause=self._cause(principal, case_id),
-            event_ids=self._event_ids(principal, idempotency_key, 1),
-        )
-        case = Case.replay(written)
-        assert case is not None
-        return case
+        try:
+            written = await self.store.append(
+                case_ref(case_id),
+                decide(new_case_reference()),
+                expected=NEW,
+                cause=self._cause(principal, case_id),
+                event_ids=self._event_ids(principal, idempotency_key, 1),
+            )
+        except ConcurrencyError:
+            # the same key raced its twin: the twin's case is the answer
+            if idempotency_key is None:
+                raise
+            return await self.load(case_id, principal)
+        return _loaded(case_id, written, None)
 
     async def change(
         self,
         case_id: str,
         principal: Principal | None,
-        decide: Callable[[Case], Sequence[DomainEvent]],
+        decide: Decision,
         *,
         actor_principal: Principal,
         if_match: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Case:
+    ) -> LoadedCase:
         """Load, decide, append with the version read. Raises ConcurrencyError when another
         change landed in between (the API answers 409) and StaleVersionError on If-Match."""
-        case = await self.load(case_id, principal)
-        if if_match is not None and if_match.strip() not in (etag(case), "*"):
-            raise StaleVersionError(etag(case))
+        loaded = await self.load(case_id, principal)
+        if if_match is not None and if_match.strip() not in (loaded.etag, "*"):
+            raise StaleVersionError(loaded.etag)
+        case = loaded.case
         events = list(decide(case))
         if not events:
-            return case
+            return loaded
         written = await self.store.append(
             case_ref(case_id),
             events,
-            expected=case.version,
+            expected=loaded.version,
             cause=self._cause(actor_principal, case_id),
             event_ids=self._event_ids(actor_principal, idempotency_key, len(events)),
         )
-        updated = case
-        for recorded in written:
-            assert recorded.event is not None
-            updated = updated.apply(recorded.event, recorded.envelope.occurred_at)
-        return replace(updated, version=Version(written[-1].seq, written[-1].envelope.hash))
+        for event, at in history(written):
+            case = case.apply(event, at)
+        return LoadedCase(case, Version(written[-1].seq, written[-1].envelope.hash))
 
-    async def erase(self, case_id: str, principal: Principal, idempotency_key: str | None) -> Case:
+    async def erase(
+        self, case_id: str, principal: Principal, idempotency_key: str | None
+    ) -> LoadedCase:
         """The event first (so the log says who asked, and when), then the key is destroyed.
         Both steps are idempotent: a retry after a crash in between finishes the job."""
-        by: WithdrawnBy = "caseworker" if principal.role == "caseworker" else "partner"
-        case = await self.change(
+        by = withdrawn_by_role(principal.role)
+        loaded = await self.change(
             case_id,
             principal,
             lambda c: c.erase(by),
@@ -187,4 +196,17 @@ class IntakeHandlers:
             idempotency_key=idempotency_key,
         )
         await self.keys.erase(case_id)
-        return case
+        return loaded
+
+    async def withdraw_for_victim(self, case_id: str) -> LoadedCase:
+        """The victim's own withdrawal (they proved who they are with the reference and PIN)."""
+        loaded = await self.load(case_id)
+        victim = Principal(
+            principal_id="victim", organisation=loaded.case.organisation, role="victim"
+        )
+        return await self.change(
+            case_id,
+            None,
+            lambda c: c.withdraw("victim", "victim_request"),
+            actor_principal=victim,
+        )

@@ -1,10 +1,9 @@
-"""What partners and case workers ask intake to do: the HTTP bodies, validated, so every field
-gets a clear message about what to fix. Unknown fields are refused (there is no real-name field)."""
+"""What partners and case workers send intake: the HTTP bodies, validated, so every field gets
+a clear message about what to fix. Unknown fields are refused (there is no real-name field)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
@@ -17,36 +16,18 @@ from ncii_contracts.intake import (
     PoliceReportDecision,
     SpreadStatus,
 )
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
+from ncii_events.http.fields import PastTime, RequestBody, WebAddress
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
-CLOCK_SKEW = timedelta(minutes=5)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
-
-
-def _not_in_future(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError("must not be in the future (send UTC, e.g. 2026-11-24T08:30:00Z)")
-    return value.astimezone(UTC)
 
 
 def _single_line(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
     return value
-
-
-PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
 
 
 # Single lines of text, trimmed, of bounded length.
@@ -70,22 +51,14 @@ Note = Annotated[
 ]
 
 
-def utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConsentsIn(_Command):
+class ConsentsIn(RequestBody):
     takedown: bool = Field(description="the victim agrees that platforms are asked to remove it")
     share_hashes: bool = Field(description="the victim agrees that hashes go to platforms")
     referral: bool = Field(description="the victim agrees to be referred to counselling")
     police_report: PoliceReportDecision = "undecided"
 
 
-class ContactIn(_Command):
+class ContactIn(RequestBody):
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)] | None = None
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = None
     preferred: Literal["email", "phone", "none"] = "none"
@@ -108,7 +81,7 @@ class ContactIn(_Command):
         return value
 
 
-class OpenCase(_Command):
+class OpenCase(RequestBody):
     pseudonym: Pseudonym = Field(
         description="a code name or nickname; never the person's real name"
     )
@@ -131,7 +104,7 @@ class OpenCase(_Command):
         return value
 
 
-class RecordNonConsent(_Command):
+class RecordNonConsent(RequestBody):
     stated_at: PastTime
     method: Literal["written", "verbal", "signed_form", "online_form"]
     statement: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = (
@@ -139,18 +112,11 @@ class RecordNonConsent(_Command):
     )
 
 
-class ReportLocation(_Command):
-    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+class ReportLocation(RequestBody):
+    url: WebAddress
     platform: Name
     channel_kind: ChannelKind
     first_seen_at: PastTime | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+\.[^\s]*$", value, re.IGNORECASE):
-            raise ValueError("must be the full web address, starting with https:// or http://")
-        return value
 
 
 class SubmittedHashIn(HashItem):
@@ -172,26 +138,26 @@ class SubmittedHashIn(HashItem):
         return self
 
 
-class SubmitHashes(_Command):
+class SubmitHashes(RequestBody):
     """``ncii hash`` prints exactly this body. PDQ hashes below quality 50 are refused."""
 
     hashes: list[SubmittedHashIn] = Field(min_length=1, max_length=1000)
 
 
-class RecordPoliceDecision(_Command):
+class RecordPoliceDecision(RequestBody):
     decision: PoliceReportDecision
 
 
-class FileMandatoryReport(_Command):
+class FileMandatoryReport(RequestBody):
     filed_at: PastTime
     authority: LongName
     authority_reference: Name | None = None
 
 
-class Withdraw(_Command):
+class Withdraw(RequestBody):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 
 
-class VictimAccess(_Command):
+class VictimAccess(RequestBody):
     reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
     pin: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{8}$")]

@@ -1,4 +1,4 @@
-"""HTTP conventions shared by every service: RFC 9457 problem details, idempotency, pagination.
+"""RFC 9457 problem details: how every service answers an error.
 
 Errors never echo what the caller sent: pydantic's validation errors carry the offending input,
 which may be personal data, so only the field path and what to fix are returned.
@@ -6,24 +6,14 @@ which may be personal data, so only the field path and what to fix are returned.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from ncii_events.envelope import canonical_json
-from ncii_events.stream import IDEMPOTENCY_BUCKET
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://ncii.invalid/problems/"
@@ -153,116 +143,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(NatsError, on_log_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-# -- idempotency -------------------------------------------------------------------------------
-
-
-def request_fingerprint(method: str, path: str, body: Any) -> str:
-    return hashlib.sha256(
-        method.encode() + b" " + path.encode() + b"\n" + canonical_json(body)
-    ).hexdigest()
-
-
-class Idempotency:
-    """Same key and same request: the first response again. Same key, other request: 422.
-
-    First responses live for 24 hours in the NATS KV bucket ``ncii_idempotency`` (shared by a
-    service's replicas; an atomic create settles a race between twins). They are stored without
-    secrets: a handler returns what may be kept, and ``reveal`` adds anything that must be
-    recomputed rather than kept (a victim's PIN).
-    """
-
-    def __init__(self, nc: NATS, service: str) -> None:
-        self.nc = nc
-        self.service = service
-        self._kv: KeyValue | None = None
-
-    async def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            self._kv = await self.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
-        return self._kv
-
-    def _entry_key(self, principal: str, key: str) -> str:
-        # KV keys allow few characters; the client's key can hold anything
-        return hashlib.sha256(f"{self.service}\x1f{principal}\x1f{key}".encode()).hexdigest()
-
-    async def run(
-        self,
-        *,
-        principal: str,
-        key: str | None,
-        fingerprint: str,
-        handler: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
-        reveal: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
-    ) -> JSONResponse:
-        if key is None:
-            status, body = await handler()
-            return JSONResponse(await reveal(body) if reveal else body, status_code=status)
-        if not 1 <= len(key) <= 200:
-            raise Problem(
-                422, "Invalid Idempotency-Key", "Idempotency-Key must be 1 to 200 characters"
-            )
-        kv = await self._bucket()
-        entry_key = self._entry_key(principal, key)
-        stored = await self._lookup(kv, entry_key)
-        if stored is not None:
-            return await self._replay(stored, fingerprint, reveal)
-        status, body = await handler()
-        if status < 500:
-            record = json.dumps({"request": fingerprint, "status": status, "body": body})
-            try:
-                await kv.create(entry_key, record.encode())
-            except KeyWrongLastSequenceError:
-                stored = await self._lookup(kv, entry_key)  # a concurrent twin got there first
-                if stored is not None:
-                    return await self._replay(stored, fingerprint, reveal)
-        full = await reveal(body) if reveal is not None else body
-        return JSONResponse(full, status_code=status)
-
-    async def _lookup(self, kv: KeyValue, entry_key: str) -> dict[str, Any] | None:
-        try:
-            entry = await kv.get(entry_key)
-        except KeyNotFoundError:
-            return None
-        if entry.value is None:
-            return None
-        record: dict[str, Any] = json.loads(entry.value)
-        return record
-
-    async def _replay(
-        self,
-        stored: dict[str, Any],
-        fingerprint: str,
-        reveal: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
-    ) -> JSONResponse:
-        if stored["request"] != fingerprint:
-            raise Problem(
-                422,
-                "Idempotency-Key reused",
-                "this Idempotency-Key was used for a different request; use a new key",
-                kind="idempotency-key-reused",
-            )
-        body = stored["body"]
-        full = await reveal(body) if reveal is not None else body
-        return JSONResponse(
-            full, status_code=int(stored["status"]), headers={"Idempotent-Replayed": "true"}
-        )
-
-
-# -- pagination --------------------------------------------------------------------------------
-
-
-def encode_cursor(values: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(canonical_json(values)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError):
-        raise Problem(422, "Invalid cursor", "cursor is not one this API returned") from None
-    if not isinstance(value, dict):
-        raise Problem(422, "Invalid cursor", "cursor is not one this API returned")
-    return value

@@ -1,0 +1,212 @@
+"""Cases, for partner NGOs and the centre's case workers: open, read, and record what happens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse
+from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import Consents, Contact
+from ncii_events.auth import require_role
+from ncii_events.http import decode_cursor, encode_cursor, not_found
+from ncii_events.ids import uuid7
+from ncii_events.service import runtime_of
+
+from ncii_intake.app import CaseNotFoundError
+from ncii_intake.domain import CASE_READERS, Case, withdrawn_by_role
+from ncii_intake.http import App
+from ncii_intake.http.bodies import (
+    FileMandatoryReport,
+    OpenCase,
+    RecordNonConsent,
+    RecordPoliceDecision,
+    ReportLocation,
+    SubmitHashes,
+    Withdraw,
+)
+from ncii_intake.http.views import (
+    CaseDetail,
+    CaseList,
+    detail,
+    mandatory_report_item,
+    now,
+    summary,
+)
+from ncii_intake.http.writes import Caller, IfMatch, Writer
+from ncii_intake.read_models import queries
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/cases", status_code=201, tags=["cases"])
+async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
+    """Open a case. The response shows the victim's case reference and PIN: **once**.
+
+    Pass them to the victim; with them (and no account) they can see the case's status and
+    withdraw it. Retrying with the same `Idempotency-Key` returns the same case, reference and PIN.
+    """
+
+    def decide(reference: str) -> list[DomainEvent]:
+        return Case.open(
+            organisation=write.principal.organisation,
+            reference=reference,
+            age_group=body.age_group,
+            harm_categories=body.harm_categories,
+            spread_status=body.spread_status,
+            channels=body.channels,
+            intake_channel=body.intake_channel,
+            learned_at=body.learned_at,
+            consents=Consents(**body.consents.model_dump()),
+            pseudonym=body.pseudonym,
+            contact=Contact(**body.contact.model_dump()) if body.contact else None,
+        )
+
+    async def reveal(state: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **state,
+            "victim_access": {
+                "reference": state["reference"],
+                "pin": write.app.pin_for(state["case_id"]),
+                "note": "shown once: give both to the victim; they are not shown again",
+            },
+        }
+
+    return await write.run(
+        body,
+        lambda: write.app.open_case(write.principal, write.key, decide),
+        status=201,
+        reveal=reveal,
+    )
+
+
+@router.get("/cases", tags=["cases"])
+async def list_cases(
+    request: Request,
+    principal: Caller,
+    status: Literal["awaiting_statement", "active", "withdrawn", "erased"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> CaseList:
+    """Your organisation's cases (all cases for the centre's case workers), newest first."""
+    require_role(principal, *CASE_READERS)
+    after = None
+    if cursor is not None:
+        position = decode_cursor(cursor)
+        after = (str(position.get("o", "")), str(position.get("c", "")))
+    rows = await queries.list_cases(
+        runtime_of(request).engine, principal, status=status, limit=limit + 1, after=after
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        encode_cursor({"o": rows[-1]["opened_at"], "c": rows[-1]["case_id"]}) if more else None
+    )
+    return CaseList(items=[summary(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/cases/{case_id}", tags=["cases"])
+async def get_case(case_id: str, principal: Caller, app: App, response: Response) -> CaseDetail:
+    """The case as it stands, what happened so far, and what is pending. `ETag` = its version."""
+    require_role(principal, *CASE_READERS)
+    try:
+        loaded, history = await app.load_with_history(case_id, principal, decrypt=True)
+    except CaseNotFoundError:
+        raise not_found() from None
+    response.headers["ETag"] = loaded.etag
+    return detail(loaded, history)
+
+
+@router.post("/cases/{case_id}/non-consent", tags=["cases"])
+async def record_non_consent(
+    case_id: str, body: RecordNonConsent, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Record the adult's explicit statement that they do not consent to the distribution.
+    Until it is recorded an adult case can neither start takedowns nor share hashes."""
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.record_non_consent(body.stated_at, body.method, body.statement),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/locations", tags=["cases"])
+async def report_location(
+    case_id: str, body: ReportLocation, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Report where content was found. Each location may become its own takedown."""
+    location_id = str(uuid7())
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.report_location(
+            location_id,
+            url=body.url,
+            platform=body.platform,
+            channel_kind=body.channel_kind,
+            first_seen_at=body.first_seen_at,
+        ),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/hashes", tags=["cases"])
+async def submit_hashes(
+    case_id: str, body: SubmitHashes, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Submit hashes computed on the victim's own device (`ncii hash FILE --submit CASE`).
+    Never an image. PDQ hashes need quality 50 or more."""
+    submission_id = str(uuid7())
+    return await write.change(
+        case_id, body, lambda c: c.submit_hashes(submission_id, body.hashes), if_match=if_match
+    )
+
+
+@router.post("/cases/{case_id}/police-report-decision", tags=["cases"])
+async def record_police_decision(
+    case_id: str, body: RecordPoliceDecision, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """The victim's own decision about reporting to the police: recorded, never forced."""
+    return await write.change(
+        case_id, body, lambda c: c.record_police_decision(body.decision), if_match=if_match
+    )
+
+
+@router.post("/cases/{case_id}/mandatory-report", tags=["cases"])
+async def file_mandatory_report(
+    case_id: str, body: FileMandatoryReport, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Record that a minor's case was reported to the local authority (art. 7, 24 hours)."""
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.file_mandatory_report(body.filed_at, body.authority, body.authority_reference),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/withdraw", tags=["cases"])
+async def withdraw_case(
+    case_id: str, write: Writer, command: Annotated[Withdraw | None, Body()] = None
+) -> JSONResponse:
+    """Final: stops every takedown and removes the case's hashes from matching everywhere."""
+    # the body's name is its schema title in the OpenAPI document (kept as it was)
+    body = command or Withdraw()
+    by = withdrawn_by_role(write.principal.role)
+    return await write.change(case_id, body, lambda c: c.withdraw(by, body.reason))
+
+
+@router.post("/cases/{case_id}/erase", tags=["cases"])
+async def erase_case(case_id: str, write: Writer) -> JSONResponse:
+    """Final: destroys the case's key. Its personal data reads as erased for ever; the log and
+    its hash chain stay intact; its hashes leave matching."""
+    return await write.run(None, lambda: write.app.erase(case_id, write.principal, write.key))
+
+
+@router.get("/mandatory-reports", tags=["cases"])
+async def list_mandatory_reports(request: Request, principal: Caller) -> JSONResponse:
+    """Minors' cases whose report to the local authority is due or late (art. 7: 24 hours)."""
+    require_role(principal, *CASE_READERS)
+    rows = await queries.mandatory_reports(runtime_of(request).engine, principal, now())
+    return JSONResponse({"items": [mandatory_report_item(r) for r in rows]})
