@@ -14,7 +14,7 @@ from ncii_events.embedded import EmbeddedNats, port_is_free
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.settings import EMBEDDED_NATS_PORT, Settings
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, ensure_streams
+from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 
 from ncii_cli.runner import start_embedded_nats
 
@@ -25,6 +25,9 @@ class LogAccess:
     store: EventStore
     ref_store: EventStore
     settings: Settings
+
+    def store_for(self, stream: StreamSpec) -> EventStore:
+        return self.ref_store if stream.name == REFERENCE.name else self.store
 
 
 @asynccontextmanager

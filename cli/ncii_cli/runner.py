@@ -23,7 +23,6 @@ from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free
 from ncii_events.settings import (
     EMBEDDED_NATS_MONITOR_PORT,
     EMBEDDED_NATS_PORT,
-    SERVICE_PORTS,
     Settings,
 )
 from ncii_events.stream import ensure_streams
@@ -83,7 +82,7 @@ def run_system(services: Sequence[str] | None = None) -> int:
     var = settings.var_dir.resolve()
     var.mkdir(parents=True, exist_ok=True)
     for name in names:
-        port = settings.port or SERVICE_PORTS[name]
+        port = settings.port or specs[name].port
         if not port_is_free(port, settings.host):
             raise StartupError(
                 f"port {port} for the {name} service is taken: stop what uses it (an earlier "
@@ -115,7 +114,7 @@ def run_system(services: Sequence[str] | None = None) -> int:
         table.add_column("listens at")
         table.add_column("docs")
         for name, process in processes.items():
-            port = SERVICE_PORTS[name]
+            port = specs[name].port
             if not _wait_ready(port, process, 60):
                 raise StartupError(f"the {name} service did not become ready; see its output above")
             table.add_row(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/docs")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ncii_events.service import ServiceSpec
 
 
-def all_services() -> dict[str, ServiceSpec]:
+def all_services() -> dict[str, ServiceSpec[Any]]:
     from ncii_hashmatch.main import SPEC as HASHMATCH
     from ncii_intake.main import SPEC as INTAKE
     from ncii_referral.main import SPEC as REFERRAL

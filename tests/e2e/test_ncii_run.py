@@ -12,9 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ncii_cli.services import all_services
 from ncii_events.embedded import port_is_free
-from ncii_events.settings import EMBEDDED_NATS_MONITOR_PORT, EMBEDDED_NATS_PORT, SERVICE_PORTS
+from ncii_events.settings import EMBEDDED_NATS_MONITOR_PORT, EMBEDDED_NATS_PORT
 
+SERVICE_PORTS = {name: spec.port for name, spec in all_services().items()}
 PORTS = [EMBEDDED_NATS_PORT, EMBEDDED_NATS_MONITOR_PORT, *SERVICE_PORTS.values()]
 
 pytestmark = pytest.mark.skipif(

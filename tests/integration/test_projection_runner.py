@@ -316,11 +316,11 @@ async def test_a_database_outage_is_retried_until_it_ends_and_reported_as_not_re
                 async with runner._changed:
                     await runner._changed.wait()
         assert runner.running
-        assert runner.status() == "retrying (OperationalError)"
+        assert runner.health() == "retrying (OperationalError)"
         assert await runner.pending() > 0
         outage.on = False
         await runner.wait_caught_up()
-        assert runner.status() == "ok"
+        assert runner.health() == "ok"
     finally:
         await runner.stop()
     [dead] = await list_dead_letters(engine)

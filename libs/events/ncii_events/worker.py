@@ -1,6 +1,6 @@
 """Workers: what a service runs beside its HTTP app (projection runners, reactors, followers).
 
-One protocol (``start``, ``stop``, ``pending``, ``nudge``, ``status``, ``wait_caught_up``) for
+One protocol (``start``, ``stop``, ``pending``, ``nudge``, ``health``, ``wait_caught_up``) for
 readiness and shutdown, and one loop (:class:`LoopWorker`) that every worker shares: it works
 in rounds (``step`` until it reports nothing done), sleeps until nudged or until its poll
 interval passes, and retries a failing round with backoff for as long as it runs, reporting
@@ -36,12 +36,9 @@ class Worker(Protocol):
         """Look for work now rather than at the next poll."""
         ...
 
-    def status(self) -> str:
+    def health(self) -> str:
         """``ok``, or why the worker cannot work (an exception type, never a message)."""
         ...
-
-    def _round_ended(self, after: int) -> bool:
-        return self._done > after or not self.running
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None: ...
 
@@ -58,7 +55,7 @@ class LoopWorker:
         self._nudged = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._status = OK
+        self._health = OK
         self._rounds = 0  # rounds started
         self._done = 0  # the number of the last round that ended without an error
         self._changed = asyncio.Condition()
@@ -81,8 +78,8 @@ class LoopWorker:
         """Whether ``target`` is reached (by default: nothing pending)."""
         return await self.pending() == 0
 
-    def status(self) -> str:
-        return self._status
+    def health(self) -> str:
+        return self._health
 
     def nudge(self) -> None:
         self._nudged.set()
@@ -123,13 +120,13 @@ class LoopWorker:
                     await self._notify()
             except Exception as exc:  # the type only: SQL and NATS errors can carry values
                 failures += 1
-                self._status = f"retrying ({type(exc).__name__})"
+                self._health = f"retrying ({type(exc).__name__})"
                 log.warning("%s failed (%s); retrying", self.name, type(exc).__name__)
                 await self._notify()
                 await self._sleep(min(self.max_backoff, 0.05 * 2**failures))
                 continue
             failures = 0
-            self._status = OK
+            self._health = OK
             self._done = this_round
             await self._notify()
             if self._stopping.is_set():

@@ -7,12 +7,13 @@ from pathlib import Path
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_hashmatch import state
+from ncii_hashmatch import app, projections
 from ncii_hashmatch.api import router
 from ncii_hashmatch.events import CONSUMED, EMITTED
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[app.HashmatchApp] = ServiceSpec(
     name="hashmatch",
+    port=18103,
     title="Hashmatch",
     description=(
         "The hash bank (one bank per partner organisation for case hashes, named banks for "
@@ -22,14 +23,13 @@ SPEC = ServiceSpec(
         "hashes leave matching at once. Imports and exports python-threatexchange's plain "
         "list format."
     ),
-    # The bank's projections follow two streams and are started by ``state.start`` (they are
-    # not in ``projections``: the runtime would run them on the cases' stream only).
-    projections=(),
+    projections=(projections.BankProjection(), projections.BankReferenceProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=EMITTED,
     consumes=CONSUMED,
     routers=[router],
-    on_start=state.start,
+    app=app.build,
+    workers=app.workers,
 )
 
 

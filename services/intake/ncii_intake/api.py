@@ -63,12 +63,11 @@ Caller = Annotated[Principal, Depends(authenticated)]
 VICTIM_THROTTLE = FailedAuthThrottle(limit=10, window=300.0)
 
 
-def handlers(runtime: ServiceRuntime) -> IntakeHandlers:
-    existing = getattr(runtime, "intake_handlers", None)
-    if existing is None:
-        existing = IntakeHandlers(runtime.store, runtime.keys, runtime.master)
-        runtime.intake_handlers = existing  # type: ignore[attr-defined]
-    return existing
+def handlers(runtime: ServiceRuntime[Any]) -> IntakeHandlers:
+    app = runtime.app  # built by the spec's app factory (main.py)
+    if not isinstance(app, IntakeHandlers):
+        raise RuntimeError("intake's application state is not built")
+    return app
 
 
 class CaseSummary(BaseModel):

@@ -15,6 +15,7 @@ from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
 from ncii_events.registry import DomainEvent
+from ncii_events.service import ServiceRuntime
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 
 from ncii_intake.commands import OpenCase, utc_text
@@ -188,3 +189,8 @@ class IntakeHandlers:
         )
         await self.keys.erase(case_id)
         return case
+
+
+async def build_handlers(runtime: ServiceRuntime[IntakeHandlers]) -> IntakeHandlers:
+    """Intake's application state (the spec's app factory)."""
+    return IntakeHandlers(runtime.store, runtime.keys, runtime.master)

@@ -9,10 +9,12 @@ from ncii_events.service import ServiceSpec
 
 from ncii_intake.api import router
 from ncii_intake.events import ALL_EVENTS
+from ncii_intake.handlers import IntakeHandlers, build_handlers
 from ncii_intake.projections import CasesProjection
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[IntakeHandlers] = ServiceSpec(
     name="intake",
+    port=18101,
     title="Intake",
     description=(
         "Partner NGOs and the centre's case workers open and work cases: the non-consent "
@@ -24,6 +26,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     emits=ALL_EVENTS,
     routers=[router],
+    app=build_handlers,
 )
 
 

@@ -11,7 +11,7 @@ back, read the checkpoint again and go on, so no event is applied twice.
 * A failing batch is applied one event at a time; a failing event is retried in place (the log's
   order is kept), then recorded as a dead letter, and the projection moves on.
 * A database or NATS outage is not the event's fault: the round is retried with backoff for as
-  long as the runner runs, and ``status`` says so (readiness reports it).
+  long as the runner runs, and ``health`` says so (readiness reports it).
 * Idle, it wakes on a core NATS subscription to its subjects (a doorbell), on a nudge, and at
   least every ``interval``.
 """
