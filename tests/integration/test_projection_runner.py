@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
-from ncii_events.db import make_engine
+from ncii_events.db import make_engine, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
 from ncii_events.projection.checkpoints import CHECKPOINTS
@@ -192,6 +192,8 @@ async def test_two_runner_processes_on_one_database_apply_each_event_once_even_w
     case = new_case()
     ids = await _append_notes(store, case, 400)
     name = projection_for(case).name
+    # Deployed replicas start on a migrated database: migrations are not made for racing.
+    await migrate_runtime(engine)
     async with engine.begin() as conn:
         await conn.run_sync(lambda c: NOTES.metadata.create_all(c))
     first = _worker(nats_server.url, database_url, case, "run")

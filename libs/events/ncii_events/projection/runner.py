@@ -55,7 +55,7 @@ class ProjectionRunner(LoopWorker):
         store: EventStore,
         projection: Projection,
         *,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         max_attempts: int = 5,
         retry_delay: float = 0.5,
         interval: float = 0.5,
@@ -79,6 +79,7 @@ class ProjectionRunner(LoopWorker):
         self._prefetch: tuple[int, asyncio.Task[Page | None]] | None = None
         self.checkpoint = 0
         self.applied = 0
+        self._known_last = 0  # the log's last sequence when last asked
 
     @property
     def last_seq(self) -> int:
@@ -168,9 +169,11 @@ class ProjectionRunner(LoopWorker):
 
     async def _read(self, start: int) -> Page | None:
         """The next page from ``start``, or None when the log has nothing after it."""
-        last = await self.store.last_sequence()
-        if last < start:
-            return None
+        last = self._known_last
+        if last < start:  # only then ask the server: while catching up, pages come back full
+            last = self._known_last = await self.store.last_sequence()
+            if last < start:
+                return None
         events = await self.store.read_from(
             start,
             limit=self.batch_size,
