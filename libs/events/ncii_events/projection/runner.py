@@ -6,7 +6,7 @@ back, read the checkpoint again and go on, so no event is applied twice.
 * Pages are read by batched Direct Get (``EventStore.read_from``) up to the log's last sequence
   as read before the page, so a page that comes back short means "everything up to there":
   the checkpoint then moves to that sequence even when the last events were not this
-  projection's, and ``pending`` (last sequence minus checkpoint) reaches 0. The next page is
+  projection's. The next page is
   read and decoded while the current one commits.
 * A failing batch is applied one event at a time; a failing event is retried in place (the log's
   order is kept), then recorded as a dead letter, and the projection moves on.
@@ -123,11 +123,15 @@ class ProjectionRunner(LoopWorker):
     # -- readiness ------------------------------------------------------------------------------
 
     async def pending(self) -> int:
-        """Log positions not applied yet: the stream's last sequence minus the checkpoint."""
-        last = await self.store.last_sequence()
+        """0 when no event of the projection's subjects is after the checkpoint (events of other
+        subjects do not count: the checkpoint passes them only when the runner next reads);
+        else the stream's last sequence minus the checkpoint."""
         async with self.engine.connect() as conn:
             applied = await conn.run_sync(checkpoints.read, self.projection.name)
-        return max(0, last - applied)
+        for subject in self._subjects:
+            if await self.store.read_from(applied + 1, limit=1, subject=subject):
+                return max(1, await self.store.last_sequence() - applied)
+        return 0
 
     async def target(self) -> object:
         return await self.store.last_sequence()
@@ -145,7 +149,9 @@ class ProjectionRunner(LoopWorker):
             return 0
         events, end, full = page
         if full:  # catching up: read and decode the next page while this one commits
-            self._prefetch = (end + 1, asyncio.create_task(self._read(end + 1)))
+            task = asyncio.create_task(self._read(end + 1))
+            task.add_done_callback(_retrieve)  # a dropped read's error is read again later
+            self._prefetch = (end + 1, task)
         if not await self._commit(events, end):
             self._drop_prefetch()
             async with self.engine.connect() as conn:
@@ -292,6 +298,11 @@ class ProjectionRunner(LoopWorker):
             if won:
                 self.checkpoint = end
         return True
+
+
+def _retrieve(task: asyncio.Task[Page | None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def reset(engine: AsyncEngine, projections: Sequence[Projection]) -> None:
