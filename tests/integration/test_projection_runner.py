@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -15,6 +16,8 @@ from ncii_events.db import make_engine, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
 from ncii_events.projection.checkpoints import CHECKPOINTS
+from ncii_events.service import ServiceRuntime, ServiceSpec
+from ncii_events.settings import Settings
 from ncii_events.store import NEW, EventStore, Version
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
@@ -348,3 +351,41 @@ async def test_a_batch_applies_the_same_rows_as_one_event_at_a_time(
             result = await conn.execute(select(NOTES.c.seq, NOTES.c.text).order_by(NOTES.c.seq))
             rows.append([(int(r.seq), str(r.text)) for r in result])
     assert rows[0] == rows[1] and len(rows[0]) == 60
+
+
+async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
+    nats_server: EmbeddedNats, store: EventStore, master_key_file: Path, tmp_path: Path
+) -> None:
+    case = new_case()
+    projection = projection_for(case)
+    spec: ServiceSpec[None] = ServiceSpec(
+        name="readiness", title="t", description="t", port=0, projections=(projection,)
+    )
+    settings = Settings(
+        nats_url=nats_server.url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'readiness.db'}",
+        master_key_file=master_key_file,
+        var_dir=tmp_path,
+    )
+    runtime = ServiceRuntime(spec, settings)
+    await runtime.start()
+    try:
+        [runner] = [r for r in runtime.runners if r.name == projection.name]
+        runner.retry_delay, runner.max_backoff = 0.01, 0.05
+        await runtime.wait_caught_up()
+        assert (await runtime.readiness())["ready"]
+        outage = _Outage(runtime.engine, "dead_letters")
+        await store.append(note_ref(case), [PoisonPill()], expected=NEW, cause=CAUSE)
+        async with asyncio.timeout(30):
+            async with runner._changed:
+                await runner._changed.wait_for(lambda: runner.health() != "ok")
+        checks = await runtime.readiness()
+        assert checks["ready"] is False
+        assert checks["not_working"] == {projection.name: "retrying (OperationalError)"}
+        assert checks["projections_pending"][projection.name] > 0
+        outage.on = False
+        await runtime.wait_caught_up()
+        checks = await runtime.readiness()
+        assert checks["ready"] and checks["not_working"] == {}
+    finally:
+        await runtime.stop()
