@@ -55,7 +55,7 @@ class ProjectionRunner(LoopWorker):
         store: EventStore,
         projection: Projection,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         max_attempts: int = 5,
         retry_delay: float = 0.5,
         interval: float = 0.5,
