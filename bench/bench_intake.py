@@ -304,13 +304,7 @@ async def _rebuild_cases(nats_url: str, db_url: str) -> dict[str, Any]:
     try:
         info = await nc.jetstream().stream_info(CASES.name, subjects_filter=projection.subjects[0])
         events = sum((info.state.subjects or {}).values())
-        runner = ProjectionRunner(
-            nc,
-            engine,
-            EventStore(nc, None, registry=REGISTRY),
-            projection,
-            service=f"bench{uuid.uuid4().hex[:8]}",
-        )
+        runner = ProjectionRunner(nc, engine, EventStore(nc, None, registry=REGISTRY), projection)
         t0 = time.perf_counter()
         await runner.start()
         while runner.applied < events and time.perf_counter() - t0 < 300:  # noqa: ASYNC110

@@ -16,7 +16,7 @@ from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, ensure_streams
+from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 
 from ncii_cli.runner import start_embedded_nats
 
@@ -27,6 +27,9 @@ class LogAccess:
     store: EventStore
     ref_store: EventStore
     settings: Settings
+
+    def store_for(self, stream: StreamSpec) -> EventStore:
+        return self.ref_store if stream.name == REFERENCE.name else self.store
 
 
 @asynccontextmanager

@@ -276,7 +276,7 @@ def keys_list() -> None:
     out.print(table)
 
 
-def _service_or_exit(name: str) -> ServiceSpec:
+def _service_or_exit(name: str) -> ServiceSpec[Any]:
     from ncii_cli.services import all_services
 
     specs = all_services()
@@ -338,6 +338,7 @@ def deadletters_retry(
     """
     from ncii_events.db import make_engine
     from ncii_events.projection import list_dead_letters, retry_dead_letter
+    from ncii_events.service import projections_of
     from ncii_events.settings import Settings
 
     from ncii_cli.log_access import log_access
@@ -351,9 +352,12 @@ def deadletters_retry(
             letter = letters.get(dead_letter_id)
             if letter is None:
                 return False
-            projection = next(p for p in spec.projections if p.name == letter.projection)
+            wanted = [p for p in projections_of(spec) if p.name == letter.projection]
+            if not wanted:
+                return False
             async with log_access(with_keys=True) as access:
-                return await retry_dead_letter(engine, access.store, projection, dead_letter_id)
+                store = access.store_for(wanted[0].stream)
+                return await retry_dead_letter(engine, store, wanted[0], dead_letter_id)
         finally:
             await engine.dispose()
 
@@ -371,7 +375,8 @@ def projections_rebuild(
     Example: `ncii projections rebuild --service intake`
     """
     from ncii_events.db import make_engine, migrate
-    from ncii_events.projection import ProjectionRunner
+    from ncii_events.projection import ProjectionRunner, reset
+    from ncii_events.service import projections_of
     from ncii_events.settings import Settings
 
     from ncii_cli.log_access import log_access
@@ -384,15 +389,18 @@ def projections_rebuild(
         try:
             if spec.migrations is not None:
                 await migrate(engine, spec.migrations, f"alembic_version_{spec.name}")
+            # Every projection at once: some share tables (hashmatch's two bank projections).
+            projections = projections_of(spec)
+            await reset(engine, projections)
             async with log_access(with_keys=True) as access:
-                for projection in spec.projections:
-                    runner = ProjectionRunner(
-                        access.nc, engine, access.store, projection, service=spec.name
-                    )
-                    await runner.prepare()
-                    await runner.rebuild()
-                    await runner.wait_caught_up(timeout=3600)
-                    await runner.stop()
+                for projection in projections:
+                    store = access.store_for(projection.stream)
+                    runner = ProjectionRunner(None, engine, store, projection, batch_size=1000)
+                    await runner.start()
+                    try:
+                        await runner.wait_caught_up(timeout=3600)
+                    finally:
+                        await runner.stop()
                     applied += runner.applied
                     err.print(f"{projection.name}: {runner.applied} events applied")
         finally:

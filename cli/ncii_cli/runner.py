@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
@@ -46,7 +47,7 @@ class Ports:
     services: dict[str, int]
 
 
-def plan_ports(settings: Settings, specs: Mapping[str, ServiceSpec]) -> Ports:
+def plan_ports(settings: Settings, specs: Mapping[str, ServiceSpec[Any]]) -> Ports:
     # Offsets follow the default ports, over every installed service (not only those started),
     # so that a service keeps its port whichever subset runs.
     ordered = sorted(specs.values(), key=default_port)

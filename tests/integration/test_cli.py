@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from pathlib import Path
 
+from click.testing import Result
+from nats.aio.client import Client as NATS
 from ncii_cli.main import app
+from ncii_contracts.intake import HashesSubmitted, SubmittedHash
+from ncii_events.auth import PRINCIPALS_METADATA
+from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
-from ncii_events.store import NEW, EventStore
+from ncii_events.projection.dead_letters import DEAD_LETTERS
+from ncii_events.store import NEW, AggregateRef, EventStore
+from ncii_events.stream import REFERENCE
+from ncii_hashmatch import projections
+from ncii_hashmatch.main import SPEC as HASHMATCH
 from typer.testing import CliRunner
 
-from tests.support.events import NoteAdded
+from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
@@ -67,3 +78,101 @@ def test_a_bad_role_is_a_usage_error(nats_server: EmbeddedNats, tmp_path: object
         env=_env(nats_server, tmp_path),
     )
     assert result.exit_code == 2
+
+
+async def _cli(env: dict[str, str], *args: str) -> Result:
+    # the command runs its own event loop, as it does from a shell
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+async def _submitted_hash(store: EventStore) -> tuple[int, str]:
+    """A case's hash submission in the log: its sequence and the PDQ value."""
+    case = new_case()
+    value = uuid.uuid4().hex * 2
+    written = await store.append(
+        AggregateRef(case, "case", case),
+        [
+            HashesSubmitted(
+                submission_id=str(uuid.uuid4()),
+                organisation="ngo-cli",
+                age_group="adult",
+                hashes=[SubmittedHash(algorithm="pdq", value=value, media="image", quality=90)],
+            )
+        ],
+        expected=NEW,
+        cause=CAUSE,
+    )
+    return written[-1].seq, value
+
+
+async def _scalar(db: Path, sql: str, *params: object) -> object:
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            return (await conn.exec_driver_sql(sql, tuple(params))).scalar()
+    finally:
+        await engine.dispose()
+
+
+async def test_projections_rebuild_replays_every_projection_of_hashmatch_principals_included(
+    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path
+) -> None:
+    env = _env(nats_server, tmp_path)
+    created = await _cli(env, "keys", "create", "--org", "cli-rebuild-org", "--role", "auditor")
+    assert created.exit_code == 0, created.output
+    _seq, value = await _submitted_hash(store)
+    result = await _cli(env, "projections", "rebuild", "--service", "hashmatch")
+    assert result.exit_code == 0, result.output
+    for name in ("principals", "bank", "bank_reference"):
+        assert f"{name}: " in result.output
+    db = tmp_path / "hashmatch.db"
+    org = "SELECT count(*) FROM principals WHERE organisation = ?"
+    assert await _scalar(db, org, "cli-rebuild-org") == 1
+    assert await _scalar(db, "SELECT count(*) FROM hm_entries WHERE value = ?", value) == 1
+
+
+async def test_dead_letters_of_every_projection_are_listed_and_retried(
+    nats_server: EmbeddedNats, nc: NATS, store: EventStore, tmp_path: Path
+) -> None:
+    """Principals' and hashmatch's bank projections included (their events are in two
+    streams)."""
+    env = _env(nats_server, tmp_path)
+    created = await _cli(env, "keys", "create", "--org", "cli-dead-org", "--role", "auditor")
+    assert created.exit_code == 0, created.output
+    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+    principal_seq = await ref_store.last_sequence()
+    hash_seq, value = await _submitted_hash(store)
+    db = tmp_path / "hashmatch.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        await migrate_runtime(engine)
+        await migrate(engine, HASHMATCH.migrations or Path(), "alembic_version_hashmatch")
+        async with engine.begin() as conn:
+            for projection, seq in (("principals", principal_seq), ("bank", hash_seq)):
+                await conn.execute(
+                    DEAD_LETTERS.insert().values(
+                        projection=projection,
+                        stream_seq=seq,
+                        error_type="ValueError",
+                        error_where="test",
+                        attempts=5,
+                        status="open",
+                        failed_at="2026-11-29T00:00:00Z",
+                    )
+                )
+            for projection in PRINCIPALS_METADATA, projections.METADATA:
+                await conn.run_sync(projection.create_all)
+    finally:
+        await engine.dispose()
+
+    listed = await _cli(env, "deadletters", "list", "--service", "hashmatch")
+    assert listed.exit_code == 0, listed.output
+    assert "principals" in listed.output and "bank" in listed.output
+    for letter in (1, 2):
+        retried = await _cli(env, "deadletters", "retry", str(letter), "--service", "hashmatch")
+        assert retried.exit_code == 0, retried.output
+    org = "SELECT count(*) FROM principals WHERE organisation = ?"
+    assert await _scalar(db, org, "cli-dead-org") == 1
+    assert await _scalar(db, "SELECT count(*) FROM hm_entries WHERE value = ?", value) == 1
+    after = await _cli(env, "deadletters", "list", "--service", "hashmatch")
+    assert "principals" not in after.output and "ValueError" not in after.output

@@ -4,9 +4,8 @@ follow intake's events, without rebuilding, and a restart restores the index fro
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,9 +18,11 @@ from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted, Su
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate
 from ncii_events.envelope import Actor
+from ncii_events.projection import ProjectionRunner
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE
-from ncii_hashmatch import projections, state
+from ncii_events.worker import Worker
+from ncii_hashmatch import app, projections
 from ncii_hashmatch.main import SPEC
 from ncii_hashmatch.matcher import Matcher, Query
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,7 +62,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 class Bank:
-    """Hashmatch's bank, matcher and outbox, started as the service starts them."""
+    """Hashmatch's bank projections, matcher and outbox, wired as the service wires them."""
 
     def __init__(
         self,
@@ -69,37 +70,61 @@ class Bank:
         engine: AsyncEngine,
         store: EventStore,
         master: MasterKey,
-        settings: state.HashmatchSettings | None = None,
+        *,
+        projections: bool = True,
     ):
-        self.settings = settings
+        self.nc = nc
+        self.store = store
+        self.ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
         self.runtime: Any = SimpleNamespace(
             nc=nc,
             engine=engine,
             store=store,
-            ref_store=EventStore(nc, None, registry=REGISTRY, spec=REFERENCE),
+            ref_store=self.ref_store,
             registry=REGISTRY,
             master=master,
             spec=SPEC,
-            runners=[],
         )
-        self.state: state.Hashmatch | None = None
+        self.with_projections = projections
+        self.runners: list[ProjectionRunner] = []
+        self.workers: list[Worker] = []
+        self.app: app.HashmatchApp | None = None
 
-    async def start(self) -> state.Hashmatch:
-        self.state = await state.start(self.runtime, self.settings)
-        return self.state
+    async def start(self) -> app.HashmatchApp:
+        self.app = await app.build(self.runtime)
+        self.workers = list(app.workers(self.app))
+        if self.with_projections:
+            self.runners = [
+                ProjectionRunner(
+                    self.nc,
+                    self.runtime.engine,
+                    self.ref_store if p.stream == REFERENCE else self.store,
+                    p,
+                    on_commit=self._committed,
+                )
+                for p in SPEC.projections
+            ]
+        for worker in [*self.runners, *self.workers]:
+            await worker.start()
+        return self.app
+
+    def _committed(self, _seq: int) -> None:
+        for worker in self.workers:
+            worker.nudge()
 
     async def stop(self) -> None:
-        await asyncio.gather(*(runner.stop() for runner in self.runtime.runners))
-        self.runtime.runners = []
+        await asyncio.gather(*(w.stop() for w in [*self.runners, *self.workers]))
 
     @property
     def matcher(self) -> Matcher:
-        assert self.state is not None
-        return self.state.matcher
+        assert self.app is not None
+        return self.app.matcher
 
     async def caught_up(self) -> None:
-        for runner in self.runtime.runners:
-            await runner.wait_caught_up(30)
+        """Read-your-writes: the bank has applied the log as it is now, and the matcher the
+        bank's changes up to there."""
+        for worker in [*self.runners, *self.workers]:
+            await worker.wait_caught_up(30)
 
 
 @pytest.fixture
@@ -157,40 +182,24 @@ def pdq(value: str, dihedral: list[str] | None = None) -> SubmittedHash:
     return SubmittedHash(algorithm="pdq", value=value, media="image", quality=90, dihedral=dihedral)
 
 
-async def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> float:
-    """Seconds until ``await check()`` is true."""
-    t0 = time.perf_counter()
-    while not await check():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError(f"not true after {timeout}s")
-        await asyncio.sleep(0.005)
-    return time.perf_counter() - t0
-
-
 async def matches(matcher: Matcher, value: str) -> list[str]:
     hits = (await matcher.lookup([Query("pdq", values=(value,))]))[0]
     return [h.entry_key for h in hits]
 
 
-async def test_a_submitted_hash_is_matchable_within_a_second_without_a_rebuild(
+async def test_a_submitted_hash_is_matchable_once_the_bank_caught_up_without_a_rebuild(
     bank: Bank, store: EventStore, rng: np.random.Generator
 ) -> None:
     value = random_pdq(rng)
     before = bank.matcher.primary.rows
-    t0 = time.perf_counter()
     await Case(store).submit(pdq(value))
-
-    async def matchable() -> bool:
-        return bool(await matches(bank.matcher, flipped(value, 31, rng)))
-
-    elapsed = await wait_for(matchable, timeout=1.0)
-    print(f"\nHashesSubmitted -> matchable: {1000 * (time.perf_counter() - t0):.0f} ms")
-    assert elapsed < 1.0
+    await bank.caught_up()
+    assert await matches(bank.matcher, flipped(value, 31, rng))
     assert bank.matcher.primary.rows == before + 1  # appended, nothing rebuilt
     assert not await matches(bank.matcher, flipped(value, 32, rng))
 
 
-async def test_withdrawal_and_erasure_remove_a_case_from_matching_within_a_second(
+async def test_withdrawal_and_erasure_remove_a_case_from_matching_once_the_bank_caught_up(
     bank: Bank, store: EventStore, rng: np.random.Generator
 ) -> None:
     withdrawn, erased = Case(store), Case(store)
@@ -198,22 +207,12 @@ async def test_withdrawal_and_erasure_remove_a_case_from_matching_within_a_secon
     await withdrawn.submit(pdq(a))
     await erased.submit(pdq(b))
     await bank.caught_up()
+    assert await matches(bank.matcher, a) and await matches(bank.matcher, b)
 
-    async def both_matchable() -> bool:
-        return bool(await matches(bank.matcher, a) and await matches(bank.matcher, b))
-
-    await wait_for(both_matchable, timeout=1.0)
-
-    t0 = time.perf_counter()
     await withdrawn.append(CaseWithdrawn(withdrawn_by="victim"))
     await erased.append(CaseErased(erased_by="partner"))
-
-    async def gone() -> bool:
-        return not await matches(bank.matcher, a) and not await matches(bank.matcher, b)
-
-    await wait_for(gone, timeout=1.0)
-    print(f"\nCaseWithdrawn/CaseErased -> unmatchable: {1000 * (time.perf_counter() - t0):.0f} ms")
-    await bank.caught_up()  # and the index itself dropped them (not only the bank's answer)
+    await bank.caught_up()  # the bank's answer, and the index itself, dropped them
+    assert not await matches(bank.matcher, a) and not await matches(bank.matcher, b)
     raw = bank.matcher.search([Query("pdq", values=(a,)), Query("pdq", values=(b,))])
     assert raw.candidates == []
 
@@ -230,13 +229,9 @@ async def test_once_the_bank_commits_a_withdrawal_no_lookup_returns_the_hash_eve
         sqlite_bank.matcher.stop()
     )  # the index keeps the hash: only the bank knows it is withdrawn
     seq = await case.append(CaseWithdrawn(withdrawn_by="partner"))
-    bank_runner = sqlite_bank.state.runners[0] if sqlite_bank.state else None
-    assert bank_runner is not None
-
-    async def committed() -> bool:
-        return bank_runner.last_seq >= seq
-
-    await wait_for(committed)
+    bank_runner = sqlite_bank.runners[0]
+    await bank_runner.wait_caught_up()
+    assert bank_runner.last_seq >= seq
     assert len(sqlite_bank.matcher.primary) >= 1
     assert not await matches(sqlite_bank.matcher, value)
 
@@ -283,11 +278,7 @@ async def test_a_restart_restores_the_index_from_the_bank_with_only_live_entries
         late = random_pdq(rng)
         await kept.submit(pdq(late))  # and it follows the bank from where it stopped
         await second.caught_up()
-
-        async def matchable() -> bool:
-            return bool(await matches(second.matcher, late))
-
-        await wait_for(matchable)
+        assert await matches(second.matcher, late)
     finally:
         await second.stop()
 
@@ -350,25 +341,19 @@ async def test_a_matcher_only_replica_sharing_the_database_follows_the_bank_by_p
     master_key: MasterKey,
     rng: np.random.Generator,
 ) -> None:
-    replica = Bank(nc, engine, store, master_key, state.HashmatchSettings(projections=False))
+    replica = Bank(nc, engine, store, master_key, projections=False)
     await replica.start()
     try:
-        assert replica.state is not None and replica.state.runners == []
+        assert replica.runners == []
         case = Case(store)
         value = random_pdq(rng)
-        t0 = time.perf_counter()
         await case.submit(pdq(value))
-
-        async def matchable() -> bool:
-            return bool(await matches(replica.matcher, value))
-
-        await wait_for(matchable, timeout=1.0)
-        print(f"\nreplica (polling): matchable after {1000 * (time.perf_counter() - t0):.0f} ms")
+        await bank.caught_up()
+        await replica.caught_up()  # no projection of its own: it follows the bank's tables
+        assert await matches(replica.matcher, value)
         await case.append(CaseWithdrawn(withdrawn_by="victim"))
-
-        async def gone() -> bool:
-            return not await matches(replica.matcher, value)
-
-        await wait_for(gone, timeout=1.0)
+        await bank.caught_up()
+        await replica.caught_up()
+        assert not await matches(replica.matcher, value)
     finally:
         await replica.stop()

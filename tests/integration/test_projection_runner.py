@@ -8,15 +8,19 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from ncii_events.db import make_engine
+from ncii_events.db import make_engine, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
+from ncii_events.projection.checkpoints import CHECKPOINTS
+from ncii_events.service import ServiceRuntime, ServiceSpec
+from ncii_events.settings import Settings
 from ncii_events.store import NEW, EventStore, Version
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import ROOT
@@ -60,6 +64,21 @@ async def _wait_rows(engine: AsyncEngine, at_least: int, timeout: float = 30) ->
         await asyncio.sleep(0.02)
 
 
+async def _checkpoint(engine: AsyncEngine, name: str) -> int:
+    async with engine.connect() as conn:
+        query = select(CHECKPOINTS.c.last_seq).where(CHECKPOINTS.c.projection == name)
+        return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
+async def _wait_checkpoint(engine: AsyncEngine, name: str, seq: int, timeout: float = 60) -> None:
+    """Until a runner in another process has applied the log up to ``seq``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await _checkpoint(engine, name) < seq:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"checkpoint below {seq} after {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 def _worker(nats_url: str, db_url: str, case: str, mode: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.projection_worker", nats_url, db_url, case, mode],
@@ -74,7 +93,7 @@ async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_aft
     case = new_case()
     ids = await _append_notes(store, case, 300)
 
-    # 1. dies after committing its third batch and before acknowledging it
+    # 1. dies right after committing its third batch
     first = _worker(nats_server.url, database_url, case, "die-after-commit")
     try:
         assert await asyncio.to_thread(first.wait, 60) == 3
@@ -82,7 +101,7 @@ async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_aft
         if first.poll() is None:  # it did not die as planned: do not leave it running
             first.kill()
             first.wait(10)
-    assert (await _rows(engine))[0] == 60  # three batches of 20 committed, the third not acked
+    assert (await _rows(engine))[0] == 60  # three batches of 20 committed
 
     # 2. killed with SIGKILL while it is in the middle of later batches
     second = _worker(nats_server.url, database_url, case, "run")
@@ -93,11 +112,10 @@ async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_aft
         await asyncio.to_thread(second.wait, 30)
     assert (await _rows(engine))[0] < 300
 
-    # 3. a clean restart finishes the job
+    # 3. a clean restart finishes the job, from the checkpoint, at once
     third = _worker(nats_server.url, database_url, case, "run")
     try:
-        await _wait_rows(engine, 300)
-        await asyncio.sleep(1.5)  # past the ack wait: any redelivery would have landed by now
+        await _wait_checkpoint(engine, projection_for(case).name, await store.last_sequence())
     finally:
         third.terminate()
         await asyncio.to_thread(third.wait, 30)
@@ -118,9 +136,7 @@ async def test_a_poison_event_becomes_a_dead_letter_and_the_projection_moves_on(
         cause=CAUSE,
     )
     projection = projection_for(case)
-    runner = ProjectionRunner(
-        nc, engine, store, projection, service="test", max_deliver=3, retry_delay=0.05
-    )
+    runner = ProjectionRunner(nc, engine, store, projection, max_attempts=3, retry_delay=0.05)
     await runner.start()
     try:
         await runner.wait_caught_up(timeout=30)
@@ -149,7 +165,7 @@ async def test_rebuild_drops_the_tables_and_replays_the_log_to_the_same_rows(
 ) -> None:
     case = new_case()
     await _append_notes(store, case, 120)
-    runner = ProjectionRunner(nc, engine, store, projection_for(case), service="test")
+    runner = ProjectionRunner(nc, engine, store, projection_for(case))
     await runner.start()
     try:
         await runner.wait_caught_up()
@@ -165,54 +181,211 @@ async def test_rebuild_drops_the_tables_and_replays_the_log_to_the_same_rows(
     assert sorted(after) == sorted(before) and len(after) == 120
 
 
-async def test_a_consumer_made_with_an_ack_per_event_is_replaced_from_the_sql_checkpoint(
-    nc: NATS, store: EventStore, engine: AsyncEngine
-) -> None:
-    """Earlier versions made consumers that acknowledge each event; the runner now acknowledges
-    a batch at once. Such a consumer, even one that would deliver everything again, is replaced
-    by one that starts after the checkpoint: nothing is applied twice, nothing is skipped."""
-    case = new_case()
-    projection = projection_for(case)
-    await _append_notes(store, case, 30)
-    runner = ProjectionRunner(nc, engine, store, projection, service="test")
-    await runner.start()
-    await runner.wait_caught_up(timeout=30)
-    await runner.stop()
-    durable = runner.durable
-    js = nc.jetstream()
-    assert (await js.consumer_info(store.spec.name, durable)).config.ack_policy == AckPolicy.ALL
-
-    await js.delete_consumer(store.spec.name, durable)
-    await js.add_consumer(
-        store.spec.name,
-        ConsumerConfig(
-            durable_name=durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            filter_subject=projection.subjects[0],
-        ),
-    )
-    more = await _append_notes_after(store, case, 30, 20)
-    restarted = ProjectionRunner(nc, engine, store, projection, service="test")
-    await restarted.start()
-    try:
-        await _wait_rows(engine, 50)
-        await restarted.wait_caught_up(timeout=30)
-    finally:
-        await restarted.stop()
-    info = await js.consumer_info(store.spec.name, durable)
-    assert info.config.ack_policy == AckPolicy.ALL
-    assert info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE
-    assert info.config.opt_start_seq == runner.last_seq + 1
-    assert await _rows(engine) == (50, 50)
-    async with engine.connect() as conn:
-        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
-    assert set(more) <= applied
-
-
 async def _append_notes_after(store: EventStore, case: str, existing: int, count: int) -> list[str]:
     version = Version.of(await store.load(note_ref(case)))
     assert version.count == existing
     events = [NoteAdded(text=f"later {i}") for i in range(count)]
     written = await store.append(note_ref(case), events, expected=version, cause=CAUSE)
     return [w.envelope.event_id for w in written]
+
+
+async def test_two_runner_processes_on_one_database_apply_each_event_once_even_when_one_is_killed(
+    nats_server: EmbeddedNats, store: EventStore, engine: AsyncEngine, database_url: str
+) -> None:
+    case = new_case()
+    ids = await _append_notes(store, case, 400)
+    name = projection_for(case).name
+    # Deployed replicas start on a migrated database: migrations are not made for racing.
+    await migrate_runtime(engine)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: NOTES.metadata.create_all(c))
+    first = _worker(nats_server.url, database_url, case, "run")
+    second = _worker(nats_server.url, database_url, case, "run")
+    try:
+        await _wait_rows(engine, 100)
+        first.send_signal(signal.SIGKILL)  # in the middle: the other one finishes the job
+        await asyncio.to_thread(first.wait, 30)
+        await _wait_checkpoint(engine, name, await store.last_sequence())
+    finally:
+        for worker in (first, second):
+            if worker.poll() is None:
+                worker.terminate()
+                await asyncio.to_thread(worker.wait, 30)
+    assert await _rows(engine) == (400, 400)
+    async with engine.connect() as conn:
+        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    assert applied == set(ids)
+
+
+async def test_two_runners_in_one_process_share_the_work_and_apply_each_event_once(
+    nc: NATS, store: EventStore, engine: AsyncEngine
+) -> None:
+    case = new_case()
+    projection = projection_for(case)
+    a = ProjectionRunner(nc, engine, store, projection, batch_size=10)
+    b = ProjectionRunner(nc, engine, store, projection, batch_size=10)
+    await a.start()
+    await b.start()
+    try:
+        ids = await _append_notes(store, case, 250)
+        await asyncio.gather(a.wait_caught_up(), b.wait_caught_up())
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+    assert a.applied + b.applied == 250
+    assert await _rows(engine) == (250, 250)
+    async with engine.connect() as conn:
+        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    assert applied == set(ids)
+
+
+async def test_an_emptied_or_restored_database_catches_up_from_its_own_checkpoint(
+    nc: NATS, store: EventStore, engine: AsyncEngine
+) -> None:
+    case = new_case()
+    projection = projection_for(case)
+    first = await _append_notes(store, case, 30)
+    runner = ProjectionRunner(nc, engine, store, projection)
+    await runner.start()
+    await runner.wait_caught_up()
+    await runner.stop()
+    backup_seq = await _checkpoint(engine, projection.name)
+    later = await _append_notes_after(store, case, 30, 20)
+    runner = ProjectionRunner(nc, engine, store, projection)
+    await runner.start()
+    await runner.wait_caught_up()
+    await runner.stop()
+    assert await _rows(engine) == (50, 50)
+
+    # restored from the backup taken at ``backup_seq``: the rows and checkpoint of then
+    async with engine.begin() as conn:
+        await conn.execute(NOTES.delete().where(NOTES.c.seq > backup_seq))
+        await conn.execute(
+            CHECKPOINTS.update()
+            .where(CHECKPOINTS.c.projection == projection.name)
+            .values(last_seq=backup_seq)
+        )
+    runner = ProjectionRunner(nc, engine, store, projection)
+    await runner.start()
+    await runner.wait_caught_up()
+    await runner.stop()
+    assert await _rows(engine) == (50, 50)
+
+    # emptied: no tables at all
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: NOTES.metadata.drop_all(c))
+        await conn.run_sync(lambda c: CHECKPOINTS.metadata.drop_all(c))
+        await conn.exec_driver_sql("DROP TABLE alembic_version_ncii_runtime")
+    runner = ProjectionRunner(nc, engine, store, projection)
+    await runner.start()
+    await runner.wait_caught_up()
+    await runner.stop()
+    assert await _rows(engine) == (50, 50)
+    async with engine.connect() as conn:
+        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    assert applied == set(first) | set(later)
+
+
+class _Outage:
+    """Makes every SQL statement that mentions ``table`` fail as if the server were down."""
+
+    def __init__(self, engine: AsyncEngine, table: str) -> None:
+        self.on = True
+        self.table = table
+        self.failures = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._before)
+
+    def _before(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if self.on and self.table in statement:
+            self.failures += 1
+            raise OperationalError(statement, {}, ConnectionRefusedError("refused"))
+
+
+async def test_a_database_outage_is_retried_until_it_ends_and_reported_as_not_ready_meanwhile(
+    nc: NATS, store: EventStore, engine: AsyncEngine
+) -> None:
+    case = new_case()
+    written = await store.append(
+        note_ref(case),
+        [NoteAdded(text="before"), PoisonPill(), NoteAdded(text="after")],
+        expected=NEW,
+        cause=CAUSE,
+    )
+    projection = projection_for(case)
+    runner = ProjectionRunner(nc, engine, store, projection, max_attempts=2, retry_delay=0.01)
+    runner.max_backoff = 0.05
+    await runner.start()
+    outage = _Outage(engine, "dead_letters")  # the dead letter cannot be written
+    try:
+        async with asyncio.timeout(30):
+            while outage.failures < 3:  # several rounds failed, and the runner is still there
+                async with runner._changed:
+                    await runner._changed.wait()
+        assert runner.running
+        assert runner.health() == "retrying (OperationalError)"
+        assert await runner.pending() > 0
+        outage.on = False
+        await runner.wait_caught_up()
+        assert runner.health() == "ok"
+    finally:
+        await runner.stop()
+    [dead] = await list_dead_letters(engine)
+    assert dead.stream_seq == written[1].seq
+    async with engine.connect() as conn:
+        texts = list((await conn.execute(select(NOTES.c.text).order_by(NOTES.c.seq))).scalars())
+    assert texts == ["before", "after"]
+
+
+async def test_a_batch_applies_the_same_rows_as_one_event_at_a_time(
+    nc: NATS, store: EventStore, engine: AsyncEngine
+) -> None:
+    case = new_case()
+    await _append_notes(store, case, 60)
+    rows: list[list[tuple[int, str]]] = []
+    for batch_size in (1, 500):
+        projection = projection_for(case)
+        runner = ProjectionRunner(nc, engine, store, projection, batch_size=batch_size)
+        await runner.rebuild() if rows else await runner.start()
+        await runner.wait_caught_up()
+        await runner.stop()
+        async with engine.connect() as conn:
+            result = await conn.execute(select(NOTES.c.seq, NOTES.c.text).order_by(NOTES.c.seq))
+            rows.append([(int(r.seq), str(r.text)) for r in result])
+    assert rows[0] == rows[1] and len(rows[0]) == 60
+
+
+async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
+    nats_server: EmbeddedNats, store: EventStore, master_key_file: Path, tmp_path: Path
+) -> None:
+    case = new_case()
+    projection = projection_for(case)
+    spec: ServiceSpec[None] = ServiceSpec(
+        name="readiness", title="t", description="t", port=0, projections=(projection,)
+    )
+    settings = Settings(
+        nats_url=nats_server.url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'readiness.db'}",
+        master_key_file=master_key_file,
+        var_dir=tmp_path,
+    )
+    runtime = ServiceRuntime(spec, settings)
+    await runtime.start()
+    try:
+        [runner] = [r for r in runtime.runners if r.name == projection.name]
+        runner.retry_delay, runner.max_backoff = 0.01, 0.05
+        await runtime.wait_caught_up()
+        assert (await runtime.readiness())["ready"]
+        outage = _Outage(runtime.engine, "dead_letters")
+        await store.append(note_ref(case), [PoisonPill()], expected=NEW, cause=CAUSE)
+        async with asyncio.timeout(30):
+            async with runner._changed:
+                await runner._changed.wait_for(lambda: runner.health() != "ok")
+        checks = await runtime.readiness()
+        assert checks["ready"] is False
+        assert checks["not_working"] == {projection.name: "retrying (OperationalError)"}
+        assert checks["projections_pending"][projection.name] > 0
+        outage.on = False
+        await runtime.wait_caught_up()
+        checks = await runtime.readiness()
+        assert checks["ready"] and checks["not_working"] == {}
+    finally:
+        await runtime.stop()

@@ -44,7 +44,7 @@ class NotesProjection(Projection):
 
 
 def projection_for(case_id: str, **overrides: object) -> NotesProjection:
-    """A projection class of its own per test: its own durable consumer and filter."""
+    """A projection class of its own per test: its own checkpoint and subject filter."""
     attrs = {"name": f"notes_{case_id.replace('-', '')[:12]}", "subjects": (f"ncii.{case_id}.>",)}
     cls = type("CaseNotesProjection", (NotesProjection,), {**attrs, **overrides})
     return cls()

@@ -2,8 +2,8 @@
 
     python -m tests.support.projection_worker NATS_URL DB_URL CASE_ID MODE
 
-MODE ``run`` applies until killed; ``die-after-commit`` exits the process at the third
-batch's acknowledgement (one per batch), i.e. after that batch's SQL commit and before its ack.
+MODE ``run`` applies until killed; ``die-after-commit`` exits the process right after its third
+batch's SQL commit.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 from ncii_events.connection import connect
 from ncii_events.db import make_engine
-from ncii_events.projection import Delivery, ProjectionRunner
+from ncii_events.projection import ProjectionRunner
 from ncii_events.store import EventStore
 
 from tests.support.events import REGISTRY
@@ -22,17 +22,13 @@ from tests.support.notes_projection import projection_for
 
 
 async def main(nats_url: str, db_url: str, case_id: str, mode: str) -> None:
-    if mode == "die-after-commit":
-        original_ack = Delivery.ack
-        acks = {"seen": 0}
+    commits = 0
 
-        async def ack_then_maybe_die(self: Delivery) -> None:
-            acks["seen"] += 1
-            if acks["seen"] == 3:  # a batch is settled by one ack: the third batch's
-                os._exit(3)
-            await original_ack(self)
-
-        Delivery.ack = ack_then_maybe_die  # type: ignore[method-assign]
+    def committed(_seq: int) -> None:
+        nonlocal commits
+        commits += 1
+        if mode == "die-after-commit" and commits == 3:
+            os._exit(3)
 
     nc = await connect(nats_url, name="projection-worker")
     engine = make_engine(db_url)
@@ -42,9 +38,8 @@ async def main(nats_url: str, db_url: str, case_id: str, mode: str) -> None:
         engine,
         EventStore(nc, None, registry=REGISTRY),
         projection,
-        service="test",
         batch_size=20,
-        ack_wait=1.0,
+        on_commit=committed,
     )
     await runner.start()
     print("started", flush=True)

@@ -27,7 +27,7 @@ from ncii_events.http import Problem
 from ncii_events.ids import uuid7
 from ncii_events.projection import Projection
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
-from ncii_events.stream import REFERENCE, REFERENCE_CASE
+from ncii_events.stream import REFERENCE, REFERENCE_CASE, StreamSpec
 
 ROLES: tuple[str, ...] = ("partner", "caseworker", "platform", "counsellor", "auditor", "admin")
 KEY_PREFIX = "ncii_live_"
@@ -70,6 +70,7 @@ PRINCIPALS = Table(
 class PrincipalsProjection(Projection):
     name: ClassVar[str] = "principals"
     metadata: ClassVar[MetaData] = PRINCIPALS_METADATA
+    stream: ClassVar[StreamSpec] = REFERENCE
     subjects: ClassVar[tuple[str, ...]] = (f"{REFERENCE.prefix}.principal.>",)
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -10,7 +11,7 @@ from ncii_events.service import ServiceSpec, create_app
 from ncii_events.settings import Settings
 
 
-def serve(spec: ServiceSpec) -> None:
+def serve(spec: ServiceSpec[Any]) -> None:
     settings = Settings()
     app = create_app(spec, settings)
     port = settings.port or spec.port

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -29,12 +29,14 @@ from ncii_events.http import Idempotency, install_error_handlers
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
-from ncii_events.settings import SERVICE_PORTS, Settings
+from ncii_events.settings import Settings
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, ensure_streams
+from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 from ncii_events.telemetry import configure, install_http_tracing
+from ncii_events.worker import OK, Worker
 
 log = logging.getLogger("ncii.service")
+AppT = TypeVar("AppT")
 
 
 class NatsUnavailableError(RuntimeError):
@@ -42,33 +44,54 @@ class NatsUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(Generic[AppT]):
+    """Everything a service is: the runtime builds and runs it from this alone."""
+
     name: str
     title: str
     description: str
+    port: int
+    """The port it serves on unless the settings say otherwise."""
     projections: Sequence[Projection] = ()
+    """Its read models, each following the stream it names (principals are added to every
+    service: see ``projections_of``)."""
     migrations: Path | None = None
     emits: Sequence[type[DomainEvent]] = ()
     consumes: Sequence[type[DomainEvent]] = ()
     routers: Sequence[APIRouter] = field(default_factory=list)
     version: str = "0.1.0"
-    on_start: Callable[[ServiceRuntime], Awaitable[object]] | None = None
-    """Run once the runtime is up (NATS, SQL, projections), before the service is ready: for
-    what a service starts beyond its case-stream projections."""
+    app: Callable[[ServiceRuntime[AppT]], Awaitable[AppT]] | None = None
+    """Builds the service's application state once the runtime is up (NATS, SQL, stores);
+    routes reach it through ``app_of``."""
+    workers: Callable[[AppT], Sequence[Worker]] | None = None
+    """What runs beside the projections (reactors, followers), from the application state.
+    Every projection commit nudges them."""
 
-    @property
-    def port(self) -> int:
-        return SERVICE_PORTS[self.name]
+
+def projections_of(spec: ServiceSpec[Any]) -> list[Projection]:
+    """Every projection a service runs: the principals (for authentication) and its own."""
+    return [PrincipalsProjection(), *spec.projections]
 
 
-class ServiceRuntime:
-    def __init__(self, spec: ServiceSpec, settings: Settings | None = None) -> None:
+class ServiceRuntime(Generic[AppT]):
+    def __init__(self, spec: ServiceSpec[AppT], settings: Settings | None = None) -> None:
         self.spec = spec
         self.settings = settings or Settings()
         self.nc: NATS | None = None
         self.runners: list[ProjectionRunner] = []
         # Every service reads the principals (API keys) besides what it emits and consumes.
         self.registry = EventRegistry(*spec.emits, *spec.consumes, *PRINCIPAL_EVENTS)
+        self.workers: list[Worker] = []
+        self._app: AppT | None = None
+
+    @property
+    def app(self) -> AppT:
+        if self._app is None:
+            raise RuntimeError(f"{self.spec.name} has no application state (not started?)")
+        return self._app
+
+    def store_for(self, stream: StreamSpec) -> EventStore:
+        return self.ref_store if stream.name == REFERENCE.name else self.store
 
     async def start(self) -> None:
         url = self.settings.effective_nats_url()
@@ -79,6 +102,7 @@ class ServiceRuntime:
                     name=f"ncii-{self.spec.name}",
                     user=self.settings.nats_user,
                     password=self.settings.nats_password,
+                    transport=self.settings.nats_transport,
                 ),
                 10,
             )
@@ -105,19 +129,32 @@ class ServiceRuntime:
         self.idempotency = Idempotency(self.nc, self.spec.name)
         self.runners = [
             ProjectionRunner(
-                self.nc, self.engine, self.ref_store, PrincipalsProjection(), service=self.spec.name
+                self.nc, self.engine, self.store_for(p.stream), p, on_commit=self._committed
             )
-        ] + [
-            ProjectionRunner(self.nc, self.engine, self.store, p, service=self.spec.name)
-            for p in self.spec.projections
+            for p in projections_of(self.spec)
         ]
         for runner in self.runners:
             await runner.start()
+        if self.spec.app is not None:
+            self._app = await self.spec.app(self)
+            if self.spec.workers is not None:
+                self.workers = list(self.spec.workers(self._app))
+        for worker in self.workers:
+            await worker.start()
+
+    def _committed(self, _seq: int) -> None:
+        for worker in self.workers:
+            worker.nudge()
+
+    @property
+    def everything(self) -> list[Worker]:
+        """Runners first, then workers: the order to wait for them (workers follow runners)."""
+        return [*self.runners, *self.workers]
 
     async def stop(self) -> None:
-        for runner in self.runners:
+        for worker in reversed(self.everything):
             with contextlib.suppress(Exception):
-                await runner.stop()
+                await worker.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.keys.stop()
@@ -129,24 +166,42 @@ class ServiceRuntime:
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"nats": bool(self.nc and self.nc.is_connected)}
         lag: dict[str, int | str] = {}
-        for runner in self.runners:
+        troubles: dict[str, str] = {}
+        for worker in self.everything:
             try:
-                lag[runner.projection.name] = await runner.pending()
+                lag[worker.name] = await worker.pending()
             except Exception as exc:
-                lag[runner.projection.name] = f"unknown ({type(exc).__name__})"
+                lag[worker.name] = f"unknown ({type(exc).__name__})"
+            if worker.health() != OK:
+                troubles[worker.name] = worker.health()
         checks["projections_pending"] = lag
-        checks["ready"] = checks["nats"] and all(v == 0 for v in lag.values())
+        checks["not_working"] = troubles
+        checks["ready"] = checks["nats"] and not troubles and all(v == 0 for v in lag.values())
         return checks
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        for runner in self.runners:
-            await runner.wait_caught_up(timeout)
+        """Until everything written to the log before the call is applied (read-your-writes)."""
+        for worker in self.everything:
+            await worker.wait_caught_up(timeout)
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime[Any]:
     runtime = request.app.state.runtime
     assert isinstance(runtime, ServiceRuntime)
     return runtime
+
+
+def app_of(cls: type[AppT]) -> Callable[[Request], AppT]:
+    """A FastAPI dependency: the service's application state, typed
+    (``state: Annotated[HashmatchApp, Depends(app_of(HashmatchApp))]``)."""
+
+    def dependency(request: Request) -> AppT:
+        app = runtime_of(request).app
+        if not isinstance(app, cls):
+            raise RuntimeError(f"the application state is not a {cls.__name__}")
+        return app
+
+    return dependency
 
 
 async def authenticated(request: Request) -> Principal:
@@ -158,7 +213,7 @@ class Health(BaseModel):
     status: str
 
 
-def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure(spec.name, log_format=settings.log_format, exporter=settings.otel_exporter)
     runtime = ServiceRuntime(spec, settings)
@@ -166,8 +221,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
         # Start-up objects (modules, models, compiled SQL) live for ever: keep the collector
         # from scanning them again on every full collection (fewer long pauses under load).
         gc.collect()

@@ -11,7 +11,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Embedded ports stay clear of the standard ones development machines already use (4222, 8222).
 EMBEDDED_NATS_PORT = 14222
 EMBEDDED_NATS_MONITOR_PORT = 18222
-SERVICE_PORTS = {"intake": 18101, "takedown": 18102, "hashmatch": 18103, "referral": 18104}
 
 
 class Settings(BaseSettings):

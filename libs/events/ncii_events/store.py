@@ -291,10 +291,18 @@ class EventStore:
         )
 
     async def read_from(
-        self, seq: int, *, limit: int = READ_BATCH, decrypt: bool = False
+        self,
+        seq: int,
+        *,
+        limit: int = READ_BATCH,
+        decrypt: bool = False,
+        subject: str | None = None,
+        up_to_seq: int | None = None,
     ) -> list[RecordedEvent]:
-        """Up to ``limit`` events of the whole stream from position ``seq``."""
-        return await self._read(self.spec.all_subjects, seq, None, decrypt=decrypt, limit=limit)
+        """Up to ``limit`` events from position ``seq`` (up to ``up_to_seq``), of the whole
+        stream or of the subjects ``subject`` matches."""
+        subject_filter = subject or self.spec.all_subjects
+        return await self._read(subject_filter, seq, up_to_seq, decrypt=decrypt, limit=limit)
 
     async def get(self, seq: int, *, decrypt: bool = True) -> RecordedEvent | None:
         events = await self._read(self.spec.all_subjects, seq, seq, decrypt=decrypt, limit=1)

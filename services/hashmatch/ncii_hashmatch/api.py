@@ -19,11 +19,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ncii_events.auth import Principal, require_role
 from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found, request_fingerprint
-from ncii_events.service import ServiceRuntime, authenticated, runtime_of
+from ncii_events.service import app_of, authenticated, runtime_of
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from ncii_hashmatch import domain, projections
+from ncii_hashmatch.app import HashmatchApp
 from ncii_hashmatch.commands import (
     BankSettingsIn,
     ConfirmFalsePositive,
@@ -33,12 +34,12 @@ from ncii_hashmatch.commands import (
     utc_text,
 )
 from ncii_hashmatch.handlers import NoMatchError, NotFoundError
-from ncii_hashmatch.matcher import Hit, Matcher
-from ncii_hashmatch.state import Hashmatch
+from ncii_hashmatch.matcher import Hit
 
 log = logging.getLogger("ncii.hashmatch.api")
 router = APIRouter(prefix="/v1")
 Caller = Annotated[Principal, Depends(authenticated)]
+App = Annotated[HashmatchApp, Depends(app_of(HashmatchApp))]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="retrying with the same key is a no-op"),
@@ -48,13 +49,6 @@ PLATFORMS = ("platform",)
 BANK_STAFF = ("caseworker", "admin")
 MAX_IMPORT_BYTES = 96 * 1024 * 1024
 EXPORT_PAGE = 20_000
-
-
-def hashmatch(runtime: ServiceRuntime) -> Hashmatch:
-    state = getattr(runtime, "hashmatch", None)
-    if not isinstance(state, Hashmatch):
-        raise Problem(503, "Starting", "the matcher is still loading; retry in a moment")
-    return state
 
 
 # -- responses -------------------------------------------------------------------------------------
@@ -115,7 +109,7 @@ class BankList(BaseModel):
     items: list[BankOut]
 
 
-def _match_out(state: Hashmatch, principal: Principal, hit: Hit) -> MatchOut:
+def _match_out(state: HashmatchApp, principal: Principal, hit: Hit) -> MatchOut:
     return MatchOut(
         match_id=state.tokens.match_id(principal.organisation, hit.entry_key),
         bank=state.tokens.bank_id(hit.bank),
@@ -135,13 +129,12 @@ def _round(value: float | None) -> float | None:
 
 
 @router.post("/lookups", tags=["platforms"])
-async def lookup(request: Request, body: Lookup, principal: Caller) -> LookupResult:
+async def lookup(request: Request, state: App, body: Lookup, principal: Caller) -> LookupResult:
     """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
     and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
     and flips of the image (`ncii hash --dihedral`) to catch rotated or flipped copies even in
     banks that hold no rotations. Look-ups are reads: nothing is recorded but a count."""
     require_role(principal, *PLATFORMS)
-    state = hashmatch(runtime_of(request))
     t0 = time.perf_counter()
     results = await state.matcher.lookup([item.query() for item in body.items])
     matched = sum(1 for r in results if r)
@@ -165,14 +158,17 @@ async def lookup(request: Request, body: Lookup, principal: Caller) -> LookupRes
 
 @router.post("/sightings", status_code=201, tags=["platforms"])
 async def report_sighting(
-    request: Request, body: Sighting, principal: Caller, idempotency_key: IdempotencyKey = None
+    request: Request,
+    state: App,
+    body: Sighting,
+    principal: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Report where you saw content matching the bank. The hash must match now; each matched
     victim's case records `MatchFound` (with the URL, encrypted) so takedown can act. The same
     sighting reported twice is recorded once."""
     require_role(principal, *PLATFORMS)
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
 
     async def handle() -> tuple[int, dict[str, Any]]:
         try:
@@ -204,6 +200,7 @@ async def report_sighting(
 @router.get("/hashes/changes", tags=["platforms"])
 async def hash_changes(
     request: Request,
+    state: App,
     principal: Caller,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
@@ -214,7 +211,6 @@ async def hash_changes(
     positives, come as removals. The cursor is valid on every replica."""
     require_role(principal, *PLATFORMS)
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
     cursors = {"c": 0, "r": 0}
     if cursor is not None:
         position = decode_cursor(cursor)
@@ -252,6 +248,7 @@ def _split(concat: str | None) -> list[str]:
 @router.post("/matches/{match_id}/feedback", tags=["platforms"])
 async def match_feedback(
     request: Request,
+    state: App,
     match_id: Annotated[str, Path(max_length=80)],
     body: Feedback,
     principal: Caller,
@@ -261,7 +258,6 @@ async def match_feedback(
     your content, so a case worker can put it into the negative bank)."""
     require_role(principal, *PLATFORMS)
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
 
     async def handle() -> tuple[int, dict[str, Any]]:
         content = (body.content.algorithm, body.content.value.lower()) if body.content else None
@@ -296,7 +292,7 @@ def _check_bank_name(error: str | None) -> None:
         )
 
 
-def _bank_out(state: Hashmatch, row: dict[str, Any]) -> BankOut:
+def _bank_out(state: HashmatchApp, row: dict[str, Any]) -> BankOut:
     return BankOut(
         name=row["name"],
         public_id=state.tokens.bank_id(row["name"]),
@@ -312,12 +308,11 @@ def _bank_out(state: Hashmatch, row: dict[str, Any]) -> BankOut:
 
 
 @router.get("/banks", tags=["banks"])
-async def list_banks(request: Request, principal: Caller) -> BankList:
+async def list_banks(request: Request, state: App, principal: Caller) -> BankList:
     """Every bank: partner organisations' case banks (`ORG_...`) and imported lists, with their
     settings, the id platforms see, and how many hashes are live."""
     require_role(principal, *BANK_STAFF)
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
     async with runtime.engine.connect() as conn:
         rows = await conn.run_sync(projections.bank_rows)
     return BankList(items=[_bank_out(state, r) for r in rows])
@@ -326,6 +321,7 @@ async def list_banks(request: Request, principal: Caller) -> BankList:
 @router.put("/banks/{name}", tags=["banks"])
 async def configure_bank(
     request: Request,
+    state: App,
     name: BankName,
     body: BankSettingsIn,
     principal: Caller,
@@ -336,7 +332,6 @@ async def configure_bank(
     require_role(principal, *BANK_STAFF)
     _check_bank_name(domain.bank_name_error(name))
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
     settings = body.settings()
 
     async def handle() -> tuple[int, dict[str, Any]]:
@@ -383,6 +378,7 @@ async def _read_text(request: Request) -> str:
 )
 async def import_list(
     request: Request,
+    state: App,
     name: BankName,
     principal: Caller,
     mode: Annotated[Literal["add", "replace"], Query()] = "add",
@@ -396,7 +392,6 @@ async def import_list(
     require_role(principal, *BANK_STAFF)
     _check_bank_name(domain.list_bank_error(name))
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
     text = await _read_text(request)
     parsed = domain.parse_hash_list(text)
     if parsed.lines > domain.MAX_IMPORT_LINES:
@@ -538,6 +533,7 @@ async def list_false_positives(
 @router.post("/false-positives/{match_id}/confirm", tags=["false positives"])
 async def confirm_false_positive(
     request: Request,
+    state: App,
     match_id: Annotated[str, Path(max_length=80)],
     principal: Caller,
     body: ConfirmFalsePositive | None = None,
@@ -548,7 +544,6 @@ async def confirm_false_positive(
     an identical banked hash leaves matching and the delta feed. Confirming twice is a no-op."""
     require_role(principal, *BANK_STAFF)
     runtime = runtime_of(request)
-    state = hashmatch(runtime)
     command = body or ConfirmFalsePositive()
 
     async def handle() -> tuple[int, dict[str, Any]]:
@@ -574,8 +569,8 @@ async def confirm_false_positive(
 
 
 @router.get("/matcher/status", tags=["banks"])
-async def matcher_status(request: Request, principal: Caller) -> JSONResponse:
+async def matcher_status(request: Request, state: App, principal: Caller) -> JSONResponse:
     """The matcher's index sizes, cursors, restore time and look-up counts (no hashes)."""
     require_role(principal, *BANK_STAFF)
-    matcher: Matcher = hashmatch(runtime_of(request)).matcher
+    matcher = state.matcher
     return JSONResponse({**matcher.status(), "pending_changes": await matcher.pending()})

@@ -9,7 +9,6 @@ the store skips ids already in the aggregate and the log drops duplicate message
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -43,6 +42,7 @@ from ncii_events.store import (
     Version,
 )
 from ncii_events.stream import REFERENCE_CASE
+from ncii_events.worker import LoopWorker
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -324,9 +324,12 @@ def _pct(value: float | None) -> int | None:
 # -- the outbox ------------------------------------------------------------------------------------
 
 
-class OutboxPublisher:
-    """Appends the events the bank's projections decided on, in the order they were decided.
-    Safe with several replicas: event ids are derived, so each event is written once."""
+class OutboxPublisher(LoopWorker):
+    """Appends the events the bank's projections decided on (outbox rows written in their
+    checkpoint's transaction), in the order they were decided. Safe with several replicas:
+    event ids are derived, so each event is written once."""
+
+    name = "outbox"
 
     def __init__(
         self,
@@ -337,17 +340,15 @@ class OutboxPublisher:
         registry: EventRegistry,
         interval: float = 0.2,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.registry = registry
         self.stores = {"c": store, "r": ref_store}
         self.interval = interval
-        self._nudge = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.published = 0
 
-    def nudge(self) -> None:
-        self._nudge.set()
+    async def step(self) -> int:
+        return await self.publish_pending()
 
     async def publish_pending(self, limit: int = 200) -> int:
         outbox = projections.OUTBOX
@@ -384,27 +385,3 @@ class OutboxPublisher:
         async with self.engine.connect() as conn:
             query = select(func.count()).where(outbox.c.published_at.is_(None))
             return int((await conn.execute(query)).scalar_one())
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), self.interval)
-            self._nudge.clear()
-            try:
-                while not self._stopping.is_set() and await self.publish_pending() > 0:
-                    pass
-            except Exception as exc:  # never the message: it may carry values
-                log.warning("outbox publishing failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(1)
-
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="hashmatch-outbox")
-
-    async def stop(self) -> None:
-        """Stop after the event being appended (what is left is appended at the next start)."""
-        self._stopping.set()
-        self._nudge.set()
-        if self._task is not None:
-            await self._task
-            self._task = None

@@ -9,11 +9,12 @@ from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_hashmatch import state
+from ncii_hashmatch import app, projections
 from ncii_hashmatch.api import router
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[app.HashmatchApp] = ServiceSpec(
     name="hashmatch",
+    port=18103,
     title="Hashmatch",
     description=(
         "The hash bank (one bank per partner organisation for case hashes, named banks for "
@@ -23,14 +24,13 @@ SPEC = ServiceSpec(
         "hashes leave matching at once. Imports and exports python-threatexchange's plain "
         "list format."
     ),
-    # The bank's projections follow two streams and are started by ``state.start`` (they are
-    # not in ``projections``: the runtime would run them on the cases' stream only).
-    projections=(),
+    projections=(projections.BankProjection(), projections.BankReferenceProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=HASHMATCH_EVENTS,
     consumes=(HashesSubmitted, CaseWithdrawn, CaseErased),
     routers=[router],
-    on_start=state.start,
+    app=app.build,
+    workers=app.workers,
 )
 
 

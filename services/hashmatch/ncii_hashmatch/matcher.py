@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -24,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ncii_events.projection import checkpoints
+from ncii_events.worker import LoopWorker
 from numpy.typing import NDArray
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch import domain, projections
@@ -36,6 +37,7 @@ FRAME_BITS = 20
 """A banked frame's id in the frame index: ``entry_id << 20 | frame number``."""
 RESTORE_PAGE = 100_000
 FOLLOW_PAGE = 5_000
+BANK_PROJECTIONS = ("bank", "bank_reference")
 
 
 @dataclass(frozen=True)
@@ -95,16 +97,32 @@ def _hashes(concatenated: list[str], count: int) -> NDArray[np.uint8]:
     return np.frombuffer(raw, dtype=np.uint8).reshape(count, 32)
 
 
+def _bank_checkpoints(conn: Connection) -> dict[str, int]:
+    return {p: checkpoints.read(conn, p) for p in BANK_PROJECTIONS}
+
+
 def _split(concat: str | None, width: int = 64) -> list[str]:
     if not concat:
         return []
     return [concat[i : i + width] for i in range(0, len(concat), width)]
 
 
-class Matcher:
+class Matcher(LoopWorker):
+    """A worker: each round applies the bank's changes since its cursors (nudged when a
+    projection of this process commits, polling every ``poll_interval`` for other replicas').
+
+    Read-your-writes: before reading changes, a round reads the bank's checkpoints; since a
+    change commits with its checkpoint, the round has then seen every change up to them
+    (``applied_through``). ``wait_caught_up`` waits until those reach the checkpoints as they
+    were when it was called."""
+
+    name = "matcher"
+
     def __init__(self, engine: AsyncEngine, *, poll_interval: float = 0.1) -> None:
+        super().__init__()
         self.engine = engine
         self.poll_interval = poll_interval
+        self.interval = poll_interval
         self.primary = PdqIndex()
         self.aliases = PdqIndex()
         self.frames = PdqIndex()
@@ -116,9 +134,8 @@ class Matcher:
         self.banks: dict[str, domain.BankSettings] = {}
         self.cursors: dict[str, int] = {"c": 0, "r": 0}
         self.stats = Stats()
-        self._nudge = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.applied_through: dict[str, int] = {}
+        """The bank projections' checkpoints up to which every change is applied."""
         self._poll_lock = asyncio.Lock()
 
     # -- loading and following the bank -------------------------------------------------------
@@ -216,6 +233,8 @@ class Matcher:
         """Apply every change committed since the cursors. Returns how many were applied."""
         applied = 0
         async with self._poll_lock:
+            async with self.engine.connect() as conn:
+                seen = await conn.run_sync(_bank_checkpoints)
             while True:
                 async with self.engine.connect() as conn:
                     rows = await conn.run_sync(
@@ -253,38 +272,26 @@ class Matcher:
                 applied += len(rows)
                 if len(rows) < FOLLOW_PAGE:
                     break
+            self.applied_through = seen
         self.stats.changes_applied += applied
         self.stats.last_poll_at = time.time()
         return applied
 
-    def nudge(self) -> None:
-        """Poll now (our projections just committed a batch)."""
-        self._nudge.set()
+    # -- the worker -----------------------------------------------------------------------------
 
-    async def follow(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), self.poll_interval)
-            self._nudge.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                await self.poll()
-            except Exception as exc:  # the type only: SQL errors can carry values
-                log.error("matcher poll failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(1)
+    async def prepare(self) -> None:
+        await self.restore()
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self.follow(), name="hashmatch-matcher")
+    async def step(self) -> int:
+        return await self.poll()
 
-    async def stop(self) -> None:
-        """Stop following after the poll in progress (never in the middle of a SQL read)."""
-        self._stopping.set()
-        self._nudge.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+    async def target(self) -> object:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_bank_checkpoints)
+
+    async def reached(self, target: object) -> bool:
+        assert isinstance(target, dict)
+        return all(self.applied_through.get(k, 0) >= v for k, v in target.items())
 
     async def pending(self) -> int:
         """Changes in the bank that this matcher has not applied yet."""

@@ -12,8 +12,9 @@ The bank is the truth for matching; every matcher process follows it (see ``matc
 * ``hm_outbox``: events the bank decided to record (HashesBanked, HashesWithdrawn), written in
   the same transaction as the change and appended to the log by the outbox publisher.
 
-Two projections because the facts live in two streams: ``BankProjection`` follows the cases'
-stream (hashes submitted, cases withdrawn or erased, matches of case hashes);
+Two projections because the facts live in two streams (they share their tables: they are rebuilt
+together, as ``ncii projections rebuild --service hashmatch`` does). ``BankProjection`` follows
+the cases' stream (hashes submitted, cases withdrawn or erased, matches of case hashes);
 ``BankReferenceProjection`` follows the reference stream (bank settings, imported lists, the
 negative bank, matches of imported-list entries). Each stream's changes commit in stream order,
 which is what the per-stream cursors rely on. No personal data is stored here: the case id of an
@@ -45,7 +46,7 @@ from ncii_events.envelope import utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
-from ncii_events.stream import CASES, REFERENCE
+from ncii_events.stream import CASES, REFERENCE, StreamSpec
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -174,14 +175,6 @@ OUTBOX = Table(
     Column("causation_id", String(64), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40), index=True),
-)
-
-INSTANCE = Table(
-    "hm_instance",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one row
-    Column("instance_id", String(36), nullable=False),
-    Column("created_at", String(40), nullable=False),
 )
 
 _IDS = uuid.UUID("3f1b2a4c-6d5e-4f70-8a91-b2c3d4e5f607")
@@ -375,12 +368,6 @@ class BankProjection(Projection):
         f"{CASES.prefix}.*.match.>",
     )
 
-    def reset(self, conn: Connection) -> None:
-        raise NotImplementedError(
-            "the bank follows two streams: to rebuild it, stop hashmatch, drop its database "
-            "and start it again (it replays both)"
-        )
-
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         ev = event.event
         if isinstance(ev, HashesSubmitted):
@@ -519,15 +506,13 @@ class BankReferenceProjection(Projection):
 
     name: ClassVar[str] = "bank_reference"
     metadata: ClassVar[MetaData] = METADATA
+    stream: ClassVar[StreamSpec] = REFERENCE
     subjects: ClassVar[tuple[str, ...]] = (
         f"{REFERENCE.prefix}.bank.>",
         f"{REFERENCE.prefix}.hash_list.>",
         f"{REFERENCE.prefix}.negative_bank.>",
         f"{REFERENCE.prefix}.match.>",
     )
-
-    def reset(self, conn: Connection) -> None:
-        BankProjection().reset(conn)
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         ev = event.event
@@ -854,15 +839,3 @@ def present_in_bank(conn: Connection, bank: str, pairs: Sequence[tuple[str, str]
             ).scalar_one()
         )
     return count
-
-
-def instance_id(conn: Connection) -> str:
-    """This database's id: durable consumers are named after it, so separate databases (one
-    SQLite per replica, a test's fresh database) never share a consumer, while replicas sharing
-    one PostgreSQL do."""
-    row = conn.execute(select(INSTANCE.c.instance_id)).first()
-    if row is not None:
-        return str(row[0])
-    new = uuid.uuid4().hex[:12]
-    conn.execute(insert(INSTANCE).values(id=1, instance_id=new, created_at=utc_now()))
-    return new

@@ -15,6 +15,7 @@ from ncii_contracts.base import DomainEvent
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
+from ncii_events.service import ServiceRuntime
 from ncii_events.store import (
     NEW,
     AggregateRef,
@@ -210,3 +211,8 @@ class IntakeApp:
             lambda c: c.withdraw("victim", "victim_request"),
             actor_principal=victim,
         )
+
+
+async def build_intake_app(runtime: ServiceRuntime[IntakeApp]) -> IntakeApp:
+    """Intake's application state (the spec's app factory)."""
+    return IntakeApp(runtime.store, runtime.keys, runtime.master)

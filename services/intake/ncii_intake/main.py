@@ -8,11 +8,13 @@ from ncii_contracts.intake import INTAKE_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
+from ncii_intake.app import IntakeApp, build_intake_app
 from ncii_intake.http import cases, victim
 from ncii_intake.read_models.projections import CasesProjection
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     name="intake",
+    port=18101,
     title="Intake",
     description=(
         "Partner NGOs and the centre's case workers open and work cases: the non-consent "
@@ -24,6 +26,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
     routers=[cases.router, victim.router],
+    app=build_intake_app,
 )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[None] = ServiceSpec(
     name="referral",
+    port=18104,
     title="Referral",
     description="Referrals to counselling partners and the mandatory-report clock for minors.",
 )

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[None] = ServiceSpec(
     name="takedown",
+    port=18102,
     title="Takedown",
     description="Takedown notices to platforms, their deadlines and escalation.",
 )

@@ -5,23 +5,13 @@ write to a case shares (``writes``). Routes map HTTP to values; the domain decid
 from __future__ import annotations
 
 from typing import Annotated
-from weakref import WeakKeyDictionary
 
-from fastapi import Depends, Request
-from ncii_events.service import ServiceRuntime, runtime_of
+from fastapi import Depends
+from ncii_events.service import app_of
 
 from ncii_intake.app import IntakeApp
 
-_APPS: WeakKeyDictionary[ServiceRuntime, IntakeApp] = WeakKeyDictionary()
-
-
-def intake_app(request: Request) -> IntakeApp:
-    """The application service of this process: the one place routes reach it from."""
-    runtime = runtime_of(request)
-    app = _APPS.get(runtime)
-    if app is None:
-        app = _APPS[runtime] = IntakeApp(runtime.store, runtime.keys, runtime.master)
-    return app
-
+intake_app = app_of(IntakeApp)
+"""The application service of this process: the one place routes reach it from."""
 
 App = Annotated[IntakeApp, Depends(intake_app)]

@@ -1,0 +1,327 @@
+"""The projection runner: reads the log from the projection's SQL checkpoint, its only position,
+and applies each batch in one transaction that starts by moving the checkpoint with a
+compare-and-set. Replicas may run the same projection: one wins each batch, the others roll
+back, read the checkpoint again and go on, so no event is applied twice.
+
+* Pages are read by batched Direct Get (``EventStore.read_from``) up to the log's last sequence
+  as read before the page, so a page that comes back short means "everything up to there":
+  the checkpoint then moves to that sequence even when the last events were not this
+  projection's. The next page is
+  read and decoded while the current one commits.
+* A failing batch is applied one event at a time; a failing event is retried in place (the log's
+  order is kept), then recorded as a dead letter, and the projection moves on.
+* A database or NATS outage is not the event's fault: the round is retried with backoff for as
+  long as the runner runs, and ``health`` says so (readiness reports it).
+* Idle, it wakes on a core NATS subscription to its subjects (a doorbell), on a nudge, and at
+  least every ``interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Sequence
+
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+from sqlalchemy import Connection, delete
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ncii_events.db import migrate_runtime, write_transaction
+from ncii_events.projection import checkpoints, dead_letters
+from ncii_events.projection.base import Projection, subject_matches
+from ncii_events.store import EventStore, RecordedEvent
+from ncii_events.worker import LoopWorker
+
+log = logging.getLogger("ncii.projection")
+_tracer = trace.get_tracer("ncii.events")
+
+_OUTAGES = (OperationalError, InterfaceError, OSError, TimeoutError)
+"""Errors of the database or the network, retried for ever; not the event's fault."""
+
+Page = tuple[list[RecordedEvent], int, bool]
+"""Events read, the log position the read covers (the next page starts after it), and whether
+the page was full (more may follow at once)."""
+
+
+class ProjectionRunner(LoopWorker):
+    def __init__(
+        self,
+        nc: NATS | None,
+        engine: AsyncEngine,
+        store: EventStore,
+        projection: Projection,
+        *,
+        batch_size: int = 2000,
+        max_attempts: int = 5,
+        retry_delay: float = 0.5,
+        interval: float = 0.5,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.nc = nc
+        self.engine = engine
+        self.store = store
+        self.projection = projection
+        self.name = projection.name
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.interval = interval
+        self.on_commit = on_commit
+        subjects = list(projection.subjects)
+        self._filter = subjects[0] if len(subjects) == 1 else None
+        self._subjects = subjects
+        self._doorbells: list[object] = []
+        self._prefetch: tuple[int, asyncio.Task[Page | None]] | None = None
+        self.checkpoint = 0
+        self.applied = 0
+        self._known_last = 0  # the log's last sequence when last asked
+
+    @property
+    def last_seq(self) -> int:
+        return self.checkpoint
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        await migrate_runtime(self.engine)
+        name = self.projection.name
+        for _ in range(3):
+            try:
+                async with write_transaction(self.engine) as conn:
+                    await conn.run_sync(lambda c: self.projection.metadata.create_all(c))
+                    self.checkpoint = await conn.run_sync(checkpoints.ensure, name)
+                break
+            except IntegrityError:
+                continue  # a replica created the row at the same moment
+        if self.nc is not None and not self._doorbells:
+            for subject in self._subjects:
+                self._doorbells.append(await self.nc.subscribe(subject, cb=self._ring))
+
+    async def _ring(self, _msg: object) -> None:
+        self.nudge()
+
+    async def stop(self) -> None:
+        await super().stop()
+        self._drop_prefetch()
+        for sub in self._doorbells:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+        self._doorbells = []
+
+    async def rebuild(self) -> None:
+        """Drop the projection's tables and replay the whole log into them."""
+        await self.stop()
+        await reset(self.engine, [self.projection])
+        self.checkpoint = 0
+        await self.start()
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    async def pending(self) -> int:
+        """0 when no event of the projection's subjects is after the checkpoint (events of other
+        subjects do not count: the checkpoint passes them only when the runner next reads);
+        else the stream's last sequence minus the checkpoint."""
+        async with self.engine.connect() as conn:
+            applied = await conn.run_sync(checkpoints.read, self.projection.name)
+        for subject in self._subjects:
+            if await self.store.read_from(applied + 1, limit=1, subject=subject):
+                return max(1, await self.store.last_sequence() - applied)
+        return 0
+
+    async def target(self) -> object:
+        return await self.store.last_sequence()
+
+    async def reached(self, target: object) -> bool:
+        assert isinstance(target, int)
+        return self.checkpoint >= target
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def step(self) -> int:
+        start = self.checkpoint + 1
+        page = await self._take_prefetch(start)
+        if page is None:
+            return 0
+        events, end, full = page
+        if full:  # catching up: read and decode the next page while this one commits
+            task = asyncio.create_task(self._read(end + 1))
+            task.add_done_callback(_retrieve)  # a dropped read's error is read again later
+            self._prefetch = (end + 1, task)
+        if not await self._commit(events, end):
+            self._drop_prefetch()
+            async with self.engine.connect() as conn:
+                self.checkpoint = await conn.run_sync(checkpoints.read, self.projection.name)
+            self._committed()  # another replica changed the read model
+        return max(1, len(events))
+
+    async def _take_prefetch(self, start: int) -> Page | None:
+        if self._prefetch is not None:
+            at, task = self._prefetch
+            self._prefetch = None
+            if at == start:
+                return await task
+            task.cancel()
+        return await self._read(start)
+
+    def _drop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch[1].cancel()
+            self._prefetch = None
+
+    async def _read(self, start: int) -> Page | None:
+        """The next page from ``start``, or None when the log has nothing after it."""
+        last = self._known_last
+        if last < start:  # only then ask the server: while catching up, pages come back full
+            last = self._known_last = await self.store.last_sequence()
+            if last < start:
+                return None
+        events = await self.store.read_from(
+            start,
+            limit=self.batch_size,
+            decrypt=self.projection.decrypt,
+            subject=self._filter,
+            up_to_seq=last,
+        )
+        # A full page covers the log up to its last event; a short one up to ``last``.
+        full = len(events) >= self.batch_size
+        end = events[-1].seq if full else last
+        if self._filter is None:
+            events = [e for e in events if self._wants(e)]
+        return events, end, full
+
+    def _wants(self, event: RecordedEvent) -> bool:
+        env = event.envelope
+        subject = self.store.spec.subject(env.case_id, env.aggregate, env.aggregate_id, env.type)
+        return any(subject_matches(pattern, subject) for pattern in self._subjects)
+
+    def _committed(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit(self.checkpoint)
+
+    async def _commit(self, events: list[RecordedEvent], end: int) -> bool:
+        """Apply ``events`` and move the checkpoint to ``end``; False when another replica
+        moved it first. One by one (retries, dead letters) when the batch fails."""
+        with _tracer.start_as_current_span(
+            "ncii.projection.apply",
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "ncii.projection": self.projection.name,
+                "messaging.batch.message_count": len(events),
+            },
+        ):
+            try:
+                won = await self._transaction(events, end)
+            except _OUTAGES:
+                raise
+            except Exception:
+                log.warning("batch failed in %s; applying one by one", self.projection.name)
+                return await self._one_by_one(events, end)
+            if won:
+                self.applied += len(events)
+                self.checkpoint = end
+                self._committed()
+            return won
+
+    async def _transaction(
+        self,
+        events: Sequence[RecordedEvent],
+        end: int,
+        apply: Callable[[Connection], None] | None = None,
+    ) -> bool:
+        expected, name = self.checkpoint, self.projection.name
+
+        def run(conn: Connection) -> bool:
+            if not checkpoints.advance(conn, name, expected, end):
+                return False
+            if apply is not None:
+                apply(conn)
+            elif events:
+                self.projection.apply_batch(conn, events)
+            return True
+
+        async with write_transaction(self.engine) as conn:
+            won: bool = await conn.run_sync(run)  # lost: nothing was written
+        return won
+
+    async def _one_by_one(self, events: list[RecordedEvent], end: int) -> bool:
+        for event in events:
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    won = await self._transaction([event], event.seq)
+                    break
+                except _OUTAGES:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                if attempts >= self.max_attempts:
+                    letter = functools.partial(
+                        dead_letters.record,
+                        projection=self.projection.name,
+                        event=event,
+                        exc=failure,
+                        attempts=attempts,
+                    )
+                    won = await self._transaction([], event.seq, letter)
+                    log.error(
+                        "event at %s is a dead letter in %s after %s attempts (%s)",
+                        event.seq,
+                        self.projection.name,
+                        attempts,
+                        type(failure).__name__,
+                    )
+                    break
+                log.warning(
+                    "event at %s failed in %s (attempt %s of %s): %s",
+                    event.seq,
+                    self.projection.name,
+                    attempts,
+                    self.max_attempts,
+                    type(failure).__name__,
+                )
+                await self._sleep(self.retry_delay)
+                if self._stopping.is_set():
+                    return True  # the checkpoint holds what was done; the rest comes next time
+            if not won:
+                return False
+            self.applied += 1
+            self.checkpoint = event.seq
+            self._committed()
+        if end > self.checkpoint:
+            won = await self._transaction([], end)
+            if won:
+                self.checkpoint = end
+        return True
+
+
+def _retrieve(task: asyncio.Task[Page | None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def reset(engine: AsyncEngine, projections: Sequence[Projection]) -> None:
+    """Drop and recreate the projections' tables (once for tables they share), and set their
+    checkpoints back to 0 and drop their dead letters, in one transaction."""
+    await migrate_runtime(engine)
+
+    def run(conn: Connection) -> None:
+        done: set[int] = set()
+        for projection in projections:
+            if id(projection.metadata) not in done:
+                projection.reset(conn)
+                done.add(id(projection.metadata))
+            checkpoints.reset(conn, projection.name)
+            conn.execute(
+                delete(dead_letters.DEAD_LETTERS).where(
+                    dead_letters.DEAD_LETTERS.c.projection == projection.name
+                )
+            )
+
+    async with write_transaction(engine) as conn:
+        await conn.run_sync(run)
