@@ -359,7 +359,12 @@ async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
     case = new_case()
     projection = projection_for(case)
     spec: ServiceSpec[None] = ServiceSpec(
-        name="readiness", title="t", description="t", port=0, projections=(projection,)
+        name="readiness",
+        title="t",
+        description="t",
+        port=0,
+        projections=(projection,),
+        consumes=(NoteAdded, PoisonPill),
     )
     settings = Settings(
         nats_url=nats_server.url,
