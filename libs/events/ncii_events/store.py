@@ -309,8 +309,15 @@ class EventStore:
         return events[0] if events and events[0].seq == seq else None
 
     async def last_sequence(self) -> int:
-        info = await self._js.stream_info(self.spec.name)
-        return int(info.state.last_seq)
+        """The stream's last sequence. Runners ask it once per wake-up, so the reply is read
+        for that one number (nats-py's ``stream_info`` builds the whole configuration)."""
+        data = await self._transport.request(
+            f"$JS.API.STREAM.INFO.{self.spec.name}", b"", {}, DIRECT_GET_TIMEOUT
+        )
+        info = orjson.loads(data)
+        if "error" in info:
+            APIError.from_error(info["error"])  # raises the error nats-py would
+        return int(info["state"]["last_seq"])
 
     async def _read(
         self,
