@@ -392,11 +392,11 @@ def restore_from_bank(n: int, rng: np.random.Generator, rotations: int = 0) -> d
     import asyncio
     import sqlite3
 
+    import ncii_hashmatch
     from ncii_events.db import make_engine, migrate
-    from ncii_hashmatch import projections
     from ncii_hashmatch.matcher import Matcher
 
-    migrations = Path(projections.__file__).parent / "migrations"
+    migrations = Path(ncii_hashmatch.__file__).parent / "migrations"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hashmatch.db"
 

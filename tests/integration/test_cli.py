@@ -17,8 +17,8 @@ from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection.dead_letters import DEAD_LETTERS
 from ncii_events.store import NEW, AggregateRef, EventStore
 from ncii_events.stream import REFERENCE
-from ncii_hashmatch import projections
 from ncii_hashmatch.main import SPEC as HASHMATCH
+from ncii_hashmatch.read_models import schema
 from typer.testing import CliRunner
 
 from tests.support.events import REGISTRY, NoteAdded
@@ -160,7 +160,7 @@ async def test_dead_letters_of_every_projection_are_listed_and_retried(
                         failed_at="2026-11-29T00:00:00Z",
                     )
                 )
-            for projection in PRINCIPALS_METADATA, projections.METADATA:
+            for projection in PRINCIPALS_METADATA, schema.METADATA:
                 await conn.run_sync(projection.create_all)
     finally:
         await engine.dispose()

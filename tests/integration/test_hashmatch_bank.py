@@ -22,9 +22,10 @@ from ncii_events.projection import ProjectionRunner
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE
 from ncii_events.worker import Worker
-from ncii_hashmatch import app, projections
+from ncii_hashmatch import app
 from ncii_hashmatch.main import SPEC
 from ncii_hashmatch.matcher import Matcher, Query
+from ncii_hashmatch.read_models import queries
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.events import REGISTRY
@@ -34,7 +35,7 @@ PARTNER = Cause(
     correlation_id="corr",
     causation_id="cause",
 )
-MIGRATIONS = Path(projections.__file__).parent / "migrations"
+MIGRATIONS = Path(app.__file__).parent / "migrations"
 
 
 def random_pdq(rng: np.random.Generator) -> str:
@@ -240,14 +241,14 @@ async def test_the_changes_record_an_addition_then_a_removal_for_a_withdrawn_cas
     bank: Bank, store: EventStore, engine: AsyncEngine, rng: np.random.Generator
 ) -> None:
     async with engine.connect() as conn:
-        start = await conn.run_sync(projections.cursors_now)
+        start = await conn.run_sync(queries.cursors_now)
     case = Case(store)
     value = random_pdq(rng)
     await case.submit(pdq(value))
     await case.append(CaseWithdrawn(withdrawn_by="victim"))
     await bank.caught_up()
     async with engine.connect() as conn:
-        rows = await conn.run_sync(projections.changes_since, start, 1000, ("add", "remove"))
+        rows = await conn.run_sync(queries.changes_since, start, 1000, ("add", "remove"))
     mine = [(r.kind, r.value) for r in rows if r.value == value]
     assert mine == [("add", value), ("remove", value)]
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from ncii_contracts.intake import SubmittedHash
 from ncii_hashmatch import domain
-from ncii_hashmatch.commands import HashIn, Lookup, Sighting
 from ncii_hashmatch.domain import BankSettings, Candidate, Frame
+from ncii_hashmatch.http.bodies import HashIn, Lookup, Sighting
 from ncii_hashmatch.tokens import Tokens
 from pydantic import ValidationError
 

@@ -1,22 +1,50 @@
-"""Hashmatch's application state, built once the runtime is up: the matcher that follows the
-bank (restored from it when it starts), the outbox publisher, the commands and the tokens. The
-bank's projections are in the spec; the runtime runs them and nudges the matcher and the outbox
-after each commit."""
+"""Hashmatch's application: the state a process builds once its runtime is up (the matcher
+that follows the bank, restored from it when it starts; the outbox publisher; the tokens), and
+its commands: bank settings, imports, sightings, verdicts, false positives. The bank's
+projections are in the spec; the runtime runs them and nudges the matcher and the outbox after
+each commit.
+
+Every event id is derived from what identifies the command (the sighting itself, the
+Idempotency-Key, the import), so a retried command or a second replica writes each event once.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from ncii_contracts.hashmatch import (
+    BankConfigured,
+    FalsePositiveConfirmed,
+    FalsePositiveTarget,
+    HashListImported,
+    ImportMode,
+    ListedHash,
+    MatchFeedbackReceived,
+    MatchFound,
+    Verdict,
+)
+from ncii_events.auth import Principal
+from ncii_events.crypto import CaseErasedError
+from ncii_events.ids import derived_uuid, uuid7
 from ncii_events.service import ServiceRuntime
+from ncii_events.store import AggregateRef, Cause, EventStore, Version
+from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_hashmatch import projections
-from ncii_hashmatch.handlers import HashmatchHandlers, OutboxPublisher
-from ncii_hashmatch.matcher import Matcher
-from ncii_hashmatch.tokens import Tokens
+from ncii_hashmatch import domain
+from ncii_hashmatch.matcher import Hit, Matcher, Query
+from ncii_hashmatch.outbox import OutboxPublisher, append_once
+from ncii_hashmatch.read_models import queries
+from ncii_hashmatch.read_models.projections import MATCHER_POLL_MS
+from ncii_hashmatch.tokens import Tokens, match_uuid
+
+IDS = uuid.UUID("9b8f6c2e-41d7-4a5b-8e3f-7d2c1b0a9e86")
 
 
 class HashmatchSettings(BaseSettings):
@@ -25,29 +53,259 @@ class HashmatchSettings(BaseSettings):
     projections and polling for what the others applied."""
 
     model_config = SettingsConfigDict(env_prefix="NCII_HASHMATCH_", extra="ignore")
-    poll_interval_ms: int = Field(default=projections.MATCHER_POLL_MS, ge=10, le=5000)
+    poll_interval_ms: int = Field(default=MATCHER_POLL_MS, ge=10, le=5000)
 
 
-@dataclass
+class NotFoundError(Exception):
+    """Not there, or not visible to this principal: callers cannot tell which."""
+
+
+class NoMatchError(Exception):
+    """A sighting whose hash matches nothing in the bank now."""
+
+
+def _cause(principal: Principal, correlation: str) -> Cause:
+    return Cause(actor=principal.actor, correlation_id=correlation, causation_id=correlation)
+
+
+@dataclass(frozen=True)
+class RecordedMatch:
+    hit: Hit
+    match_id: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: str
+    chunks: int
+    written: int
+
+
+@dataclass(frozen=True)
 class HashmatchApp:
+    """The application state of one process, and its commands (routes reach it through
+    ``Depends(app_of(HashmatchApp))``)."""
+
+    engine: AsyncEngine
+    store: EventStore
+    ref_store: EventStore
+    """The reference stream's store: banks, imported lists, the negative bank."""
     matcher: Matcher
-    handlers: HashmatchHandlers
     tokens: Tokens
     outbox: OutboxPublisher
+
+    def _derived(self, *parts: str) -> str:
+        return str(derived_uuid(IDS, *parts))
+
+    def _event_id(self, principal: Principal, key: str | None, *parts: str) -> str:
+        if key is None:
+            return str(uuid7())
+        return self._derived(principal.principal_id, key, *parts)
+
+    # -- banks ---------------------------------------------------------------------------------
+
+    async def configure_bank(
+        self,
+        name: str,
+        settings: domain.BankSettings,
+        principal: Principal,
+        idempotency_key: str | None,
+    ) -> None:
+        event = BankConfigured(
+            bank=name,
+            enabled=settings.enabled,
+            pdq_threshold=settings.pdq_threshold,
+            match_dihedral=settings.match_dihedral,
+            vpdq_query_match_percent=settings.vpdq_query_match_percent,
+            vpdq_compared_match_percent=settings.vpdq_compared_match_percent,
+        )
+        ref = AggregateRef(REFERENCE_CASE, "bank", name)
+        event_id = self._event_id(principal, idempotency_key, "bank", name)
+        await append_once(self.ref_store, ref, event, event_id, _cause(principal, event_id))
+
+    async def import_list(
+        self,
+        bank: str,
+        parsed: domain.ParsedList,
+        mode: ImportMode,
+        principal: Principal,
+        idempotency_key: str | None,
+    ) -> ImportResult:
+        """Append the list in chunks of 5,000 to one ``hash_list`` aggregate. A retry with the
+        same Idempotency-Key continues where a crashed attempt stopped."""
+        if idempotency_key is not None:
+            import_id = self._derived(principal.principal_id, idempotency_key, "import", bank)
+        else:
+            import_id = str(uuid7())
+        ref = AggregateRef(REFERENCE_CASE, "hash_list", import_id)
+        parts = domain.chunks(parsed.hashes)
+        if mode == "add" and not parsed.hashes:
+            return ImportResult(import_id, 0, 0)
+        history = await self.ref_store.load(ref, decrypt=False)
+        done = {r.envelope.event_id for r in history}
+        version = Version.of(history)
+        cause = _cause(principal, import_id)
+        written = 0
+        for n, part in enumerate(parts):
+            event_id = self._derived(import_id, "chunk", str(n))
+            if event_id in done:
+                continue
+            event = HashListImported(
+                import_id=import_id,
+                bank=bank,
+                mode=mode,
+                chunk=n,
+                chunks=len(parts),
+                hashes=[ListedHash(algorithm=h.algorithm, value=h.value) for h in part],
+            )
+            recorded = await self.ref_store.append(
+                ref, [event], expected=version, cause=cause, event_ids=[event_id]
+            )
+            version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
+            written += 1
+        return ImportResult(import_id, len(parts), written)
+
+    # -- the platform exchange ------------------------------------------------------------------
+
+    async def report_sighting(
+        self, principal: Principal, query: Query, url: str, seen_at: str
+    ) -> tuple[str, list[RecordedMatch]]:
+        """Verify the hash matches the bank now; record one MatchFound per matched entry on the
+        matched case's stream (or the reference stream for imported-list entries)."""
+        hits = (await self.matcher.lookup([query]))[0]
+        if not hits:
+            raise NoMatchError
+        org = principal.organisation
+        sighting_id = self._derived(
+            "sighting", org, query.algorithm, *query.values, *query.frames, url, seen_at
+        )
+        recorded: list[RecordedMatch] = []
+        for hit in hits:
+            match_id = self.tokens.match_id(org, hit.entry_key)
+            event_id = self._derived(sighting_id, hit.entry_key)
+            from_case = hit.kind == "case" and hit.case_id is not None
+            event = MatchFound(
+                match_id=match_id,
+                sighting_id=sighting_id,
+                bank=hit.bank,
+                entry_key=hit.entry_key,
+                algorithm=hit.algorithm,
+                distance=hit.distance,
+                rotated=hit.rotated,
+                query_match_percent=_pct(hit.query_match_percent),
+                compared_match_percent=_pct(hit.compared_match_percent),
+                platform=org,
+                seen_at=seen_at,
+                url_withheld=not from_case,
+                url=url if from_case else None,
+            )
+            store, ref = self._match_ref(hit.case_id if from_case else None, org, hit.entry_key)
+            try:
+                await append_once(store, ref, event, event_id, _cause(principal, sighting_id))
+            except CaseErasedError:
+                continue  # erased in between: its hashes are leaving matching anyway
+            recorded.append(RecordedMatch(hit, match_id, event_id))
+        if not recorded:
+            raise NoMatchError
+        return sighting_id, recorded
+
+    def _match_ref(
+        self, case_id: str | None, platform: str, entry_key: str
+    ) -> tuple[EventStore, AggregateRef]:
+        aggregate_id = match_uuid(platform, entry_key)
+        if case_id is not None:
+            return self.store, AggregateRef(case_id, "match", aggregate_id)
+        return self.ref_store, AggregateRef(REFERENCE_CASE, "match", aggregate_id)
+
+    async def _entry(self, entry_key: str) -> Any:
+        row = await queries.entry(self.engine, entry_key)
+        if row is None:
+            raise NotFoundError
+        return row
+
+    async def feedback(
+        self,
+        principal: Principal,
+        match_id: str,
+        verdict: Verdict,
+        content: tuple[str, str] | None,
+        idempotency_key: str | None,
+    ) -> str:
+        entry_key = self.tokens.entry_for(match_id, principal.organisation)
+        if entry_key is None:
+            raise NotFoundError
+        entry = await self._entry(entry_key)
+        event = MatchFeedbackReceived(
+            match_id=match_id,
+            entry_key=entry_key,
+            verdict=verdict,
+            platform=principal.organisation,
+            content_algorithm=content[0] if content else None,
+            content_value=content[1] if content else None,
+        )
+        case_id = entry.case_id if entry.kind == "case" else None
+        store, ref = self._match_ref(case_id, principal.organisation, entry_key)
+        event_id = self._event_id(principal, idempotency_key, "feedback", match_id)
+        await append_once(store, ref, event, event_id, _cause(principal, event_id))
+        return event_id
+
+    async def confirm_false_positive(
+        self, principal: Principal, match_id: str, target: FalsePositiveTarget
+    ) -> FalsePositiveConfirmed:
+        opened = self.tokens.open(match_id)
+        if opened is None:
+            raise NotFoundError
+        entry = await self._entry(opened[1])
+        if target == "banked_hash":
+            if entry.algorithm not in ("pdq", "md5") or not entry.value:
+                raise domain.BankRuleError(
+                    "only PDQ and MD5 hashes go into the negative bank; this entry is a video's "
+                    "vPDQ frames"
+                )
+            algorithm, value = str(entry.algorithm), str(entry.value)
+        else:
+            match = await queries.match(self.engine, match_id)
+            if match is None or match.verdict != "false_positive" or not match.content_value:
+                raise domain.BankRuleError(
+                    "the platform has not reported a false positive with the hash of its "
+                    "content for this match; confirm the banked hash instead, or wait for it"
+                )
+            algorithm, value = str(match.content_algorithm), str(match.content_value)
+        negative_id = self._derived("negative", match_id, target, algorithm, value)
+        event = FalsePositiveConfirmed(
+            negative_id=negative_id,
+            match_id=match_id,
+            entry_key=str(entry.entry_key),
+            bank=str(entry.bank),
+            target=target,
+            algorithm=algorithm,
+            value=value,
+        )
+        ref = AggregateRef(REFERENCE_CASE, "negative_bank", negative_id)
+        event_id = self._derived(negative_id, "confirmed")
+        recorded = await append_once(
+            self.ref_store, ref, event, event_id, _cause(principal, negative_id)
+        )
+        assert isinstance(recorded.event, FalsePositiveConfirmed)
+        return recorded.event
+
+
+def _pct(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 async def build(
     runtime: ServiceRuntime[HashmatchApp], settings: HashmatchSettings | None = None
 ) -> HashmatchApp:
+    """Hashmatch's application state (the spec's app factory)."""
     settings = settings or HashmatchSettings()
-    matcher = Matcher(runtime.engine, poll_interval=settings.poll_interval_ms / 1000)
-    tokens = Tokens.from_master(runtime.master)
     return HashmatchApp(
-        matcher=matcher,
-        handlers=HashmatchHandlers(
-            runtime.engine, runtime.store, runtime.ref_store, matcher, tokens
-        ),
-        tokens=tokens,
+        engine=runtime.engine,
+        store=runtime.store,
+        ref_store=runtime.ref_store,
+        matcher=Matcher(runtime.engine, poll_interval=settings.poll_interval_ms / 1000),
+        tokens=Tokens.from_master(runtime.master),
         outbox=OutboxPublisher(
             runtime.engine, runtime.store, runtime.ref_store, registry=runtime.registry
         ),
@@ -55,4 +313,5 @@ async def build(
 
 
 def workers(app: HashmatchApp) -> Sequence[Worker]:
+    """What runs beside the projections: the matcher follows the bank, the outbox publishes."""
     return (app.matcher, app.outbox)

@@ -15,10 +15,10 @@ An exact linear scan, laid out for memory bandwidth rather than an index structu
   touching the rest. For unrelated hashes the 96-bit prefix distance is ~48 +- 5, so at
   threshold 31 only ~3 in 10,000 rows read the other 20 bytes. Nothing is approximate:
   every row within the threshold is returned (100% recall).
-* The prefix pass is a compiled (numba, cached on disk) kernel that works on blocks of 128
-  rows; the block stays in L1 while *all* queries of the batch are compared against it, so
-  an image's 8 dihedral hashes cost one pass over memory, not 8. LLVM vectorises the block
-  loop (AVX-512 VPOPCNTQ where the CPU has it).
+* The prefix pass is a compiled (numba, cached on disk) kernel (``pdq_kernels``) that works
+  on blocks of 128 rows; the block stays in L1 while *all* queries of the batch are compared
+  against it, so an image's 8 dihedral hashes cost one pass over memory, not 8. LLVM
+  vectorises the block loop (AVX-512 VPOPCNTQ where the CPU has it).
 * Large scans are split across threads (the kernel releases the GIL).
 * Storage is a list of segments of at most ``segment_rows`` rows. Adding appends to the
   last segment (no rebuild; 10,000 hashes cost microseconds to milliseconds), so memory is
@@ -40,13 +40,28 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ncii_hashmatch.pdq_kernels import (
+    B1,
+    BLOCK,
+    I16,
+    I32,
+    I64,
+    U8,
+    U32,
+    U64,
+    ScanFn,
+    numba_available,
+    numba_scan,
+    scan_numpy,
+)
 
 __all__ = [
     "HASH_BYTES",
@@ -71,19 +86,9 @@ PDQ_MATCH_THRESHOLD: Final = 31
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
-_BLOCK: Final = 128
-"""Rows per block in the compiled kernel; a block's prefix planes stay in L1."""
 _PARALLEL_MIN_WORK: Final = 4_000_000
 """Row x query comparisons below which a scan stays on the calling thread."""
 _OUT_CAP: Final = 1024
-
-U8 = NDArray[np.uint8]
-U32 = NDArray[np.uint32]
-U64 = NDArray[np.uint64]
-I16 = NDArray[np.int16]
-I32 = NDArray[np.int32]
-I64 = NDArray[np.int64]
-B1 = NDArray[np.bool_]
 
 HashesLike = U8 | str | bytes | Sequence[str] | Sequence[bytes]
 """A batch of PDQ hashes: ``uint8`` array ``(n, 32)`` (or ``(32,)`` for one), 64-char hex
@@ -203,192 +208,6 @@ class _Planes:
         )
 
 
-# --------------------------------------------------------------------------------------
-# scan kernels
-
-_ScanFn = Callable[..., int]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _scan_python(
-    p0: U64,
-    p1: U32,
-    p2: U32,
-    tail: U64,
-    alive: B1,
-    ids: I64,
-    start: int,
-    end: int,
-    q0: U64,
-    q1: U32,
-    q2: U32,
-    qt: U64,
-    thr: I32,
-    out_q: I32,
-    out_id: I64,
-    out_d: I16,
-) -> int:
-    """Scan rows [start, end) for all queries; write matches to out_*; return the count.
-
-    Compiled by numba (``_popcount`` becomes LLVM's ctpop). If more matches exist than
-    ``out_q`` has room for, only the first ones are written and the full count is
-    returned, so the caller can retry with bigger buffers.
-    """
-    nq = q0.shape[0]
-    cap = out_q.shape[0]
-    cnt = 0
-    dbuf = np.empty(_BLOCK, np.int32)
-    # Rows whose prefix survives are queued and finished in bursts: their other 20 bytes
-    # are cache misses, and a tight loop over many independent ones overlaps them.
-    ccap = max(4096, 2 * _BLOCK * nq)
-    c_row = np.empty(ccap, np.int64)
-    c_q = np.empty(ccap, np.int32)
-    c_d = np.empty(ccap, np.int32)
-    nc = 0
-    for b in range(start, end, _BLOCK):
-        e = min(b + _BLOCK, end)
-        m = e - b
-        s0 = p0[b:e]
-        s1 = p1[b:e]
-        for q in range(nq):
-            a0 = q0[q]
-            a1 = q1[q]
-            t = thr[q]
-            mn = np.int32(256)
-            for j in range(m):  # vectorised: 96-bit prefix distances of the block
-                d = np.int32(_popcount(s0[j] ^ a0) + _popcount(s1[j] ^ a1))
-                dbuf[j] = d
-                mn = min(mn, d)
-            if mn <= t:  # rare for unrelated hashes
-                for j in range(m):
-                    if dbuf[j] <= t:
-                        c_row[nc] = b + j
-                        c_q[nc] = q
-                        c_d[nc] = dbuf[j]
-                        nc += 1
-        if nc > ccap - _BLOCK * nq or e == end:
-            for k in range(nc):
-                i = c_row[k]
-                q = c_q[k]
-                t = thr[q]
-                d = c_d[k] + _popcount(p2[i] ^ q2[q])
-                if d <= t:
-                    d += _popcount(tail[i, 0] ^ qt[q, 0]) + _popcount(tail[i, 1] ^ qt[q, 1])
-                    if d <= t and alive[i]:
-                        if cnt < cap:
-                            out_q[cnt] = q
-                            out_id[cnt] = ids[i]
-                            out_d[cnt] = d
-                        cnt += 1
-            nc = 0
-    return cnt
-
-
-def _popcount(x: Any) -> int:  # pure-Python stand-in; numba replaces it by an intrinsic
-    return int(x).bit_count()
-
-
-def _scan_numpy(
-    p0: U64,
-    p1: U32,
-    p2: U32,
-    tail: U64,
-    alive: B1,
-    ids: I64,
-    start: int,
-    end: int,
-    q0: U64,
-    q1: U32,
-    q2: U32,
-    qt: U64,
-    thr: I32,
-    out_q: I32,
-    out_id: I64,
-    out_d: I16,
-) -> int:
-    """Same contract as the compiled kernel, in numpy (fallback; one pass per query)."""
-    chunk = 1 << 16
-    found_q: list[I64] = []
-    found_i: list[I64] = []
-    found_d: list[NDArray[np.integer[Any]]] = []
-    for b in range(start, end, chunk):
-        e = min(b + chunk, end)
-        s0 = p0[b:e]
-        s1 = p1[b:e]
-        for q in range(q0.shape[0]):
-            t = int(thr[q])
-            pre = np.bitwise_count(s0 ^ q0[q]) + np.bitwise_count(s1 ^ q1[q])
-            cand = np.flatnonzero(pre <= t)
-            if cand.size == 0:
-                continue
-            rows = cand + b
-            d = (
-                pre[cand].astype(np.int32)
-                + np.bitwise_count(p2[rows] ^ q2[q])
-                + np.bitwise_count(tail[rows] ^ qt[q]).sum(axis=1, dtype=np.int32)
-            )
-            keep = (d <= t) & alive[rows]
-            if keep.any():
-                found_q.append(np.full(int(keep.sum()), q, dtype=np.int64))
-                found_i.append(rows[keep])
-                found_d.append(d[keep])
-    if not found_i:
-        return 0
-    qs = np.concatenate(found_q)
-    rows_all = np.concatenate(found_i)
-    ds = np.concatenate(found_d)
-    cnt = int(qs.shape[0])
-    k = min(cnt, out_q.shape[0])
-    out_q[:k] = qs[:k]
-    out_id[:k] = ids[rows_all[:k]]
-    out_d[:k] = ds[:k]
-    return cnt
-
-
-def _load_numba() -> _ScanFn | None:
-    try:
-        from numba import njit, types
-        from numba.extending import intrinsic
-    except ImportError:  # pragma: no cover - numba is a declared dependency
-        return None
-
-    def _popcount_typer(typingctx: Any, x: Any) -> Any:
-        if not isinstance(x, types.Integer):
-            return None
-
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            v = builder.ctpop(args[0])
-            i64 = context.get_value_type(types.int64)
-            return builder.zext(v, i64) if v.type.width < 64 else v
-
-        return types.int64(x), codegen
-
-    # The kernel's global ``_popcount`` is resolved by numba at compile time.
-    globals()["_popcount"] = intrinsic(_popcount_typer)
-    jit = njit(nogil=True, cache=True, boundscheck=False)
-    return cast(_ScanFn, jit(_scan_python))
-
-
-_numba_scan: _ScanFn | None = None
-_numba_lock = threading.Lock()
-_numba_tried = False
-
-
-def _get_numba_scan() -> _ScanFn | None:
-    global _numba_scan, _numba_tried
-    with _numba_lock:
-        if not _numba_tried:
-            _numba_tried = True
-            if os.environ.get("NCII_HASHMATCH_NO_NUMBA") != "1":
-                _numba_scan = _load_numba()
-        return _numba_scan
-
-
-def numba_available() -> bool:
-    """Whether the compiled scan kernel can be used."""
-    return _get_numba_scan() is not None
-
-
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -490,19 +309,19 @@ class PdqIndex:
         segment_rows: int = 1 << 20,
         compact_dead_fraction: float = 0.25,
     ) -> None:
-        if segment_rows < _BLOCK:
-            raise ValueError(f"segment_rows must be >= {_BLOCK}")
+        if segment_rows < BLOCK:
+            raise ValueError(f"segment_rows must be >= {BLOCK}")
         if backend == "numpy":
-            self._scan: _ScanFn = _scan_numpy
+            self._scan: ScanFn = scan_numpy
         else:
-            compiled = _get_numba_scan()
+            compiled = numba_scan()
             if compiled is None:
                 if backend == "numba":
                     raise RuntimeError("numba is not available")
-                self._scan = _scan_numpy
+                self._scan = scan_numpy
             else:
                 self._scan = compiled
-        self.backend: str = "numba" if self._scan is not _scan_numpy else "numpy"
+        self.backend: str = "numba" if self._scan is not scan_numpy else "numpy"
         self._threads = max(1, threads if threads is not None else min(2, _cpu_count()))
         self._segment_rows = segment_rows
         self._compact_dead_fraction = compact_dead_fraction
@@ -764,7 +583,7 @@ def _split(
 ) -> list[list[_Piece]]:
     """Cut the snapshot's rows into ``parts`` contiguous, block-aligned, equal pieces."""
     per = -(-total // parts)
-    per = -(-per // _BLOCK) * _BLOCK
+    per = -(-per // BLOCK) * BLOCK
     out: list[list[_Piece]] = [[]]
     room = per
     for arrays, n in snapshot:

@@ -1,4 +1,4 @@
-"""The hashmatch service: wiring only."""
+"""The hashmatch service: its spec, nothing else."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_hashmatch import app, projections
-from ncii_hashmatch.api import router
+from ncii_hashmatch.app import HashmatchApp, build, workers
+from ncii_hashmatch.http import banks, false_positives, platforms
+from ncii_hashmatch.read_models.projections import BankProjection, BankReferenceProjection
 
-SPEC: ServiceSpec[app.HashmatchApp] = ServiceSpec(
+SPEC: ServiceSpec[HashmatchApp] = ServiceSpec(
     name="hashmatch",
     port=18103,
     title="Hashmatch",
@@ -24,13 +25,13 @@ SPEC: ServiceSpec[app.HashmatchApp] = ServiceSpec(
         "hashes leave matching at once. Imports and exports python-threatexchange's plain "
         "list format."
     ),
-    projections=(projections.BankProjection(), projections.BankReferenceProjection()),
+    projections=(BankProjection(), BankReferenceProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=HASHMATCH_EVENTS,
     consumes=(HashesSubmitted, CaseWithdrawn, CaseErased),
-    routers=[router],
-    app=app.build,
-    workers=app.workers,
+    routers=[platforms.router, banks.router, false_positives.router],
+    app=build,
+    workers=workers,
 )
 
 

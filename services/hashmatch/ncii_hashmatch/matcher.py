@@ -26,11 +26,21 @@ import numpy as np
 from ncii_events.projection import checkpoints
 from ncii_events.worker import LoopWorker
 from numpy.typing import NDArray
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_hashmatch import domain, projections
+from ncii_hashmatch import domain
 from ncii_hashmatch.index import ExactIndex, PdqIndex, hashes_from_hex
+from ncii_hashmatch.read_models.queries import (
+    changes_since,
+    count_changes_since,
+    cursors_now,
+    entries_by_ids,
+    live_entries,
+    negatives,
+    read_banks,
+)
+from ncii_hashmatch.read_models.schema import split_hashes
 
 log = logging.getLogger("ncii.hashmatch.matcher")
 FRAME_BITS = 20
@@ -101,12 +111,6 @@ def _bank_checkpoints(conn: Connection) -> dict[str, int]:
     return {p: checkpoints.read(conn, p) for p in BANK_PROJECTIONS}
 
 
-def _split(concat: str | None, width: int = 64) -> list[str]:
-    if not concat:
-        return []
-    return [concat[i : i + width] for i in range(0, len(concat), width)]
-
-
 class Matcher(LoopWorker):
     """A worker: each round applies the bank's changes since its cursors (nudged when a
     projection of this process commits, polling every ``poll_interval`` for other replicas').
@@ -146,17 +150,17 @@ class Matcher(LoopWorker):
         t0 = time.perf_counter()
         self.primary.warmup()
         async with self.engine.connect() as conn:
-            self.cursors = await conn.run_sync(projections.cursors_now)
-            self.banks = await conn.run_sync(projections.read_banks)
+            self.cursors = await conn.run_sync(cursors_now)
+            self.banks = await conn.run_sync(read_banks)
             after, rows = 0, 0
             while True:
-                page = await conn.run_sync(projections.live_entries, after, RESTORE_PAGE)
+                page = await conn.run_sync(live_entries, after, RESTORE_PAGE)
                 if not page:
                     break
                 await asyncio.to_thread(self._add, page)
                 rows += len(page)
                 after = int(page[-1][0])
-            negs = await conn.run_sync(projections.negatives)
+            negs = await conn.run_sync(negatives)
         self._add_negatives(negs)
         self.stats.restored_rows = rows
         self.stats.restore_seconds = time.perf_counter() - t0
@@ -206,7 +210,7 @@ class Matcher(LoopWorker):
             int(r.entry_id) << FRAME_BITS | n
             for r in rows
             if r.algorithm == "vpdq"
-            for n in range(len(_split(r.frames)))
+            for n in range(len(split_hashes(r.frames)))
         ]
         if frame_ids:
             self.frames.remove(frame_ids)
@@ -237,18 +241,12 @@ class Matcher(LoopWorker):
                 seen = await conn.run_sync(_bank_checkpoints)
             while True:
                 async with self.engine.connect() as conn:
-                    rows = await conn.run_sync(
-                        projections.changes_since, dict(self.cursors), FOLLOW_PAGE
-                    )
+                    rows = await conn.run_sync(changes_since, dict(self.cursors), FOLLOW_PAGE)
                     negative_ids = [r.negative_id for r in rows if r.kind == "negative"]
-                    negs = (
-                        await conn.run_sync(projections.negatives, negative_ids)
-                        if negative_ids
-                        else []
-                    )
+                    negs = await conn.run_sync(negatives, negative_ids) if negative_ids else []
                     banks = None
                     if any(r.kind == "settings" for r in rows):
-                        banks = await conn.run_sync(projections.read_banks)
+                        banks = await conn.run_sync(read_banks)
                 if not rows:
                     break
                 adds = sorted(
@@ -295,19 +293,8 @@ class Matcher(LoopWorker):
 
     async def pending(self) -> int:
         """Changes in the bank that this matcher has not applied yet."""
-        changes = projections.CHANGES
-        query = (
-            select(func.count())
-            .select_from(changes)
-            .where(
-                or_(
-                    and_(changes.c.stream == "c", changes.c.key > self.cursors.get("c", 0)),
-                    and_(changes.c.stream == "r", changes.c.key > self.cursors.get("r", 0)),
-                )
-            )
-        )
         async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return await conn.run_sync(count_changes_since, dict(self.cursors))
 
     # -- look-ups -----------------------------------------------------------------------------
 
@@ -388,7 +375,7 @@ class Matcher(LoopWorker):
         if not wanted:
             return results
         async with self.engine.connect() as conn:
-            rows = await conn.run_sync(projections.entries_by_ids, sorted(wanted))
+            rows = await conn.run_sync(entries_by_ids, sorted(wanted))
         live = {e: r for e, r in rows.items() if r.live}
         banks = self.banks
         settings = {e: banks.get(r.bank, domain.DEFAULT_SETTINGS) for e, r in live.items()}
@@ -416,7 +403,7 @@ class Matcher(LoopWorker):
             if r is None or not settings[entry_id].enabled:
                 continue
             result = domain.vpdq_percentages(
-                len(queries[item].frames), len(_split(r.frames)), len(q_hit), len(c_hit)
+                len(queries[item].frames), len(split_hashes(r.frames)), len(q_hit), len(c_hit)
             )
             if result.is_match(settings[entry_id]):
                 results[item].append(

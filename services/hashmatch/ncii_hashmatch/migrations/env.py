@@ -1,4 +1,4 @@
 from ncii_events.db import run_migrations_online
-from ncii_hashmatch.projections import METADATA
+from ncii_hashmatch.read_models.schema import METADATA
 
 run_migrations_online(METADATA)

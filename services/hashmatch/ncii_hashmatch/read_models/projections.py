@@ -1,34 +1,19 @@
-"""The bank: SQL read models fed by two projections, and the reads the API and matcher make.
-
-The bank is the truth for matching; every matcher process follows it (see ``matcher``).
-
-* ``hm_entries``: one row per banked hash (``live`` = matchable, ``listed`` = in the platforms'
-  delta feed), never deleted: a removal flips the flags and is recorded as a change.
-* ``hm_changes``: every change to what matches, keyed ``(stream, stream_seq << 24 | n)``: the key
-  comes from the log, so it is the same on every replica and after every rebuild, and the delta
-  feed's cursor is valid on any replica. Kinds: ``add`` and ``remove`` (matching and the feed),
-  ``unmatch`` (matching only; the feed's removal follows on the case's stream), ``negative``
-  (a hash entered the negative bank) and ``settings`` (a bank's settings changed).
-* ``hm_outbox``: events the bank decided to record (HashesBanked, HashesWithdrawn), written in
-  the same transaction as the change and appended to the log by the outbox publisher.
-
-Two projections because the facts live in two streams (they share their tables: they are rebuilt
-together, as ``ncii projections rebuild --service hashmatch`` does). ``BankProjection`` follows
-the cases' stream (hashes submitted, cases withdrawn or erased, matches of case hashes);
-``BankReferenceProjection`` follows the reference stream (bank settings, imported lists, the
-negative bank, matches of imported-list entries). Each stream's changes commit in stream order,
-which is what the per-stream cursors rely on. No personal data is stored here: the case id of an
-entry never leaves the service, and sighting URLs stay encrypted in the log.
+"""How the log's events become the bank (``schema``): two projections, because the facts live
+in two streams. They share their tables, so they are rebuilt together, as ``ncii projections
+rebuild --service hashmatch`` does. ``BankProjection`` follows the cases' stream (hashes
+submitted, cases withdrawn or erased, matches of case hashes); ``BankReferenceProjection``
+follows the reference stream (bank settings, imported lists, the negative bank, matches of
+imported-list entries). Each stream's changes commit in stream order, which is what the
+per-stream cursors rely on. What the bank decides to record (HashesBanked, HashesWithdrawn) goes
+to the outbox in the same transaction (``ncii_hashmatch.outbox``).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashmatch import (
     BankConfigured,
     BankedEntry,
@@ -47,138 +32,23 @@ from ncii_events.ids import derived_uuid
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from ncii_events.stream import CASES, REFERENCE, StreamSpec
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    func,
-    insert,
-    or_,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import Connection, MetaData, insert, or_, select, tuple_, update
 
 from ncii_hashmatch import domain
+from ncii_hashmatch.outbox import write_outbox
+from ncii_hashmatch.read_models.schema import (
+    BANKS,
+    CHANGES,
+    CLOSED_CASES,
+    ENTRIES,
+    MATCHES,
+    METADATA,
+    NEGATIVES,
+    in_chunks,
+)
 from ncii_hashmatch.tokens import match_uuid
 
-METADATA = MetaData()
-EntryId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
-
-BANKS = Table(
-    "hm_banks",
-    METADATA,
-    Column("name", String(64), primary_key=True),
-    Column("kind", String(8), nullable=False),  # case | list
-    Column("organisation", String(100)),
-    Column("enabled", Boolean, nullable=False),
-    Column("pdq_threshold", Integer, nullable=False),
-    Column("match_dihedral", Boolean, nullable=False),
-    Column("vpdq_query_match_percent", Integer, nullable=False),
-    Column("vpdq_compared_match_percent", Integer, nullable=False),
-    Column("updated_at", String(40), nullable=False),
-)
-
-ENTRIES = Table(
-    "hm_entries",
-    METADATA,
-    Column("entry_id", EntryId, primary_key=True, autoincrement=True),
-    Column("entry_key", String(36), nullable=False, unique=True),
-    Column("bank", String(64), nullable=False),
-    Column("kind", String(8), nullable=False),  # case | list
-    Column("case_id", String(36), index=True),
-    Column("source_id", String(36), nullable=False),  # submission id | import id
-    Column("algorithm", String(8), nullable=False),
-    Column("media", String(8), nullable=False),
-    Column("ident", String(72), nullable=False),  # value, or a digest of a video's frames
-    Column("value", String(64)),
-    Column("aliases", Text),  # PDQ: the 7 rotations/flips, concatenated hex
-    Column("frames", Text),  # vPDQ: distinct frame hashes, concatenated hex
-    Column("quality", Integer),
-    Column("live", Boolean, nullable=False),
-    Column("listed", Boolean, nullable=False),
-    Column("state", String(16), nullable=False),  # live | withdrawn | erased | negative | replaced
-    Column("added_at", String(40), nullable=False),
-    Column("removed_at", String(40)),
-    Index("ix_hm_entries_bank_ident", "bank", "algorithm", "ident"),
-    Index("ix_hm_entries_value", "algorithm", "value"),
-)
-
-CHANGES = Table(
-    "hm_changes",
-    METADATA,
-    Column("stream", String(1), primary_key=True),  # c (cases) | r (reference)
-    Column("key", BigInteger, primary_key=True, autoincrement=False),
-    Column("kind", String(10), nullable=False),  # add | remove | unmatch | negative | settings
-    Column("entry_key", String(36)),
-    Column("negative_id", String(36)),
-    Column("at", String(40), nullable=False),
-)
-
-NEGATIVES = Table(
-    "hm_negatives",
-    METADATA,
-    Column("neg_no", EntryId, primary_key=True, autoincrement=True),
-    Column("negative_id", String(36), nullable=False, unique=True),
-    Column("algorithm", String(8), nullable=False),
-    Column("value", String(64), nullable=False),
-    Column("target", String(20), nullable=False),
-    Column("match_id", String(80), nullable=False),
-    Column("added_at", String(40), nullable=False),
-    Index("ix_hm_negatives_value", "algorithm", "value"),
-)
-
-CLOSED_CASES = Table(
-    "hm_closed_cases",
-    METADATA,
-    Column("case_id", String(36), primary_key=True),
-    Column("state", String(12), nullable=False),
-    Column("at", String(40), nullable=False),
-)
-
-MATCHES = Table(
-    "hm_matches",
-    METADATA,
-    Column("match_id", String(80), primary_key=True),
-    Column("match_uuid", String(36), nullable=False),
-    Column("platform", String(100), nullable=False),
-    Column("entry_key", String(36), nullable=False, index=True),
-    Column("sightings", Integer, nullable=False),
-    Column("last_seen_at", String(40)),
-    Column("verdict", String(20)),
-    Column("verdict_at", String(40)),
-    Column("content_algorithm", String(8)),
-    Column("content_value", String(64)),
-    Column("fp_confirmed", Boolean, nullable=False),
-)
-
-OUTBOX = Table(
-    "hm_outbox",
-    METADATA,
-    Column("id", EntryId, primary_key=True, autoincrement=True),
-    Column("event_id", String(36), nullable=False, unique=True),
-    Column("stream", String(1), nullable=False),
-    Column("case_id", String(36), nullable=False),
-    Column("aggregate", String(30), nullable=False),
-    Column("aggregate_id", String(80), nullable=False),
-    Column("event_type", String(60), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("correlation_id", String(64), nullable=False),
-    Column("causation_id", String(64), nullable=False),
-    Column("created_at", String(40), nullable=False),
-    Column("published_at", String(40), index=True),
-)
-
 _IDS = uuid.UUID("3f1b2a4c-6d5e-4f70-8a91-b2c3d4e5f607")
-SQL_IN_CHUNK = 500
 MATCHER_POLL_MS = 100
 """How often each matcher polls the bank for changes made by other processes."""
 
@@ -189,11 +59,6 @@ def entry_key_for(source_event_id: str, index: int) -> str:
 
 def outbox_event_id(source_event_id: str, *parts: str) -> str:
     return str(derived_uuid(_IDS, source_event_id, "outbox", *parts))
-
-
-def _chunks(items: Sequence[Any], size: int = SQL_IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class _Changes:
@@ -225,36 +90,6 @@ class _Changes:
             self.rows = []
 
 
-def _outbox(
-    conn: Connection,
-    source: RecordedEvent,
-    *,
-    event_id: str,
-    stream: str,
-    case_id: str,
-    aggregate_id: str,
-    event: DomainEvent,
-) -> None:
-    exists = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.event_id == event_id)).first()
-    if exists is not None:
-        return
-    conn.execute(
-        insert(OUTBOX).values(
-            event_id=event_id,
-            stream=stream,
-            case_id=case_id,
-            aggregate=event.aggregate,
-            aggregate_id=aggregate_id,
-            event_type=event.event_type,
-            payload=json.dumps(event.model_dump(mode="json")),
-            correlation_id=source.envelope.correlation_id,
-            causation_id=source.envelope.event_id,
-            created_at=utc_now(),
-            published_at=None,
-        )
-    )
-
-
 def _ensure_bank(conn: Connection, name: str, kind: str, organisation: str | None) -> None:
     if conn.execute(select(BANKS.c.name).where(BANKS.c.name == name)).first() is not None:
         return
@@ -276,7 +111,7 @@ def _ensure_bank(conn: Connection, name: str, kind: str, organisation: str | Non
 
 def _negatives_among(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
-    for part in _chunks(list(pairs)):
+    for part in in_chunks(list(pairs)):
         rows = conn.execute(
             select(NEGATIVES.c.algorithm, NEGATIVES.c.value).where(
                 tuple_(NEGATIVES.c.algorithm, NEGATIVES.c.value).in_(list(part))
@@ -306,7 +141,7 @@ def _retire(
         if row.live:
             was_live.append(row.entry_key)
         changes.add("remove" if unlist else "unmatch", entry_key=row.entry_key)
-    for part in _chunks(keys):
+    for part in in_chunks(keys):
         values: dict[str, Any] = {"live": False, "removed_at": changes.at}
         if not keep_listed:
             values["listed"] = False
@@ -377,7 +212,7 @@ class BankProjection(Projection):
         elif isinstance(ev, HashesWithdrawn):
             changes = _Changes("c", event)
             rows: list[Any] = []
-            for part in _chunks(ev.entry_keys):
+            for part in in_chunks(ev.entry_keys):
                 rows += conn.execute(
                     select(ENTRIES.c.entry_key, ENTRIES.c.live, ENTRIES.c.listed).where(
                         ENTRIES.c.entry_key.in_(list(part))
@@ -451,7 +286,7 @@ class BankProjection(Projection):
         if rows:
             conn.execute(insert(ENTRIES), rows)
         changes.flush(conn)
-        _outbox(
+        write_outbox(
             conn,
             event,
             event_id=outbox_event_id(event.envelope.event_id, "HashesBanked"),
@@ -486,7 +321,7 @@ class BankProjection(Projection):
         was_live = _retire(conn, changes, rows, state=state)
         changes.flush(conn)
         if was_live:
-            _outbox(
+            write_outbox(
                 conn,
                 event,
                 event_id=outbox_event_id(event.envelope.event_id, "HashesWithdrawn"),
@@ -549,7 +384,7 @@ class BankReferenceProjection(Projection):
         changes = _Changes("r", event)
         values = [(h.algorithm, h.value) for h in ev.hashes]
         present: set[tuple[str, str]] = set()
-        for part in _chunks(values):
+        for part in in_chunks(values):
             present.update(
                 (r[0], r[1])
                 for r in conn.execute(
@@ -561,7 +396,7 @@ class BankReferenceProjection(Projection):
                 )
             )
         if ev.mode == "replace" and present:
-            for part in _chunks(sorted(present)):
+            for part in in_chunks(sorted(present)):
                 conn.execute(
                     update(ENTRIES)
                     .where(
@@ -657,7 +492,7 @@ class BankReferenceProjection(Projection):
             # Out of matching now; out of the feed when HashesWithdrawn comes back on the
             # case's stream, so the feed's removal follows its addition in one stream's order.
             was_live = _retire(conn, changes, case_rows, state="negative", keep_listed=True)
-            _outbox(
+            write_outbox(
                 conn,
                 event,
                 event_id=outbox_event_id(event.envelope.event_id, case_id, "HashesWithdrawn"),
@@ -669,173 +504,3 @@ class BankReferenceProjection(Projection):
                 ),
             )
         changes.flush(conn)
-
-
-# -- reads -----------------------------------------------------------------------------------------
-
-
-def settings_of(row: Any) -> domain.BankSettings:
-    return domain.BankSettings(
-        enabled=bool(row.enabled),
-        pdq_threshold=int(row.pdq_threshold),
-        match_dihedral=bool(row.match_dihedral),
-        vpdq_query_match_percent=int(row.vpdq_query_match_percent),
-        vpdq_compared_match_percent=int(row.vpdq_compared_match_percent),
-    )
-
-
-def read_banks(conn: Connection) -> dict[str, domain.BankSettings]:
-    return {r.name: settings_of(r) for r in conn.execute(select(BANKS))}
-
-
-def bank_rows(conn: Connection) -> list[dict[str, Any]]:
-    counts: dict[str, int] = dict(
-        conn.execute(
-            select(ENTRIES.c.bank, func.count())
-            .where(ENTRIES.c.live.is_(True))
-            .group_by(ENTRIES.c.bank)
-        ).all()
-    )
-    out = []
-    for r in conn.execute(select(BANKS).order_by(BANKS.c.name)).mappings():
-        row = dict(r)
-        row["live_hashes"] = int(counts.get(r["name"], 0))
-        out.append(row)
-    return out
-
-
-def cursors_now(conn: Connection) -> dict[str, int]:
-    out = {"c": 0, "r": 0}
-    for stream, top in conn.execute(
-        select(CHANGES.c.stream, func.max(CHANGES.c.key)).group_by(CHANGES.c.stream)
-    ):
-        out[str(stream)] = int(top or 0)
-    return out
-
-
-def changes_since(
-    conn: Connection, cursors: dict[str, int], limit: int, kinds: Sequence[str] | None = None
-) -> list[Any]:
-    """Changes after the per-stream cursors, each stream in key order, with their entries."""
-    query = (
-        select(
-            CHANGES.c.stream,
-            CHANGES.c.key,
-            CHANGES.c.kind,
-            CHANGES.c.negative_id,
-            CHANGES.c.at,
-            ENTRIES.c.entry_id,
-            ENTRIES.c.entry_key,
-            ENTRIES.c.bank,
-            ENTRIES.c.algorithm,
-            ENTRIES.c.media,
-            ENTRIES.c.value,
-            ENTRIES.c.aliases,
-            ENTRIES.c.frames,
-            ENTRIES.c.live,
-        )
-        .select_from(CHANGES.outerjoin(ENTRIES, ENTRIES.c.entry_key == CHANGES.c.entry_key))
-        .where(
-            or_(
-                and_(CHANGES.c.stream == "c", CHANGES.c.key > cursors.get("c", 0)),
-                and_(CHANGES.c.stream == "r", CHANGES.c.key > cursors.get("r", 0)),
-            )
-        )
-    )
-    if kinds is not None:
-        query = query.where(CHANGES.c.kind.in_(list(kinds)))
-    query = query.order_by(CHANGES.c.stream, CHANGES.c.key).limit(limit)
-    return list(conn.execute(query).all())
-
-
-def live_entries(conn: Connection, after_id: int, limit: int) -> list[tuple[Any, ...]]:
-    """``(entry_id, algorithm, value, aliases, frames)`` of live entries after ``after_id``, as
-    the driver returns them (a million rows load in about a second this way)."""
-    result = conn.execute(
-        select(
-            ENTRIES.c.entry_id,
-            ENTRIES.c.algorithm,
-            ENTRIES.c.value,
-            ENTRIES.c.aliases,
-            ENTRIES.c.frames,
-        )
-        .where(ENTRIES.c.live.is_(True), ENTRIES.c.entry_id > after_id)
-        .order_by(ENTRIES.c.entry_id)
-        .limit(limit)
-    )
-    try:
-        return [tuple(r) for r in result.cursor.fetchall()] if result.cursor else []
-    finally:
-        result.close()
-
-
-def negatives(conn: Connection, negative_ids: Sequence[str] | None = None) -> list[Any]:
-    query = select(NEGATIVES.c.neg_no, NEGATIVES.c.algorithm, NEGATIVES.c.value)
-    if negative_ids is not None:
-        query = query.where(NEGATIVES.c.negative_id.in_(list(negative_ids)))
-    return list(conn.execute(query).all())
-
-
-def entries_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
-    out: dict[int, Any] = {}
-    for part in _chunks(list(ids)):
-        for r in conn.execute(
-            select(
-                ENTRIES.c.entry_id,
-                ENTRIES.c.entry_key,
-                ENTRIES.c.bank,
-                ENTRIES.c.kind,
-                ENTRIES.c.case_id,
-                ENTRIES.c.algorithm,
-                ENTRIES.c.value,
-                ENTRIES.c.frames,
-                ENTRIES.c.live,
-            ).where(ENTRIES.c.entry_id.in_(list(part)))
-        ):
-            out[int(r.entry_id)] = r
-    return out
-
-
-def entry_by_key(conn: Connection, entry_key: str) -> Any:
-    return conn.execute(select(ENTRIES).where(ENTRIES.c.entry_key == entry_key)).first()
-
-
-def match_row(conn: Connection, match_id: str) -> Any:
-    return conn.execute(select(MATCHES).where(MATCHES.c.match_id == match_id)).first()
-
-
-def open_false_positives(conn: Connection, limit: int, after: str | None) -> list[Any]:
-    query = (
-        select(MATCHES, ENTRIES.c.bank, ENTRIES.c.algorithm, ENTRIES.c.kind)
-        .select_from(MATCHES.join(ENTRIES, ENTRIES.c.entry_key == MATCHES.c.entry_key))
-        .where(MATCHES.c.verdict == "false_positive", MATCHES.c.fp_confirmed.is_(False))
-    )
-    if after is not None:
-        query = query.where(MATCHES.c.match_id > after)
-    return list(conn.execute(query.order_by(MATCHES.c.match_id).limit(limit)).all())
-
-
-def bank_export_rows(conn: Connection, bank: str, after_id: int, limit: int) -> list[Any]:
-    return list(
-        conn.execute(
-            select(ENTRIES.c.entry_id, ENTRIES.c.algorithm, ENTRIES.c.media, ENTRIES.c.value)
-            .where(ENTRIES.c.bank == bank, ENTRIES.c.live.is_(True), ENTRIES.c.entry_id > after_id)
-            .order_by(ENTRIES.c.entry_id)
-            .limit(limit)
-        ).all()
-    )
-
-
-def present_in_bank(conn: Connection, bank: str, pairs: Sequence[tuple[str, str]]) -> int:
-    count = 0
-    for part in _chunks(list(pairs)):
-        count += int(
-            conn.execute(
-                select(func.count()).where(
-                    ENTRIES.c.bank == bank,
-                    ENTRIES.c.live.is_(True),
-                    tuple_(ENTRIES.c.algorithm, ENTRIES.c.ident).in_(list(part)),
-                )
-            ).scalar_one()
-        )
-    return count

@@ -10,7 +10,6 @@ from ncii_contracts.hashes import PDQ_MIN_QUALITY
 from ncii_contracts.hashmatch import FalsePositiveTarget, ListAlgorithm, Verdict
 from ncii_events.http.fields import Hex64, PastTime, WebAddress
 from ncii_events.http.fields import RequestBody as _Body
-from ncii_events.http.fields import utc_text as utc_text  # re-exported for the API
 from pydantic import Field, model_validator
 
 from ncii_hashmatch import domain

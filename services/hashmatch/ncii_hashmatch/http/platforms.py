@@ -1,0 +1,127 @@
+"""The platform exchange (role ``platform``): look-ups, sightings, the delta feed of the hash
+list, and feedback on matches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+from ncii_events.auth import require_role
+from ncii_events.http import IdempotentWrite, Problem, decode_cursor, encode_cursor
+from ncii_events.http.fields import utc_text
+
+from ncii_hashmatch.http import PLATFORMS, App, Caller, command_problems
+from ncii_hashmatch.http.bodies import Feedback, Lookup, Sighting
+from ncii_hashmatch.http.views import ChangePage, ItemResult, LookupResult, change, match_out
+from ncii_hashmatch.read_models import queries
+
+log = logging.getLogger("ncii.hashmatch.api")
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/lookups", tags=["platforms"])
+async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
+    """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
+    and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
+    and flips of the image (`ncii hash --dihedral`) to catch rotated or flipped copies even in
+    banks that hold no rotations. Look-ups are reads: nothing is recorded but a count."""
+    require_role(principal, *PLATFORMS)
+    t0 = time.perf_counter()
+    results = await state.matcher.lookup([item.query() for item in body.items])
+    matched = sum(1 for r in results if r)
+    log.info(
+        "lookup: %d items, %d matched, %.1f ms",
+        len(body.items),
+        matched,
+        1000 * (time.perf_counter() - t0),
+    )
+    org = principal.organisation
+    return LookupResult(
+        items=[
+            ItemResult(
+                index=i,
+                matches=[match_out(state.tokens, org, h) for h in hits],
+                skipped="low_quality" if item.low_quality else None,
+            )
+            for (i, hits), item in zip(enumerate(results), body.items, strict=True)
+        ]
+    )
+
+
+@router.post("/sightings", status_code=201, tags=["platforms"])
+async def report_sighting(
+    state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite
+) -> JSONResponse:
+    """Report where you saw content matching the bank. The hash must match now; each matched
+    victim's case records `MatchFound` (with the URL, encrypted) so takedown can act. The same
+    sighting reported twice is recorded once."""
+    require_role(principal, *PLATFORMS)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        with command_problems():
+            sighting_id, recorded = await state.report_sighting(
+                principal, body.hash.query(), body.url, utc_text(body.seen_at)
+            )
+        org = principal.organisation
+        return 201, {
+            "sighting_id": sighting_id,
+            "matches": [
+                match_out(state.tokens, org, r.hit).model_dump(exclude_none=True) for r in recorded
+            ],
+        }
+
+    return await idempotent.run(principal.principal_id, body, handle)
+
+
+@router.get("/hashes/changes", tags=["platforms"])
+async def hash_changes(
+    state: App,
+    principal: Caller,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> ChangePage:
+    """The hash list as a delta feed (like StopNCII's fetch): additions and removals since your
+    cursor, in a stable order. Start without a cursor for the whole list; keep `next_cursor`
+    and ask again later. Withdrawn and erased cases' hashes, and hashes confirmed as false
+    positives, come as removals. The cursor is valid on every replica."""
+    require_role(principal, *PLATFORMS)
+    cursors = {"c": 0, "r": 0}
+    if cursor is not None:
+        position = decode_cursor(cursor)
+        try:
+            cursors = {"c": int(position["c"]), "r": int(position["r"])}
+        except (KeyError, TypeError, ValueError):
+            raise Problem(422, "Invalid cursor", "cursor is not one this API returned") from None
+    rows = await queries.feed_changes(state.engine, cursors, limit)
+    for r in rows:
+        cursors[r.stream] = max(cursors[r.stream], int(r.key))
+    listed = (change(state.tokens, principal.organisation, r) for r in rows)
+    return ChangePage(
+        items=[c for c in listed if c is not None],
+        next_cursor=encode_cursor(cursors),
+        has_more=len(rows) == limit,
+    )
+
+
+@router.post("/matches/{match_id}/feedback", tags=["platforms"])
+async def match_feedback(
+    state: App,
+    match_id: Annotated[str, Path(max_length=80)],
+    body: Feedback,
+    principal: Caller,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Your verdict on a match: `blocked`, `not_blocked`, or `false_positive` (with the hash of
+    your content, so a case worker can put it into the negative bank)."""
+    require_role(principal, *PLATFORMS)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        content = (body.content.algorithm, body.content.value.lower()) if body.content else None
+        with command_problems():
+            await state.feedback(principal, match_id, body.verdict, content, idempotent.key)
+        return 200, {"match_id": match_id, "verdict": body.verdict}
+
+    return await idempotent.run(principal.principal_id, body, handle)

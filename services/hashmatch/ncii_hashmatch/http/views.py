@@ -1,0 +1,114 @@
+"""What hashmatch's API answers: the response models, and how hits and rows become them.
+Platforms get opaque ids (``tokens``), never a bank's name or an entry's key."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ncii_hashmatch.matcher import Hit
+from ncii_hashmatch.read_models.schema import split_hashes
+from ncii_hashmatch.tokens import Tokens
+
+
+class MatchOut(BaseModel):
+    match_id: str
+    bank: str
+    algorithm: str
+    distance: int
+    rotated: bool = False
+    query_match_percent: float | None = None
+    compared_match_percent: float | None = None
+
+
+class ItemResult(BaseModel):
+    index: int
+    matches: list[MatchOut]
+    skipped: str | None = None
+    """Why an item was not searched (a PDQ hash below quality 50)."""
+
+
+class LookupResult(BaseModel):
+    items: list[ItemResult]
+
+
+class Change(BaseModel):
+    change: Literal["add", "remove"]
+    id: str
+    """This entry's id for you (the same as the match id you get when it matches)."""
+    bank: str
+    algorithm: str
+    media: str
+    value: str
+    dihedral: list[str] | None = None
+
+
+class ChangePage(BaseModel):
+    items: list[Change]
+    next_cursor: str
+    has_more: bool
+
+
+class BankOut(BaseModel):
+    name: str
+    public_id: str
+    kind: str
+    enabled: bool
+    pdq_threshold: int
+    match_dihedral: bool
+    vpdq_query_match_percent: int
+    vpdq_compared_match_percent: int
+    live_hashes: int
+    updated_at: str
+
+
+class BankList(BaseModel):
+    items: list[BankOut]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def match_out(tokens: Tokens, organisation: str, hit: Hit) -> MatchOut:
+    return MatchOut(
+        match_id=tokens.match_id(organisation, hit.entry_key),
+        bank=tokens.bank_id(hit.bank),
+        algorithm=hit.algorithm,
+        distance=hit.distance,
+        rotated=hit.rotated,
+        query_match_percent=_round(hit.query_match_percent),
+        compared_match_percent=_round(hit.compared_match_percent),
+    )
+
+
+def change(tokens: Tokens, organisation: str, row: Any) -> Change | None:
+    """A feed row as the platform sees it; None for what the feed does not list."""
+    if row.entry_key is None or row.algorithm not in ("pdq", "md5") or not row.value:
+        return None  # vPDQ frames are matched here, not listed
+    return Change(
+        change=row.kind,
+        id=tokens.match_id(organisation, row.entry_key),
+        bank=tokens.bank_id(row.bank),
+        algorithm=row.algorithm,
+        media=row.media,
+        value=row.value,
+        dihedral=[row.value, *split_hashes(row.aliases)] if row.aliases else None,
+    )
+
+
+def bank_out(tokens: Tokens, row: dict[str, Any]) -> BankOut:
+    return BankOut.model_validate({**row, "public_id": tokens.bank_id(row["name"])})
+
+
+def false_positive(row: Any) -> dict[str, Any]:
+    return {
+        "match_id": row.match_id,
+        "bank": row.bank,
+        "algorithm": row.algorithm,
+        "platform": row.platform,
+        "sightings": row.sightings,
+        "reported_at": row.verdict_at,
+        "content_hash_reported": row.content_value is not None,
+    }

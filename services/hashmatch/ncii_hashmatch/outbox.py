@@ -1,0 +1,149 @@
+"""The outbox: events the bank's projections decide on (HashesBanked, HashesWithdrawn) are
+written as ``hm_outbox`` rows in the transaction that moves the projection's checkpoint
+(``write_outbox``), then appended to the log by a worker (``OutboxPublisher``), in the order
+they were decided.
+
+Every event id is derived from what caused it, so a retry or a second replica writes each event
+once: ``append_once`` skips ids already in the aggregate and the log drops duplicate message ids.
+The application's commands append their events the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from ncii_contracts.base import DomainEvent
+from ncii_events.db import write_transaction
+from ncii_events.envelope import Actor, utc_now
+from ncii_events.registry import EventRegistry
+from ncii_events.store import (
+    AggregateRef,
+    Cause,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    Version,
+)
+from ncii_events.worker import LoopWorker
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ncii_hashmatch.read_models.schema import OUTBOX
+
+SERVICE_ACTOR = Actor(organisation="ncii", principal="hashmatch", role="service")
+APPEND_ATTEMPTS = 5
+
+
+async def append_once(
+    store: EventStore, ref: AggregateRef, event: DomainEvent, event_id: str, cause: Cause
+) -> RecordedEvent:
+    """Append ``event`` under ``event_id`` unless the aggregate already holds it; reload and
+    retry when another writer got in between."""
+    for attempt in range(APPEND_ATTEMPTS):
+        history = await store.load(ref, decrypt=False)
+        for recorded in history:
+            if recorded.envelope.event_id == event_id:
+                return recorded
+        try:
+            written = await store.append(
+                ref, [event], expected=Version.of(history), cause=cause, event_ids=[event_id]
+            )
+            return written[0]
+        except ConcurrencyError:
+            if attempt == APPEND_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def write_outbox(
+    conn: Connection,
+    source: RecordedEvent,
+    *,
+    event_id: str,
+    stream: str,
+    case_id: str,
+    aggregate_id: str,
+    event: DomainEvent,
+) -> None:
+    """Record ``event`` for the publisher, caused by ``source`` (once per ``event_id``)."""
+    exists = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.event_id == event_id)).first()
+    if exists is not None:
+        return
+    conn.execute(
+        insert(OUTBOX).values(
+            event_id=event_id,
+            stream=stream,
+            case_id=case_id,
+            aggregate=event.aggregate,
+            aggregate_id=aggregate_id,
+            event_type=event.event_type,
+            payload=json.dumps(event.model_dump(mode="json")),
+            correlation_id=source.envelope.correlation_id,
+            causation_id=source.envelope.event_id,
+            created_at=utc_now(),
+            published_at=None,
+        )
+    )
+
+
+class OutboxPublisher(LoopWorker):
+    """Appends the events the bank's projections decided on (outbox rows written in their
+    checkpoint's transaction), in the order they were decided. Safe with several replicas:
+    event ids are derived, so each event is written once."""
+
+    name = "outbox"
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: EventStore,
+        ref_store: EventStore,
+        *,
+        registry: EventRegistry,
+        interval: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.registry = registry
+        self.stores = {"c": store, "r": ref_store}
+        self.interval = interval
+        self.published = 0
+
+    async def step(self) -> int:
+        return await self.publish_pending()
+
+    async def publish_pending(self, limit: int = 200) -> int:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(OUTBOX)
+                    .where(OUTBOX.c.published_at.is_(None))
+                    .order_by(OUTBOX.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        done = 0
+        for row in rows:
+            if self._stopping.is_set():
+                break
+            event_class = self.registry.event_class(row.event_type)
+            event = self.registry.decode(
+                row.event_type, event_class.version, json.loads(row.payload)
+            )
+            ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
+            cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
+            await append_once(self.stores[row.stream], ref, event, row.event_id, cause)
+            async with write_transaction(self.engine) as conn:
+                await conn.execute(
+                    update(OUTBOX).where(OUTBOX.c.id == row.id).values(published_at=utc_now())
+                )
+            done += 1
+        self.published += done
+        return done
+
+    async def pending(self) -> int:
+        async with self.engine.connect() as conn:
+            query = select(func.count()).where(OUTBOX.c.published_at.is_(None))
+            return int((await conn.execute(query)).scalar_one())
