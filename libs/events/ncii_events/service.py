@@ -191,11 +191,12 @@ def runtime_of(request: Request) -> ServiceRuntime[Any]:
     return runtime
 
 
-def app_of(cls: type[AppT]) -> Callable[[Request], AppT]:
+def app_of(cls: type[AppT]) -> Callable[[Request], Awaitable[AppT]]:
     """A FastAPI dependency: the service's application state, typed
-    (``state: Annotated[HashmatchApp, Depends(app_of(HashmatchApp))]``)."""
+    (``state: Annotated[HashmatchApp, Depends(app_of(HashmatchApp))]``). Async, as every
+    dependency here: FastAPI runs a plain function in its thread pool, a thread hop per call."""
 
-    def dependency(request: Request) -> AppT:
+    async def dependency(request: Request) -> AppT:
         app = runtime_of(request).app
         if not isinstance(app, cls):
             raise RuntimeError(f"the application state is not a {cls.__name__}")

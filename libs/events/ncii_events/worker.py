@@ -50,6 +50,9 @@ class LoopWorker:
     interval: float = 1.0
     """Poll fallback when nobody nudges."""
     max_backoff: float = 5.0
+    linger: float = 0.0
+    """How long to let more work gather after a nudge before the next round: under a steady
+    trickle, one round then takes several events instead of one (each round has fixed costs)."""
 
     def __init__(self) -> None:
         self._nudged = asyncio.Event()
@@ -133,6 +136,8 @@ class LoopWorker:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudged.wait(), self.interval)
+            if self.linger and self._nudged.is_set():
+                await self._sleep(self.linger)
 
     def _round_ended(self, after: int) -> bool:
         return self._done > after or not self.running

@@ -167,7 +167,7 @@ def idempotency_store(request: Request) -> Idempotency:
     return store
 
 
-def idempotent(request: Request, key: IdempotencyKey = None) -> Idempotent:
+async def idempotent(request: Request, key: IdempotencyKey = None) -> Idempotent:
     """FastAPI dependency: the request's Idempotency-Key, bound to the service's store."""
     return Idempotent(idempotency_store(request), request.method, request.url.path, key)
 

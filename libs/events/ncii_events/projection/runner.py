@@ -59,6 +59,7 @@ class ProjectionRunner(LoopWorker):
         max_attempts: int = 5,
         retry_delay: float = 0.5,
         interval: float = 0.5,
+        linger: float = 0.005,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
@@ -71,6 +72,7 @@ class ProjectionRunner(LoopWorker):
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.interval = interval
+        self.linger = linger
         self.on_commit = on_commit
         subjects = list(projection.subjects)
         self._filter = subjects[0] if len(subjects) == 1 else None

@@ -112,7 +112,7 @@ class CaseWrite:
         )
 
 
-def case_write(principal: Caller, idempotent: IdempotentWrite, app: App) -> CaseWrite:
+async def case_write(principal: Caller, idempotent: IdempotentWrite, app: App) -> CaseWrite:
     return CaseWrite(app, principal, idempotent)
 
 
