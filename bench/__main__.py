@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run, each beside its named baseline.
 
 - event log: our JetStream event store vs the `eventsourcing` library (SQLite and PostgreSQL)
-- intake: case opens per second and latency at 16 concurrent clients
+- intake: case opens per second and latency at 16 concurrent clients, and GET of a 50-event
+  case, on the stock and the fast NATS transport
 - hashmatch: our PDQ index vs HMA's default faiss index (and faiss flat) at 1M and 10M
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
@@ -31,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "eventlog":
             code = bench_eventlog.main(["--quick"] if args.quick else [])
         elif name == "intake":
-            code = bench_intake.main(["--quick"] if args.quick else [])
+            # Both transports in the same run (decisions 13 and 19), each with the case read.
+            code = 0
+            for transport in ("stock", "fast"):
+                out = f"bench/results/intake-{transport}.json"
+                argv_ = ["--transport", transport, "--get-case", "--out", out]
+                code |= bench_intake.main(argv_ + (["--quick"] if args.quick else []))
         else:
             sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
             code = bench_hashmatch.main()

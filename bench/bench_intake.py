@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 from ncii_contracts import ALL_EVENTS
 from ncii_events.auth import create_principal
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine
 from ncii_events.embedded import EmbeddedNats, free_port
@@ -41,6 +40,7 @@ from ncii_events.projection import ProjectionRunner
 from ncii_events.registry import EventRegistry
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
+from ncii_events.transport import connect
 from ncii_intake.read_models.projections import CasesProjection
 
 from bench.bench_eventlog import fresh_pg_database, pg_reachable

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.store import EventStore
 from ncii_events.stream import ensure_streams
+from ncii_events.transport import connect
 
 from tests.support.events import REGISTRY
 

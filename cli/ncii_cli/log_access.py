@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from ncii_contracts import ALL_EVENTS
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, port_is_free
 from ncii_events.keys import NatsCaseKeys
@@ -17,6 +16,7 @@ from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
+from ncii_events.transport import connect
 
 from ncii_cli.runner import start_embedded_nats
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free
 from ncii_events.service import ServiceSpec
 from ncii_events.settings import Settings
 from ncii_events.stream import ensure_streams
+from ncii_events.transport import connect
 from rich.console import Console
 from rich.table import Table
 

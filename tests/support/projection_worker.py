@@ -12,10 +12,10 @@ import asyncio
 import os
 import sys
 
-from ncii_events.connection import connect
 from ncii_events.db import make_engine
 from ncii_events.projection import ProjectionRunner
 from ncii_events.store import EventStore
+from ncii_events.transport import connect
 
 from tests.support.events import REGISTRY
 from tests.support.notes_projection import projection_for

@@ -9,9 +9,9 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from nats.aio.client import Client
 from ncii_events.auth import FailedAuthThrottle, key_sha256, new_api_key
-from ncii_events.connection import parse_header_lines
 from ncii_events.crypto import MasterKey, decrypt_field, encrypt_field
 from ncii_events.http import Problem, decode_cursor, encode_cursor
+from ncii_events.transport.headers import parse_header_lines
 
 
 def test_an_encrypted_field_round_trips_and_is_bound_to_its_case_event_and_field() -> None:

@@ -22,7 +22,6 @@ from pydantic import BaseModel
 
 from ncii_events.asyncapi import asyncapi_document
 from ncii_events.auth import Authenticator, Principal, PrincipalsProjection
-from ncii_events.connection import connect
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.http import Idempotency, install_error_handlers
@@ -33,6 +32,7 @@ from ncii_events.settings import Settings
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 from ncii_events.telemetry import configure, install_http_tracing
+from ncii_events.transport import connect
 from ncii_events.worker import OK, Worker
 
 log = logging.getLogger("ncii.service")
