@@ -56,6 +56,11 @@ async def _rows(engine: AsyncEngine) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
+async def _applied_event_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(select(NOTES.c.event_id))).scalars())
+
+
 async def _wait_rows(engine: AsyncEngine, at_least: int, timeout: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while (await _rows(engine))[0] < at_least:
@@ -120,8 +125,7 @@ async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_aft
         third.terminate()
         await asyncio.to_thread(third.wait, 30)
     assert await _rows(engine) == (300, 300)
-    async with engine.connect() as conn:
-        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    applied = await _applied_event_ids(engine)
     assert applied == set(ids)
 
 
@@ -212,8 +216,7 @@ async def test_two_runner_processes_on_one_database_apply_each_event_once_even_w
                 worker.terminate()
                 await asyncio.to_thread(worker.wait, 30)
     assert await _rows(engine) == (400, 400)
-    async with engine.connect() as conn:
-        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    applied = await _applied_event_ids(engine)
     assert applied == set(ids)
 
 
@@ -233,8 +236,7 @@ async def test_two_runners_in_one_process_share_the_work_and_apply_each_event_on
         await asyncio.gather(a.stop(), b.stop())
     assert a.applied + b.applied == 250
     assert await _rows(engine) == (250, 250)
-    async with engine.connect() as conn:
-        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    applied = await _applied_event_ids(engine)
     assert applied == set(ids)
 
 
@@ -280,8 +282,7 @@ async def test_an_emptied_or_restored_database_catches_up_from_its_own_checkpoin
     await runner.wait_caught_up()
     await runner.stop()
     assert await _rows(engine) == (50, 50)
-    async with engine.connect() as conn:
-        applied = set((await conn.execute(select(NOTES.c.event_id))).scalars())
+    applied = await _applied_event_ids(engine)
     assert applied == set(first) | set(later)
 
 
