@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.stream import ensure_streams
 
 from tests.conftest import ROOT
+from tests.support.eventually import eventually, eventually_sync
 
 DEPLOY = ROOT / "deploy" / "nats"
 PASSWORDS = {
@@ -66,11 +66,12 @@ def secured_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while not _listening(port):
+
+    def started() -> bool:
         assert process.poll() is None, "nats-server refused the configuration"
-        assert time.monotonic() < deadline, "nats-server did not start"
-        time.sleep(0.05)
+        return _listening(port)
+
+    eventually_sync(started, what="nats-server listening")
     yield f"nats://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
@@ -130,10 +131,12 @@ async def test_a_service_cannot_publish_another_services_events(secured_server: 
     try:
         with pytest.raises(Exception):  # noqa: B017 - the server drops it, so no ack comes
             await nc.jetstream().publish("ncii.c1.match.m1.MatchFound", b"{}", timeout=1)
-        await asyncio.sleep(0.1)
+        await eventually(
+            lambda: any("permissions violation" in e.lower() for e in errors),
+            what="the server's permissions violation",
+        )
     finally:
         await nc.close()
-    assert any("permissions violation" in e.lower() for e in errors), errors
 
 
 async def test_a_platform_facing_service_cannot_issue_api_keys(secured_server: str) -> None:
@@ -142,10 +145,12 @@ async def test_a_platform_facing_service_cannot_issue_api_keys(secured_server: s
     try:
         with pytest.raises(Exception):  # noqa: B017
             await nc.jetstream().publish("nciiref.principal.p1.PrincipalCreated", b"{}", timeout=1)
-        await asyncio.sleep(0.1)
+        await eventually(
+            lambda: any("permissions violation" in e.lower() for e in errors),
+            what="the server's permissions violation",
+        )
     finally:
         await nc.close()
-    assert any("permissions violation" in e.lower() for e in errors), errors
 
 
 def _emitters() -> dict[str, tuple[type[DomainEvent], ...]]:

@@ -31,6 +31,7 @@ from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import TRANSPORTS, TransportName, connect
 
 from tests.support.events import REGISTRY, NoteAdded
+from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
@@ -378,10 +379,10 @@ async def test_appends_and_reads_go_on_after_the_server_restarts(
         )
         server.stop()
         server.start()
-        for _ in range(100):  # the client notices, and reconnects on its own (every second)
-            if client.stats["reconnects"] >= 1 and client.is_connected:
-                break
-            await asyncio.sleep(0.1)
+        # The client notices, and reconnects on its own (every second).
+        await eventually(
+            lambda: client.stats["reconnects"] >= 1 and client.is_connected, what="a reconnect"
+        )
         second = await restarting.append(
             note_ref(case), [NoteAdded(text="after")], expected=Version.of(first), cause=CAUSE
         )

@@ -16,6 +16,8 @@ from ncii_events.transport.fast import FastTransport, NciiNatsClient
 from ncii_events.transport.headers import header_block
 from ncii_events.transport.stock import StockTransport
 
+from tests.support.eventually import eventually
+
 
 @pytest.fixture(scope="module")
 async def fast_nc(nats_server: EmbeddedNats) -> AsyncIterator[NciiNatsClient]:
@@ -82,10 +84,7 @@ async def test_a_failing_direct_handler_loses_its_message_but_not_the_connection
         for data in (b"one", b"bad", b"two"):
             await client.publish_raw("ncii_test.failing_handler", data)
         await client.flush()
-        for _ in range(100):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(seen) == 2, what="the two good messages")
         assert seen == [b"one", b"two"]
         assert client.is_connected
     finally:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import ROOT
 from tests.support.events import NoteAdded, PoisonPill
+from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
 from tests.support.notes_projection import NOTES, projection_for
 
@@ -61,12 +62,11 @@ async def _applied_event_ids(engine: AsyncEngine) -> set[str]:
         return set((await conn.execute(select(NOTES.c.event_id))).scalars())
 
 
-async def _wait_rows(engine: AsyncEngine, at_least: int, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (await _rows(engine))[0] < at_least:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"fewer than {at_least} rows after {timeout}s")
-        await asyncio.sleep(0.02)
+async def _wait_rows(engine: AsyncEngine, at_least: int) -> None:
+    async def enough() -> bool:
+        return (await _rows(engine))[0] >= at_least
+
+    await eventually(enough, what=f"{at_least} rows")
 
 
 async def _checkpoint(engine: AsyncEngine, name: str) -> int:
@@ -75,13 +75,13 @@ async def _checkpoint(engine: AsyncEngine, name: str) -> int:
         return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
 
-async def _wait_checkpoint(engine: AsyncEngine, name: str, seq: int, timeout: float = 60) -> None:
+async def _wait_checkpoint(engine: AsyncEngine, name: str, seq: int) -> None:
     """Until a runner in another process has applied the log up to ``seq``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await _checkpoint(engine, name) < seq:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"checkpoint below {seq} after {timeout}s")
-        await asyncio.sleep(0.02)
+
+    async def reached() -> bool:
+        return await _checkpoint(engine, name) >= seq
+
+    await eventually(reached, what=f"the checkpoint at {seq}")
 
 
 def _worker(nats_url: str, db_url: str, case: str, mode: str) -> subprocess.Popen[bytes]:

@@ -6,8 +6,10 @@ import os
 import re
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
+from ncii_events import ids as ids_module
 from ncii_events.ids import random_bytes, uuid7, uuid7_str
 
 UUID_V7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -27,11 +29,15 @@ def test_uuid7_str_has_the_rfc_9562_v7_layout_with_the_current_millisecond() -> 
     assert UUID_V7.fullmatch(str(uuid7()))
 
 
-def test_uuid7_str_and_uuid7_are_ordered_a_millisecond_apart() -> None:
+def test_uuid7_str_and_uuid7_are_ordered_a_millisecond_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = iter(range(1_700_000_000_000_000_000, 1_800_000_000_000_000_000, 1_500_000))
+    clock = SimpleNamespace(time_ns=lambda: next(now))  # 1.5 ms later at every call
+    monkeypatch.setattr(ids_module, "time", clock)
     ids = []
     for i in range(8):
         ids.append(uuid7_str() if i % 2 else str(uuid7()))
-        time.sleep(0.0015)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
