@@ -205,6 +205,22 @@ class _RenamedV2(DomainEvent, aggregate="note", event_type="TestRenamed", versio
     age_group: str
 
 
+async def test_a_read_up_to_a_position_leaves_out_what_was_appended_after_it(
+    store: EventStore,
+) -> None:
+    """The server bounds a batched Direct Get by ``up_to_seq`` only with ``multi_last``: the
+    store must, or a projection would apply events past the position it records."""
+    case = new_case()
+    written = await store.append(
+        note_ref(case), [NoteAdded(text=str(i)) for i in range(5)], expected=NEW, cause=CAUSE
+    )
+    seqs = [e.seq for e in written]
+    subject = store.spec.case_filter(case)
+    read = await store.read_from(seqs[0], subject=subject, up_to_seq=seqs[2])
+    assert [e.seq for e in read] == seqs[:3]
+    assert [e.seq for e in await store.read_case(case, up_to_seq=seqs[1])] == seqs[:2]
+
+
 async def test_a_v1_event_is_upcast_to_v2_on_read_and_stays_v1_in_the_log(
     nc: NATS, case_keys: NatsCaseKeys
 ) -> None:

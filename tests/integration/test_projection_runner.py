@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
+from ncii_contracts.base import DomainEvent
 from ncii_events.db import make_engine, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
+from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
 from ncii_events.projection.checkpoints import CHECKPOINTS
+from ncii_events.registry import EventRegistry
 from ncii_events.service import ServiceRuntime, ServiceSpec
 from ncii_events.settings import Settings
 from ncii_events.store import NEW, EventStore, Version
@@ -162,6 +165,47 @@ async def test_a_poison_event_becomes_a_dead_letter_and_the_projection_moves_on(
     async with engine.connect() as conn:
         texts = list((await conn.execute(select(NOTES.c.text).order_by(NOTES.c.seq))).scalars())
     assert texts == ["before", "poison", "after"]
+
+
+class _PoisonPillFromNewerCode(
+    DomainEvent, aggregate="note", event_type="TestPoisonPill", version=2
+):
+    """The same event type as written by a later version of the code than the runner's."""
+
+
+async def test_an_event_this_code_cannot_read_becomes_a_dead_letter_and_the_projection_moves_on(
+    nc: NATS, case_keys: NatsCaseKeys, store: EventStore, engine: AsyncEngine
+) -> None:
+    case = new_case()
+    newer = EventStore(nc, case_keys, registry=EventRegistry(NoteAdded, _PoisonPillFromNewerCode))
+    first = await newer.append(
+        note_ref(case), [NoteAdded(text="before")], expected=NEW, cause=CAUSE
+    )
+    unreadable = await newer.append(
+        note_ref(case), [_PoisonPillFromNewerCode()], expected=Version.of(first), cause=CAUSE
+    )
+    await newer.append(
+        note_ref(case),
+        [NoteAdded(text="after")],
+        expected=Version.of(first + unreadable),
+        cause=CAUSE,
+    )
+    projection = projection_for(case)
+    runner = ProjectionRunner(nc, engine, store, projection, max_attempts=3, retry_delay=0.01)
+    await runner.start()
+    try:
+        await runner.wait_caught_up(timeout=30)
+    finally:
+        await runner.stop()
+    async with engine.connect() as conn:
+        texts = list((await conn.execute(select(NOTES.c.text).order_by(NOTES.c.seq))).scalars())
+    assert texts == ["before", "after"]
+    [dead] = await list_dead_letters(engine)
+    assert dead.stream_seq == unreadable[0].seq and dead.attempts == 3
+    assert dead.event_type == "TestPoisonPill"
+    assert dead.event_id == unreadable[0].envelope.event_id
+    assert dead.error_type == "UnknownEventError"  # v2 is newer than this code
+    assert not await retry_dead_letter(engine, store, projection, dead.id)  # still unreadable
 
 
 async def test_rebuild_drops_the_tables_and_replays_the_log_to_the_same_rows(

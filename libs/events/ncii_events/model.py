@@ -24,6 +24,20 @@ class ConcurrencyError(Exception):
         self.actual = actual
 
 
+class UndecodableEventError(Exception):
+    """A stored event this program cannot read: a version newer than its code, a payload its
+    contract refuses, a field that does not decrypt. Names the event, never its content."""
+
+    def __init__(
+        self, seq: int, event_id: str | None, event_type: str | None, cause: Exception
+    ) -> None:
+        super().__init__(f"the event at {seq} cannot be read here ({type(cause).__name__})")
+        self.seq = seq
+        self.event_id = event_id
+        self.event_type = event_type
+        self.cause = cause
+
+
 class AppendError(RuntimeError):
     pass
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import BadHeaderError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError
 from ncii_contracts.base import DomainEvent
@@ -35,6 +35,7 @@ from ncii_events.model import (
     Cause,
     ConcurrencyError,
     RecordedEvent,
+    UndecodableEventError,
     Version,
 )
 from ncii_events.registry import EventRegistry, UnknownEventError
@@ -51,6 +52,7 @@ __all__ = [
     "ConcurrencyError",
     "EventStore",
     "RecordedEvent",
+    "UndecodableEventError",
     "Version",
 ]
 
@@ -337,6 +339,8 @@ class EventStore:
         got: list[tuple[int, bytes, RecordedEvent | None]] = []
 
         def on_stored(seq: int, data: bytes) -> None:
+            if up_to_seq is not None and seq > up_to_seq:
+                return  # the server bounds a batch by ``up_to_seq`` only with ``multi_last``
             # Decoded as messages arrive, so decoding overlaps the server's sending. Whatever
             # cannot be decoded here (a key not fetched yet, an error) is decoded afterwards.
             try:
@@ -350,9 +354,11 @@ class EventStore:
         seq = start
         while limit is None or len(got) < limit:
             want = READ_BATCH if limit is None else min(READ_BATCH, limit - len(got))
-            request: dict[str, Any] = {"seq": seq, "next_by_subj": subject_filter, "batch": want}
             if up_to_seq is not None:
-                request["up_to_seq"] = up_to_seq
+                if seq > up_to_seq:
+                    break
+                want = min(want, up_to_seq - seq + 1)
+            request = {"seq": seq, "next_by_subj": subject_filter, "batch": want}
             before = len(got)
             pending = await self._transport.direct_get(
                 self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
@@ -361,9 +367,26 @@ class EventStore:
                 break
             seq = got[-1][0] + 1
         return [
-            event if event is not None else await self._decode(s, data, decrypt, keys)
+            event if event is not None else await self._decode_or_name(s, data, decrypt, keys)
             for s, data, event in got
         ]
+
+    async def _decode_or_name(
+        self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
+    ) -> RecordedEvent:
+        """Decode, or raise ``UndecodableEventError`` naming the event (a NATS or network error
+        while fetching its case key is not the event's fault: it propagates as it is)."""
+        try:
+            return await self._decode(seq, data, decrypt, keys)
+        except (NatsError, OSError, TimeoutError):
+            raise
+        except Exception as exc:
+            event_id: str | None = None
+            event_type: str | None = None
+            with contextlib.suppress(Exception):  # the envelope itself may be what is broken
+                env = Envelope.from_json(data)
+                event_id, event_type = env.event_id, env.type
+            raise UndecodableEventError(seq, event_id, event_type, exc) from exc
 
     async def decode_message(self, seq: int, data: bytes, *, decrypt: bool) -> RecordedEvent:
         """Decode one stored message (as a consumer receives it)."""

@@ -13,7 +13,7 @@ from ncii_events.db import RUNTIME_METADATA, migrate_runtime, write_transaction
 from ncii_events.envelope import utc_now
 from ncii_events.projection.base import Projection
 from ncii_events.runtime_tables import define_runtime_tables
-from ncii_events.store import EventStore, RecordedEvent
+from ncii_events.store import EventStore, RecordedEvent, UndecodableEventError
 
 define_runtime_tables()
 DEAD_LETTERS = RUNTIME_METADATA.tables["dead_letters"]
@@ -41,11 +41,23 @@ def where(exc: BaseException) -> str:
 
 
 def record(
-    conn: Connection, projection: str, event: RecordedEvent, exc: BaseException, attempts: int
+    conn: Connection,
+    projection: str,
+    event: RecordedEvent | UndecodableEventError,
+    exc: BaseException,
+    attempts: int,
 ) -> None:
+    """One dead letter per projection and log position (a second failure of it is not new)."""
+    seq = event.seq
+    event_id: str | None
+    event_type: str | None
+    if isinstance(event, RecordedEvent):
+        event_id, event_type = event.envelope.event_id, event.type
+    else:
+        event_id, event_type = event.event_id, event.event_type
     exists = conn.execute(
         select(DEAD_LETTERS.c.id).where(
-            DEAD_LETTERS.c.projection == projection, DEAD_LETTERS.c.stream_seq == event.seq
+            DEAD_LETTERS.c.projection == projection, DEAD_LETTERS.c.stream_seq == seq
         )
     ).first()
     if exists is not None:
@@ -53,9 +65,9 @@ def record(
     conn.execute(
         insert(DEAD_LETTERS).values(
             projection=projection,
-            stream_seq=event.seq,
-            event_id=event.envelope.event_id,
-            event_type=event.type,
+            stream_seq=seq,
+            event_id=event_id,
+            event_type=event_type,
             error_type=type(exc).__name__,
             error_where=where(exc),
             attempts=attempts,
@@ -89,7 +101,10 @@ async def retry_dead_letter(
         )
     if row is None or row["projection"] != projection.name or row["status"] != "open":
         return False
-    event = await store.get(int(row["stream_seq"]), decrypt=projection.decrypt)
+    try:
+        event = await store.get(int(row["stream_seq"]), decrypt=projection.decrypt)
+    except UndecodableEventError:
+        return False  # still unreadable here: deploy the code that reads it, then retry
     if event is None:
         return False
 

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ncii_events.db import migrate_runtime, write_transaction
 from ncii_events.projection import checkpoints, dead_letters
 from ncii_events.projection.base import Projection, subject_matches
-from ncii_events.store import EventStore, RecordedEvent
+from ncii_events.store import EventStore, RecordedEvent, UndecodableEventError
 from ncii_events.worker import LoopWorker
 
 log = logging.getLogger("ncii.projection")
@@ -82,6 +82,7 @@ class ProjectionRunner(LoopWorker):
         self.checkpoint = 0
         self.applied = 0
         self._known_last = 0  # the log's last sequence when last asked
+        self._unreadable: dict[int, int] = {}  # attempts at the event this code cannot read
 
     @property
     def last_seq(self) -> int:
@@ -146,7 +147,10 @@ class ProjectionRunner(LoopWorker):
 
     async def step(self) -> int:
         start = self.checkpoint + 1
-        page = await self._take_prefetch(start)
+        try:
+            page = await self._take_prefetch(start)
+        except UndecodableEventError as exc:
+            return await self._undecodable(start, exc)
         if page is None:
             return 0
         events, end, full = page
@@ -198,6 +202,53 @@ class ProjectionRunner(LoopWorker):
         if self._filter is None:
             events = [e for e in events if self._wants(e)]
         return events, end, full
+
+    async def _undecodable(self, start: int, exc: UndecodableEventError) -> int:
+        """An event this code cannot read: first the events before it; then it is retried in
+        place (its case key may come back), and becomes a dead letter as any failing event."""
+        if exc.seq > start:
+            events = await self.store.read_from(
+                start,
+                limit=exc.seq - start,
+                decrypt=self.projection.decrypt,
+                subject=self._filter,
+                up_to_seq=exc.seq - 1,
+            )
+            if self._filter is None:
+                events = [e for e in events if self._wants(e)]
+            await self._commit(events, exc.seq - 1)
+            return 1
+        attempts = self._unreadable.get(exc.seq, 0) + 1
+        self._unreadable = {exc.seq: attempts}
+        if attempts < self.max_attempts:
+            log.warning(
+                "event at %s cannot be read in %s (attempt %s of %s): %s",
+                exc.seq,
+                self.projection.name,
+                attempts,
+                self.max_attempts,
+                type(exc.cause).__name__,
+            )
+            await self._sleep(self.retry_delay)
+            return 1
+        letter = functools.partial(
+            dead_letters.record,
+            projection=self.projection.name,
+            event=exc,
+            exc=exc.cause,
+            attempts=attempts,
+        )
+        if await self._transaction([], exc.seq, letter):
+            self.checkpoint = exc.seq
+            self._committed()
+        log.error(
+            "event at %s is a dead letter in %s after %s attempts (%s)",
+            exc.seq,
+            self.projection.name,
+            attempts,
+            type(exc.cause).__name__,
+        )
+        return 1
 
     def _wants(self, event: RecordedEvent) -> bool:
         env = event.envelope
