@@ -169,7 +169,8 @@ def idempotency_store(request: Request) -> Idempotency:
 
 async def idempotent(request: Request, key: IdempotencyKey = None) -> Idempotent:
     """FastAPI dependency: the request's Idempotency-Key, bound to the service's store."""
-    return Idempotent(idempotency_store(request), request.method, request.url.path, key)
+    # The path itself: ``request.url`` would build and parse the whole URL on every request.
+    return Idempotent(idempotency_store(request), request.method, request.scope["path"], key)
 
 
 IdempotentWrite = Annotated[Idempotent, Depends(idempotent)]
