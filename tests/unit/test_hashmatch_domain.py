@@ -1,12 +1,17 @@
 """Hashmatch's rules without I/O: thresholds, rotations, the negative bank, vPDQ shares, which
-hashes of a submission are banked, bank names, the plain list format, and opaque ids."""
+hashes of a submission are banked, bank names, the plain list format, opaque ids, and the
+decisions that build the bank's events."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
+from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.intake import SubmittedHash
 from ncii_hashmatch import domain
 from ncii_hashmatch.domain import BankSettings, Candidate, Frame
@@ -302,3 +307,163 @@ def test_a_public_bank_id_is_stable_and_does_not_reveal_the_organisation() -> No
     assert tokens.bank_id(bank) == tokens.bank_id(bank)
     assert tokens.bank_id(bank) != tokens.bank_id("ORG_OTHER")
     assert "taipei" not in tokens.bank_id(bank).lower()
+
+
+# -- decisions: the events they build --------------------------------------------------------------
+
+
+def test_a_bank_configured_event_carries_every_setting() -> None:
+    settings = BankSettings(enabled=False, pdq_threshold=20, match_dihedral=False)
+    event = domain.bank_configured("NCMEC_LIST", settings)
+    assert event.bank == "NCMEC_LIST" and not event.enabled and not event.match_dihedral
+    assert event.pdq_threshold == 20
+    assert event.vpdq_query_match_percent == domain.VPDQ_QUERY_MATCH_PERCENT
+    assert event.vpdq_compared_match_percent == domain.VPDQ_COMPARED_MATCH_PERCENT
+
+
+def test_a_list_is_imported_in_chunks_numbered_with_their_total() -> None:
+    parsed = domain.parse_hash_list(
+        "\n".join(f"pdq {i:064x}" for i in range(5)) + "\nvideo_md5 " + "f" * 32
+    )
+    events = domain.list_chunks("imp-1", "LIST_A", "replace", parsed, size=4)
+    assert [(e.chunk, e.chunks, len(e.hashes)) for e in events] == [(0, 2, 4), (1, 2, 2)]
+    assert {(e.import_id, e.bank, e.mode) for e in events} == {("imp-1", "LIST_A", "replace")}
+    assert events[1].hashes[-1].algorithm == "md5" and events[1].hashes[-1].value == "f" * 32
+    assert [h.value for e in events for h in e.hashes] == [h.value for h in parsed.hashes]
+    big = domain.ParsedList(
+        hashes=[domain.ListedLine(i, "pdq", f"{i:064x}") for i in range(domain.IMPORT_CHUNK + 1)]
+    )
+    assert [len(e.hashes) for e in domain.list_chunks("i", "B", "add", big)] == [
+        domain.IMPORT_CHUNK,
+        1,
+    ]
+
+
+def test_an_empty_list_is_one_empty_chunk_so_a_replace_empties_the_bank() -> None:
+    (event,) = domain.list_chunks("imp-2", "LIST_A", "replace", domain.parse_hash_list("# none"))
+    assert (event.chunk, event.chunks, event.hashes) == (0, 1, [])
+
+
+def found(
+    from_case: bool,
+    bank: str = "ORG_NGO",
+    algorithm: str = "pdq",
+    shares: tuple[float | None, float | None] = (None, None),
+) -> MatchFound:
+    return domain.match_found(
+        match_id="m_1",
+        sighting_id="s-1",
+        bank=bank,
+        entry_key="e-1",
+        algorithm=algorithm,
+        distance=3,
+        rotated=True,
+        query_match_percent=shares[0],
+        compared_match_percent=shares[1],
+        platform="platform-a",
+        seen_at="2026-11-29T21:00:00Z",
+        url="https://platform.example/p/1",
+        from_case=from_case,
+    )
+
+
+def test_a_match_from_a_case_keeps_the_url() -> None:
+    event = found(True)
+    assert event.url == "https://platform.example/p/1" and event.url_withheld is False
+    assert (event.match_id, event.entry_key, event.distance, event.rotated) == (
+        "m_1",
+        "e-1",
+        3,
+        True,
+    )
+    assert event.platform == "platform-a" and event.seen_at == "2026-11-29T21:00:00Z"
+
+
+def test_a_match_from_an_imported_list_withholds_the_url() -> None:
+    event = found(False, bank="LIST_A")
+    assert event.url is None and event.url_withheld is True
+
+
+def test_a_video_match_carries_whole_percentages() -> None:
+    event = found(True, algorithm="vpdq", shares=(87.9, 12.5))
+    assert (event.query_match_percent, event.compared_match_percent) == (87, 12)
+
+
+def test_a_match_belongs_to_its_case_only_for_a_case_entry() -> None:
+    assert domain.owning_case("case", "c-1") == "c-1"
+    assert domain.owning_case("case", None) is None
+    assert domain.owning_case("list", "c-1") is None
+
+
+def test_feedback_carries_the_content_hash_when_sent() -> None:
+    event = domain.match_feedback("m_1", "e-1", "false_positive", "platform-a", ("md5", "a" * 32))
+    assert (event.verdict, event.content_algorithm, event.content_value) == (
+        "false_positive",
+        "md5",
+        "a" * 32,
+    )
+    bare = domain.match_feedback("m_1", "e-1", "blocked", "platform-a", None)
+    assert bare.content_algorithm is None and bare.content_value is None
+
+
+VPDQ_REFUSED = (
+    "only PDQ and MD5 hashes go into the negative bank; this entry is a video's vPDQ frames"
+)
+NO_CONTENT = (
+    "the platform has not reported a false positive with the hash of its content for this "
+    "match; confirm the banked hash instead, or wait for it"
+)
+
+
+def test_only_pdq_and_md5_banked_hashes_go_into_the_negative_bank() -> None:
+    assert domain.negative_hash("banked_hash", "pdq", H, None, None, None) == ("pdq", H)
+    assert domain.negative_hash("banked_hash", "md5", "b" * 32, None, None, None) == (
+        "md5",
+        "b" * 32,
+    )
+    for algorithm, value in (("vpdq", None), ("vpdq", "frames:x"), ("pdq", None), ("pdq", "")):
+        with pytest.raises(domain.BankRuleError) as refused:
+            domain.negative_hash("banked_hash", algorithm, value, None, None, None)
+        assert refused.value.detail == VPDQ_REFUSED == str(refused.value)
+
+
+def test_reported_content_needs_the_platforms_false_positive_with_its_hash() -> None:
+    assert domain.negative_hash(
+        "reported_content", "vpdq", None, "false_positive", "pdq", "c" * 64
+    ) == ("pdq", "c" * 64)
+    for verdict, content in (
+        (None, ("pdq", "c" * 64)),  # no verdict (or no match row)
+        ("blocked", ("pdq", "c" * 64)),
+        ("false_positive", (None, None)),  # reported without its content's hash
+    ):
+        with pytest.raises(domain.BankRuleError) as refused:
+            domain.negative_hash("reported_content", "pdq", H, verdict, *content)
+        assert refused.value.detail == NO_CONTENT
+
+
+def test_a_confirmed_false_positive_names_the_hash_it_puts_into_the_negative_bank() -> None:
+    event = domain.false_positive_confirmed(
+        "n-1", "m_1", "e-1", "ORG_NGO", "reported_content", ("md5", "d" * 32)
+    )
+    assert (event.negative_id, event.match_id, event.entry_key, event.bank) == (
+        "n-1",
+        "m_1",
+        "e-1",
+        "ORG_NGO",
+    )
+    assert (event.target, event.algorithm, event.value) == ("reported_content", "md5", "d" * 32)
+
+
+def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
+    probe = (
+        "import sys, ncii_hashmatch.domain; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'nats', 'sqlalchemy', 'fastapi', 'starlette', 'opentelemetry', 'orjson'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    source = Path(domain.__file__).read_text()
+    assert "ncii_events" not in source and "RecordedEvent" not in source
+    assert "ncii_hashmatch.matcher" not in source

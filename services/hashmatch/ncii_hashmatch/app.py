@@ -16,14 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ncii_contracts.hashmatch import (
-    BankConfigured,
     FalsePositiveConfirmed,
     FalsePositiveTarget,
-    HashListImported,
     ImportMode,
-    ListedHash,
-    MatchFeedbackReceived,
-    MatchFound,
     Verdict,
 )
 from ncii_events.auth import Principal
@@ -112,14 +107,7 @@ class HashmatchApp:
         principal: Principal,
         idempotency_key: str | None,
     ) -> None:
-        event = BankConfigured(
-            bank=name,
-            enabled=settings.enabled,
-            pdq_threshold=settings.pdq_threshold,
-            match_dihedral=settings.match_dihedral,
-            vpdq_query_match_percent=settings.vpdq_query_match_percent,
-            vpdq_compared_match_percent=settings.vpdq_compared_match_percent,
-        )
+        event = domain.bank_configured(name, settings)
         ref = AggregateRef(REFERENCE_CASE, "bank", name)
         event_id = self._event_id(principal, idempotency_key, "bank", name)
         await append_once(self.ref_store, ref, event, event_id, _cause(principal, event_id))
@@ -139,7 +127,6 @@ class HashmatchApp:
         else:
             import_id = str(uuid7())
         ref = AggregateRef(REFERENCE_CASE, "hash_list", import_id)
-        parts = domain.chunks(parsed.hashes)
         if mode == "add" and not parsed.hashes:
             return ImportResult(import_id, 0, 0)
         history = await self.ref_store.load(ref, decrypt=False)
@@ -147,24 +134,17 @@ class HashmatchApp:
         version = Version.of(history)
         cause = _cause(principal, import_id)
         written = 0
-        for n, part in enumerate(parts):
-            event_id = self._derived(import_id, "chunk", str(n))
+        events = domain.list_chunks(import_id, bank, mode, parsed)
+        for event in events:
+            event_id = self._derived(import_id, "chunk", str(event.chunk))
             if event_id in done:
                 continue
-            event = HashListImported(
-                import_id=import_id,
-                bank=bank,
-                mode=mode,
-                chunk=n,
-                chunks=len(parts),
-                hashes=[ListedHash(algorithm=h.algorithm, value=h.value) for h in part],
-            )
             recorded = await self.ref_store.append(
                 ref, [event], expected=version, cause=cause, event_ids=[event_id]
             )
             version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
             written += 1
-        return ImportResult(import_id, len(parts), written)
+        return ImportResult(import_id, len(events), written)
 
     # -- the platform exchange ------------------------------------------------------------------
 
@@ -184,8 +164,8 @@ class HashmatchApp:
         for hit in hits:
             match_id = self.tokens.match_id(org, hit.entry_key)
             event_id = self._derived(sighting_id, hit.entry_key)
-            from_case = hit.kind == "case" and hit.case_id is not None
-            event = MatchFound(
+            case_id = domain.owning_case(hit.kind, hit.case_id)
+            event = domain.match_found(
                 match_id=match_id,
                 sighting_id=sighting_id,
                 bank=hit.bank,
@@ -193,14 +173,14 @@ class HashmatchApp:
                 algorithm=hit.algorithm,
                 distance=hit.distance,
                 rotated=hit.rotated,
-                query_match_percent=_pct(hit.query_match_percent),
-                compared_match_percent=_pct(hit.compared_match_percent),
+                query_match_percent=hit.query_match_percent,
+                compared_match_percent=hit.compared_match_percent,
                 platform=org,
                 seen_at=seen_at,
-                url_withheld=not from_case,
-                url=url if from_case else None,
+                url=url,
+                from_case=case_id is not None,
             )
-            store, ref = self._match_ref(hit.case_id if from_case else None, org, hit.entry_key)
+            store, ref = self._match_ref(case_id, org, hit.entry_key)
             try:
                 await append_once(store, ref, event, event_id, _cause(principal, sighting_id))
             except CaseErasedError:
@@ -236,15 +216,8 @@ class HashmatchApp:
         if entry_key is None:
             raise NotFoundError
         entry = await self._entry(entry_key)
-        event = MatchFeedbackReceived(
-            match_id=match_id,
-            entry_key=entry_key,
-            verdict=verdict,
-            platform=principal.organisation,
-            content_algorithm=content[0] if content else None,
-            content_value=content[1] if content else None,
-        )
-        case_id = entry.case_id if entry.kind == "case" else None
+        event = domain.match_feedback(match_id, entry_key, verdict, principal.organisation, content)
+        case_id = domain.owning_case(entry.kind, entry.case_id)
         store, ref = self._match_ref(case_id, principal.organisation, entry_key)
         event_id = self._event_id(principal, idempotency_key, "feedback", match_id)
         await append_once(store, ref, event, event_id, _cause(principal, event_id))
@@ -257,30 +230,18 @@ class HashmatchApp:
         if opened is None:
             raise NotFoundError
         entry = await self._entry(opened[1])
-        if target == "banked_hash":
-            if entry.algorithm not in ("pdq", "md5") or not entry.value:
-                raise domain.BankRuleError(
-                    "only PDQ and MD5 hashes go into the negative bank; this entry is a video's "
-                    "vPDQ frames"
-                )
-            algorithm, value = str(entry.algorithm), str(entry.value)
-        else:
-            match = await queries.match(self.engine, match_id)
-            if match is None or match.verdict != "false_positive" or not match.content_value:
-                raise domain.BankRuleError(
-                    "the platform has not reported a false positive with the hash of its "
-                    "content for this match; confirm the banked hash instead, or wait for it"
-                )
-            algorithm, value = str(match.content_algorithm), str(match.content_value)
-        negative_id = self._derived("negative", match_id, target, algorithm, value)
-        event = FalsePositiveConfirmed(
-            negative_id=negative_id,
-            match_id=match_id,
-            entry_key=str(entry.entry_key),
-            bank=str(entry.bank),
-            target=target,
-            algorithm=algorithm,
-            value=value,
+        match = None if target == "banked_hash" else await queries.match(self.engine, match_id)
+        negative = domain.negative_hash(
+            target,
+            entry_algorithm=entry.algorithm,
+            entry_value=entry.value,
+            match_verdict=match.verdict if match is not None else None,
+            content_algorithm=match.content_algorithm if match is not None else None,
+            content_value=match.content_value if match is not None else None,
+        )
+        negative_id = self._derived("negative", match_id, target, *negative)
+        event = domain.false_positive_confirmed(
+            negative_id, match_id, str(entry.entry_key), str(entry.bank), target, negative
         )
         ref = AggregateRef(REFERENCE_CASE, "negative_bank", negative_id)
         event_id = self._derived(negative_id, "confirmed")
@@ -289,10 +250,6 @@ class HashmatchApp:
         )
         assert isinstance(recorded.event, FalsePositiveConfirmed)
         return recorded.event
-
-
-def _pct(value: float | None) -> int | None:
-    return None if value is None else int(value)
 
 
 async def build(

@@ -8,6 +8,8 @@
   false positives) as to the banked hash, within the negative bank's threshold.
 - Which hashes of a submission are banked, and the plain list format that Meta's
   python-threatexchange reads and writes (``<signal_type> <signal>`` per line).
+- The decisions that build the bank's events (settings, imported chunks, sightings, verdicts,
+  false positives): the application loads, asks them, and appends what they return.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY
+from ncii_contracts.hashmatch import (
+    BankConfigured,
+    FalsePositiveConfirmed,
+    FalsePositiveTarget,
+    HashListImported,
+    ImportMode,
+    ListedHash,
+    MatchFeedbackReceived,
+    MatchFound,
+    Verdict,
+)
 from ncii_contracts.intake import SubmittedHash
 
 # -- limits and defaults ---------------------------------------------------------------------------
@@ -412,3 +425,151 @@ def change_key(stream_seq: int, n: int) -> int:
     if not 0 <= n < (1 << CHANGE_KEY_BITS):
         raise ValueError("too many changes from one event")
     return (stream_seq << CHANGE_KEY_BITS) | n
+
+
+# -- decisions: the events they build --------------------------------------------------------------
+
+NEGATIVE_ALGORITHMS = ("pdq", "md5")
+"""What the negative bank holds: a video's vPDQ frames cannot go there."""
+
+
+def bank_configured(name: str, settings: BankSettings) -> BankConfigured:
+    """A bank's settings, all of them (later events replace earlier ones)."""
+    return BankConfigured(
+        bank=name,
+        enabled=settings.enabled,
+        pdq_threshold=settings.pdq_threshold,
+        match_dihedral=settings.match_dihedral,
+        vpdq_query_match_percent=settings.vpdq_query_match_percent,
+        vpdq_compared_match_percent=settings.vpdq_compared_match_percent,
+    )
+
+
+def list_chunks(
+    import_id: str, bank: str, mode: ImportMode, parsed: ParsedList, size: int = IMPORT_CHUNK
+) -> list[HashListImported]:
+    """One HashListImported per chunk of the list (one empty chunk for an empty list, which a
+    ``replace`` needs to empty the bank)."""
+    parts = chunks(parsed.hashes, size)
+    return [
+        HashListImported(
+            import_id=import_id,
+            bank=bank,
+            mode=mode,
+            chunk=n,
+            chunks=len(parts),
+            hashes=[ListedHash(algorithm=h.algorithm, value=h.value) for h in part],
+        )
+        for n, part in enumerate(parts)
+    ]
+
+
+def owning_case(kind: str, case_id: str | None) -> str | None:
+    """The case whose stream records a match on an entry, or None (imported-list entries belong
+    to no case: the reference stream records theirs)."""
+    return case_id if kind == "case" else None
+
+
+def percent(value: float | None) -> int | None:
+    """A vPDQ share as the whole percentage an event carries (truncated)."""
+    return None if value is None else int(value)
+
+
+def match_found(
+    *,
+    match_id: str,
+    sighting_id: str,
+    bank: str,
+    entry_key: str,
+    algorithm: str,
+    distance: int,
+    rotated: bool,
+    query_match_percent: float | None,
+    compared_match_percent: float | None,
+    platform: str,
+    seen_at: str,
+    url: str,
+    from_case: bool,
+) -> MatchFound:
+    """A sighting of one banked entry. The url (personal: it leads to the victim's image) is kept
+    only for a case's entry; for an imported list's entry it is withheld."""
+    return MatchFound(
+        match_id=match_id,
+        sighting_id=sighting_id,
+        bank=bank,
+        entry_key=entry_key,
+        algorithm=algorithm,
+        distance=distance,
+        rotated=rotated,
+        query_match_percent=percent(query_match_percent),
+        compared_match_percent=percent(compared_match_percent),
+        platform=platform,
+        seen_at=seen_at,
+        url_withheld=not from_case,
+        url=url if from_case else None,
+    )
+
+
+def match_feedback(
+    match_id: str,
+    entry_key: str,
+    verdict: Verdict,
+    platform: str,
+    content: tuple[str, str] | None,
+) -> MatchFeedbackReceived:
+    """A platform's verdict on a match, with the hash of its own content if it sent one."""
+    return MatchFeedbackReceived(
+        match_id=match_id,
+        entry_key=entry_key,
+        verdict=verdict,
+        platform=platform,
+        content_algorithm=content[0] if content else None,
+        content_value=content[1] if content else None,
+    )
+
+
+def negative_hash(
+    target: FalsePositiveTarget,
+    entry_algorithm: str,
+    entry_value: str | None,
+    match_verdict: str | None,
+    content_algorithm: str | None,
+    content_value: str | None,
+) -> tuple[str, str]:
+    """The (algorithm, value) a confirmed false positive puts into the negative bank: the banked
+    hash (PDQ or MD5 only), or the platform's content (only once the platform has reported the
+    match as a false positive with its content's hash; ``match_verdict`` None: no verdict)."""
+    if target == "banked_hash":
+        if entry_algorithm not in NEGATIVE_ALGORITHMS or not entry_value:
+            raise BankRuleError(
+                "only PDQ and MD5 hashes go into the negative bank; this entry is a video's "
+                "vPDQ frames"
+            )
+        return str(entry_algorithm), str(entry_value)
+    if match_verdict != "false_positive" or not content_value:
+        raise BankRuleError(
+            "the platform has not reported a false positive with the hash of its "
+            "content for this match; confirm the banked hash instead, or wait for it"
+        )
+    return str(content_algorithm), str(content_value)
+
+
+def false_positive_confirmed(
+    negative_id: str,
+    match_id: str,
+    entry_key: str,
+    bank: str,
+    target: FalsePositiveTarget,
+    negative: tuple[str, str],
+) -> FalsePositiveConfirmed:
+    """A case worker's confirmation: ``negative`` (from negative_hash) enters the negative bank."""
+    algorithm, value = negative
+    return FalsePositiveConfirmed(
+        negative_id=negative_id,
+        match_id=match_id,
+        entry_key=entry_key,
+        bank=bank,
+        target=target,
+        algorithm=algorithm,
+        value=value,
+    )
