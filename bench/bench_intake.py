@@ -335,7 +335,10 @@ async def _rebuild_everywhere(nats_url: str, workdir: Path) -> dict[str, Any]:
 
 def _run(seconds: float, clients: int, transport: str | None, get_case: bool) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
-    server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
+    # as before durable became the default: the numbers stay comparable with earlier runs
+    server = EmbeddedNats(
+        workdir / "nats", port=free_port(), monitor_port=free_port(), sync_always=False
+    )
     server.start()
     service, url = _start_intake(workdir, server.url, transport)
     try:

@@ -31,8 +31,14 @@ PG_USER = os.environ.get("NCII_TEST_PG_USER", "postgres")
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     store = tmp_path_factory.mktemp("nats")
+    # No fsync per append: the suite's log is thrown away, and durability is tested on its own
+    # (tests/integration/test_local_files.py).
     server = EmbeddedNats(
-        store, port=free_port(), monitor_port=free_port(), log_file=store / "server.log"
+        store,
+        port=free_port(),
+        monitor_port=free_port(),
+        log_file=store / "server.log",
+        sync_always=False,
     )
     server.start()
     yield server

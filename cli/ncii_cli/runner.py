@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ncii_events.crypto import MasterKey
-from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free
+from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free, private_dir
 from ncii_events.service import ServiceSpec
 from ncii_events.settings import Settings
 from ncii_events.stream import ensure_streams
@@ -59,7 +59,8 @@ def plan_ports(settings: Settings, specs: Mapping[str, ServiceSpec[Any]]) -> Por
 
 
 def start_embedded_nats(settings: Settings) -> EmbeddedNats:
-    var = settings.var_dir.resolve()
+    """Durable (fsync before every acknowledgement, EmbeddedNats' default), owner-only files."""
+    var = private_dir(settings.var_dir.resolve())
     server = EmbeddedNats(
         var / "nats",
         port=settings.embedded_nats_port(),
@@ -105,8 +106,7 @@ def run_system(services: Sequence[str] | None = None) -> int:
     if unknown:
         raise StartupError(f"no service {', '.join(unknown)}; the services: {', '.join(specs)}")
     ports = plan_ports(settings, specs)
-    var = settings.var_dir.resolve()
-    var.mkdir(parents=True, exist_ok=True)
+    var = private_dir(settings.var_dir.resolve())
     for name in names:
         port = ports.services[name]
         if not port_is_free(port, settings.host):

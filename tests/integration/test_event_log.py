@@ -383,7 +383,7 @@ async def test_appends_and_reads_go_on_after_the_server_restarts(
     from ncii_events.embedded import free_port
 
     data = tmp_path_factory.mktemp("nats-restart")
-    server = EmbeddedNats(data, port=free_port(), monitor_port=free_port())
+    server = EmbeddedNats(data, port=free_port(), monitor_port=free_port(), sync_always=False)
     server.start()
     client = await connect(server.url, name="restart-test", transport=transport)
     try:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.aio.client import Client as NATS
 from ncii_contracts.base import DomainEvent
@@ -19,7 +20,7 @@ from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
 from ncii_events.projection.checkpoints import CHECKPOINTS
 from ncii_events.registry import EventRegistry
-from ncii_events.service import ServiceRuntime, ServiceSpec
+from ncii_events.service import ServiceRuntime, ServiceSpec, create_app
 from ncii_events.settings import Settings
 from ncii_events.store import NEW, EventStore, Version
 from sqlalchemy import event, func, select
@@ -433,9 +434,57 @@ async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
         assert checks["ready"] is False
         assert checks["not_working"] == {projection.name: "retrying (OperationalError)"}
         assert checks["projections_pending"][projection.name] > 0
+        assert runtime.stopped_for_good() == {}  # retrying: alive, no restart needed
         outage.on = False
         await runtime.wait_caught_up()
         checks = await runtime.readiness()
         assert checks["ready"] and checks["not_working"] == {}
     finally:
         await runtime.stop()
+
+
+async def test_liveness_fails_when_a_projection_has_stopped_for_good_so_it_gets_restarted(
+    nats_server: EmbeddedNats,
+    master_key_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the test process keeps its own logging (create_app would install the service's handler)
+    monkeypatch.setattr("ncii_events.service.configure", lambda *_a, **_k: None)
+    projection = projection_for(new_case())
+    spec: ServiceSpec[None] = ServiceSpec(
+        name="liveness",
+        title="t",
+        description="t",
+        port=0,
+        projections=(projection,),
+        consumes=(NoteAdded, PoisonPill),
+    )
+    settings = Settings(
+        nats_url=nats_server.url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'liveness.db'}",
+        master_key_file=master_key_file,
+        var_dir=tmp_path,
+    )
+    app = create_app(spec, settings)
+    runtime = app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
+    await runtime.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    try:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        [runner] = [r for r in runtime.runners if r.name == projection.name]
+        assert runner._task is not None
+        await runtime.wait_caught_up()  # its loop runs
+        runner._task.cancel()  # its loop ends without a stop: nothing will restart it
+        await eventually(lambda: not runner.alive(), what="the runner to end")
+        response = await client.get("/healthz")
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "stopped",
+            "stopped": {projection.name: "stopped (CancelledError)"},
+        }
+        assert (await runtime.readiness())["ready"] is False
+    finally:
+        await client.aclose()
+        await runtime.stop()  # stopping a dead runner is not an error

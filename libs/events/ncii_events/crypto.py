@@ -48,7 +48,8 @@ class MasterKey:
     def load_or_create(cls, path: Path) -> MasterKey:
         """The embedded default: a local key file, created once with owner-only permissions."""
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # a new folder for it is the owner's alone (an existing one is the operator's choice)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.b64encode(AESGCM.generate_key(256)).decode() + "\n")

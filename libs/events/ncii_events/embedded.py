@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -43,8 +44,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+OWNER_ONLY_UMASK = 0o077
+"""Files the server writes (the log store, the key bucket) are the owner's alone: 0600/0700."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by the owner only; tighten it if it exists:
+    the data folder holds case keys, read models and the log."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> int:
+    """Open ``path`` for appending, created 0600 (``open`` would create it 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # one created by an older version may be 0644
+    return fd
+
+
 class EmbeddedNats:
-    """Runs `nats-server -js` with its store in `store_dir`; `start` waits for JetStream."""
+    """Runs `nats-server -js` with its store in `store_dir`; `start` waits for JetStream.
+
+    Durable by default: the server fsyncs before it acknowledges a write (``sync_interval:
+    always``, as the deploy configurations), so an acknowledged case survives a power cut.
+    Throwaway servers (the test suite's) pass ``sync_always=False``: their data need not
+    survive the machine, and an fsync per append would slow every test that writes."""
 
     def __init__(
         self,
@@ -54,8 +79,11 @@ class EmbeddedNats:
         monitor_port: int,
         config_file: Path | None = None,
         log_file: Path | None = None,
-        sync_always: bool = False,
+        sync_always: bool = True,
     ) -> None:
+        if sync_always and config_file is not None:
+            # nats-server reads one configuration file: the caller's must say it itself.
+            raise ValueError("with config_file, set jetstream.sync_interval in that file")
         self.store_dir = store_dir
         self.port = port
         self.monitor_port = monitor_port
@@ -75,7 +103,7 @@ class EmbeddedNats:
                     f"port {port} for the embedded NATS {what} connections is taken: stop what "
                     f"uses it, or set NCII_NATS_URL to use an existing NATS server"
                 )
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store_dir)
         args = [str(nats_server_binary())]
         if self.config_file is not None:
             args += ["-c", str(self.config_file)]
@@ -84,12 +112,18 @@ class EmbeddedNats:
         if self.sync_always:
             # No command-line flag for this: fsync before every acknowledgement (durable mode).
             durable_conf = self.store_dir / "durable.conf"
-            durable_conf.write_text("jetstream {\n  sync_interval: always\n}\n")
+            with os.fdopen(private_file(durable_conf), "w") as fh:
+                fh.truncate(0)
+                fh.write("jetstream {\n  sync_interval: always\n}\n")
             args += ["-c", str(durable_conf)]
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        out = os.fdopen(private_file(self.log_file), "ab") if self.log_file else subprocess.DEVNULL
         # its own session: a Ctrl-C in the terminal must not stop it before the services drain
         self.process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=OWNER_ONLY_UMASK,
         )
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"

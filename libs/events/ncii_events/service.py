@@ -163,6 +163,11 @@ class ServiceRuntime(Generic[AppT]):
         with contextlib.suppress(Exception):
             await self.engine.dispose()
 
+    def stopped_for_good(self) -> dict[str, str]:
+        """The workers whose loop has ended without a stop (name -> why): the service can no
+        longer do that work, and only a restart brings it back."""
+        return {w.name: w.health() for w in self.everything if not w.alive()}
+
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"nats": bool(self.nc and self.nc.is_connected)}
         lag: dict[str, int | str] = {}
@@ -212,6 +217,8 @@ async def authenticated(request: Request) -> Principal:
 
 class Health(BaseModel):
     status: str
+    stopped: dict[str, str] = {}
+    """The workers that stopped for good (name -> exception type), when the status is not ok."""
 
 
 def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> FastAPI:
@@ -249,10 +256,16 @@ def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> Fast
         consumes=(*spec.consumes, *PRINCIPAL_EVENTS),
     )
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> Health:
-        """Liveness: the process answers."""
-        return Health(status="ok")
+    @app.get("/healthz", tags=["operations"], responses={503: {"model": Health}})
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers and every projection and worker still runs (one
+        retrying an outage is alive: see ``/readyz``). 503: restart the process."""
+        stopped = runtime.stopped_for_good()
+        if stopped:
+            return JSONResponse(
+                Health(status="stopped", stopped=stopped).model_dump(), status_code=503
+            )
+        return JSONResponse(Health(status="ok").model_dump(exclude={"stopped"}))
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

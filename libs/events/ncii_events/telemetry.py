@@ -38,7 +38,7 @@ class _Formatter(logging.Formatter):
                 "message": record.getMessage(),
                 "trace_id": trace_id,
             }
-            for extra in ("correlation_id", "event_type"):
+            for extra in ("correlation_id", "event_type", "error_type"):
                 if hasattr(record, extra):
                     doc[extra] = getattr(record, extra)
             if record.exc_info and record.exc_info[0] is not None:

@@ -40,6 +40,11 @@ class Worker(Protocol):
         """``ok``, or why the worker cannot work (an exception type, never a message)."""
         ...
 
+    def alive(self) -> bool:
+        """False once it has stopped for good without being asked to (liveness: only a
+        restart brings it back), as opposed to retrying an outage (readiness)."""
+        ...
+
     async def wait_caught_up(self, timeout: float = 30.0) -> None: ...
 
 
@@ -82,7 +87,12 @@ class LoopWorker:
         return await self.pending() == 0
 
     def health(self) -> str:
+        if not self.alive() and not self._health.startswith("stopped"):
+            return "stopped"  # its task ended before its loop began (cancelled at once)
         return self._health
+
+    def alive(self) -> bool:
+        return self._task is None or not self._task.done() or self._stopping.is_set()
 
     def nudge(self) -> None:
         self._nudged.set()
@@ -97,8 +107,11 @@ class LoopWorker:
         self._stopping.set()
         self._nudged.set()
         if self._task is not None:
-            await self._task
-            self._task = None
+            task, self._task = self._task, None
+            # a loop that died (see ``_loop``) has said why already: stopping it is not an error
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()
 
     @property
     def running(self) -> bool:
@@ -113,6 +126,18 @@ class LoopWorker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _loop(self) -> None:
+        try:
+            await self._rounds_until_stopped()
+        except BaseException as exc:
+            # ``step`` failures are retried; this is something else (a cancellation, a bug in
+            # the loop): the worker is dead, and liveness says so. The type only, as below.
+            self._health = f"stopped ({type(exc).__name__})"
+            log.error("%s stopped for good (%s)", self.name, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await self._notify()
+            raise
+
+    async def _rounds_until_stopped(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             self._nudged.clear()

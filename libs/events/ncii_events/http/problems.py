@@ -14,6 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ncii_events.http.headers import SecurityHeaders
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://ncii.invalid/problems/"
@@ -131,15 +134,63 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
-        problem = Problem(
-            500, "Internal error", "the server failed; nothing was written; retry later"
-        )
-        return problem_response(problem, request.url.path)
-
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(NatsError, on_log_unavailable)
-    app.add_exception_handler(Exception, on_unexpected)
+    # Not ``add_exception_handler(Exception, ...)``: Starlette runs that one in its outermost
+    # middleware and then re-raises, so uvicorn logged every error a second time, with the
+    # message and traceback (on PostgreSQL the SQL and its parameters).
+    app.add_middleware(UnhandledErrors)
+    # added after, so outside it: its 500 carries the headers too
+    app.add_middleware(SecurityHeaders)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where in the code it was raised (file:line): helps to find it, carries no values."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+class UnhandledErrors:
+    """The last resort, as plain ASGI middleware inside Starlette's own error middleware: one
+    log record per unhandled error, with the exception type, the path and where it was raised,
+    never its message or traceback values (those may hold personal data or SQL parameters);
+    the caller gets a 500 problem. Nothing is re-raised, so nothing logs it again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            path = scope.get("path", "")
+            log.error(
+                "unhandled %s on %s (raised at %s)",
+                type(exc).__name__,
+                path,
+                _raised_at(exc),
+                extra={"error_type": type(exc).__name__},
+            )
+            if started:  # too late for a problem document; the server closes the response
+                return
+            problem = Problem(
+                500, "Internal error", "the server failed; nothing was written; retry later"
+            )
+            await problem_response(problem, path)(scope, receive, send)
