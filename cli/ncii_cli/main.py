@@ -194,15 +194,18 @@ def keys_create(
 
     Example: `ncii keys create --org garden-of-hope --role partner --label "intake desk"`
     """
-    from ncii_events.auth import ROLES, create_principal
+    from ncii_events.auth import MAX_LABEL, MAX_ORGANISATION, ROLES, create_principal
 
     from ncii_cli.log_access import log_access
 
     if role not in ROLES:
         err.print(f"role must be one of: {', '.join(ROLES)}")
         raise typer.Exit(2)
-    if not org.strip() or len(org) > 100:
-        err.print("--org must be 1 to 100 characters")
+    if not org.strip() or len(org) > MAX_ORGANISATION:
+        err.print(f"--org must be 1 to {MAX_ORGANISATION} characters")
+        raise typer.Exit(2)
+    if len(label) > MAX_LABEL:
+        err.print(f"--label must be at most {MAX_LABEL} characters")
         raise typer.Exit(2)
 
     async def create() -> tuple[str, str]:

@@ -25,6 +25,7 @@ from ncii_contracts.intake import CaseWithdrawn, HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.envelope import Actor
+from ncii_events.http import encode_cursor
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE, REFERENCE_CASE
@@ -177,6 +178,22 @@ async def feed_since(
 
 
 # -- matching --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "position",
+    [{"c": 2**70, "r": 0}, {"c": 0, "r": -(2**63) - 1}, {"c": "1\x00", "r": 0}],
+)
+async def test_a_feed_cursor_beyond_64_bits_or_with_nul_is_a_422_and_the_connection_lives_on(
+    hashmatch: Hashmatch, keys: dict[str, str], position: dict[str, Any]
+) -> None:
+    # was a 500 (OverflowError on SQLite, DBAPIError on PostgreSQL) that dropped the connection
+    async with hashmatch.client(keys["platform"]) as client:
+        cursor = encode_cursor(position)
+        response = await client.get("/v1/hashes/changes", params={"cursor": cursor})
+        assert response.status_code == 422, response.text
+        assert response.json()["title"] == "Invalid cursor"
+        assert (await client.get("/v1/hashes/changes")).status_code == 200
 
 
 async def test_distance_31_matches_and_32_does_not_and_the_answer_holds_nothing_personal(

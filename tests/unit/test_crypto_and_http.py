@@ -179,3 +179,28 @@ async def test_a_log_that_does_not_answer_is_a_503_that_says_to_retry_not_a_500(
     assert response.headers["Retry-After"] == "1"
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "same Idempotency-Key" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"c": 2**70, "r": 0},  # was a 500 (OverflowError on SQLite, DBAPIError on PostgreSQL)
+        {"c": -(2**63) - 1, "r": 0},
+        {"o": "2026\x00", "c": "x"},  # was a 500 on PostgreSQL
+        {"o": "x" * 5000, "c": "x"},
+        {"c": 1.5, "r": 0},
+        {"c": True, "r": 0},
+        {"c": [1], "r": 0},
+    ],
+)
+def test_a_cursor_beyond_64_bits_with_nul_or_of_another_shape_is_a_422(
+    values: dict[str, object],
+) -> None:
+    with pytest.raises(Problem) as bad:
+        decode_cursor(encode_cursor(values))
+    assert bad.value.status == 422
+
+
+def test_a_cursor_at_the_64_bit_edges_still_decodes() -> None:
+    values = {"c": 2**63 - 1, "r": -(2**63)}
+    assert decode_cursor(encode_cursor(values)) == values

@@ -194,3 +194,17 @@ def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
     assert loaded.strip() == "[]"
     source = Path(ncii_intake.domain.__file__).read_text()
     assert "ncii_events.store" not in source and "RecordedEvent" not in source
+
+
+def test_a_formatted_time_reads_back_whatever_its_year() -> None:
+    from ncii_intake.domain import format_time, parse_time
+
+    for moment in (
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 5, tzinfo=UTC),
+        datetime(2026, 11, 29, 8, 30, tzinfo=timezone(timedelta(hours=14))),
+    ):
+        assert parse_time(format_time(moment)) == moment
+    assert format_time(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == (
+        "2026-01-02T03:04:05.000006Z"
+    )

@@ -64,10 +64,15 @@ def history(events: Sequence[RecordedEvent]) -> History:
 
 
 def _require_case_id(case_id: str) -> None:
+    """A case id only in the spelling this API gives out (lowercase, hyphenated). ``uuid.UUID``
+    also takes ``{...}``, ``urn:uuid:...`` and upper case: those reached the key bucket as
+    invalid keys, a 503 (security review F15). One spelling per id: anything else is 404."""
     try:
-        uuid.UUID(case_id)
+        canonical = str(uuid.UUID(case_id))
     except ValueError:
         raise CaseNotFoundError(case_id) from None
+    if canonical != case_id:
+        raise CaseNotFoundError(case_id)
 
 
 def _loaded(

@@ -84,7 +84,9 @@ def parse_time(value: str) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, ``Z``, the year in four digits (``strftime("%Y")`` writes year 1 as
+    ``1``, which ``parse_time`` cannot read back: such an event poisoned the cases projection)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 # -- rules on plain values: the case and the read model both decide with these ---------------
