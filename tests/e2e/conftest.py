@@ -36,7 +36,12 @@ class RunningService:
 
 
 def start_service(
-    name: str, nats_url: str, workdir: Path, master_key_file: Path, database_url: str | None = None
+    name: str,
+    nats_url: str,
+    workdir: Path,
+    master_key_file: Path,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> RunningService:
     port = free_port()
     env = {
@@ -47,6 +52,7 @@ def start_service(
         "NCII_MASTER_KEY_FILE": str(master_key_file),
         "NCII_PORT": str(port),
         "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
     }
     log = open(workdir / f"{name}.log", "ab")
     process = subprocess.Popen(

@@ -25,6 +25,7 @@ from ncii_events.auth import Authenticator, Principal, PrincipalsProjection
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.http import Idempotency, install_error_handlers
+from ncii_events.http.limits import PRINCIPAL_SCOPE_KEY, guarded_route
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
@@ -211,8 +212,19 @@ def app_of(cls: type[AppT]) -> Callable[[Request], Awaitable[AppT]]:
 
 
 async def authenticated(request: Request) -> Principal:
-    """FastAPI dependency: the calling principal, or 401/429."""
+    """FastAPI dependency: the calling principal, or 401/429. On a ``ServiceRoute`` the key
+    was checked before the body was read (decision 21): that principal is taken, not looked up
+    again."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(principal, Principal):
+        return principal
     return await runtime_of(request).authenticator(request)
+
+
+ServiceRoute = guarded_route(authenticated)
+"""The route class of every service router (``APIRouter(prefix="/v1", route_class=ServiceRoute)``):
+a route that depends on ``authenticated`` checks the key before its body is read, and every
+route's body is limited (decision 21)."""
 
 
 class Health(BaseModel):

@@ -49,6 +49,18 @@ class Settings(BaseSettings):
         description="console: print spans; unset: spans carry ids but are not recorded",
     )
     stream_replicas: int = 1
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a client has to send a request's headers before it is cut off",
+    )
+    http_max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description="open connections above which new requests get 503 (keep it below the "
+        "process's open-file limit)",
+    )
+    http_backlog: int = Field(default=2048, ge=1, description="connections waiting to be accepted")
     nats_transport: Literal["stock", "fast"] = Field(
         default="fast",
         description="stock: nats-py's public API only; fast: the private-API client (decision 13)",

@@ -112,11 +112,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        titles = {
+            404: "Not found",
+            405: "Method not allowed",
+            401: "Unauthorized",
+            413: "Request body too large",  # its detail says the limit (``limits``)
+        }
         problem = Problem(
             exc.status_code,
             titles.get(exc.status_code, "Error"),
             str(exc.detail) if exc.status_code != 404 else "no such resource",
+            kind="body-too-large" if exc.status_code == 413 else None,
             headers=dict(exc.headers or {}),
         )
         return problem_response(problem, request.url.path)

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, Problem, not_found
+from ncii_events.http.limits import body_limit
+from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
 
 from ncii_hashmatch import domain
@@ -20,7 +22,7 @@ from ncii_hashmatch.http.bodies import BankSettingsIn
 from ncii_hashmatch.http.views import BankList, bank_out
 from ncii_hashmatch.read_models import queries
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 BankName = Annotated[str, Path(max_length=64, description="e.g. STOPNCII_2026 or ORG_...")]
 MAX_IMPORT_BYTES = 96 * 1024 * 1024
 EXPORT_PAGE = 20_000
@@ -119,10 +121,11 @@ class _ListDigest(BaseModel):
     "/banks/{name}/import",
     tags=["banks"],
     openapi_extra={
+        **body_limit(MAX_IMPORT_BYTES),
         "requestBody": {
             "required": True,
             "content": {"text/plain": {"schema": {"type": "string"}, "example": "pdq f8f8...\n"}},
-        }
+        },
     },
 )
 async def import_list(

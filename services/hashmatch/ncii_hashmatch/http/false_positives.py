@@ -9,13 +9,14 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, decode_cursor, encode_cursor
+from ncii_events.service import ServiceRoute
 
 from ncii_hashmatch.http import BANK_STAFF, App, Caller, command_problems
 from ncii_hashmatch.http.bodies import ConfirmFalsePositive
 from ncii_hashmatch.http.views import false_positive
 from ncii_hashmatch.read_models import queries
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 
 
 @router.get("/false-positives", tags=["false positives"])

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, Problem, decode_cursor, encode_cursor
 from ncii_events.http.fields import utc_text
+from ncii_events.http.limits import MiB, body_limit
+from ncii_events.service import ServiceRoute
 
 from ncii_hashmatch.http import PLATFORMS, App, Caller, command_problems
 from ncii_hashmatch.http.bodies import Feedback, Lookup, Sighting
@@ -19,10 +21,15 @@ from ncii_hashmatch.http.views import ChangePage, ItemResult, LookupResult, chan
 from ncii_hashmatch.read_models import queries
 
 log = logging.getLogger("ncii.hashmatch.api")
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+#: One video of the most frames an item may have (20,000, about 2.2 MB) with room to spare,
+#: or 1,000 image hashes with their rotations (decision 21).
+LOOKUP_BODY_LIMIT = 4 * MiB
+#: One hash, one address and a time; the hash may be a video of 20,000 frames (about 2.2 MB).
+SIGHTING_BODY_LIMIT = 3 * MiB
 
 
-@router.post("/lookups", tags=["platforms"])
+@router.post("/lookups", tags=["platforms"], openapi_extra=body_limit(LOOKUP_BODY_LIMIT))
 async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
     """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
     and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
@@ -51,7 +58,12 @@ async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
     )
 
 
-@router.post("/sightings", status_code=201, tags=["platforms"])
+@router.post(
+    "/sightings",
+    status_code=201,
+    tags=["platforms"],
+    openapi_extra=body_limit(SIGHTING_BODY_LIMIT),
+)
 async def report_sighting(
     state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite
 ) -> JSONResponse:

@@ -10,8 +10,9 @@ from ncii_contracts.base import DomainEvent
 from ncii_contracts.intake import Consents, Contact
 from ncii_events.auth import require_role
 from ncii_events.http import decode_cursor, encode_cursor, not_found
+from ncii_events.http.limits import KiB, body_limit
 from ncii_events.ids import uuid7
-from ncii_events.service import runtime_of
+from ncii_events.service import ServiceRoute, runtime_of
 
 from ncii_intake.app import CaseNotFoundError
 from ncii_intake.domain import CASE_READERS, Case, withdrawn_by_role
@@ -36,7 +37,12 @@ from ncii_intake.http.views import (
 from ncii_intake.http.writes import Caller, IfMatch, Writer
 from ncii_intake.read_models import queries
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+#: A location is one address and a few names.
+LOCATION_BODY_LIMIT = 16 * KiB
+#: Up to 1,000 hashes, or a video of about 7,000 frames (two hours at one a second): the
+#: event it becomes must fit in one NATS message (1 MB by default; decision 21).
+HASHES_BODY_LIMIT = 768 * KiB
 
 
 @router.post("/cases", status_code=201, tags=["cases"])
@@ -131,7 +137,11 @@ async def record_non_consent(
     )
 
 
-@router.post("/cases/{case_id}/locations", tags=["cases"])
+@router.post(
+    "/cases/{case_id}/locations",
+    tags=["cases"],
+    openapi_extra=body_limit(LOCATION_BODY_LIMIT),
+)
 async def report_location(
     case_id: str, body: ReportLocation, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:
@@ -151,7 +161,7 @@ async def report_location(
     )
 
 
-@router.post("/cases/{case_id}/hashes", tags=["cases"])
+@router.post("/cases/{case_id}/hashes", tags=["cases"], openapi_extra=body_limit(HASHES_BODY_LIMIT))
 async def submit_hashes(
     case_id: str, body: SubmitHashes, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:

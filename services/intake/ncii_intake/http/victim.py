@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from ncii_events.auth import FailedAuthThrottle
 from ncii_events.http import Problem
+from ncii_events.http.limits import KiB, body_limit
 from ncii_events.ids import normalise_case_reference
-from ncii_events.service import runtime_of
+from ncii_events.service import ServiceRoute, runtime_of
 
 from ncii_intake.app import IntakeApp
 from ncii_intake.http import App
@@ -18,8 +19,10 @@ from ncii_intake.http.views import VictimView, victim_view
 from ncii_intake.http.writes import case_problems
 from ncii_intake.read_models import queries
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 VICTIM_THROTTLE = FailedAuthThrottle(limit=10, window=300.0)
+#: A reference and a PIN: these routes take no key, so the smallest limit of all.
+VICTIM_BODY_LIMIT = 2 * KiB
 
 
 async def _victim_case_id(request: Request, app: IntakeApp, access: VictimAccess) -> str:
@@ -43,7 +46,7 @@ async def _victim_case_id(request: Request, app: IntakeApp, access: VictimAccess
     return case_id
 
 
-@router.post("/victim/status", tags=["victim"])
+@router.post("/victim/status", tags=["victim"], openapi_extra=body_limit(VICTIM_BODY_LIMIT))
 async def victim_status(request: Request, access: VictimAccess, app: App) -> VictimView:
     """With the case reference and PIN (no account): the case's status and its steps so far."""
     case_id = await _victim_case_id(request, app, access)
@@ -51,7 +54,7 @@ async def victim_status(request: Request, access: VictimAccess, app: App) -> Vic
     return victim_view(loaded, events)
 
 
-@router.post("/victim/withdraw", tags=["victim"])
+@router.post("/victim/withdraw", tags=["victim"], openapi_extra=body_limit(VICTIM_BODY_LIMIT))
 async def victim_withdraw(request: Request, access: VictimAccess, app: App) -> JSONResponse:
     """With the case reference and PIN: withdraw the case. Final."""
     case_id = await _victim_case_id(request, app, access)
