@@ -17,7 +17,12 @@ from ncii_contracts.base import DomainEvent
 from ncii_events.db import make_engine, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.keys import NatsCaseKeys
-from ncii_events.projection import ProjectionRunner, list_dead_letters, retry_dead_letter
+from ncii_events.projection import (
+    Projection,
+    ProjectionRunner,
+    list_dead_letters,
+    retry_dead_letter,
+)
 from ncii_events.projection.checkpoints import CHECKPOINTS
 from ncii_events.registry import EventRegistry
 from ncii_events.service import ServiceRuntime, ServiceSpec, create_app
@@ -399,13 +404,16 @@ async def test_a_batch_applies_the_same_rows_as_one_event_at_a_time(
     assert rows[0] == rows[1] and len(rows[0]) == 60
 
 
-async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
-    nats_server: EmbeddedNats, store: EventStore, master_key_file: Path, tmp_path: Path
-) -> None:
-    case = new_case()
-    projection = projection_for(case)
+def _one_projection_service(
+    name: str,
+    projection: Projection,
+    nats_server: EmbeddedNats,
+    master_key_file: Path,
+    tmp_path: Path,
+) -> tuple[ServiceSpec[None], Settings]:
+    """A service that runs only ``projection`` (and the principals), on SQLite in tmp_path."""
     spec: ServiceSpec[None] = ServiceSpec(
-        name="readiness",
+        name=name,
         title="t",
         description="t",
         port=0,
@@ -414,9 +422,20 @@ async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
     )
     settings = Settings(
         nats_url=nats_server.url,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'readiness.db'}",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}",
         master_key_file=master_key_file,
         var_dir=tmp_path,
+    )
+    return spec, settings
+
+
+async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
+    nats_server: EmbeddedNats, store: EventStore, master_key_file: Path, tmp_path: Path
+) -> None:
+    case = new_case()
+    projection = projection_for(case)
+    spec, settings = _one_projection_service(
+        "readiness", projection, nats_server, master_key_file, tmp_path
     )
     runtime = ServiceRuntime(spec, settings)
     await runtime.start()
@@ -452,19 +471,8 @@ async def test_liveness_fails_when_a_projection_has_stopped_for_good_so_it_gets_
     # the test process keeps its own logging (create_app would install the service's handler)
     monkeypatch.setattr("ncii_events.service.configure", lambda *_a, **_k: None)
     projection = projection_for(new_case())
-    spec: ServiceSpec[None] = ServiceSpec(
-        name="liveness",
-        title="t",
-        description="t",
-        port=0,
-        projections=(projection,),
-        consumes=(NoteAdded, PoisonPill),
-    )
-    settings = Settings(
-        nats_url=nats_server.url,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'liveness.db'}",
-        master_key_file=master_key_file,
-        var_dir=tmp_path,
+    spec, settings = _one_projection_service(
+        "liveness", projection, nats_server, master_key_file, tmp_path
     )
     app = create_app(spec, settings)
     runtime = app.state.runtime

@@ -5,8 +5,6 @@ decisions that build the bank's events."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from ncii_hashmatch.domain import BankSettings, Candidate, Frame
 from ncii_hashmatch.http.bodies import HashIn, Lookup, Sighting
 from ncii_hashmatch.tokens import Tokens
 from pydantic import ValidationError
+
+from tests.support.imports import top_level_packages_loaded
 
 H = "a" * 64
 
@@ -455,15 +455,7 @@ def test_a_confirmed_false_positive_names_the_hash_it_puts_into_the_negative_ban
 
 
 def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
-    probe = (
-        "import sys, ncii_hashmatch.domain; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'nats', 'sqlalchemy', 'fastapi', 'starlette', 'opentelemetry', 'orjson'}))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert loaded.strip() == "[]"
+    assert top_level_packages_loaded("ncii_hashmatch.domain") == []
     source = Path(domain.__file__).read_text()
     assert "ncii_events" not in source and "RecordedEvent" not in source
     assert "ncii_hashmatch.matcher" not in source

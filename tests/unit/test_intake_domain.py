@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,6 +26,8 @@ from ncii_intake.domain import (
     case_status,
     may_see,
 )
+
+from tests.support.imports import top_level_packages_loaded
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 STATED = datetime(2026, 11, 24, 10, 5, tzinfo=UTC)
@@ -183,15 +183,7 @@ def test_a_case_status_follows_from_its_facts_alone() -> None:
 
 
 def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
-    probe = (
-        "import sys, ncii_intake.domain; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'nats', 'sqlalchemy', 'fastapi', 'starlette', 'opentelemetry', 'orjson'}))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert loaded.strip() == "[]"
+    assert top_level_packages_loaded("ncii_intake.domain") == []
     source = Path(ncii_intake.domain.__file__).read_text()
     assert "ncii_events.store" not in source and "RecordedEvent" not in source
 

@@ -15,20 +15,22 @@ define_runtime_tables()
 CHECKPOINTS = RUNTIME_METADATA.tables["projection_checkpoints"]
 
 
-def read(conn: Connection, name: str) -> int:
+def _stored(conn: Connection, name: str) -> int | None:
     row = conn.execute(select(CHECKPOINTS.c.last_seq).where(CHECKPOINTS.c.projection == name))
     value = row.scalar_one_or_none()
-    return int(value) if value is not None else 0
+    return int(value) if value is not None else None
+
+
+def read(conn: Connection, name: str) -> int:
+    return _stored(conn, name) or 0
 
 
 def ensure(conn: Connection, name: str) -> int:
     """The checkpoint, after creating its row at 0 when there is none (a replica creating it
     at the same moment makes this raise ``IntegrityError``: try again)."""
-    exists = conn.execute(
-        select(CHECKPOINTS.c.last_seq).where(CHECKPOINTS.c.projection == name)
-    ).scalar_one_or_none()
-    if exists is not None:
-        return int(exists)
+    stored = _stored(conn, name)
+    if stored is not None:
+        return stored
     conn.execute(insert(CHECKPOINTS).values(projection=name, last_seq=0, updated_at=utc_now()))
     return 0
 

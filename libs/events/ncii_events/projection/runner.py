@@ -199,9 +199,13 @@ class ProjectionRunner(LoopWorker):
         # A full page covers the log up to its last event; a short one up to ``last``.
         full = len(events) >= self.batch_size
         end = events[-1].seq if full else last
-        if self._filter is None:
-            events = [e for e in events if self._wants(e)]
-        return events, end, full
+        return self._own(events), end, full
+
+    def _own(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """The projection's events of a page (a single subject filter already chose them)."""
+        if self._filter is not None:
+            return events
+        return [e for e in events if self._wants(e)]
 
     async def _undecodable(self, start: int, exc: UndecodableEventError) -> int:
         """An event this code cannot read: first the events before it; then it is retried in
@@ -214,9 +218,7 @@ class ProjectionRunner(LoopWorker):
                 subject=self._filter,
                 up_to_seq=exc.seq - 1,
             )
-            if self._filter is None:
-                events = [e for e in events if self._wants(e)]
-            await self._commit(events, exc.seq - 1)
+            await self._commit(self._own(events), exc.seq - 1)
             return 1
         attempts = self._unreadable.get(exc.seq, 0) + 1
         self._unreadable = {exc.seq: attempts}
@@ -231,24 +233,32 @@ class ProjectionRunner(LoopWorker):
             )
             await self._sleep(self.retry_delay)
             return 1
+        if await self._dead_letter(exc, exc.cause, attempts):
+            self.checkpoint = exc.seq
+            self._committed()
+        return 1
+
+    async def _dead_letter(
+        self, event: RecordedEvent | UndecodableEventError, failure: Exception, attempts: int
+    ) -> bool:
+        """Record the dead letter and move the checkpoint past it, in one transaction; False
+        when another replica moved the checkpoint first."""
         letter = functools.partial(
             dead_letters.record,
             projection=self.projection.name,
-            event=exc,
-            exc=exc.cause,
+            event=event,
+            exc=failure,
             attempts=attempts,
         )
-        if await self._transaction([], exc.seq, letter):
-            self.checkpoint = exc.seq
-            self._committed()
+        won = await self._transaction([], event.seq, letter)
         log.error(
             "event at %s is a dead letter in %s after %s attempts (%s)",
-            exc.seq,
+            event.seq,
             self.projection.name,
             attempts,
-            type(exc.cause).__name__,
+            type(failure).__name__,
         )
-        return 1
+        return won
 
     def _wants(self, event: RecordedEvent) -> bool:
         env = event.envelope
@@ -317,21 +327,7 @@ class ProjectionRunner(LoopWorker):
                 except Exception as exc:
                     failure = exc
                 if attempts >= self.max_attempts:
-                    letter = functools.partial(
-                        dead_letters.record,
-                        projection=self.projection.name,
-                        event=event,
-                        exc=failure,
-                        attempts=attempts,
-                    )
-                    won = await self._transaction([], event.seq, letter)
-                    log.error(
-                        "event at %s is a dead letter in %s after %s attempts (%s)",
-                        event.seq,
-                        self.projection.name,
-                        attempts,
-                        type(failure).__name__,
-                    )
+                    won = await self._dead_letter(event, failure, attempts)
                     break
                 log.warning(
                     "event at %s failed in %s (attempt %s of %s): %s",
