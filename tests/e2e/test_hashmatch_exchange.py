@@ -473,14 +473,26 @@ async def test_a_confirmed_false_positive_suppresses_lookups_of_that_content_not
         await hashmatch.caught_up()
         async with hashmatch.client(keys["caseworker"]) as caseworker:
             listed = (await caseworker.get("/v1/false-positives")).json()["items"]
-            assert match_id in [m["match_id"] for m in listed]
-            response = await caseworker.post(
+            [report] = [m for m in listed if m["match_id"] == match_id]
+            assert report["reported_content"] == {
+                "algorithm": "pdq",
+                "compared_with_banked_hash": True,
+                "equals_banked_hash": False,
+                "distance": 20,
+                "match_threshold": 31,
+                "within_match_threshold": True,
+            }
+            confirm = {"target": "reported_content", "near_banked_hash_reviewed": True}
+            unreviewed = await caseworker.post(
                 f"/v1/false-positives/{match_id}/confirm", json={"target": "reported_content"}
+            )
+            assert unreviewed.status_code == 409, unreviewed.text
+            assert "PDQ distance 20" in unreviewed.json()["detail"]
+            response = await caseworker.post(
+                f"/v1/false-positives/{match_id}/confirm", json=confirm
             )
             assert response.status_code == 200, response.text
-            again = await caseworker.post(
-                f"/v1/false-positives/{match_id}/confirm", json={"target": "reported_content"}
-            )
+            again = await caseworker.post(f"/v1/false-positives/{match_id}/confirm", json=confirm)
             assert again.json()["negative_id"] == response.json()["negative_id"]
             await hashmatch.caught_up()
             listed = (await caseworker.get("/v1/false-positives")).json()["items"]
@@ -493,6 +505,45 @@ async def test_a_confirmed_false_positive_suppresses_lookups_of_that_content_not
             {"algorithm": "pdq", "value": flipped(banked, 5)},
         )
     assert [len(r) for r in results] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("algorithm", ["pdq", "md5"])
+async def test_a_false_positive_report_whose_content_is_the_victims_banked_hash_is_refused(
+    hashmatch: Hashmatch, keys: dict[str, str], store: EventStore, algorithm: str
+) -> None:
+    """F10: a platform reports the victim's own hash as its "false positive" content. It is
+    refused at submission, nothing reaches the staff list, and the victim's hash still matches
+    for every platform."""
+    banked = random_pdq() if algorithm == "pdq" else random_md5()
+    hashed = (
+        pdq(banked)
+        if algorithm == "pdq"
+        else SubmittedHash(algorithm="md5", value=banked, media="image")
+    )
+    await bank_case(store, hashed)
+    await hashmatch.caught_up()
+    item = {"algorithm": algorithm, "value": banked}
+    async with hashmatch.client(keys["platform"]) as platform:
+        [[match]] = await lookup(platform, item)
+        response = await platform.post(
+            f"/v1/matches/{match['match_id']}/feedback",
+            json={"verdict": "false_positive", "content": {**item, "value": banked.upper()}},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("reported-content-is-banked-hash")
+        assert "victim's image" in response.json()["detail"]
+        await hashmatch.caught_up()
+        async with hashmatch.client(keys["caseworker"]) as caseworker:
+            listed = (await caseworker.get("/v1/false-positives")).json()["items"]
+            assert match["match_id"] not in [m["match_id"] for m in listed]
+            refused = await caseworker.post(
+                f"/v1/false-positives/{match['match_id']}/confirm",
+                json={"target": "reported_content", "near_banked_hash_reviewed": True},
+            )
+            assert refused.status_code == 409  # no content on record: nothing to confirm
+        assert len((await lookup(platform, item))[0]) == 1
+    async with hashmatch.client(keys["other_platform"]) as other:
+        assert len((await lookup(other, item))[0]) == 1
 
 
 async def test_confirming_a_banked_hash_as_false_positive_takes_it_out_of_matching_and_the_feed(

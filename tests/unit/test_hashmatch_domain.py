@@ -441,6 +441,56 @@ def test_reported_content_needs_the_platforms_false_positive_with_its_hash() -> 
         assert refused.value.detail == NO_CONTENT
 
 
+def flip_bits(value: str, bits: int) -> str:
+    return f"{int(value, 16) ^ ((1 << bits) - 1):064x}"
+
+
+def test_reported_content_is_compared_with_the_banked_hash_its_rotations_and_a_videos_frames() -> (
+    None
+):
+    far = flip_bits(H, 40)
+    near = flip_bits(H, 20)
+    same = domain.compare_reported_content("pdq", [H], "pdq", H.upper(), 31)
+    assert (same.equal, same.distance, same.within_threshold) == (True, 0, True)
+    assert domain.compare_reported_content("pdq", [H], "pdq", near, 31) == (
+        domain.ContentComparison(True, False, 20, 31, True)
+    )
+    assert domain.compare_reported_content("pdq", [H], "pdq", near, 19).within_threshold is False
+    assert domain.compare_reported_content("pdq", [H], "pdq", far, 31).within_threshold is False
+    assert domain.compare_reported_content("pdq", [far, H], "pdq", H, 31).equal  # a rotation
+    assert domain.compare_reported_content("vpdq", [far, near], "pdq", H, 31) == (
+        domain.ContentComparison(True, False, 20, domain.VPDQ_DISTANCE, True)
+    )
+    md5 = "b" * 32
+    assert domain.compare_reported_content("md5", [md5], "md5", md5, 31).equal
+    assert not domain.compare_reported_content("md5", [md5], "md5", "c" * 32, 31).equal
+    for entry, content in (("md5", ("pdq", H)), ("pdq", ("md5", md5)), ("pdq", (None, None))):
+        assert domain.compare_reported_content(entry, [H], *content, 31) == domain.NOT_COMPARED
+
+
+def test_the_victims_own_hash_never_enters_the_negative_bank_and_a_near_one_needs_a_review() -> (
+    None
+):
+    equal = domain.compare_reported_content("pdq", [H], "pdq", H, 31)
+    near = domain.compare_reported_content("pdq", [H], "pdq", flip_bits(H, 20), 31)
+    far = domain.compare_reported_content("pdq", [H], "pdq", flip_bits(H, 40), 31)
+    for reviewed in (False, True):
+        with pytest.raises(domain.ReportedContentIsBanked) as refused:
+            domain.check_reported_content(equal, reviewed)
+        assert refused.value.status == 409
+    with pytest.raises(domain.ReportedContentIsBanked) as at_submission:
+        domain.check_report(equal)
+    assert at_submission.value.status == 422
+    with pytest.raises(domain.ReportedContentNearBanked) as near_refused:
+        domain.check_reported_content(near, near_reviewed=False)
+    assert "PDQ distance 20" in near_refused.value.detail
+    assert near_refused.value.status == 409
+    domain.check_reported_content(near, near_reviewed=True)
+    domain.check_reported_content(far, near_reviewed=False)
+    domain.check_report(near)
+    domain.check_reported_content(domain.NOT_COMPARED, near_reviewed=False)
+
+
 def test_a_confirmed_false_positive_names_the_hash_it_puts_into_the_negative_bank() -> None:
     event = domain.false_positive_confirmed(
         "n-1", "m_1", "e-1", "ORG_NGO", "reported_content", ("md5", "d" * 32)

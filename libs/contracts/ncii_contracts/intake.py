@@ -145,6 +145,28 @@ class CaseErased(DomainEvent, aggregate="case"):
     erased_by: WithdrawnBy
 
 
+RevealReason = Literal[
+    "victim_request",
+    "partner_request",
+    "data_subject_request",
+    "legal_obligation",
+    "safeguarding",
+    "incident_investigation",
+]
+
+
+class PersonalDataRead(DomainEvent, aggregate="personal_data_read"):
+    """Someone whose role does not see a case's personal data by default (``admin``) read it,
+    for a stated reason: recorded before the data is returned (decision 27). The actor is the
+    envelope's; each read is its own one-event aggregate, so reads never contend with the case's
+    writers. Codes and field names only: nothing personal."""
+
+    reason: RevealReason
+    ticket: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._:/#-]+$")
+    endpoint: str = Field(max_length=200)
+    fields: list[str] = Field(max_length=20)
+
+
 INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseOpened,
     NonConsentRecorded,
@@ -154,4 +176,5 @@ INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     MandatoryReportFiled,
     CaseWithdrawn,
     CaseErased,
+    PersonalDataRead,
 )

@@ -25,6 +25,7 @@ from ncii_events.auth import Authenticator, Principal, PrincipalsProjection
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.http import Idempotency, install_error_handlers
+from ncii_events.http.docs import install_docs
 from ncii_events.http.limits import PRINCIPAL_SCOPE_KEY, guarded_route
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
@@ -256,9 +257,12 @@ def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> Fast
         description=spec.description,
         version=spec.version,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_docs(app)
     install_http_tracing(app, spec.name)
     asyncapi = asyncapi_document(
         title=f"ncii {spec.name}",

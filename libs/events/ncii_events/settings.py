@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(default=None, description="unset: use the embedded server")
     nats_user: str | None = None
     nats_password: str | None = None
+    nats_ca_file: Path | None = Field(
+        default=None,
+        description="the CA that signed the NATS servers' certificates (with a tls:// URL)",
+    )
     database_url: str | None = Field(
         default=None, description="unset: SQLite file var/<service>.db for each service"
     )

@@ -37,6 +37,7 @@ from ncii_hashmatch.matcher import Hit, Matcher, Query
 from ncii_hashmatch.outbox import OutboxPublisher, append_once
 from ncii_hashmatch.read_models import queries
 from ncii_hashmatch.read_models.projections import MATCHER_POLL_MS
+from ncii_hashmatch.read_models.schema import split_hashes
 from ncii_hashmatch.tokens import Tokens, match_uuid
 
 IDS = uuid.UUID("9b8f6c2e-41d7-4a5b-8e3f-7d2c1b0a9e86")
@@ -216,6 +217,7 @@ class HashmatchApp:
         if entry_key is None:
             raise NotFoundError
         entry = await self._entry(entry_key)
+        domain.check_report(self.compare_content(entry, content))
         event = domain.match_feedback(match_id, entry_key, verdict, principal.organisation, content)
         case_id = domain.owning_case(entry.kind, entry.case_id)
         store, ref = self._match_ref(case_id, principal.organisation, entry_key)
@@ -223,8 +225,28 @@ class HashmatchApp:
         await append_once(store, ref, event, event_id, _cause(principal, event_id))
         return event_id
 
+    def compare_content(
+        self, entry: Any, content: tuple[str | None, str | None] | None
+    ) -> domain.ContentComparison:
+        """A reported content against a banked entry's row (``algorithm``, ``value``,
+        ``aliases``, ``frames``, ``bank``), at the bank's current threshold."""
+        if content is None:
+            return domain.NOT_COMPARED
+        if entry.algorithm == "vpdq":
+            values = split_hashes(entry.frames)
+        else:
+            values = [entry.value, *split_hashes(entry.aliases)] if entry.value else []
+        threshold = self.matcher.banks.get(entry.bank, domain.DEFAULT_SETTINGS).pdq_threshold
+        return domain.compare_reported_content(
+            entry.algorithm, values, content[0], content[1], threshold
+        )
+
     async def confirm_false_positive(
-        self, principal: Principal, match_id: str, target: FalsePositiveTarget
+        self,
+        principal: Principal,
+        match_id: str,
+        target: FalsePositiveTarget,
+        near_reviewed: bool = False,
     ) -> FalsePositiveConfirmed:
         opened = self.tokens.open(match_id)
         if opened is None:
@@ -239,6 +261,9 @@ class HashmatchApp:
             content_algorithm=match.content_algorithm if match is not None else None,
             content_value=match.content_value if match is not None else None,
         )
+        if match is not None:
+            comparison = self.compare_content(entry, (match.content_algorithm, match.content_value))
+            domain.check_reported_content(comparison, near_reviewed)
         negative_id = self._derived("negative", match_id, target, *negative)
         event = domain.false_positive_confirmed(
             negative_id, match_id, str(entry.entry_key), str(entry.bank), target, negative

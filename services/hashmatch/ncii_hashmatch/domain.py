@@ -65,10 +65,29 @@ class BankRuleError(Exception):
     """A command the bank's rules refuse. ``kind`` names the rule for API clients."""
 
     kind = "bank-rule"
+    status = 409
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class ReportedContentIsBanked(BankRuleError):
+    """A false-positive report whose content is the banked hash itself: the platform's content
+    is the victim's image, so it cannot be a false positive (decision 27)."""
+
+    kind = "reported-content-is-banked-hash"
+
+    def __init__(self, detail: str, status: int = 409) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class ReportedContentNearBanked(BankRuleError):
+    """Confirming a reported content within the match threshold of the banked hash, without
+    saying that the evidence was reviewed (decision 27)."""
+
+    kind = "reported-content-near-banked-hash"
 
 
 # -- banks -----------------------------------------------------------------------------------------
@@ -552,6 +571,80 @@ def negative_hash(
             "content for this match; confirm the banked hash instead, or wait for it"
         )
     return str(content_algorithm), str(content_value)
+
+
+@dataclass(frozen=True)
+class ContentComparison:
+    """How a platform's reported content compares with the banked hash of its match: what a
+    case worker sees before confirming it into the negative bank. ``distance``: PDQ Hamming
+    distance (the closest of the banked image, its rotations and flips, or a video's frames),
+    0 or None for MD5 (equal or not), None when the two cannot be compared."""
+
+    compared: bool
+    equal: bool
+    distance: int | None
+    threshold: int | None
+    within_threshold: bool
+
+
+NOT_COMPARED = ContentComparison(False, False, None, None, False)
+
+
+def compare_reported_content(
+    entry_algorithm: str,
+    entry_values: Sequence[str],
+    content_algorithm: str | None,
+    content_value: str | None,
+    pdq_threshold: int,
+) -> ContentComparison:
+    """``entry_values``: the banked PDQ hash and its rotations/flips, a video's frames, or the
+    MD5. A PDQ content is compared with PDQ and vPDQ entries (frames are PDQ hashes), against
+    the bank's threshold or vPDQ's frame distance; an MD5 content with an MD5 entry."""
+    values = [v for v in entry_values if v]
+    if content_value is None or not values:
+        return NOT_COMPARED
+    content = content_value.lower()
+    if content_algorithm == "md5" and entry_algorithm == "md5":
+        equal = content in values
+        return ContentComparison(True, equal, 0 if equal else None, None, equal)
+    if content_algorithm == "pdq" and entry_algorithm in ("pdq", "vpdq"):
+        threshold = pdq_threshold if entry_algorithm == "pdq" else VPDQ_DISTANCE
+        distance = min(hamming_hex(content, v) for v in values)
+        return ContentComparison(
+            True, distance == 0, distance, threshold, pdq_within(distance, threshold)
+        )
+    return NOT_COMPARED
+
+
+IS_BANKED = (
+    "the reported content is the banked hash itself (PDQ distance 0, or the same MD5): it is "
+    "the victim's image, not a false positive, and putting it into the negative bank would "
+    "stop it matching for every platform"
+)
+
+
+def check_report(comparison: ContentComparison) -> None:
+    """A platform's false-positive report: a content equal to the banked hash is refused at
+    once (422), the platform is told nothing it did not know (its look-up said distance 0)."""
+    if comparison.equal:
+        raise ReportedContentIsBanked(IS_BANKED + "; send the report without content", 422)
+
+
+def check_reported_content(comparison: ContentComparison, near_reviewed: bool) -> None:
+    """Refuse to put the victim's own image into the negative bank (409): a content equal to
+    the banked hash never (every look-up of the victim's hash would be suppressed, for every
+    platform); one within the match threshold only once a case worker says the evidence was
+    reviewed (it may be a copy of the victim's image)."""
+    if comparison.equal:
+        raise ReportedContentIsBanked(IS_BANKED)
+    if comparison.within_threshold and not near_reviewed:
+        raise ReportedContentNearBanked(
+            f"the reported content is at PDQ distance {comparison.distance} of the banked hash, "
+            f"within the match threshold ({comparison.threshold}): it may be a copy of the "
+            "victim's image, and look-ups closer to it than to the banked hash would be "
+            "suppressed for every platform. Check with the platform or the case first; to "
+            'confirm it after that, send "near_banked_hash_reviewed": true'
+        )
 
 
 def false_positive_confirmed(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 from ncii_contracts.base import DomainEvent
+from ncii_contracts.intake import RevealReason
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
@@ -26,7 +27,7 @@ from ncii_events.store import (
     Version,
 )
 
-from ncii_intake.domain import Case, History, may_see, withdrawn_by_role
+from ncii_intake.domain import Case, History, may_see, personal_data_read, withdrawn_by_role
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
 Decision = Callable[[Case], Sequence[DomainEvent]]
@@ -44,14 +45,17 @@ class StaleVersionError(Exception):
 
 @dataclass(frozen=True)
 class LoadedCase:
-    """A case and where it stands in the log: the version the next append expects."""
+    """A case and where it stands in the log: the version the next append expects (``version``,
+    the log's global sequence: never shown) and the case's own version (``number``, the count of
+    its events: what ``ETag``, ``If-Match`` and ``version`` say; decision 27)."""
 
     case: Case
     version: Version
+    number: int
 
     @property
     def etag(self) -> str:
-        return f'"{self.version.seq}"'
+        return f'"{self.number}"'
 
 
 def case_ref(case_id: str) -> AggregateRef:
@@ -81,7 +85,7 @@ def _loaded(
     case = Case.replay(case_id, history(events))
     if case is None or (principal is not None and not may_see(principal, case.organisation)):
         raise CaseNotFoundError(case_id)
-    return LoadedCase(case, Version.of(events))
+    return LoadedCase(case, Version.of(events), len(events))
 
 
 class IntakeApp:
@@ -116,6 +120,28 @@ class IntakeApp:
         events = await self.store.read_case(case_id, decrypt=decrypt)
         own = [e for e in events if e.envelope.aggregate == "case"]
         return _loaded(case_id, own, principal), events
+
+    async def reveal_personal_data(
+        self,
+        case_id: str,
+        principal: Principal,
+        reason: RevealReason,
+        ticket: str | None,
+        endpoint: str,
+    ) -> tuple[LoadedCase, list[RecordedEvent]]:
+        """Record that ``principal`` reads the case's personal data, and why; then read it. The
+        visibility check comes first (nothing is recorded for a case the caller may not see),
+        and nothing is decrypted before the record is in the log. Each read is its own
+        one-event aggregate: no version to contend for with the case's writers."""
+        await self.load(case_id, principal)
+        read_id = str(uuid7())
+        await self.store.append(
+            AggregateRef(case_id, "personal_data_read", read_id),
+            [personal_data_read(reason, ticket, endpoint)],
+            expected=NEW,
+            cause=self._cause(principal, read_id),
+        )
+        return await self.load_with_history(case_id, principal, decrypt=True)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -186,7 +212,9 @@ class IntakeApp:
         )
         for event, at in history(written):
             case = case.apply(event, at)
-        return LoadedCase(case, Version(written[-1].seq, written[-1].envelope.hash))
+        return LoadedCase(
+            case, Version(written[-1].seq, written[-1].envelope.hash), loaded.number + len(written)
+        )
 
     async def erase(
         self, case_id: str, principal: Principal, idempotency_key: str | None

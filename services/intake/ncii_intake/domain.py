@@ -34,8 +34,10 @@ from ncii_contracts.intake import (
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    PersonalDataRead,
     PoliceReportDecision,
     PoliceReportDecisionRecorded,
+    RevealReason,
     SpreadStatus,
     SubmittedHash,
     WithdrawnBy,
@@ -45,6 +47,12 @@ MANDATORY_REPORT_HOURS = 24
 REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)
 CASE_READERS = ("partner", "caseworker", "admin")
 CASE_WRITERS = ("partner", "caseworker")
+PERSONAL_DATA_READERS = ("partner", "caseworker")
+"""Who reads a visible case's personal fields by default: the partner that opened it and the
+centre's case workers. Another case reader (``admin``, who administers banks) gets them withheld,
+and reads them only as a separate act with a reason, recorded first (decision 27)."""
+CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].url")
+"""What a case read withholds: the personal fields a case's detail shows."""
 CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]
 ReportState = Literal["filed", "due", "late"]
 StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
@@ -114,6 +122,18 @@ def may_see(reader: Reader, organisation: str) -> bool:
         return False
     scope = case_scope(reader)
     return scope is None or scope == organisation
+
+
+def sees_personal_data(reader: Reader) -> bool:
+    """Whether the reader gets a visible case's personal fields without revealing them."""
+    return reader.role in PERSONAL_DATA_READERS
+
+
+def personal_data_read(reason: RevealReason, ticket: str | None, endpoint: str) -> PersonalDataRead:
+    """The record of a reveal: why, where, which fields (nothing personal)."""
+    return PersonalDataRead(
+        reason=reason, ticket=ticket, endpoint=endpoint, fields=list(CASE_PERSONAL_FIELDS)
+    )
 
 
 def case_status(

@@ -12,6 +12,7 @@ given (``transport_for``).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from collections.abc import Callable
 from typing import Literal, Protocol
@@ -80,8 +81,12 @@ async def connect(
     transport: TransportName | None = None,
 ) -> Client:
     """A NATS connection for the chosen transport (default: the ``NCII_NATS_TRANSPORT`` setting):
-    a plain nats-py ``Client`` for ``stock``, its subclass for ``fast``."""
-    chosen = transport or Settings().nats_transport
+    a plain nats-py ``Client`` for ``stock``, its subclass for ``fast``. With
+    ``NCII_NATS_CA_FILE`` the server's certificate is checked against that CA (a private CA
+    signs the cluster's: deploy/nats/cluster)."""
+    settings = Settings()
+    chosen = transport or settings.nats_transport
+    ca_file = settings.nats_ca_file
     if chosen == "fast":
         from ncii_events.transport.fast import NciiNatsClient
 
@@ -98,5 +103,6 @@ async def connect(
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=5,
+        tls=ssl.create_default_context(cafile=ca_file) if ca_file else None,
     )
     return nc

@@ -46,4 +46,6 @@ def command_problems() -> Iterator[None]:
     except NotFoundError:
         raise not_found("match") from None
     except domain.BankRuleError as exc:
-        raise Problem(409, "Not possible for this match", exc.detail, kind=exc.kind) from None
+        raise Problem(
+            exc.status, "Not possible for this match", exc.detail, kind=exc.kind
+        ) from None

@@ -154,3 +154,12 @@ class ConfirmFalsePositive(_Body):
             "look-alike (look-ups closer to it than to the banked hash are suppressed)"
         ),
     )
+    near_banked_hash_reviewed: bool = Field(
+        default=False,
+        description=(
+            "with reported_content within the match threshold of the banked hash (see the "
+            "list's reported_content.within_match_threshold): true once the evidence was "
+            "checked and the content is not the victim's image; without it such a "
+            "confirmation is refused (409)"
+        ),
+    )

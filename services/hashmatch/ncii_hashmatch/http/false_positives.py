@@ -26,7 +26,9 @@ async def list_false_positives(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> JSONResponse:
-    """Matches platforms reported as false positives, awaiting a case worker's decision."""
+    """Matches platforms reported as false positives, awaiting a case worker's decision. A
+    reported content comes with its distance to the banked hash and whether it is within the
+    match threshold (then it may be a copy of the victim's image)."""
     require_role(principal, *BANK_STAFF)
     after = str(decode_cursor(cursor).get("m", "")) if cursor else None
     rows = await queries.open_false_positives(state.engine, limit + 1, after)
@@ -34,7 +36,10 @@ async def list_false_positives(
     rows = rows[:limit]
     return JSONResponse(
         {
-            "items": [false_positive(r) for r in rows],
+            "items": [
+                false_positive(r, state.compare_content(r, (r.content_algorithm, r.content_value)))
+                for r in rows
+            ],
             "next_cursor": encode_cursor({"m": rows[-1].match_id}) if more else None,
         }
     )
@@ -50,13 +55,17 @@ async def confirm_false_positive(
 ) -> JSONResponse:
     """Confirm a false positive: the hash enters the negative bank. From then on a look-up is
     suppressed when it is at least as close to a negative-bank hash as to the banked one, and
-    an identical banked hash leaves matching and the delta feed. Confirming twice is a no-op."""
+    an identical banked hash leaves matching and the delta feed. Confirming twice is a no-op.
+    A reported content equal to the banked hash is refused (409); one within the match
+    threshold is refused (409) unless `near_banked_hash_reviewed` is true."""
     require_role(principal, *BANK_STAFF)
     command = body or ConfirmFalsePositive()
 
     async def handle() -> tuple[int, dict[str, Any]]:
         with command_problems():
-            event = await state.confirm_false_positive(principal, match_id, command.target)
+            event = await state.confirm_false_positive(
+                principal, match_id, command.target, command.near_banked_hash_reviewed
+            )
         return 200, {
             "negative_id": event.negative_id,
             "match_id": match_id,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ncii_hashmatch.domain import ContentComparison
 from ncii_hashmatch.matcher import Hit
 from ncii_hashmatch.read_models.schema import split_hashes
 from ncii_hashmatch.tokens import Tokens
@@ -102,7 +103,9 @@ def bank_out(tokens: Tokens, row: dict[str, Any]) -> BankOut:
     return BankOut.model_validate({**row, "public_id": tokens.bank_id(row["name"])})
 
 
-def false_positive(row: Any) -> dict[str, Any]:
+def false_positive(row: Any, comparison: ContentComparison) -> dict[str, Any]:
+    """A report awaiting a case worker, with how its content compares with the banked hash:
+    the evidence to read before confirming it into the negative bank (decision 27)."""
     return {
         "match_id": row.match_id,
         "bank": row.bank,
@@ -111,4 +114,14 @@ def false_positive(row: Any) -> dict[str, Any]:
         "sightings": row.sightings,
         "reported_at": row.verdict_at,
         "content_hash_reported": row.content_value is not None,
+        "reported_content": {
+            "algorithm": row.content_algorithm,
+            "compared_with_banked_hash": comparison.compared,
+            "equals_banked_hash": comparison.equal,
+            "distance": comparison.distance,
+            "match_threshold": comparison.threshold,
+            "within_match_threshold": comparison.within_threshold,
+        }
+        if row.content_value is not None
+        else None,
     }

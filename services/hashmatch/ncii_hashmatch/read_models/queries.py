@@ -244,7 +244,15 @@ async def export_pages(engine: AsyncEngine, bank: str, page: int) -> AsyncIterat
 async def open_false_positives(engine: AsyncEngine, limit: int, after: str | None) -> list[Any]:
     """Matches reported as false positives and not yet confirmed, by match id after ``after``."""
     query = (
-        select(MATCHES, ENTRIES.c.bank, ENTRIES.c.algorithm, ENTRIES.c.kind)
+        select(
+            MATCHES,
+            ENTRIES.c.bank,
+            ENTRIES.c.algorithm,
+            ENTRIES.c.kind,
+            ENTRIES.c.value,
+            ENTRIES.c.aliases,
+            ENTRIES.c.frames,
+        )
         .select_from(MATCHES.join(ENTRIES, ENTRIES.c.entry_key == MATCHES.c.entry_key))
         .where(MATCHES.c.verdict == "false_positive", MATCHES.c.fp_confirmed.is_(False))
     )

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.intake import Consents, Contact
+from ncii_contracts.intake import Consents, Contact, RevealReason
 from ncii_events.auth import require_role
-from ncii_events.http import decode_cursor, encode_cursor, not_found
+from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found
 from ncii_events.http.limits import KiB, body_limit
 from ncii_events.ids import uuid7
 from ncii_events.service import ServiceRoute, runtime_of
 
 from ncii_intake.app import CaseNotFoundError
-from ncii_intake.domain import CASE_READERS, Case, withdrawn_by_role
+from ncii_intake.domain import CASE_READERS, Case, sees_personal_data, withdrawn_by_role
 from ncii_intake.http import App
 from ncii_intake.http.bodies import (
     FileMandatoryReport,
@@ -112,15 +112,56 @@ async def list_cases(
 
 
 @router.get("/cases/{case_id}", tags=["cases"])
-async def get_case(case_id: str, principal: Caller, app: App, response: Response) -> CaseDetail:
-    """The case as it stands, what happened so far, and what is pending. `ETag` = its version."""
+async def get_case(
+    case_id: str,
+    principal: Caller,
+    app: App,
+    response: Response,
+    reveal: Annotated[
+        Literal["personal"] | None,
+        Query(description="`personal`: read the personal fields your role gets withheld"),
+    ] = None,
+    reason: Annotated[
+        RevealReason | None, Query(description="with reveal: why you read them (recorded)")
+    ] = None,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9._:/#-]+$",
+            description="with reveal: your ticket or request reference (recorded)",
+        ),
+    ] = None,
+) -> CaseDetail:
+    """The case as it stands, what happened so far, and what is pending. `ETag` = its version.
+
+    Partners (their own cases) and case workers read the personal fields (pseudonym, contact,
+    locations' addresses). An admin gets them withheld (null, and `personal_data_withheld` says
+    how to read them): `?reveal=personal&reason=...` reads them, after recording who read them,
+    why, and from where as a `PersonalDataRead` event in the case's log."""
     require_role(principal, *CASE_READERS)
+    withheld = not sees_personal_data(principal)
+    if withheld and reveal == "personal" and reason is None:
+        raise Problem(
+            422,
+            "Reason required",
+            "say why you read this case's personal data: add reason=<one of "
+            + ", ".join(get_args(RevealReason))
+            + ">; the read is recorded",
+            errors=[{"field": "reason", "message": "required with reveal=personal"}],
+        )
     try:
-        loaded, history = await app.load_with_history(case_id, principal, decrypt=True)
+        if withheld and reveal == "personal" and reason is not None:
+            loaded, history = await app.reveal_personal_data(
+                case_id, principal, reason, ticket, "GET /v1/cases/{case_id}"
+            )
+            withheld = False
+        else:
+            loaded, history = await app.load_with_history(case_id, principal, decrypt=not withheld)
     except CaseNotFoundError:
         raise not_found() from None
     response.headers["ETag"] = loaded.etag
-    return detail(loaded, history)
+    return detail(loaded, history, withheld=withheld)
 
 
 @router.post("/cases/{case_id}/non-consent", tags=["cases"])

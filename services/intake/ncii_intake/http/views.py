@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
-from ncii_contracts.intake import CaseOpened, LocationReported
+from ncii_contracts.intake import CaseOpened, LocationReported, RevealReason
 from ncii_events.store import RecordedEvent
 from pydantic import BaseModel
 
 from ncii_intake.app import LoadedCase
+from ncii_intake.domain import CASE_PERSONAL_FIELDS
 
 
 def now() -> datetime:
@@ -47,6 +48,24 @@ class TimelineEntry(BaseModel):
     actor_organisation: str
 
 
+class PersonalDataWithheld(BaseModel):
+    fields: list[str]
+    how_to_read: str
+    reasons: list[str]
+
+
+def withheld_note(case_id: str) -> PersonalDataWithheld:
+    return PersonalDataWithheld(
+        fields=list(CASE_PERSONAL_FIELDS),
+        how_to_read=(
+            f"GET /v1/cases/{case_id}?reveal=personal&reason=<one of reasons>[&ticket=<your "
+            "ticket reference>]: the read is recorded in the case's log (PersonalDataRead, with "
+            "you, the reason and the ticket) before the data is returned"
+        ),
+        reasons=list(get_args(RevealReason)),
+    )
+
+
 class CaseDetail(BaseModel):
     case_id: str
     reference: str
@@ -56,6 +75,8 @@ class CaseDetail(BaseModel):
     pseudonym: str | None
     contact: dict[str, Any] | None
     personal_data_erased: bool
+    personal_data_withheld: PersonalDataWithheld | None = None
+    """Set when your role reads cases without their personal fields (they are null)."""
     consents: dict[str, Any]
     learned_at: str
     opened_at: str
@@ -103,7 +124,11 @@ def mandatory_report_item(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def detail(loaded: LoadedCase, history: Sequence[RecordedEvent]) -> CaseDetail:
+def detail(
+    loaded: LoadedCase, history: Sequence[RecordedEvent], *, withheld: bool = False
+) -> CaseDetail:
+    """The case for its reader; ``withheld``: without its personal fields (read from the log
+    without decrypting them, and nulled here whatever the log gave)."""
     case = loaded.case
     pseudonym: str | None = None
     contact: dict[str, Any] | None = None
@@ -122,7 +147,7 @@ def detail(loaded: LoadedCase, history: Sequence[RecordedEvent]) -> CaseDetail:
                     "platform": ev.platform,
                     "channel_kind": ev.channel_kind,
                     "first_seen_at": ev.first_seen_at,
-                    "url": ev.url,
+                    "url": None if withheld else ev.url,
                     "reported_at": recorded.envelope.occurred_at,
                 }
             )
@@ -140,9 +165,10 @@ def detail(loaded: LoadedCase, history: Sequence[RecordedEvent]) -> CaseDetail:
         organisation=case.organisation,
         status=case.status,
         age_group=case.age_group,
-        pseudonym=pseudonym,
-        contact=contact,
+        pseudonym=None if withheld else pseudonym,
+        contact=None if withheld else contact,
         personal_data_erased=erased or case.erased_at is not None,
+        personal_data_withheld=withheld_note(case.case_id) if withheld else None,
         consents=case.consents.model_dump(),
         learned_at=case.learned_at,
         opened_at=case.opened_at,
@@ -153,15 +179,15 @@ def detail(loaded: LoadedCase, history: Sequence[RecordedEvent]) -> CaseDetail:
         pending=case.pending(at),
         timeline=[
             TimelineEntry(
-                seq=r.seq,
+                seq=n,
                 type=r.type,
                 occurred_at=r.envelope.occurred_at,
                 actor_role=r.envelope.actor.role,
                 actor_organisation=r.envelope.actor.organisation,
             )
-            for r in history
+            for n, r in enumerate(history, start=1)
         ],
-        version=loaded.version.seq,
+        version=loaded.number,
     )
 
 
@@ -172,7 +198,7 @@ def case_state(loaded: LoadedCase) -> dict[str, Any]:
         "case_id": case.case_id,
         "reference": case.reference,
         "status": case.status,
-        "version": loaded.version.seq,
+        "version": loaded.number,
         "pending": case.pending(now()),
     }
 
