@@ -87,8 +87,8 @@ def test_the_failed_auth_429_says_what_is_throttled_and_when_to_retry() -> None:
     throttle.failed("192.0.2.1")
     with pytest.raises(Problem) as refused:
         throttle.check("192.0.2.1")
-    assert refused.value.detail == "too many failed attempts from this address; retry after 46 s"
-    assert refused.value.headers["Retry-After"] == "46"
+    assert refused.value.detail == "too many failed attempts from this address; retry after 16 s"
+    assert refused.value.headers["Retry-After"] == "16"
 
 
 def test_ipv6_callers_are_counted_per_64_and_mapped_ipv4_as_itself() -> None:
@@ -119,7 +119,7 @@ def test_wrong_pins_from_rotating_addresses_brake_the_reference_but_spare_a_fres
     refusal = throttle.reference_refusal(ref, network_key("203.0.0.77"))
     assert refusal is not None and refusal.throttled == "reference"
     assert refusal.detail == (
-        "too many wrong PINs for this reference; try again in 60 minutes, "
+        "too many wrong PINs for this reference; try again in 6 minutes, "
         "or ask your case worker to restore access"
     )
 
@@ -148,7 +148,7 @@ def test_the_daily_cap_bounds_the_guesses_at_a_pin_whatever_the_number_of_networ
         throttle.wrong(address_key(host), ref, network_key(host))
     assert checked == CAP_LIMIT
     refusal = throttle.reference_refusal(ref, network_key("198.51.100.20"))
-    assert refusal is not None and refusal.retry_after == CAP_WINDOW
+    assert refusal is not None and refusal.retry_after == CAP_WINDOW / CAP_LIMIT
     # a reset by the case worker starts the reference's budgets afresh
     assert throttle.reference_refusal(reference_key("ABCD-EFGH-JKMN", 1), "x") is None
     clock.now += DAY
@@ -162,7 +162,10 @@ def test_an_address_is_refused_after_its_own_budget_of_wrong_attempts() -> None:
         throttle.wrong("192.0.2.1", None if i % 2 else reference_key(f"R{i}", 0), "192.0.2.0/24")
     refusal = throttle.address_refusal("192.0.2.1")
     assert refusal is not None and refusal.throttled == "address"
-    assert refusal.detail.startswith("too many wrong attempts from this address; try again in 15")
+    assert refusal.detail == (
+        "too many wrong attempts from this address; try again in 2 minutes, "
+        "or ask your case worker to restore access"
+    )
     assert throttle.address_refusal("192.0.2.2") is None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -199,16 +200,20 @@ def retry_in(seconds: float) -> int:
 
 
 class FailureBudget:
-    """At most ``limit`` failures per key within ``window`` seconds: a key with ``limit``
-    recent failures is *locked* until the oldest of them is ``window`` old.
+    """At most ``limit`` failures per key at once, and one more every ``window / limit``
+    seconds after that: a leaky bucket (GCRA) per key, one float each. A key that has used its
+    budget is *locked* until the bucket has drained enough for one more failure. In the long
+    run a key fails at most ``limit`` times per ``window``.
+
+    One number per key, not the time of every failure: a victim's reference may fail 100 times
+    a day, and a table of such lists under a spray would hold gigabytes.
 
     The table is bounded without forgetting what matters (security review F8: clearing it all
     at 100,000 keys let a spray of junk unlock a locked reference). Above ``max_keys`` a sweep
-    drops, in order: keys whose failures all expired; then unlocked keys, fewest failures
-    first and least recently failed first among equals; down to three quarters of
-    ``max_keys``, so sweeps are rare (amortised, a few microseconds a failure). Locked keys are
-    never dropped: they leave when they expire. A spray of distinct keys (one failure each) is
-    what a sweep drops first; a key with several recent failures outlives it.
+    drops drained keys, then the keys with the fewest failures still counted, a quarter of
+    ``max_keys`` or more (so sweeps are rare). Locked keys are kept (unless
+    ``keep_locked`` is off, for a budget that only tells callers apart): they leave when they
+    drain. A spray of distinct keys, one failure each, is what a sweep drops first.
     """
 
     def __init__(
@@ -217,95 +222,86 @@ class FailureBudget:
         window: float,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
+        *,
+        keep_locked: bool = True,
     ) -> None:
         if limit < 1 or window <= 0 or max_keys < 4:
             raise ValueError("a budget needs limit >= 1, window > 0 and max_keys >= 4")
         self.limit = limit
         self.window = window
+        self.interval = window / limit
+        """How long one failure stays counted."""
         self.clock = clock  # injected so that tests move time instead of sleeping
         self.max_keys = max_keys
-        # key -> times of its last ``limit`` failures, oldest first (lists: a deque is 600
-        # bytes even when it holds one time)
-        self._failures: dict[str, list[float]] = {}
+        self.keep_locked = keep_locked
+        # key -> when its failures will have drained; insertion order is irrelevant
+        self._drained_at: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self._failures)
+        return len(self._drained_at)
 
-    def _recent(self, key: str, now: float) -> list[float] | None:
-        failures = self._failures.get(key)
-        if failures is None:
-            return None
-        expired = 0
-        while expired < len(failures) and now - failures[expired] >= self.window:
-            expired += 1
-        if expired == len(failures):
-            del self._failures[key]
-            return None
-        if expired:
-            del failures[:expired]
-        return failures
+    def _wait(self, drained_at: float, now: float) -> float:
+        """Seconds until a key may fail once more (<= 0: it may now)."""
+        return drained_at - now - (self.window - self.interval)
 
-    def _locked(self, failures: list[float], now: float) -> bool:
-        return len(failures) >= self.limit and now - failures[0] < self.window
+    def _is_locked(self, drained_at: float, now: float) -> bool:
+        # the tolerance absorbs rounding in the sums of intervals
+        return self._wait(drained_at, now) > self.interval * 1e-6
 
     def count(self, key: str) -> int:
-        """Failures of ``key`` within the window (at most ``limit``)."""
-        failures = self._recent(key, self.clock())
-        return len(failures) if failures else 0
+        """Failures of ``key`` still counted (at most ``limit``)."""
+        drained_at = self._drained_at.get(key)
+        if drained_at is None:
+            return 0
+        return max(0, math.ceil((drained_at - self.clock()) / self.interval - 1e-6))
 
     def locked_for(self, key: str) -> float | None:
         """Seconds until ``key`` may try again, or None when it may now."""
-        now = self.clock()
-        failures = self._recent(key, now)
-        if failures is None or not self._locked(failures, now):
+        drained_at = self._drained_at.get(key)
+        if drained_at is None:
             return None
-        return self.window - (now - failures[0])
+        now = self.clock()
+        return self._wait(drained_at, now) if self._is_locked(drained_at, now) else None
 
     def failed(self, key: str) -> None:
         now = self.clock()
-        failures = self._recent(key, now)
-        if failures is None:
-            if len(self._failures) >= self.max_keys:
-                self._sweep(now)
-            self._failures[key] = [now]
-            return
-        failures.append(now)
-        if len(failures) > self.limit:
-            del failures[0]
+        drained_at = self._drained_at.get(key)
+        if drained_at is None and len(self._drained_at) >= self.max_keys:
+            self._sweep(now)
+        self._drained_at[key] = max(drained_at or now, now) + self.interval
 
     def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+        self._drained_at.pop(key, None)
 
     def _sweep(self, now: float) -> None:
-        target = self.max_keys * 3 // 4
-        for key in [k for k, f in self._failures.items() if now - f[-1] >= self.window]:
-            del self._failures[key]
-        excess = len(self._failures) - target
-        if excess <= 0:
-            return
-        unlocked = sorted(
-            (len(f), f[-1], k) for k, f in self._failures.items() if not self._locked(f, now)
-        )
-        for _count, _last, key in unlocked[:excess]:
-            del self._failures[key]
-        # what is left above the target is locked: bounded by the failures an attacker can
-        # send in one window divided by ``limit`` (decision 25)
+        excess = len(self._drained_at) - self.max_keys * 3 // 4
+        # the soonest drained hold the fewest failures: drained ones, then one-failure junk
+        cutoff = sorted(self._drained_at.values())[excess - 1]
+        if self.keep_locked:
+            # a key drained after this is locked (``_is_locked``): kept
+            cutoff = min(cutoff, now + self.window - self.interval + self.interval * 1e-6)
+        for key in [k for k, drained_at in self._drained_at.items() if drained_at <= cutoff]:
+            del self._drained_at[key]
+        # what is left above the target is locked: about (failures per second / limit) x
+        # interval keys (decision 25)
 
 
 class FailedAuthThrottle:
     """Failed API-key authentications per client address (decision 25): after ``limit``
-    failures within ``window`` seconds an address's further *failures* are answered 429
-    instead of 401. A valid key is never refused here: it is checked and served whatever its
+    failures, and then beyond one per ``window / limit`` seconds, an address's further
+    *failures* are answered 429 instead of 401. A valid key is never refused here: it is checked and served whatever its
     address did, so a shared address (a proxy, a NAT) with an attacker behind it does not lock
     out the honest callers behind it; the failures cost only whoever sends invalid keys."""
 
     def __init__(
         self,
         limit: int = 20,
-        window: float = 60.0,
+        window: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
     ) -> None:
+        # 20 at once, then one every 15 s: only invalid keys are ever refused here, so a long
+        # window costs honest callers nothing
         self.addresses = FailureBudget(limit, window, clock, max_keys)
 
     def check(self, address: str) -> None:

@@ -80,7 +80,11 @@ class VictimThrottle:
     ) -> None:
         self.addresses = FailureBudget(ADDRESS_LIMIT, ADDRESS_WINDOW, clock, max_keys)
         self.brake = FailureBudget(BRAKE_LIMIT, BRAKE_WINDOW, clock, max_keys)
-        self.networks = FailureBudget(NETWORK_LIMIT, NETWORK_WINDOW, clock, max_keys)
+        # a network's count only tells the victim and the attacker apart while the brake is
+        # on; the cap bounds the guesses, so these entries may go when the table is full
+        self.networks = FailureBudget(
+            NETWORK_LIMIT, NETWORK_WINDOW, clock, max_keys, keep_locked=False
+        )
         self.cap = FailureBudget(CAP_LIMIT, CAP_WINDOW, clock, max_keys)
 
     def address_refusal(self, address: str) -> Refusal | None:
