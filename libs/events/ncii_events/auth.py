@@ -289,9 +289,10 @@ class FailureBudget:
 class FailedAuthThrottle:
     """Failed API-key authentications per client address (decision 25): after ``limit``
     failures, and then beyond one per ``window / limit`` seconds, an address's further
-    *failures* are answered 429 instead of 401. A valid key is never refused here: it is checked and served whatever its
-    address did, so a shared address (a proxy, a NAT) with an attacker behind it does not lock
-    out the honest callers behind it; the failures cost only whoever sends invalid keys."""
+    *failures* are answered 429 instead of 401. A valid key is never refused here: it is
+    checked and served whatever its address did, so a shared address (a proxy, a NAT) with an
+    attacker behind it does not lock out the honest callers behind it; the failures cost only
+    whoever sends invalid keys."""
 
     def __init__(
         self,
