@@ -135,6 +135,25 @@ def test_one_mistyped_pin_of_the_victim_during_the_brake_does_not_lock_her_out()
     assert throttle.reference_refusal(ref, network_key(victim)) is None
 
 
+def test_one_network_guessing_all_day_cannot_use_up_the_references_daily_cap() -> None:
+    clock = FakeClock()
+    throttle = VictimThrottle(clock=clock)
+    ref = reference_key("ABCD-EFGH-JKMN", 0)
+    checked = 0
+    for minute in range(24 * 60):
+        # a new address of the same /24 whenever the address itself is refused
+        host = f"203.0.113.{minute % 250}"
+        if (
+            throttle.address_refusal(address_key(host)) is None
+            and throttle.reference_refusal(ref, network_key(host)) is None
+        ):
+            checked += 1
+            throttle.wrong(address_key(host), ref, network_key(host))
+        clock.now += 60
+    assert checked <= 10
+    assert throttle.reference_refusal(ref, network_key("198.51.100.20")) is None
+
+
 def test_the_daily_cap_bounds_the_guesses_at_a_pin_whatever_the_number_of_networks() -> None:
     clock = FakeClock()
     throttle = VictimThrottle(clock=clock)

@@ -240,13 +240,14 @@ class FailureBudget:
     def __len__(self) -> int:
         return len(self._drained_at)
 
-    def _wait(self, drained_at: float, now: float) -> float:
-        """Seconds until a key may fail once more (<= 0: it may now)."""
-        return drained_at - now - (self.window - self.interval)
+    def _wait(self, drained_at: float, now: float, below: int | None = None) -> float:
+        """Seconds until a key has fewer than ``below`` (default ``limit``) failures counted,
+        so that it may fail once more (<= 0: it may now)."""
+        return drained_at - now - ((below or self.limit) - 1) * self.interval
 
-    def _is_locked(self, drained_at: float, now: float) -> bool:
+    def _is_locked(self, drained_at: float, now: float, below: int | None = None) -> bool:
         # the tolerance absorbs rounding in the sums of intervals
-        return self._wait(drained_at, now) > self.interval * 1e-6
+        return self._wait(drained_at, now, below) > self.interval * 1e-6
 
     def count(self, key: str) -> int:
         """Failures of ``key`` still counted (at most ``limit``)."""
@@ -255,13 +256,15 @@ class FailureBudget:
             return 0
         return max(0, math.ceil((drained_at - self.clock()) / self.interval - 1e-6))
 
-    def locked_for(self, key: str) -> float | None:
-        """Seconds until ``key`` may try again, or None when it may now."""
+    def locked_for(self, key: str, below: int | None = None) -> float | None:
+        """Seconds until ``key`` may try again, or None when it may now. With ``below``, a
+        stricter limit for the moment: locked from ``below`` failures counted."""
         drained_at = self._drained_at.get(key)
         if drained_at is None:
             return None
         now = self.clock()
-        return self._wait(drained_at, now) if self._is_locked(drained_at, now) else None
+        locked = self._is_locked(drained_at, now, below)
+        return self._wait(drained_at, now, below) if locked else None
 
     def failed(self, key: str) -> None:
         now = self.clock()

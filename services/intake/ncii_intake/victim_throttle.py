@@ -2,19 +2,25 @@
 letting whoever knows a victim's reference lock her out (security review F8; decision 25).
 Pure: times come from the injected clock; the routes turn a ``Refusal`` into a 429.
 
-Four budgets, each a ``FailureBudget`` (bounded; a spray of junk cannot unlock anything):
+Five budgets, each a ``FailureBudget``: ``LIMIT`` failures at once, then one more each
+``WINDOW / LIMIT``, so at most ``LIMIT`` per ``WINDOW`` in the long run; bounded tables that a
+spray of junk cannot empty:
 
 * per address (IPv4 address, IPv6 /64): ``ADDRESS_LIMIT`` wrong attempts of any kind (a
   malformed or unknown reference too) per ``ADDRESS_WINDOW``; over it the address is refused
   before anything is looked up;
+* per reference and *network* (IPv4 /24, IPv6 /48: rotating addresses inside one gains
+  nothing): ``NETWORK_LIMIT`` wrong PINs per ``NETWORK_WINDOW``, so one network alone gets
+  about seven guesses a day at a reference, far from the cap below;
 * per reference, a brake: over ``BRAKE_LIMIT`` wrong PINs per ``BRAKE_WINDOW`` from all
-  addresses together, a *network* (IPv4 /24, IPv6 /48) that has ``NETWORK_LIMIT`` wrong PINs of
-  its own for this reference within ``NETWORK_WINDOW`` is refused; every other network is still
-  checked, so the victim's correct PIN from her own phone or home works while an attacker who
-  braked the reference burns his own networks;
+  networks together, a network with ``NETWORK_LIMIT_BRAKED`` wrong PINs of its own for this
+  reference is refused; every other network is still checked, so the victim's correct PIN
+  from her own phone or home works while an attacker who braked the reference burns his own
+  networks;
 * per reference, a cap: over ``CAP_LIMIT`` wrong PINs per ``CAP_WINDOW`` nobody is checked
-  until the oldest leaves the window or the case worker resets the victim's access. It bounds
-  the guesses at a PIN in total, whatever number of networks the attacker has.
+  until a failure's share of the window has passed (14.4 minutes) or the case worker resets
+  the victim's access. It bounds the guesses at a PIN in total, whatever number of networks
+  the attacker has.
 
 A reference is counted under its *generation* (``reference#resets``): a reset by the case
 worker, an event in the log, starts every reference budget afresh on every replica.
@@ -36,7 +42,8 @@ DAY = 24 * HOUR
 
 ADDRESS_LIMIT, ADDRESS_WINDOW = 10, 15 * MINUTE
 BRAKE_LIMIT, BRAKE_WINDOW = 10, HOUR
-NETWORK_LIMIT, NETWORK_WINDOW = 2, DAY
+NETWORK_LIMIT, NETWORK_WINDOW = 5, DAY
+NETWORK_LIMIT_BRAKED = 2
 """Two, not one: the victim who mistypes her PIN once while the brake is on still gets in."""
 CAP_LIMIT, CAP_WINDOW = 100, DAY
 
@@ -96,10 +103,14 @@ class VictimThrottle:
         capped = self.cap.locked_for(reference)
         if capped is not None:
             return Refusal("reference", capped)
+        mine = f"{reference}|{network}"
+        own = self.networks.locked_for(mine)
+        if own is not None:
+            return Refusal("reference", own)
         braked = self.brake.locked_for(reference)
         if braked is None:
             return None
-        own = self.networks.locked_for(f"{reference}|{network}")
+        own = self.networks.locked_for(mine, below=NETWORK_LIMIT_BRAKED)
         if own is None:
             return None  # a network without wrong PINs of its own is checked
         return Refusal("reference", min(braked, own))
