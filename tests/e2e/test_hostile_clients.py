@@ -34,7 +34,11 @@ def intake(
         nats_server.url,
         tmp_path_factory.mktemp("intake-hostile"),
         master_key_file,
-        extra_env={"NCII_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)},
+        # the tests are the proxy: their X-Forwarded-For gives each its own address
+        extra_env={
+            "NCII_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+            "NCII_TRUSTED_PROXIES": "127.0.0.1",
+        },
     )
     yield service
     stop_service(service)
@@ -45,7 +49,11 @@ def hashmatch(
     nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     service = start_service(
-        "hashmatch", nats_server.url, tmp_path_factory.mktemp("hashmatch-hostile"), master_key_file
+        "hashmatch",
+        nats_server.url,
+        tmp_path_factory.mktemp("hashmatch-hostile"),
+        master_key_file,
+        extra_env={"NCII_TRUSTED_PROXIES": "127.0.0.1"},
     )
     yield service
     stop_service(service)
@@ -174,8 +182,8 @@ async def test_a_vpdq_submission_too_big_for_one_event_gets_413_not_503_retry(
 async def test_a_malformed_body_without_a_key_is_401_and_counts_toward_the_failed_auth_throttle(
     intake: RunningService,
 ) -> None:
-    # uvicorn takes X-Forwarded-For from loopback: an address of its own for this test, so
-    # the throttle it fills does not lock out the other tests
+    # the intake above trusts X-Forwarded-For from the tests (NCII_TRUSTED_PROXIES): an
+    # address of its own for this test, so the throttle it fills touches no other test
     address = {"X-Forwarded-For": "198.51.100.7", "Content-Type": "application/json"}
     async with intake.client() as client:
         for _ in range(20):

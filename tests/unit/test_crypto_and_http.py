@@ -72,9 +72,9 @@ class FakeClock:
         return self.now
 
 
-def test_failed_authentications_are_throttled_per_client_and_the_window_passes() -> None:
+def test_failed_authentications_are_throttled_per_client_and_drain_one_per_window_share() -> None:
     clock = FakeClock()
-    throttle = FailedAuthThrottle(limit=3, window=0.2, clock=clock)
+    throttle = FailedAuthThrottle(limit=3, window=0.3, clock=clock)
     for _ in range(3):
         throttle.check("10.0.0.1")
         throttle.failed("10.0.0.1")
@@ -82,11 +82,14 @@ def test_failed_authentications_are_throttled_per_client_and_the_window_passes()
         throttle.check("10.0.0.1")
     assert refused.value.status == 429 and "Retry-After" in refused.value.headers
     throttle.check("10.0.0.2")  # others are not affected
-    clock.now += 0.19
+    clock.now += 0.09
     with pytest.raises(Problem):
-        throttle.check("10.0.0.1")  # still inside the window
-    clock.now += 0.06
-    throttle.check("10.0.0.1")
+        throttle.check("10.0.0.1")  # not one failure's share of the window yet (0.1 s)
+    clock.now += 0.02
+    throttle.check("10.0.0.1")  # one more try (decision 25: at most 3 per 0.3 s in the run)
+    throttle.failed("10.0.0.1")
+    with pytest.raises(Problem):
+        throttle.check("10.0.0.1")
 
 
 def test_the_retry_after_of_a_throttled_client_counts_down_with_the_window() -> None:

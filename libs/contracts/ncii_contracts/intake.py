@@ -34,6 +34,7 @@ PoliceReportDecision = Literal["undecided", "will_report", "reported", "declined
 HashAlgorithm = Literal["pdq", "md5", "vpdq"]
 Media = Literal["image", "video"]
 WithdrawnBy = Literal["victim", "partner", "caseworker"]
+StaffRole = Literal["partner", "caseworker"]
 
 
 class _Frozen(BaseModel):
@@ -167,6 +168,16 @@ class PersonalDataRead(DomainEvent, aggregate="personal_data_read"):
     fields: list[str] = Field(max_length=20)
 
 
+class VictimAccessReset(DomainEvent, aggregate="case"):
+    """The victim's case worker (or the partner that owns the case) restored her access with
+    the reference and PIN: wrong PINs counted against the reference before this no longer
+    refuse anyone. With ``new_pin`` the PIN given before stops working and a new one was shown,
+    once, to whoever reset it, to hand to the victim."""
+
+    reset_by: StaffRole
+    new_pin: bool
+
+
 INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseOpened,
     NonConsentRecorded,
@@ -177,4 +188,5 @@ INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseWithdrawn,
     CaseErased,
     PersonalDataRead,
+    VictimAccessReset,
 )

@@ -99,6 +99,11 @@ def server_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
         limit_concurrency=settings.http_max_connections,
         backlog=settings.http_backlog,
         timeout_keep_alive=5,
+        # X-Forwarded-For names the client only when a configured proxy sent it; by default no
+        # one is believed, not even 127.0.0.1 (uvicorn's own default), so a co-located process
+        # cannot choose its address to dodge the failed-auth throttles (decision 25)
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Embedded ports stay clear of the standard ones development machines already use (4222, 8222).
 EMBEDDED_NATS_PORT = 14222
@@ -65,10 +66,38 @@ class Settings(BaseSettings):
         "process's open-file limit)",
     )
     http_backlog: int = Field(default=2048, ge=1, description="connections waiting to be accepted")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For is believed, comma-separated (10.0.0.0/8,192.0.2.7); unset: none, "
+        "not even 127.0.0.1, and every caller is its own peer address",
+    )
     nats_transport: Literal["stock", "fast"] = Field(
         default="fast",
         description="stock: nats-py's public API only; fast: the private-API client (decision 13)",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        # a typo would otherwise be taken as a literal host name by uvicorn and silently match
+        # nothing; "*" would let every client choose its address (security review F7)
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"NCII_TRUSTED_PROXIES: {item!r} is not an address or network (CIDR); "
+                    "list your reverse proxies, e.g. 10.0.0.0/8,192.0.2.7"
+                ) from None
+        return value
 
     def embedded_nats_port(self) -> int:
         if self.nats_port is not None:

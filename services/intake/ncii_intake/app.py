@@ -96,14 +96,17 @@ class IntakeApp:
 
     # -- the victim's PIN ----------------------------------------------------------------------
 
-    def pin_for(self, case_id: str) -> str:
+    def pin_for(self, case_id: str, generation: int = 0) -> str:
         """Eight digits derived from the case id with a secret: never stored anywhere, so an
-        idempotent retry of the opening can show it again and nothing can leak it from SQL."""
-        digest = hmac.new(self._pin_secret, case_id.encode(), sha256).digest()
+        idempotent retry of the opening can show it again and nothing can leak it from SQL.
+        ``generation`` n > 0 is the PIN issued by the n-th reset that asked for a new one
+        (decision 25); 0 is the opening's, as it always was."""
+        message = case_id if generation == 0 else f"{case_id}/pin/{generation}"
+        digest = hmac.new(self._pin_secret, message.encode(), sha256).digest()
         return f"{int.from_bytes(digest[:8], 'big') % 100_000_000:08d}"
 
-    def pin_matches(self, case_id: str, pin: str) -> bool:
-        return hmac.compare_digest(self.pin_for(case_id), pin)
+    def pin_matches(self, case_id: str, pin: str, generation: int = 0) -> bool:
+        return hmac.compare_digest(self.pin_for(case_id, generation), pin)
 
     # -- loading -------------------------------------------------------------------------------
 

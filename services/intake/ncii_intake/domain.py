@@ -40,6 +40,7 @@ from ncii_contracts.intake import (
     RevealReason,
     SpreadStatus,
     SubmittedHash,
+    VictimAccessReset,
     WithdrawnBy,
 )
 
@@ -197,6 +198,12 @@ class Case:
     location_ids: frozenset[str] = field(default_factory=frozenset)
     submission_ids: frozenset[str] = field(default_factory=frozenset)
     hashes_submitted: int = 0
+    victim_access_resets: int = 0
+    """How often the victim's access was reset: wrong PINs counted before the last reset no
+    longer refuse anyone (the throttles key the reference with this number)."""
+    pin_generation: int = 0
+    """Which PIN opens the case: 0 the one shown at the opening, n the one of the n-th reset
+    that issued a new PIN."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -240,6 +247,12 @@ class Case:
             return replace(self, withdrawn_at=at, withdrawn_by=event.withdrawn_by)
         if isinstance(event, CaseErased):
             return replace(self, erased_at=at)
+        if isinstance(event, VictimAccessReset):
+            return replace(
+                self,
+                victim_access_resets=self.victim_access_resets + 1,
+                pin_generation=self.pin_generation + 1 if event.new_pin else self.pin_generation,
+            )
         return self
 
     @property
@@ -433,3 +446,14 @@ class Case:
         if self.erased_at:
             return []
         return [CaseErased(erased_by=by)]
+
+    def reset_victim_access(self, by_role: str, *, new_pin: bool) -> list[DomainEvent]:
+        """Restore the victim's access (decision 25). Each call is a new reset: the caller's
+        Idempotency-Key is what makes a retry the same one. A withdrawn case may still be
+        looked at by the victim; an erased one has nothing left to show."""
+        if self.erased_at:
+            raise CaseClosedError(
+                "this case's personal data was erased; there is no access to restore"
+            )
+        by = "caseworker" if by_role == "caseworker" else "partner"
+        return [VictimAccessReset(reset_by=by, new_pin=new_pin)]

@@ -161,3 +161,11 @@ class Withdraw(RequestBody):
 class VictimAccess(RequestBody):
     reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
     pin: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{8}$")]
+
+
+class ResetVictimAccess(RequestBody):
+    new_pin: bool = Field(
+        default=True,
+        description="issue a new PIN (the old one stops working); false: keep the PIN and only "
+        "clear the wrong attempts counted against the reference",
+    )

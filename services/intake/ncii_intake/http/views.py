@@ -212,6 +212,7 @@ _VICTIM_STEPS = {
     "MandatoryReportFiled": "the case was reported to the authority, as the law requires",
     "CaseWithdrawn": "the case was withdrawn",
     "CaseErased": "your personal data was erased",
+    "VictimAccessReset": "your case worker restored your access to this page",
 }
 
 

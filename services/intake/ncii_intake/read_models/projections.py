@@ -15,6 +15,7 @@ from ncii_contracts.intake import (
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    VictimAccessReset,
 )
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
@@ -95,6 +96,8 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
             "erased_at": None,
             "locations": 0,
             "hashes": 0,
+            "victim_access_resets": 0,
+            "pin_generation": 0,
         }
     row = rows.get(event.case_id)
     if row is None:  # the case opened before this projection's history (nothing to update)
@@ -111,6 +114,9 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
         row["withdrawn_at"] = at
     elif isinstance(ev, CaseErased):
         row["erased_at"] = at
+    elif isinstance(ev, VictimAccessReset):
+        row["victim_access_resets"] += 1
+        row["pin_generation"] += 1 if ev.new_pin else 0
     row["status"] = _status(row)
     row["last_seq"] = event.seq
     row["updated_at"] = at

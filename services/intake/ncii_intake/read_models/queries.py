@@ -3,6 +3,7 @@ late, are the domain's rules (``case_scope``, ``report_state``), not restated he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,12 +45,25 @@ async def list_cases(
         return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
 
-async def case_id_for_reference(engine: AsyncEngine, reference: str) -> str | None:
+@dataclass(frozen=True)
+class VictimAccessRow:
+    case_id: str
+    resets: int
+    """How often the victim's access was reset (the throttles' generation of the reference)."""
+    pin_generation: int
+
+
+async def victim_access(engine: AsyncEngine, reference: str) -> VictimAccessRow | None:
+    """The case a reference names, with what the victim's access check needs: one query,
+    the same for a known reference and an unknown one."""
+    query = select(CASES.c.case_id, CASES.c.victim_access_resets, CASES.c.pin_generation).where(
+        CASES.c.reference == reference
+    )
     async with engine.connect() as conn:
-        value = (
-            await conn.execute(select(CASES.c.case_id).where(CASES.c.reference == reference))
-        ).scalar_one_or_none()
-    return str(value) if value is not None else None
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return VictimAccessRow(str(row[0]), int(row[1]), int(row[2]))
 
 
 async def mandatory_reports(

@@ -27,6 +27,8 @@ CASES = Table(
     Column("erased_at", String(40)),
     Column("locations", Integer, nullable=False),
     Column("hashes", Integer, nullable=False),
+    Column("victim_access_resets", Integer, nullable=False, server_default="0"),
+    Column("pin_generation", Integer, nullable=False, server_default="0"),
     Column("last_seq", BigInteger, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
