@@ -13,6 +13,7 @@ from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, Problem, decode_cursor, encode_cursor
 from ncii_events.http.fields import utc_text
 from ncii_events.http.limits import MiB, body_limit
+from ncii_events.http.rate_limits import FEEDBACK, LOOKUPS, SIGHTINGS, Limits
 from ncii_events.service import ServiceRoute
 
 from ncii_hashmatch.http import PLATFORMS, App, Caller, command_problems
@@ -30,12 +31,16 @@ SIGHTING_BODY_LIMIT = 3 * MiB
 
 
 @router.post("/lookups", tags=["platforms"], openapi_extra=body_limit(LOOKUP_BODY_LIMIT))
-async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
+async def lookup(state: App, body: Lookup, principal: Caller, limits: Limits) -> LookupResult:
     """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
     and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
     and flips of the image (`ncii hash --dihedral`) to catch rotated or flipped copies even in
-    banks that hold no rotations. Look-ups are reads: nothing is recorded but a count."""
+    banks that hold no rotations. Look-ups are reads: nothing is recorded but a count.
+
+    Each key has a budget of hashes and frames a minute (an image with its rotations counts 8,
+    a video its frames); beyond it, 429 with `Retry-After`."""
     require_role(principal, *PLATFORMS)
+    limits.take(principal.principal_id, LOOKUPS, body.cost)
     t0 = time.perf_counter()
     results = await state.matcher.lookup([item.query() for item in body.items])
     matched = sum(1 for r in results if r)
@@ -65,12 +70,13 @@ async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
     openapi_extra=body_limit(SIGHTING_BODY_LIMIT),
 )
 async def report_sighting(
-    state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite
+    state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite, limits: Limits
 ) -> JSONResponse:
     """Report where you saw content matching the bank. The hash must match now; each matched
     victim's case records `MatchFound` (with the URL, encrypted) so takedown can act. The same
     sighting reported twice is recorded once."""
     require_role(principal, *PLATFORMS)
+    limits.take(principal.principal_id, SIGHTINGS)
 
     async def handle() -> tuple[int, dict[str, Any]]:
         with command_problems():
@@ -125,10 +131,13 @@ async def match_feedback(
     body: Feedback,
     principal: Caller,
     idempotent: IdempotentWrite,
+    limits: Limits,
 ) -> JSONResponse:
     """Your verdict on a match: `blocked`, `not_blocked`, or `false_positive` (with the hash of
-    your content, so a case worker can put it into the negative bank)."""
+    your content, so a case worker can put it into the negative bank). The same verdict again
+    records nothing new."""
     require_role(principal, *PLATFORMS)
+    limits.take(principal.principal_id, FEEDBACK)
 
     async def handle() -> tuple[int, dict[str, Any]]:
         content = (body.content.algorithm, body.content.value.lower()) if body.content else None
