@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from ncii_contracts.hashmatch import MatchFeedbackReceived, MatchFound, SightingsCounted
+from ncii_contracts.hashmatch import MatchFeedbackReceived, MatchFound
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.store import EventStore
 
