@@ -64,13 +64,13 @@ class Settings(BaseSettings):
     # Per-principal rate limits (decision 24): a token bucket per key and route class, refilled
     # at *_per_minute up to *_burst. 429 with Retry-After beyond it.
     rate_lookup_per_minute: int = Field(
-        default=200_000,
+        default=100_000,
         ge=1,
         description="hashes and frames one key may look up a minute (an image hash with its 8 "
         "rotations counts 8, a video its frames)",
     )
     rate_lookup_burst: int = Field(
-        default=400_000, ge=1, description="hashes and frames one key may look up at once"
+        default=100_000, ge=1, description="hashes and frames one key may look up at once"
     )
     rate_sightings_per_minute: int = Field(
         default=120, ge=1, description="sightings one key may report a minute"

@@ -27,7 +27,16 @@ from ncii_events.auth import Principal
 from ncii_events.crypto import CaseErasedError
 from ncii_events.ids import derived_uuid, uuid7
 from ncii_events.service import ServiceRuntime
-from ncii_events.store import AggregateRef, Cause, EventStore, RecordedEvent, Version
+from ncii_events.store import (
+    CONFLICT_ATTEMPTS,
+    AggregateRef,
+    Cause,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    Version,
+    after_conflict,
+)
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
 from pydantic import Field
@@ -141,21 +150,29 @@ class HashmatchApp:
         ref = AggregateRef(REFERENCE_CASE, "hash_list", import_id)
         if mode == "add" and not parsed.hashes:
             return ImportResult(import_id, 0, 0)
-        history = await self.ref_store.load(ref, decrypt=False)
-        done = {r.envelope.event_id for r in history}
-        version = Version.of(history)
         cause = _cause(principal, import_id)
         written = 0
         events = domain.list_chunks(import_id, bank, mode, parsed)
-        for event in events:
-            event_id = self._derived(import_id, "chunk", str(event.chunk))
-            if event_id in done:
-                continue
-            recorded = await self.ref_store.append(
-                ref, [event], expected=version, cause=cause, event_ids=[event_id]
-            )
-            version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
-            written += 1
+        for attempt in range(CONFLICT_ATTEMPTS):
+            # a twin with the same key may be appending the same chunks: continue after it
+            history = await self.ref_store.load(ref, decrypt=False)
+            done = {r.envelope.event_id for r in history}
+            version = Version.of(history)
+            try:
+                for event in events:
+                    event_id = self._derived(import_id, "chunk", str(event.chunk))
+                    if event_id in done:
+                        continue
+                    recorded = await self.ref_store.append(
+                        ref, [event], expected=version, cause=cause, event_ids=[event_id]
+                    )
+                    version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
+                    written += 1
+                break
+            except ConcurrencyError:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                await after_conflict(attempt)
         return ImportResult(import_id, len(events), written)
 
     # -- the platform exchange ------------------------------------------------------------------

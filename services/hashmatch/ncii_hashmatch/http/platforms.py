@@ -72,9 +72,12 @@ async def lookup(state: App, body: Lookup, principal: Caller, limits: Limits) ->
 async def report_sighting(
     state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite, limits: Limits
 ) -> JSONResponse:
-    """Report where you saw content matching the bank. The hash must match now; each matched
-    victim's case records `MatchFound` (with the URL, encrypted) so takedown can act. The same
-    sighting reported twice is recorded once."""
+    """Report where you saw content matching the bank. The hash must match now. Your first
+    sighting of a banked hash in a window (an hour by default) is recorded on the victim's case
+    as `MatchFound` (with the URL, encrypted) so takedown can act; later ones in the window are
+    counted, and the count is recorded as one `SightingsCounted` when the window closes (their
+    URLs are not kept). Each key may report a limited number of sightings a minute (429 with
+    `Retry-After` beyond it)."""
     require_role(principal, *PLATFORMS)
     limits.take(principal.principal_id, SIGHTINGS)
 
