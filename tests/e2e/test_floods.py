@@ -20,6 +20,7 @@ from ncii_events.store import EventStore
 
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_hashmatch_exchange import ago, bank_case, pdq, random_pdq
+from tests.e2e.test_intake_api import case_body
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 FLOOD = 300
@@ -154,3 +155,39 @@ async def test_the_same_feedback_sent_100_times_without_an_idempotency_key_adds_
         if isinstance(r.event, MatchFeedbackReceived)
     ]
     assert verdicts == ["blocked", "not_blocked"]
+
+
+@pytest.fixture(scope="module")
+def intake(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    # its own process: a budget of 3 case writes, refilled at one a minute
+    service = start_service(
+        "intake",
+        nats_server.url,
+        tmp_path_factory.mktemp("intake-floods"),
+        master_key_file,
+        extra_env={"NCII_RATE_CASE_WRITES_BURST": "3", "NCII_RATE_CASE_WRITES_PER_MINUTE": "1"},
+    )
+    yield service
+    stop_service(service)
+
+
+async def test_a_partner_over_its_case_write_budget_gets_429_and_another_partner_still_writes(
+    intake: RunningService, make_key: MakeKey
+) -> None:
+    flooder = await make_key(f"ngo-{uuid.uuid4().hex[:6]}", "partner")
+    other = await make_key(f"ngo-{uuid.uuid4().hex[:6]}", "partner")
+    await caught_up(intake)
+    async with intake.client(flooder) as client:
+        case_id = (await client.post("/v1/cases", json=case_body())).json()["case_id"]
+        decision = {"decision": "undecided"}
+        path = f"/v1/cases/{case_id}/police-report-decision"
+        answers = [await client.post(path, json=decision) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        refused = answers[-1]
+        assert refused.headers["Retry-After"] == "60"
+        assert "retry in 60 s" in refused.json()["detail"]
+        assert (await client.get(f"/v1/cases/{case_id}")).status_code == 200  # reads are free
+    async with intake.client(other) as client:
+        assert (await client.post("/v1/cases", json=case_body())).status_code == 201
