@@ -20,6 +20,7 @@ from ncii_events.store import EventStore
 
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_hashmatch_exchange import ago, bank_case, pdq, random_pdq
+from tests.e2e.test_hostile_clients import declared, head_only
 from tests.e2e.test_intake_api import case_body
 
 MakeKey = Callable[[str, str], Awaitable[str]]
@@ -119,6 +120,9 @@ async def test_a_flooding_platform_gets_429_with_retry_after_while_another_platf
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert f"retry in {retry} s" in refused.json()["detail"]
     assert "hashes and frames a minute" in refused.json()["detail"]
+    # over its budget, the key's next look-up is refused before its body is read
+    status, body = await head_only(hashmatch, "POST", "/v1/lookups", declared(2_000_000, flooder))
+    assert status == 429 and body["type"].endswith("rate-limited")
     async with hashmatch.client(other) as client:
         response = await client.post(
             "/v1/lookups", json={"items": [{"algorithm": "pdq", "value": value}]}

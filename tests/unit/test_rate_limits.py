@@ -101,3 +101,20 @@ def test_when_memory_is_full_a_refilled_bucket_goes_before_a_recently_drained_on
     rl.take("flooder", "lookups", cost=10)
     rl.take("newcomer", "lookups")
     assert refused(rl, "flooder").status == 429
+
+
+def test_a_cost_estimated_before_the_body_is_settled_after_into_debt_or_refund() -> None:
+    clock = Clock()
+    rl = limits(clock)  # 1 a second, 10 at once
+    taken = rl.take("plat-a", "lookups", cost=4)  # estimated from the body's size
+    rl.settle("plat-a", "lookups", cost=10, taken=taken)  # it was 10: 6 more, into debt
+    problem = refused(rl, "plat-a")
+    assert problem.headers == {"Retry-After": "1"}  # from 0 to 1 at 1 a second
+    clock.now += 1
+    taken = rl.take("plat-a", "lookups", cost=1)
+    rl.settle("plat-a", "lookups", cost=1, taken=taken)
+    clock.now += 10
+    taken = rl.take("plat-a", "lookups", cost=10)
+    rl.settle("plat-a", "lookups", cost=2, taken=taken)  # overestimated: 8 come back
+    rl.take("plat-a", "lookups", cost=8)
+    assert refused(rl, "plat-a").status == 429

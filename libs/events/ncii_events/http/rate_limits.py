@@ -23,12 +23,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from ncii_events.http.problems import Problem
 from ncii_events.settings import Settings
+
+RATE_KEY = "x-rate-limit"
+"""Where a route declares its route class (an OpenAPI extension, like ``x-body-limit``)."""
+TAKEN_SCOPE_KEY = "ncii.rate_taken"
+"""What the route class took before the body was read, for ``settle``."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,8 @@ class RateLimits:
         elapsed = max(0.0, now - bucket.at)
         return min(budget.burst, bucket.tokens + elapsed * budget.per_minute / 60.0)
 
-    def take(self, principal_id: str, route_class: str, cost: float = 1) -> None:
-        """Take ``cost`` units of ``route_class`` for ``principal_id``, or raise a 429
-        ``Problem``. A cost above the burst counts as the burst (the whole bucket): such a
-        request is let through when the bucket is full, so it is never refused for ever."""
+    def _bucket(self, principal_id: str, route_class: str) -> tuple[_Bucket, Budget, float]:
         budget = self.budgets[route_class]
-        cost = min(max(cost, 1), budget.burst)
         now = self.clock()
         key = (principal_id, route_class)
         bucket = self._buckets.get(key)
@@ -83,10 +84,18 @@ class RateLimits:
             bucket = self._new(key, budget, now)
         else:
             self._buckets.move_to_end(key)
-        tokens = self._refilled(bucket, budget, now)
-        if tokens < cost:
-            bucket.tokens, bucket.at = tokens, now
-            wait = math.ceil((cost - tokens) * 60.0 / budget.per_minute)
+        bucket.tokens, bucket.at = self._refilled(bucket, budget, now), now
+        return bucket, budget, now
+
+    def take(self, principal_id: str, route_class: str, cost: float = 1) -> float:
+        """Take ``cost`` units of ``route_class`` for ``principal_id``, or raise a 429
+        ``Problem``; returns what was taken. A cost above the burst counts as the burst (the
+        whole bucket): such a request is let through when the bucket is full, so it is never
+        refused for ever."""
+        bucket, budget, _now = self._bucket(principal_id, route_class)
+        cost = min(max(cost, 1), budget.burst)
+        if bucket.tokens < cost:
+            wait = math.ceil((cost - bucket.tokens) * 60.0 / budget.per_minute)
             retry = max(1, wait)
             raise Problem(
                 429,
@@ -96,7 +105,16 @@ class RateLimits:
                 kind="rate-limited",
                 headers={"Retry-After": str(retry)},
             )
-        bucket.tokens, bucket.at = tokens - cost, now
+        bucket.tokens -= cost
+        return cost
+
+    def settle(self, principal_id: str, route_class: str, cost: float, taken: float) -> None:
+        """Charge the rest of a request's real ``cost`` once its body is read, ``taken`` having
+        been taken before (an estimate from its size): the bucket may go below zero (the key
+        then waits longer for its next request), or get back what was taken too much."""
+        bucket, budget, _now = self._bucket(principal_id, route_class)
+        cost = min(max(cost, 1), budget.burst)
+        bucket.tokens = min(budget.burst, bucket.tokens - (cost - taken))
 
     def _new(self, key: tuple[str, str], budget: Budget, now: float) -> _Bucket:
         while len(self._buckets) >= self.max_buckets:
@@ -124,6 +142,30 @@ LOOKUPS = "lookups"
 SIGHTINGS = "sightings"
 FEEDBACK = "feedback"
 CASE_WRITES = "case_writes"
+
+
+def rate_limited(route_class: str, bytes_per_unit: int | None = None) -> dict[str, Any]:
+    """``openapi_extra`` of a route limited per principal: its budget is checked with the key,
+    before the body is read, so a key over its budget never makes the process read and parse
+    a body. ``bytes_per_unit``: the route's cost grows with its body; so much is taken before
+    the body (its ``Content-Length`` divided by this, a low estimate), and the route settles
+    the real cost once it is parsed (``RateLimits.settle``). Without it a request costs 1."""
+    return {RATE_KEY: {"class": route_class, "bytes_per_unit": bytes_per_unit}}
+
+
+def take_before_body(
+    request: Request, declared: dict[str, Any], principal_id: str, declared_length: int
+) -> None:
+    """For a route declaring ``rate_limited`` (``declared``): take its estimated cost (429
+    beyond the budget), and leave what was taken in the request scope."""
+    per_unit = declared["bytes_per_unit"]
+    estimate = max(1, declared_length // per_unit) if per_unit else 1
+    taken = rate_limits_of(request).take(principal_id, declared["class"], estimate)
+    request.scope[TAKEN_SCOPE_KEY] = taken
+
+
+def taken_before_body(request: Request) -> float:
+    return float(request.scope.get(TAKEN_SCOPE_KEY, 0))
 
 
 def budgets_from(settings: Settings) -> dict[str, Budget]:
