@@ -4,8 +4,9 @@ follow intake's events, without rebuilding, and a restart restores the index fro
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -73,8 +74,10 @@ class Bank:
         master: MasterKey,
         *,
         projections: bool = True,
+        clock: Callable[[], float] = time.time,
     ):
         self.nc = nc
+        self.clock = clock
         self.store = store
         self.ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
         self.runtime: Any = SimpleNamespace(
@@ -92,7 +95,7 @@ class Bank:
         self.app: app.HashmatchApp | None = None
 
     async def start(self) -> app.HashmatchApp:
-        self.app = await app.build(self.runtime)
+        self.app = await app.build(self.runtime, clock=self.clock)
         self.workers = list(app.workers(self.app))
         if self.with_projections:
             self.runners = [

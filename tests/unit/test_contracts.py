@@ -32,10 +32,26 @@ def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> N
     assert all(registry.is_known(t) for t in types)
     assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact"}
     assert registry.personal_fields("MatchFound") == {"url"}
+    # a window's count keeps no URL: the window's first is in its MatchFound (decision 24)
+    assert registry.personal_fields("SightingsCounted") == set()
 
 
 def _document(**kwargs: Any) -> dict[str, Any]:
     return asyncapi_document(title="ncii test", version="1", description="d", **kwargs)
+
+
+def test_sightings_counted_is_published_beside_match_found_on_both_streams() -> None:
+    doc = _document(emits=HASHMATCH_EVENTS, consumes=())
+    channels = {name: c["address"] for name, c in doc["channels"].items()}
+    assert channels["NCII.SightingsCounted"] == (
+        "ncii.{case_id}.match.{aggregate_id}.SightingsCounted"
+    )
+    assert channels["NCII_REF.SightingsCounted"] == "nciiref.match.{aggregate_id}.SightingsCounted"
+    payload = doc["components"]["messages"]["SightingsCounted"]["payload"]
+    assert {"sightings", "window_start", "window_end", "first_seen_at", "last_seen_at"} <= set(
+        payload["properties"]
+    )
+    assert "url" not in payload["properties"]
 
 
 def test_the_asyncapi_document_gives_each_stream_its_own_subject_pattern() -> None:

@@ -509,3 +509,62 @@ def test_the_domain_imports_no_store_nats_sql_or_http() -> None:
     source = Path(domain.__file__).read_text()
     assert "ncii_events" not in source and "RecordedEvent" not in source
     assert "ncii_hashmatch.matcher" not in source
+
+
+# -- floods (decision 24) ------------------------------------------------------------------------
+
+
+def test_a_sighting_window_is_aligned_to_its_length_and_due_after_the_grace() -> None:
+    window = domain.SightingWindow.at(1_800_000_599.9, 3600)
+    assert (window.start, window.end) == (1_800_000_000, 1_800_003_600)
+    assert domain.SightingWindow.at(1_800_003_600, 3600).start == 1_800_003_600
+    assert not window.due(1_800_003_600 + 59, grace=60)
+    assert window.due(1_800_003_600 + 60, grace=60)
+
+
+def test_only_the_first_sighting_of_a_window_is_a_match_found_and_one_sighting_adds_no_count() -> (
+    None
+):
+    assert domain.records_match_found(None)
+    tally = domain.SightingTally(1, "2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z")
+    assert not domain.records_match_found(tally)
+    window = domain.SightingWindow(1_800_000_000, 1_800_003_600)
+    kw = {"match_id": "m_x", "entry_key": "e", "platform": "plat", "window": window}
+    assert domain.sightings_counted(**kw, tally=tally) is None  # type: ignore[arg-type]
+    counted = domain.sightings_counted(  # type: ignore[arg-type]
+        **kw, tally=domain.SightingTally(300, "2026-11-29T10:00:00Z", "2026-11-29T10:59:00Z")
+    )
+    assert counted is not None and counted.sightings == 300
+    assert (counted.window_start, counted.window_end) == (
+        "2027-01-15T08:00:00Z",
+        "2027-01-15T09:00:00Z",
+    )
+
+
+def test_the_same_verdict_again_is_no_news_and_a_changed_one_is() -> None:
+    first = domain.match_feedback("m_x", "e", "blocked", "plat", None)
+    assert first is not None
+    current = domain.current_verdict([first])
+    assert domain.match_feedback("m_x", "e", "blocked", "plat", None, current) is None
+    assert domain.match_feedback("m_x", "e", "not_blocked", "plat", None, current) is not None
+    content = ("pdq", "a" * 64)
+    fp = domain.match_feedback("m_x", "e", "false_positive", "plat", content, current)
+    assert fp is not None
+    current = domain.current_verdict([first, fp])
+    assert domain.match_feedback("m_x", "e", "false_positive", "plat", content, current) is None
+    other = ("pdq", "b" * 64)
+    assert domain.match_feedback("m_x", "e", "false_positive", "plat", other, current) is not None
+
+
+def test_a_lookup_costs_its_hashes_and_frames() -> None:
+    frames = [{"value": "a" * 64, "quality": 90}] * 3
+    body = Lookup.model_validate(
+        {
+            "items": [
+                {"algorithm": "md5", "value": "0" * 32},
+                {"algorithm": "pdq", "value": "a" * 64, "dihedral": ["a" * 64] + ["b" * 64] * 7},
+                {"algorithm": "vpdq", "frames": frames},
+            ]
+        }
+    )
+    assert body.cost == 1 + 8 + 3

@@ -7,7 +7,7 @@ Streams and aggregates:
 
 * on the case's stream (``ncii.<case>.<aggregate>.<id>.<Type>``), so replaying a case shows them:
   ``banking/<case_id>`` (HashesBanked, HashesWithdrawn) and ``match/<match_uuid>`` (MatchFound,
-  MatchFeedbackReceived) for hashes that came from a case;
+  SightingsCounted, MatchFeedbackReceived) for hashes that came from a case;
 * on the reference stream (``nciiref.<aggregate>.<id>.<Type>``): ``bank/<name>``
   (BankConfigured), ``hash_list/<import_id>`` (HashListImported), ``negative_bank/<negative_id>``
   (FalsePositiveConfirmed), and ``match/<match_uuid>`` for matches of imported-list entries,
@@ -123,6 +123,26 @@ class MatchFound(DomainEvent, aggregate="match", streams=(CASES, REFERENCE)):
     url: Annotated[str | None, PERSONAL] = None
 
 
+class SightingsCounted(DomainEvent, aggregate="match", streams=(CASES, REFERENCE)):
+    """How many times one platform reported seeing one banked entry within one window (an
+    hour by default), once the window has closed. The window's first sighting is its
+    ``MatchFound`` (with its URL); the later ones are counted here, so a flood of reports adds
+    two events to a case, not one per report. Their URLs are not kept: the platform holds
+    them, and the first one is enough for takedown to act on the match."""
+
+    match_id: str
+    entry_key: str
+    platform: str
+    window_start: str
+    window_end: str
+    """The window, by the server's clock (UTC, from its start up to its end excluded)."""
+    sightings: int
+    """Every sighting reported in the window, the one its MatchFound records included."""
+    first_seen_at: str
+    last_seen_at: str
+    """The earliest and latest ``seen_at`` the platform gave in the window."""
+
+
 class MatchFeedbackReceived(DomainEvent, aggregate="match", streams=(CASES, REFERENCE)):
     """A platform's verdict on a match. ``content_*``: the hash of the platform's own content,
     sent with a false positive so a case worker can put it into the negative bank."""
@@ -154,6 +174,7 @@ HASHMATCH_EVENTS: tuple[type[DomainEvent], ...] = (
     BankConfigured,
     HashListImported,
     MatchFound,
+    SightingsCounted,
     MatchFeedbackReceived,
     FalsePositiveConfirmed,
 )

@@ -27,6 +27,7 @@ from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.http import Idempotency, install_error_handlers
 from ncii_events.http.docs import install_docs
 from ncii_events.http.limits import PRINCIPAL_SCOPE_KEY, guarded_route
+from ncii_events.http.rate_limits import RateLimits, budgets_from
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
@@ -85,6 +86,8 @@ class ServiceRuntime(Generic[AppT]):
         self.registry = EventRegistry(*spec.emits, *spec.consumes, *PRINCIPAL_EVENTS)
         self.workers: list[Worker] = []
         self._app: AppT | None = None
+        self.rate_limits = RateLimits(budgets_from(self.settings))
+        """Per-principal budgets of this process (decision 24)."""
 
     @property
     def app(self) -> AppT:

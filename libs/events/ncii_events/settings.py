@@ -72,6 +72,29 @@ class Settings(BaseSettings):
         "X-Forwarded-For is believed, comma-separated (10.0.0.0/8,192.0.2.7); unset: none, "
         "not even 127.0.0.1, and every caller is its own peer address",
     )
+    # Per-principal rate limits (decision 24): a token bucket per key and route class, refilled
+    # at *_per_minute up to *_burst. 429 with Retry-After beyond it.
+    rate_lookup_per_minute: int = Field(
+        default=100_000,
+        ge=1,
+        description="hashes and frames one key may look up a minute (an image hash with its 8 "
+        "rotations counts 8, a video its frames)",
+    )
+    rate_lookup_burst: int = Field(
+        default=100_000, ge=1, description="hashes and frames one key may look up at once"
+    )
+    rate_sightings_per_minute: int = Field(
+        default=120, ge=1, description="sightings one key may report a minute"
+    )
+    rate_sightings_burst: int = Field(default=300, ge=1)
+    rate_feedback_per_minute: int = Field(
+        default=120, ge=1, description="match verdicts one key may send a minute"
+    )
+    rate_feedback_burst: int = Field(default=200, ge=1)
+    rate_case_writes_per_minute: int = Field(
+        default=120, ge=1, description="writes to cases (every POST that changes one) a minute"
+    )
+    rate_case_writes_burst: int = Field(default=300, ge=1)
     nats_transport: Literal["stock", "fast"] = Field(
         default="fast",
         description="stock: nats-py's public API only; fast: the private-API client (decision 13)",

@@ -11,7 +11,9 @@ It talks to NATS through a ``Transport`` (``ncii_events.transport``), chosen by 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 from collections.abc import Sequence
 
 import orjson
@@ -64,6 +66,17 @@ PUBLISH_TIMEOUT = 10.0
 DIRECT_GET_TIMEOUT = 10.0
 
 _tracer = trace.get_tracer("ncii.events")
+
+
+CONFLICT_ATTEMPTS = 5
+"""How many times a command that lost a race on its aggregate is reloaded and decided again."""
+
+
+async def after_conflict(attempt: int) -> None:
+    """Pause before the next attempt of a command that lost a race (``ConcurrencyError``): a
+    random share of a delay that doubles with each attempt, so writers that collided spread
+    out instead of colliding again in step."""
+    await asyncio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
 
 
 def _header_safe(value: str) -> str:

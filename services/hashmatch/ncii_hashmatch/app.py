@@ -10,31 +10,42 @@ Idempotency-Key, the import), so a retried command or a second replica writes ea
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ncii_contracts.hashmatch import (
     FalsePositiveConfirmed,
     FalsePositiveTarget,
     ImportMode,
+    MatchFeedbackReceived,
     Verdict,
 )
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseErasedError
 from ncii_events.ids import derived_uuid, uuid7
 from ncii_events.service import ServiceRuntime
-from ncii_events.store import AggregateRef, Cause, EventStore, Version
+from ncii_events.store import (
+    CONFLICT_ATTEMPTS,
+    AggregateRef,
+    Cause,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    Version,
+    after_conflict,
+)
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_hashmatch import domain
+from ncii_hashmatch import domain, sightings
 from ncii_hashmatch.matcher import Hit, Matcher, Query
-from ncii_hashmatch.outbox import OutboxPublisher, append_once
+from ncii_hashmatch.outbox import OutboxPublisher, append_decided, append_once
 from ncii_hashmatch.read_models import queries
 from ncii_hashmatch.read_models.projections import MATCHER_POLL_MS
 from ncii_hashmatch.read_models.schema import split_hashes
@@ -50,6 +61,13 @@ class HashmatchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NCII_HASHMATCH_", extra="ignore")
     poll_interval_ms: int = Field(default=MATCHER_POLL_MS, ge=10, le=5000)
+    sighting_window_seconds: int = Field(
+        default=domain.SIGHTING_WINDOW_SECONDS,
+        ge=60,
+        le=86_400,
+        description="sightings of one hash by one platform within this window make one "
+        "MatchFound and, when the window closes, one SightingsCounted (decision 24)",
+    )
 
 
 class NotFoundError(Exception):
@@ -68,7 +86,6 @@ def _cause(principal: Principal, correlation: str) -> Cause:
 class RecordedMatch:
     hit: Hit
     match_id: str
-    event_id: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,10 @@ class HashmatchApp:
     matcher: Matcher
     tokens: Tokens
     outbox: OutboxPublisher
+    counter: sightings.SightingCounter
+    sighting_window: int = domain.SIGHTING_WINDOW_SECONDS
+    clock: Callable[[], float] = field(default=time.time)
+    """The server's clock (seconds since the epoch): which sighting window a sighting is in."""
 
     def _derived(self, *parts: str) -> str:
         return str(derived_uuid(IDS, *parts))
@@ -130,21 +151,29 @@ class HashmatchApp:
         ref = AggregateRef(REFERENCE_CASE, "hash_list", import_id)
         if mode == "add" and not parsed.hashes:
             return ImportResult(import_id, 0, 0)
-        history = await self.ref_store.load(ref, decrypt=False)
-        done = {r.envelope.event_id for r in history}
-        version = Version.of(history)
         cause = _cause(principal, import_id)
         written = 0
         events = domain.list_chunks(import_id, bank, mode, parsed)
-        for event in events:
-            event_id = self._derived(import_id, "chunk", str(event.chunk))
-            if event_id in done:
-                continue
-            recorded = await self.ref_store.append(
-                ref, [event], expected=version, cause=cause, event_ids=[event_id]
-            )
-            version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
-            written += 1
+        for attempt in range(CONFLICT_ATTEMPTS):
+            # a twin with the same key may be appending the same chunks: continue after it
+            history = await self.ref_store.load(ref, decrypt=False)
+            done = {r.envelope.event_id for r in history}
+            version = Version.of(history)
+            try:
+                for event in events:
+                    event_id = self._derived(import_id, "chunk", str(event.chunk))
+                    if event_id in done:
+                        continue
+                    recorded = await self.ref_store.append(
+                        ref, [event], expected=version, cause=cause, event_ids=[event_id]
+                    )
+                    version = Version(recorded[-1].seq, recorded[-1].envelope.hash)
+                    written += 1
+                break
+            except ConcurrencyError:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                await after_conflict(attempt)
         return ImportResult(import_id, len(events), written)
 
     # -- the platform exchange ------------------------------------------------------------------
@@ -152,41 +181,59 @@ class HashmatchApp:
     async def report_sighting(
         self, principal: Principal, query: Query, url: str, seen_at: str
     ) -> tuple[str, list[RecordedMatch]]:
-        """Verify the hash matches the bank now; record one MatchFound per matched entry on the
-        matched case's stream (or the reference stream for imported-list entries)."""
+        """Verify the hash matches the bank now, then for each matched entry: the first
+        sighting by this platform in the current window is recorded as the window's MatchFound
+        on the matched case's stream (or the reference stream for imported-list entries);
+        every sighting adds to the window's tally, which becomes one SightingsCounted when the
+        window closes (``sightings``). ``sighting_id`` names this report; the log keeps one
+        MatchFound per platform, entry and window, whatever the url and seen_at."""
         hits = (await self.matcher.lookup([query]))[0]
         if not hits:
             raise NoMatchError
         org = principal.organisation
+        window = domain.SightingWindow.at(self.clock(), self.sighting_window)
         sighting_id = self._derived(
             "sighting", org, query.algorithm, *query.values, *query.frames, url, seen_at
         )
         recorded: list[RecordedMatch] = []
         for hit in hits:
             match_id = self.tokens.match_id(org, hit.entry_key)
-            event_id = self._derived(sighting_id, hit.entry_key)
             case_id = domain.owning_case(hit.kind, hit.case_id)
-            event = domain.match_found(
+            store, ref = self._match_ref(case_id, org, hit.entry_key)
+            tally = await sightings.tally(self.engine, ref.aggregate_id, window)
+            if domain.records_match_found(tally):
+                event = domain.match_found(
+                    match_id=match_id,
+                    sighting_id=sighting_id,
+                    bank=hit.bank,
+                    entry_key=hit.entry_key,
+                    algorithm=hit.algorithm,
+                    distance=hit.distance,
+                    rotated=hit.rotated,
+                    query_match_percent=hit.query_match_percent,
+                    compared_match_percent=hit.compared_match_percent,
+                    platform=org,
+                    seen_at=seen_at,
+                    url=url,
+                    from_case=case_id is not None,
+                )
+                event_id = sightings.match_found_id(ref.aggregate_id, window)
+                try:
+                    await append_once(store, ref, event, event_id, _cause(principal, sighting_id))
+                except CaseErasedError:
+                    continue  # erased in between: its hashes are leaving matching anyway
+            await sightings.count(
+                self.engine,
+                match_uuid=ref.aggregate_id,
+                window=window,
+                stream="c" if case_id is not None else "r",
+                case_id=ref.case_id,
                 match_id=match_id,
-                sighting_id=sighting_id,
-                bank=hit.bank,
                 entry_key=hit.entry_key,
-                algorithm=hit.algorithm,
-                distance=hit.distance,
-                rotated=hit.rotated,
-                query_match_percent=hit.query_match_percent,
-                compared_match_percent=hit.compared_match_percent,
                 platform=org,
                 seen_at=seen_at,
-                url=url,
-                from_case=case_id is not None,
             )
-            store, ref = self._match_ref(case_id, org, hit.entry_key)
-            try:
-                await append_once(store, ref, event, event_id, _cause(principal, sighting_id))
-            except CaseErasedError:
-                continue  # erased in between: its hashes are leaving matching anyway
-            recorded.append(RecordedMatch(hit, match_id, event_id))
+            recorded.append(RecordedMatch(hit, match_id))
         if not recorded:
             raise NoMatchError
         return sighting_id, recorded
@@ -218,11 +265,17 @@ class HashmatchApp:
             raise NotFoundError
         entry = await self._entry(entry_key)
         domain.check_report(self.compare_content(entry, content))
-        event = domain.match_feedback(match_id, entry_key, verdict, principal.organisation, content)
         case_id = domain.owning_case(entry.kind, entry.case_id)
         store, ref = self._match_ref(case_id, principal.organisation, entry_key)
         event_id = self._event_id(principal, idempotency_key, "feedback", match_id)
-        await append_once(store, ref, event, event_id, _cause(principal, event_id))
+
+        def decide(history: list[RecordedEvent]) -> MatchFeedbackReceived | None:
+            current = domain.current_verdict(r.event for r in history)
+            return domain.match_feedback(
+                match_id, entry_key, verdict, principal.organisation, content, current
+            )
+
+        await append_decided(store, ref, decide, event_id, _cause(principal, event_id))
         return event_id
 
     def compare_content(
@@ -278,7 +331,9 @@ class HashmatchApp:
 
 
 async def build(
-    runtime: ServiceRuntime[HashmatchApp], settings: HashmatchSettings | None = None
+    runtime: ServiceRuntime[HashmatchApp],
+    settings: HashmatchSettings | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> HashmatchApp:
     """Hashmatch's application state (the spec's app factory)."""
     settings = settings or HashmatchSettings()
@@ -291,9 +346,15 @@ async def build(
         outbox=OutboxPublisher(
             runtime.engine, runtime.store, runtime.ref_store, registry=runtime.registry
         ),
+        counter=sightings.SightingCounter(
+            runtime.engine, runtime.store, runtime.ref_store, clock=clock
+        ),
+        sighting_window=settings.sighting_window_seconds,
+        clock=clock,
     )
 
 
 def workers(app: HashmatchApp) -> Sequence[Worker]:
-    """What runs beside the projections: the matcher follows the bank, the outbox publishes."""
-    return (app.matcher, app.outbox)
+    """What runs beside the projections: the matcher follows the bank, the outbox publishes,
+    the counter records closed sighting windows."""
+    return (app.matcher, app.outbox, app.counter)

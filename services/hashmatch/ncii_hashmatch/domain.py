@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY
 from ncii_contracts.hashmatch import (
@@ -29,6 +30,7 @@ from ncii_contracts.hashmatch import (
     ListedHash,
     MatchFeedbackReceived,
     MatchFound,
+    SightingsCounted,
     Verdict,
 )
 from ncii_contracts.intake import SubmittedHash
@@ -529,14 +531,107 @@ def match_found(
     )
 
 
+# -- sightings: one event per window, and a count ------------------------------------------------
+
+SIGHTING_WINDOW_SECONDS = 3600
+"""Sightings of one entry by one platform within this long make one MatchFound and a count."""
+SIGHTING_GRACE_SECONDS = 60
+"""A window is counted this long after it closed: a request that began in it has ended."""
+
+
+@dataclass(frozen=True)
+class SightingWindow:
+    """A window of the server's clock, in whole seconds since the epoch: [start, end)."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def at(cls, now: float, seconds: int = SIGHTING_WINDOW_SECONDS) -> SightingWindow:
+        """The window ``now`` falls in. Windows are aligned to multiples of their length, so
+        every replica and every request computes the same one without asking anybody."""
+        if seconds < 1:
+            raise ValueError("a sighting window lasts at least a second")
+        start = int(now // seconds) * seconds
+        return cls(start, start + seconds)
+
+    def due(self, now: float, grace: int = SIGHTING_GRACE_SECONDS) -> bool:
+        """Whether its count can be recorded: closed, and every request in it finished."""
+        return now >= self.end + grace
+
+
+@dataclass(frozen=True)
+class SightingTally:
+    """What a window's sightings of one entry by one platform came to."""
+
+    sightings: int
+    first_seen_at: str
+    last_seen_at: str
+
+
+def _utc(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def records_match_found(tally: SightingTally | None) -> bool:
+    """A sighting is recorded as the window's MatchFound until the window has a tally (a tally
+    is only started once its MatchFound is in the log); every later one only adds to the
+    tally. The MatchFound's id is the window's, so racing first sightings still write one."""
+    return tally is None
+
+
+def sightings_counted(
+    *,
+    match_id: str,
+    entry_key: str,
+    platform: str,
+    window: SightingWindow,
+    tally: SightingTally,
+) -> SightingsCounted | None:
+    """The count of a closed window, or None when its MatchFound said everything (one
+    sighting)."""
+    if tally.sightings <= 1:
+        return None
+    return SightingsCounted(
+        match_id=match_id,
+        entry_key=entry_key,
+        platform=platform,
+        window_start=_utc(window.start),
+        window_end=_utc(window.end),
+        sightings=tally.sightings,
+        first_seen_at=tally.first_seen_at,
+        last_seen_at=tally.last_seen_at,
+    )
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+
+def current_verdict(
+    events: Iterable[object],
+) -> tuple[str, str | None, str | None] | None:
+    """The platform's latest verdict on a match (verdict, content algorithm, content value),
+    from the match's events, or None."""
+    current = None
+    for event in events:
+        if isinstance(event, MatchFeedbackReceived):
+            current = (event.verdict, event.content_algorithm, event.content_value)
+    return current
+
+
 def match_feedback(
     match_id: str,
     entry_key: str,
     verdict: Verdict,
     platform: str,
     content: tuple[str, str] | None,
-) -> MatchFeedbackReceived:
-    """A platform's verdict on a match, with the hash of its own content if it sent one."""
+    current: tuple[str, str | None, str | None] | None = None,
+) -> MatchFeedbackReceived | None:
+    """A platform's verdict on a match, with the hash of its own content if it sent one; None
+    when it is the verdict (and content) the match already has: saying it again is no news."""
+    said = (verdict, content[0] if content else None, content[1] if content else None)
+    if current == said:
+        return None
     return MatchFeedbackReceived(
         match_id=match_id,
         entry_key=entry_key,

@@ -18,6 +18,7 @@ from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
 from ncii_events.service import ServiceRuntime
 from ncii_events.store import (
+    CONFLICT_ATTEMPTS,
     NEW,
     AggregateRef,
     Cause,
@@ -25,6 +26,7 @@ from ncii_events.store import (
     EventStore,
     RecordedEvent,
     Version,
+    after_conflict,
 )
 
 from ncii_intake.domain import Case, History, may_see, personal_data_read, withdrawn_by_role
@@ -197,8 +199,36 @@ class IntakeApp:
         if_match: str | None = None,
         idempotency_key: str | None = None,
     ) -> LoadedCase:
-        """Load, decide, append with the version read. Raises ConcurrencyError when another
-        change landed in between (the API answers 409) and StaleVersionError on If-Match."""
+        """Load, decide, append with the version read. When another change landed in between,
+        load and decide again (bounded, with jitter: the decision may differ on the newer case);
+        ConcurrencyError after the last attempt (the API answers 409). StaleVersionError on
+        If-Match, also when the newer case no longer matches it."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return await self._change_once(
+                    case_id,
+                    principal,
+                    decide,
+                    actor_principal=actor_principal,
+                    if_match=if_match,
+                    idempotency_key=idempotency_key,
+                )
+            except ConcurrencyError:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                await after_conflict(attempt)
+        raise AssertionError("unreachable")
+
+    async def _change_once(
+        self,
+        case_id: str,
+        principal: Principal | None,
+        decide: Decision,
+        *,
+        actor_principal: Principal,
+        if_match: str | None,
+        idempotency_key: str | None,
+    ) -> LoadedCase:
         loaded = await self.load(case_id, principal)
         if if_match is not None and if_match.strip() not in (loaded.etag, "*"):
             raise StaleVersionError(loaded.etag)

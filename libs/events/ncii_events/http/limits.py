@@ -10,7 +10,9 @@ FastAPI's reads the body:
   principal is left in the request scope so that ``authenticated`` does not look it up twice;
 * refuses a ``Content-Length`` over the route's limit with 413 without reading the body;
 * counts a body without one (chunked) as it arrives and cuts it off with 413 as soon as it
-  passes the limit.
+  passes the limit;
+* for a route limited per principal (``rate_limits.rate_limited``), takes from the key's
+  budget (429 beyond it) before the body is read.
 
 A route declares its limit where it is (``openapi_extra=body_limit(...)``, also shown in its
 OpenAPI as ``x-body-limit``); others have ``DEFAULT_BODY_LIMIT``. FastAPI's own
@@ -30,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
 from ncii_events.http.problems import Problem
+from ncii_events.http.rate_limits import RATE_KEY, take_before_body
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -123,6 +126,7 @@ def guarded_route(authenticate: Authenticate) -> type[APIRoute]:
             handler = super().get_route_handler()
             needs_key = _depends_on(self.dependant, authenticate)
             limit = int((self.openapi_extra or {}).get(LIMIT_KEY, DEFAULT_BODY_LIMIT))
+            rate = (self.openapi_extra or {}).get(RATE_KEY)
 
             async def guarded(request: Request) -> Response:
                 # the key first: a caller without one learns nothing, not even the limits
@@ -137,6 +141,10 @@ def guarded_route(authenticate: Authenticate) -> type[APIRoute]:
                     )
                 if declared > limit:
                     raise too_large(limit)
+                principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+                if rate is not None and principal is not None:
+                    # a key over its budget (decision 24) never has its body read either
+                    take_before_body(request, rate, principal.principal_id, declared)
                 return await handler(Request(request.scope, _counted(request.receive, limit)))
 
             return guarded

@@ -18,6 +18,7 @@ from fastapi import Depends
 from ncii_events.auth import Principal
 from ncii_events.http import Problem, not_found
 from ncii_events.service import app_of, authenticated
+from ncii_events.store import ConcurrencyError
 
 from ncii_hashmatch import domain
 from ncii_hashmatch.app import HashmatchApp, NoMatchError, NotFoundError
@@ -45,6 +46,14 @@ def command_problems() -> Iterator[None]:
         ) from None
     except NotFoundError:
         raise not_found("match") from None
+    except ConcurrencyError:
+        # only after several reloads and retries: the match is being written by many requests
+        raise Problem(
+            409,
+            "Conflict",
+            "this match changed while the request was processed, several times; retry",
+            kind="concurrent-change",
+        ) from None
     except domain.BankRuleError as exc:
         raise Problem(
             exc.status, "Not possible for this match", exc.detail, kind=exc.kind

@@ -67,6 +67,12 @@ class HashIn(_Body):
             self.algorithm == "pdq" and self.quality is not None and self.quality < PDQ_MIN_QUALITY
         )
 
+    @property
+    def cost(self) -> int:
+        """What the item counts against a key's look-up budget: the hashes and frames the
+        matcher compares (an image with its 8 rotations counts 8, a video its frames)."""
+        return len(self.frames or ()) or len(self.dihedral or ()) or 1
+
     def query(self) -> Query:
         if self.low_quality:
             return Query("pdq")  # matches nothing
@@ -82,6 +88,10 @@ class HashIn(_Body):
 
 class Lookup(_Body):
     items: list[HashIn] = Field(min_length=1, max_length=domain.MAX_LOOKUP_ITEMS)
+
+    @property
+    def cost(self) -> int:
+        return sum(item.cost for item in self.items)
 
 
 class Sighting(_Body):

@@ -7,12 +7,20 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, Problem, decode_cursor, encode_cursor
 from ncii_events.http.fields import utc_text
 from ncii_events.http.limits import MiB, body_limit
+from ncii_events.http.rate_limits import (
+    FEEDBACK,
+    LOOKUPS,
+    SIGHTINGS,
+    Limits,
+    rate_limited,
+    taken_before_body,
+)
 from ncii_events.service import ServiceRoute
 
 from ncii_hashmatch.http import PLATFORMS, App, Caller, command_problems
@@ -27,15 +35,32 @@ router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 LOOKUP_BODY_LIMIT = 4 * MiB
 #: One hash, one address and a time; the hash may be a video of 20,000 frames (about 2.2 MB).
 SIGHTING_BODY_LIMIT = 3 * MiB
+#: A look-up's cost (hashes and frames) estimated from its size before it is read: a frame or
+#: an image hash takes 50 to 100 bytes of JSON, so this errs low; the rest is charged once the
+#: body is parsed (decision 24).
+LOOKUP_BYTES_PER_UNIT = 100
 
 
-@router.post("/lookups", tags=["platforms"], openapi_extra=body_limit(LOOKUP_BODY_LIMIT))
-async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
+@router.post(
+    "/lookups",
+    tags=["platforms"],
+    openapi_extra={
+        **body_limit(LOOKUP_BODY_LIMIT),
+        **rate_limited(LOOKUPS, bytes_per_unit=LOOKUP_BYTES_PER_UNIT),
+    },
+)
+async def lookup(
+    request: Request, state: App, body: Lookup, principal: Caller, limits: Limits
+) -> LookupResult:
     """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
     and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
     and flips of the image (`ncii hash --dihedral`) to catch rotated or flipped copies even in
-    banks that hold no rotations. Look-ups are reads: nothing is recorded but a count."""
+    banks that hold no rotations. Look-ups are reads: nothing is recorded but a count.
+
+    Each key has a budget of hashes and frames a minute (an image with its rotations counts 8,
+    a video its frames); beyond it, 429 with `Retry-After`."""
     require_role(principal, *PLATFORMS)
+    limits.settle(principal.principal_id, LOOKUPS, body.cost, taken_before_body(request))
     t0 = time.perf_counter()
     results = await state.matcher.lookup([item.query() for item in body.items])
     matched = sum(1 for r in results if r)
@@ -62,14 +87,17 @@ async def lookup(state: App, body: Lookup, principal: Caller) -> LookupResult:
     "/sightings",
     status_code=201,
     tags=["platforms"],
-    openapi_extra=body_limit(SIGHTING_BODY_LIMIT),
+    openapi_extra={**body_limit(SIGHTING_BODY_LIMIT), **rate_limited(SIGHTINGS)},
 )
 async def report_sighting(
     state: App, body: Sighting, principal: Caller, idempotent: IdempotentWrite
 ) -> JSONResponse:
-    """Report where you saw content matching the bank. The hash must match now; each matched
-    victim's case records `MatchFound` (with the URL, encrypted) so takedown can act. The same
-    sighting reported twice is recorded once."""
+    """Report where you saw content matching the bank. The hash must match now. Your first
+    sighting of a banked hash in a window (an hour by default) is recorded on the victim's case
+    as `MatchFound` (with the URL, encrypted) so takedown can act; later ones in the window are
+    counted, and the count is recorded as one `SightingsCounted` when the window closes (their
+    URLs are not kept). Each key may report a limited number of sightings a minute (429 with
+    `Retry-After` beyond it)."""
     require_role(principal, *PLATFORMS)
 
     async def handle() -> tuple[int, dict[str, Any]]:
@@ -118,7 +146,9 @@ async def hash_changes(
     )
 
 
-@router.post("/matches/{match_id}/feedback", tags=["platforms"])
+@router.post(
+    "/matches/{match_id}/feedback", tags=["platforms"], openapi_extra=rate_limited(FEEDBACK)
+)
 async def match_feedback(
     state: App,
     match_id: Annotated[str, Path(max_length=80)],
@@ -127,7 +157,8 @@ async def match_feedback(
     idempotent: IdempotentWrite,
 ) -> JSONResponse:
     """Your verdict on a match: `blocked`, `not_blocked`, or `false_positive` (with the hash of
-    your content, so a case worker can put it into the negative bank)."""
+    your content, so a case worker can put it into the negative bank). The same verdict again
+    records nothing new."""
     require_role(principal, *PLATFORMS)
 
     async def handle() -> tuple[int, dict[str, Any]]:

@@ -23,6 +23,7 @@ from ncii_contracts.hashmatch import (
     HashListImported,
     MatchFeedbackReceived,
     MatchFound,
+    SightingsCounted,
     SkippedHash,
 )
 from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
@@ -32,7 +33,7 @@ from ncii_events.ids import derived_uuid
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from ncii_events.stream import CASES, REFERENCE, StreamSpec
-from sqlalchemy import Connection, MetaData, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, MetaData, case, insert, or_, select, tuple_, update
 
 from ncii_hashmatch import domain
 from ncii_hashmatch.outbox import write_outbox
@@ -157,7 +158,10 @@ def _retire(
     return was_live
 
 
-def _record_match(conn: Connection, ev: MatchFound | MatchFeedbackReceived, at: str) -> None:
+MatchEvent = MatchFound | SightingsCounted | MatchFeedbackReceived
+
+
+def _record_match(conn: Connection, ev: MatchEvent, at: str) -> None:
     row = conn.execute(select(MATCHES).where(MATCHES.c.match_id == ev.match_id)).first()
     if row is None:
         conn.execute(
@@ -175,6 +179,19 @@ def _record_match(conn: Connection, ev: MatchFound | MatchFeedbackReceived, at: 
             update(MATCHES)
             .where(MATCHES.c.match_id == ev.match_id)
             .values(sightings=MATCHES.c.sightings + 1, last_seen_at=ev.seen_at)
+        )
+    elif isinstance(ev, SightingsCounted):
+        # the window's first sighting was its MatchFound, counted above
+        conn.execute(
+            update(MATCHES)
+            .where(MATCHES.c.match_id == ev.match_id)
+            .values(
+                sightings=MATCHES.c.sightings + ev.sightings - 1,
+                last_seen_at=case(
+                    (MATCHES.c.last_seen_at > ev.last_seen_at, MATCHES.c.last_seen_at),
+                    else_=ev.last_seen_at,
+                ),
+            )
         )
     else:
         conn.execute(
@@ -223,7 +240,7 @@ class BankProjection(Projection):
             )
             _retire(conn, changes, rows, state=state)
             changes.flush(conn)
-        elif isinstance(ev, MatchFound | MatchFeedbackReceived):
+        elif isinstance(ev, MatchEvent):
             _record_match(conn, ev, event.envelope.occurred_at)
 
     def _submitted(self, conn: Connection, event: RecordedEvent, ev: HashesSubmitted) -> None:
@@ -357,7 +374,7 @@ class BankReferenceProjection(Projection):
             self._imported(conn, event, ev)
         elif isinstance(ev, FalsePositiveConfirmed):
             self._false_positive(conn, event, ev)
-        elif isinstance(ev, MatchFound | MatchFeedbackReceived):
+        elif isinstance(ev, MatchEvent):
             _record_match(conn, ev, event.envelope.occurred_at)
 
     def _configured(self, conn: Connection, event: RecordedEvent, ev: BankConfigured) -> None:

@@ -11,6 +11,9 @@
   (a hash entered the negative bank) and ``settings`` (a bank's settings changed).
 * ``hm_outbox``: events the bank decided to record (HashesBanked, HashesWithdrawn), written in
   the same transaction as the change and appended to the log by the outbox publisher.
+* ``hm_sighting_windows`` (not a projection): the running count of a platform's sightings of
+  one entry in the current window, until the window's SightingsCounted is in the log (no URL:
+  the window's first URL is in its MatchFound, encrypted).
 
 No personal data is stored here: the case id of an entry never leaves the service, and
 sighting URLs stay encrypted in the log. Alembic (``migrations/``) creates these tables.
@@ -138,6 +141,27 @@ OUTBOX = Table(
     Column("causation_id", String(64), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40), index=True),
+)
+
+PENDING = MetaData()
+"""Tables that are not projections: what they hold is not in the log yet, so a rebuild of the
+bank (which drops and recreates ``METADATA``) must leave them alone."""
+
+SIGHTING_WINDOWS = Table(
+    "hm_sighting_windows",
+    PENDING,
+    # one platform's sightings of one entry (its match aggregate) in one window of the clock
+    Column("match_uuid", String(36), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),
+    Column("window_end", BigInteger, nullable=False, index=True),
+    Column("stream", String(1), nullable=False),
+    Column("case_id", String(36), nullable=False),
+    Column("match_id", String(80), nullable=False),
+    Column("entry_key", String(36), nullable=False),
+    Column("platform", String(100), nullable=False),
+    Column("sightings", Integer, nullable=False),
+    Column("first_seen_at", String(40), nullable=False),
+    Column("last_seen_at", String(40), nullable=False),
 )
 
 SQL_IN_CHUNK = 500

@@ -15,6 +15,7 @@ from ncii_events.auth import Principal, require_role
 from ncii_events.crypto import CaseErasedError
 from ncii_events.http import Idempotent, IdempotentWrite, Problem, not_found
 from ncii_events.http.idempotency import Reveal
+from ncii_events.http.rate_limits import CASE_WRITES, Limits, RateLimits
 from ncii_events.service import authenticated
 from ncii_events.store import ConcurrencyError
 from pydantic import BaseModel
@@ -66,6 +67,7 @@ class CaseWrite:
     app: IntakeApp
     principal: Principal
     idempotent: Idempotent
+    limits: RateLimits
 
     @property
     def key(self) -> str | None:
@@ -82,6 +84,7 @@ class CaseWrite:
         """Role check, then ``action`` once under the Idempotency-Key; answers the case's state."""
         # checked here, not in the dependency, so an invalid body is a 422 before any 403
         require_role(self.principal, *CASE_WRITERS)
+        self.limits.take(self.principal.principal_id, CASE_WRITES)
 
         async def handle() -> tuple[int, dict[str, Any]]:
             with case_problems():
@@ -112,8 +115,10 @@ class CaseWrite:
         )
 
 
-async def case_write(principal: Caller, idempotent: IdempotentWrite, app: App) -> CaseWrite:
-    return CaseWrite(app, principal, idempotent)
+async def case_write(
+    principal: Caller, idempotent: IdempotentWrite, app: App, limits: Limits
+) -> CaseWrite:
+    return CaseWrite(app, principal, idempotent, limits)
 
 
 Writer = Annotated[CaseWrite, Depends(case_write)]
