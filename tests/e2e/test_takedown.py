@@ -168,11 +168,12 @@ async def open_case(intake: RunningService, key: str, age_group: str) -> str:
 
 
 async def report_location(intake: RunningService, key: str, case_id: str, platform: str) -> str:
+    host = platform.lower().replace(" ", "-")
     async with intake.client(key) as client:
         response = await client.post(
             f"/v1/cases/{case_id}/locations",
             json={
-                "url": f"https://{platform.lower().replace(' ', '-')}.example/p/{uuid.uuid4().hex[:6]}",
+                "url": f"https://{host}.example/p/{uuid.uuid4().hex[:6]}",
                 "platform": platform,
                 "channel_kind": "image_host",
             },
@@ -296,7 +297,7 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
         assert again.headers.get("Idempotent-Replayed") == "true"
 
         async def settled() -> bool:
-            return (await own.get("/v1/notices")).json()["items"] == []
+            return bool((await own.get("/v1/notices")).json()["items"] == [])
 
         await eventually(settled, what="the removed notice leaving the open list")
     (item,) = await one_takedown(takedown, keys.partner, case_id, "removed")

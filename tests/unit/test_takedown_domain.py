@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.takedown import TakedownOpened, TakedownRequested
+from ncii_contracts.takedown import Regime, TakedownOpened, TakedownRequested
 from ncii_takedown import domain
 from ncii_takedown.domain import CaseFacts, Takedown
 
@@ -244,7 +244,7 @@ def test_a_notice_needs_a_registered_platform_and_an_open_case() -> None:
     ],
 )
 def test_the_strictest_regime_sets_the_deadline(
-    regimes: list[domain.Regime], age: str, flagger: bool, expected: tuple[str, int, bool]
+    regimes: list[Regime], age: str, flagger: bool, expected: tuple[str, int, bool]
 ) -> None:
     d = domain.deadline_for(regimes, age, trusted_flagger=flagger)  # type: ignore[arg-type]
     assert (d.regime, d.hours, d.legal) == expected
