@@ -5,6 +5,7 @@ would. Sightings (hashmatch's ``MatchFound``) are appended to the log as hashmat
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -499,3 +500,33 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
             assert escalated.status_code == 200 and escalated.json()["status"] == "escalated"
     finally:
         stop_service(restarted)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+async def test_ncii_platforms_registers_through_the_staff_api_and_lists_them(
+    takedown: RunningService, keys: Keys
+) -> None:
+    from ncii_cli.main import app
+    from typer.testing import CliRunner
+
+    name = unique("CliHost")
+    env = {"NCII_API_KEY": keys.caseworker, "NCII_TAKEDOWN_URL": takedown.url}
+    args = ["platforms", "register", name, "--kind", "forum", "--jurisdiction", "GB"]
+    args += ["--regime", "uk", "--channel", "webhook", "--webhook-url", "http://127.0.0.1:9/h"]
+    created = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert created.exit_code == 0, created.output
+    platform_id, secret_line = created.output.strip().splitlines()
+    assert "whsec_" in secret_line
+    bad = [*args[:2], unique("Bad"), *args[3:7], "--regime", "narnia", *args[9:]]
+    refused = await asyncio.to_thread(CliRunner().invoke, app, bad, env=env)
+    assert refused.exit_code == 2 and "regimes" in refused.output
+
+    async def listed() -> bool:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["platforms", "list", "--json"], env=env
+        )
+        return any(p["platform_id"] == platform_id for p in json.loads(result.output))
+
+    await eventually(listed, what="the platform in the registry")
