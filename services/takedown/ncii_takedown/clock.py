@@ -17,16 +17,3 @@ class Clock:
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
-
-class FixedClock(Clock):
-    """A clock that moves only when told (unit and integration tests)."""
-
-    def __init__(self, at: datetime) -> None:
-        super().__init__()
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta

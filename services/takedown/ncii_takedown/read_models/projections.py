@@ -266,7 +266,7 @@ class TakedownsProjection(Projection):
             select(PLATFORMS).where(PLATFORMS.c.platform_id == takedown.platform_id)
         ).first()
         if platform is None:
-            return  # assigned before the registry row was projected: its own event comes later
+            return  # not in this replica's registry yet (a rebuild): the log holds the decision
         event = domain.notice_requested(
             takedown_id=takedown.takedown_id,
             notice_id=notice_id_of(takedown.takedown_id),
