@@ -16,4 +16,3 @@ class Clock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
