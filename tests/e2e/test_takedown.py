@@ -349,6 +349,41 @@ async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
     }
 
 
+async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 10_000  # the platform's receiver is down
+    name = unique("DownHost")
+    platform = await register(
+        takedown, keys.caseworker, platform_body(name, channel="webhook", webhook_url=receiver.url)
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "minor")
+    await report_location(intake, keys.partner, case_id, name)
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    assert (await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])).is_success
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "requested")
+
+    async with takedown.client(keys.caseworker) as staff:
+
+        async def dead() -> dict[str, Any]:
+            items = (await staff.get("/v1/deliveries", params={"status": "dead"})).json()["items"]
+            found = [d for d in items if d["notice_id"] == item["notice_id"]]
+            assert found, "not a dead letter yet"
+            return dict(found[0])
+
+        letter = await eventually(dead, what="the delivery given up")
+        assert letter["attempts"] == 8 and letter["last_error"] == "http_503"
+        assert len(receiver.attempts) == 8
+        async with takedown.client(keys.partner) as partner:
+            assert (await partner.get("/v1/deliveries")).status_code == 403
+        receiver.fail_first = 0  # the receiver is back
+        retried = await staff.post(f"/v1/deliveries/{letter['delivery_id']}/retry")
+        assert retried.status_code == 200 and retried.json()["status"] in ("pending", "delivered")
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")
+    assert [a["id"] for a in receiver.accepted] == [item["notice_id"]]
+
+
 # -- sightings and re-uploads ---------------------------------------------------------------------
 
 
