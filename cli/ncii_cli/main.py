@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ncii_cli.hash_cmd import hash_command
+from ncii_cli.platforms_cmd import platforms_app
 
 if TYPE_CHECKING:
     from ncii_events.service import ServiceSpec
@@ -35,6 +36,7 @@ app.add_typer(log_app, name="log")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
+app.add_typer(platforms_app, name="platforms")
 app.command("hash")(hash_command)
 
 

@@ -16,6 +16,7 @@ from ncii_contracts.hashmatch import HASHMATCH_EVENTS, BankConfigured, HashesBan
 from ncii_contracts.intake import INTAKE_EVENTS, CaseErased, CaseOpened
 from ncii_contracts.principals import PRINCIPAL_EVENTS, PrincipalCreated
 from ncii_contracts.streams import CASES, REFERENCE
+from ncii_contracts.takedown import TAKEDOWN_EVENTS
 from ncii_events.asyncapi import asyncapi_document
 from ncii_events.registry import EventRegistry
 
@@ -27,7 +28,12 @@ SERVICE_PACKAGES = {f"ncii_{name}" for name in SERVICES}
 def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> None:
     types = [cls.event_type for cls in ALL_EVENTS]
     assert len(types) == len(set(types))
-    assert set(ALL_EVENTS) == {*INTAKE_EVENTS, *HASHMATCH_EVENTS, *PRINCIPAL_EVENTS}
+    assert set(ALL_EVENTS) == {
+        *INTAKE_EVENTS,
+        *HASHMATCH_EVENTS,
+        *TAKEDOWN_EVENTS,
+        *PRINCIPAL_EVENTS,
+    }
     registry = EventRegistry(*ALL_EVENTS)
     assert all(registry.is_known(t) for t in types)
     assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact"}

@@ -1,0 +1,117 @@
+"""``ncii platforms``: the takedown service's platform registry, over its staff API (so the
+registration is checked, recorded as an event and answered the same way as from any client).
+Only typer is imported at the top (decision 18)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+
+platforms_app = typer.Typer(
+    help="Platforms that receive takedown notices (the takedown service's registry).",
+    no_args_is_help=True,
+)
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--takedown-url", envvar="NCII_TAKEDOWN_URL", help="Takedown service base URL."),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--key", envvar="NCII_API_KEY", help="A case worker's or admin's API key."),
+]
+KINDS = "social, video, forum, dating, cloud_or_image_host, messaging or content_farm"
+REGIMES = "tw, us_take_it_down, uk or eu_dsa"
+
+
+def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
+    import httpx
+
+    if not key:
+        typer.echo("error: pass --key or set NCII_API_KEY", err=True)
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    if body is not None:
+        # one key per invocation: a retried request (same body) is written once
+        headers["Idempotency-Key"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(body)))
+    try:
+        response = httpx.request(method, url, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: could not reach takedown at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from exc
+    payload = response.json() if response.content else {}
+    if not response.is_success:
+        detail = payload.get("detail", response.reason_phrase) if isinstance(payload, dict) else ""
+        errors = payload.get("errors", []) if isinstance(payload, dict) else []
+        typer.echo(f"error: takedown answered HTTP {response.status_code}: {detail}", err=True)
+        for item in errors:
+            typer.echo(f"  {item.get('field')}: {item.get('message')}", err=True)
+        raise typer.Exit(2 if response.status_code == 422 else 1)
+    return payload
+
+
+@platforms_app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="the platform's name, e.g. PhotoHost")],
+    kind: Annotated[str, typer.Option(help=KINDS)],
+    jurisdiction: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2, e.g. TW, US, GB")],
+    regime: Annotated[list[str], typer.Option(help=f"a legal regime: {REGIMES} (repeat)")],
+    channel: Annotated[str, typer.Option(help="webhook, email or web_form")],
+    takedown_url: UrlOption = "http://127.0.0.1:18102",
+    key: KeyOption = None,
+    webhook_url: Annotated[str | None, typer.Option(help="for --channel webhook")] = None,
+    email: Annotated[str | None, typer.Option(help="for --channel email")] = None,
+    form_url: Annotated[str | None, typer.Option(help="for --channel web_form")] = None,
+    api_organisation: Annotated[
+        str | None, typer.Option(help="the organisation of its API keys (role platform)")
+    ] = None,
+    hash_lists: Annotated[bool, typer.Option(help="it takes hash lists")] = False,
+    trusted_flagger: Annotated[
+        bool, typer.Option(help="it recognises the centre as a trusted flagger (DSA art. 22)")
+    ] = False,
+) -> None:
+    """Register a platform; prints its id (and, for a webhook, its signing secret, once).
+
+    Example: `ncii platforms register PhotoHost --kind cloud_or_image_host --jurisdiction US
+    --regime us_take_it_down --channel webhook --webhook-url https://photohost.example/ncii
+    --api-organisation photohost`
+    """
+    body = {
+        "name": name,
+        "kind": kind,
+        "jurisdiction": jurisdiction,
+        "regimes": regime,
+        "channel": channel,
+        "webhook_url": webhook_url,
+        "email": email,
+        "form_url": form_url,
+        "api_organisation": api_organisation,
+        "takes_hash_lists": hash_lists,
+        "trusted_flagger": trusted_flagger,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    created = _call("POST", f"{takedown_url.rstrip('/')}/v1/platforms", key, body)
+    typer.echo(created["platform_id"])
+    if created.get("webhook_secret"):
+        typer.echo(f"webhook signing secret (give it to the platform): {created['webhook_secret']}")
+
+
+@platforms_app.command("list")
+def list_platforms(
+    takedown_url: UrlOption = "http://127.0.0.1:18102",
+    key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every registered platform. Example: `ncii platforms list`"""
+    items = _call("GET", f"{takedown_url.rstrip('/')}/v1/platforms", key)["items"]
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    for p in items:
+        typer.echo(
+            f"{p['platform_id']}  {p['name']}  {p['kind']}  {p['jurisdiction']}  "
+            f"{','.join(p['regimes'])}  {p['channel']}  hash-lists={p['takes_hash_lists']}"
+        )

@@ -1,0 +1,61 @@
+"""The deadline sweeper: marks a notice overdue (``TakedownOverdue``) once its deadline passes
+on the injected clock, from the read model, so a service that was down catches up as soon as
+it starts. Runs at least every ``sweep_interval_s`` (30 s by default: within a minute)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ncii_events.store import Cause
+from ncii_events.worker import LoopWorker
+
+from ncii_takedown import domain
+from ncii_takedown.outbox import SERVICE_ACTOR, append_once, derived_id, takedown_ref
+from ncii_takedown.read_models import queries
+
+if TYPE_CHECKING:
+    from ncii_takedown.app import TakedownApp
+
+
+class DeadlineSweeper(LoopWorker):
+    name = "deadlines"
+
+    def __init__(self, app: TakedownApp) -> None:
+        super().__init__()
+        self.app = app
+        self.interval = app.settings.sweep_interval_s
+        self._marked: set[str] = set()
+        """Notices marked overdue by this process whose event the projection has not applied
+        yet (so a round does not count them again)."""
+
+    async def _due(self) -> list[tuple[str, str, str]]:
+        now_text = domain.format_time(self.app.clock.now())
+        rows = await queries.due_notices(self.app.engine, now_text, 500)
+        return [
+            (r.case_id, r.takedown_id, r.notice_id) for r in rows if r.notice_id not in self._marked
+        ]
+
+    async def pending(self) -> int:
+        return len(await self._due())
+
+    async def step(self) -> int:
+        done = 0
+        for case_id, takedown_id, notice_id in await self._due():
+            if self._stopping.is_set():
+                break
+            loaded = await self.app.load(case_id, takedown_id)
+            events = loaded.takedown.mark_overdue(self.app.clock.now())
+            if events:
+                cause = Cause(SERVICE_ACTOR, notice_id, notice_id)
+                await append_once(
+                    self.app.store,
+                    takedown_ref(case_id, takedown_id),
+                    events[0],
+                    derived_id(notice_id, "overdue"),
+                    cause,
+                )
+            self._marked.add(notice_id)
+            done += 1
+        if len(self._marked) > 100_000:
+            self._marked.clear()
+        return done

@@ -1,0 +1,155 @@
+"""The case side (partners and case workers of the case's organisation): a case's takedowns
+with their timelines, evidence, a location's platform, a web-form or e-mail notice confirmed as
+sent, an overdue notice escalated."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from ncii_events.auth import Principal, require_role
+from ncii_events.http import IdempotentWrite
+from ncii_events.http.fields import utc_text
+from ncii_events.service import ServiceRoute
+from pydantic import BaseModel
+
+from ncii_takedown import domain
+from ncii_takedown.app import Decision, LoadedTakedown
+from ncii_takedown.http import App, Caller, command_problems
+from ncii_takedown.http.bodies import AssignPlatform, ConfirmSent, Escalate, RecordEvidence
+from ncii_takedown.http.views import state_view, takedown_view
+
+router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+PATH = "/cases/{case_id}/takedowns/{takedown_id}"
+
+
+async def _write(
+    principal: Principal,
+    idempotent: IdempotentWrite,
+    body: BaseModel | None,
+    action: Callable[[], Awaitable[LoadedTakedown]],
+) -> JSONResponse:
+    require_role(principal, *domain.CASE_WRITERS)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        with command_problems():
+            loaded = await action()
+        return 200, state_view(loaded.takedown)
+
+    return await idempotent.run(principal.principal_id, body, handle)
+
+
+def _change(
+    app: App,
+    principal: Principal,
+    idempotent: IdempotentWrite,
+    case_id: str,
+    takedown_id: str,
+    what: str,
+    decide: Decision,
+) -> Callable[[], Awaitable[LoadedTakedown]]:
+    return lambda: app.case_change(principal, idempotent.key, case_id, takedown_id, what, decide)
+
+
+@router.get("/cases/{case_id}/takedowns", tags=["takedowns"])
+async def list_takedowns(case_id: str, principal: Caller, app: App) -> JSONResponse:
+    """The case's takedowns, each with its whole timeline from the log (the proof of when the
+    platform was told and what it answered)."""
+    require_role(principal, *domain.CASE_READERS)
+    with command_problems("case"):
+        found = await app.case_takedowns(principal, case_id)
+    return JSONResponse({"items": [takedown_view(t, timeline) for t, timeline in found]})
+
+
+@router.post(f"{PATH}/evidence", tags=["takedowns"])
+async def record_evidence(
+    case_id: str,
+    takedown_id: str,
+    body: RecordEvidence,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Record the location's evidence: no notice leaves before it (and, for an adult, before
+    the non-consent statement). The capture stays with you; send its SHA-256."""
+
+    def decide(t: domain.Takedown) -> list[Any]:
+        return t.record_evidence(
+            captured_at=utc_text(body.captured_at),
+            capture_method=body.capture_method,
+            capture_sha256=body.capture_sha256,
+            url=body.url,
+            preserved_by=body.preserved_by,
+            offender_account=body.offender_account,
+            offender_ip=body.offender_ip,
+        )
+
+    action = _change(app, principal, idempotent, case_id, takedown_id, "evidence", decide)
+    return await _write(principal, idempotent, body, action)
+
+
+@router.post(f"{PATH}/platform", tags=["takedowns"])
+async def assign_platform(
+    case_id: str,
+    takedown_id: str,
+    body: AssignPlatform,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Name the registered platform of a location whose platform was not recognised."""
+
+    async def action() -> LoadedTakedown:
+        return await app.assign_platform(
+            principal, idempotent.key, case_id, takedown_id, body.platform_id
+        )
+
+    return await _write(principal, idempotent, body, action)
+
+
+@router.post(f"{PATH}/notice-sent", tags=["takedowns"])
+async def confirm_sent(
+    case_id: str,
+    takedown_id: str,
+    body: ConfirmSent,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Confirm that you sent the notice through the platform's web form (or by e-mail): its
+    deadline runs from `sent_at`. Webhook notices are confirmed by the platform's receiver."""
+
+    def decide(t: domain.Takedown) -> list[Any]:
+        if t.channel == "webhook":
+            raise domain.TransitionError(
+                "this platform receives notices by webhook: the service sends and confirms them"
+            )
+        return t.send(utc_text(body.sent_at))
+
+    action = _change(app, principal, idempotent, case_id, takedown_id, "sent", decide)
+    return await _write(principal, idempotent, body, action)
+
+
+@router.post(f"{PATH}/escalate", tags=["takedowns"])
+async def escalate(
+    case_id: str,
+    takedown_id: str,
+    body: Escalate,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Record that an overdue notice was taken to the authority (art. 47), with its timeline."""
+    at = app.now_text()
+    action = _change(
+        app,
+        principal,
+        idempotent,
+        case_id,
+        takedown_id,
+        "escalated",
+        lambda t: t.escalate(at, body.authority),
+    )
+    return await _write(principal, idempotent, body, action)

@@ -1,0 +1,1 @@
+"""Takedowns read models: platforms, cases as takedown sees them, takedowns, outbox, deliveries."""

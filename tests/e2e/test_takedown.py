@@ -1,0 +1,567 @@
+"""Takedown end to end: intake and takedown as their own processes, real NATS and SQLite, a real
+webhook receiver on a free port, driven over HTTP as a case worker, a partner and platforms
+would. Sightings (hashmatch's ``MatchFound``) are appended to the log as hashmatch would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from ncii_contracts.hashmatch import MatchFound
+from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.envelope import Actor
+from ncii_events.store import NEW, AggregateRef, Cause, EventStore
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.support.eventually import eventually
+
+MakeKey = Callable[[str, str], Awaitable[str]]
+FAST = {"NCII_TAKEDOWN_RETRY_BASE_MS": "20", "NCII_TAKEDOWN_SWEEP_INTERVAL_S": "0.2"}
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def takedown(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    service = start_service(
+        "takedown",
+        nats_server.url,
+        tmp_path_factory.mktemp("takedown"),
+        master_key_file,
+        extra_env=FAST,
+    )
+    yield service
+    stop_service(service)
+
+
+@dataclass
+class Keys:
+    caseworker: str
+    partner: str
+    platform: str
+    other_platform: str
+    platform_org: str
+    other_org: str
+
+
+@pytest.fixture(scope="module")
+async def keys(intake: RunningService, takedown: RunningService, make_key: MakeKey) -> Keys:
+    platform_org, other_org = unique("photohost"), unique("clipsite")
+    made = Keys(
+        caseworker=await make_key("centre", "caseworker"),
+        partner=await make_key(unique("ngo"), "partner"),
+        platform=await make_key(platform_org, "platform"),
+        other_platform=await make_key(other_org, "platform"),
+        platform_org=platform_org,
+        other_org=other_org,
+    )
+    await caught_up(intake)
+    await caught_up(takedown)
+    return made
+
+
+@dataclass
+class Receiver:
+    """A platform's webhook endpoint: refuses the first ``fail_first`` deliveries (503), then
+    accepts those whose Standard Webhooks signature verifies with ``secret``."""
+
+    url: str = ""
+    secret: str = ""
+    fail_first: int = 2
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: int = 0
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        headers = dict(request.headers)
+        self.attempts.append(headers)
+        if len(self.attempts) <= self.fail_first:
+            return Response(status_code=503)
+        try:
+            payload = Webhook(self.secret).verify(body, headers)
+        except WebhookVerificationError:
+            self.bad_signatures += 1
+            return Response(status_code=400)
+        self.accepted.append({"id": headers["webhook-id"], "payload": payload})
+        return Response(status_code=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", found.hook, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, what="the receiver listening")
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    server.should_exit = True
+    await task
+
+
+def platform_body(name: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "kind": "cloud_or_image_host",
+        "jurisdiction": "TW",
+        "regimes": ["tw"],
+        "channel": "web_form",
+        "form_url": "https://photohost.example/report",
+    }
+    body.update(overrides)
+    return body
+
+
+async def register(service: RunningService, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with service.client(key) as client:
+        response = await client.post("/v1/platforms", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def open_case(intake: RunningService, key: str, age_group: str) -> str:
+    body = {
+        "pseudonym": "Sparrow",
+        "age_group": age_group,
+        "harm_categories": ["distribution_without_consent_319_3"],
+        "spread_status": "spread",
+        "channels": [{"kind": "social_platform", "platform": "PhotoHost"}],
+        "intake_channel": "partner_api",
+        "learned_at": ago(hours=1),
+        "consents": {"takedown": True, "share_hashes": True, "referral": False},
+        "contact": {"email": "sparrow@example.org", "preferred": "email"},
+    }
+    async with intake.client(key) as client:
+        response = await client.post("/v1/cases", json=body)
+        assert response.status_code == 201, response.text
+        case_id = str(response.json()["case_id"])
+        if age_group == "adult":
+            stated = await client.post(
+                f"/v1/cases/{case_id}/non-consent",
+                json={"stated_at": ago(minutes=30), "method": "written"},
+            )
+            assert stated.status_code == 200, stated.text
+    return case_id
+
+
+async def report_location(intake: RunningService, key: str, case_id: str, platform: str) -> str:
+    host = platform.lower().replace(" ", "-")
+    async with intake.client(key) as client:
+        response = await client.post(
+            f"/v1/cases/{case_id}/locations",
+            json={
+                "url": f"https://{host}.example/p/{uuid.uuid4().hex[:6]}",
+                "platform": platform,
+                "channel_kind": "image_host",
+            },
+        )
+    assert response.status_code == 200, response.text
+    return str(response.json()["case_id"])
+
+
+async def takedowns(service: RunningService, key: str, case_id: str) -> list[dict[str, Any]]:
+    async with service.client(key) as client:
+        response = await client.get(f"/v1/cases/{case_id}/takedowns")
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def one_takedown(
+    service: RunningService, key: str, case_id: str, status: str, count: int = 1
+) -> list[dict[str, Any]]:
+    async def found() -> list[dict[str, Any]]:
+        items = await takedowns(service, key, case_id)
+        assert len(items) == count, items
+        assert items[-1]["status"] == status, items[-1]
+        return items
+
+    return await eventually(found, what=f"a takedown {status}")
+
+
+EVIDENCE = {
+    "capture_method": "screenshot",
+    "preserved_by": "desk 3",
+    "offender_account": "@uploader",
+    "offender_ip": "203.0.113.7",
+}
+
+
+async def record_evidence(
+    service: RunningService, key: str, case_id: str, takedown_id: str, **extra: Any
+) -> httpx.Response:
+    body = {
+        **EVIDENCE,
+        "captured_at": ago(minutes=5),
+        "capture_sha256": uuid.uuid4().hex * 2,
+        **extra,
+    }
+    async with service.client(key) as client:
+        return await client.post(
+            f"/v1/cases/{case_id}/takedowns/{takedown_id}/evidence",
+            json=body,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+
+
+def types(item: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in item["timeline"]]
+
+
+# -- a webhook notice, from the location to the removal -------------------------------------------
+
+
+async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retries_and_answered(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    name = unique("PhotoHost")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name, channel="webhook", webhook_url=receiver.url, api_organisation=keys.platform_org
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "adult")
+    await report_location(intake, keys.partner, case_id, name.upper())  # names match loosely
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    assert item["platform_id"] == platform["platform_id"]
+    assert receiver.attempts == []  # evidence first: nothing left yet
+
+    answer = await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])
+    assert answer.status_code == 200, answer.text
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")
+
+    # two refusals, then a delivery whose signature verifies; one id throughout (de-duplication)
+    assert len(receiver.attempts) == 3 and receiver.bad_signatures == 0
+    assert {a["webhook-id"] for a in receiver.attempts} == {item["notice_id"]}
+    (delivered,) = receiver.accepted
+    notice = delivered["payload"]
+    assert notice["notice_id"] == item["notice_id"] and notice["site"] == name
+    assert notice["urls"][0].startswith(f"https://{name.lower()}.example/p/")
+    assert notice["offender"] == {"account": "@uploader", "ip_address": "203.0.113.7"}
+    assert notice["deadline"]["hours"] == 72 and notice["person"] == "adult"
+    assert "Sparrow" not in str(notice) and "sparrow@" not in str(notice)
+    sent = item["timeline"][-1]
+    assert sent["type"] == "NoticeSent" and sent["attempts"] == 3
+
+    # the platform's side: its own notices only; another platform gets 404 for this one
+    async with takedown.client(keys.other_platform) as other:
+        assert (await other.get("/v1/notices")).json()["items"] == []
+        refused = await other.post(f"/v1/notices/{item['notice_id']}/acknowledge")
+        assert refused.status_code == 404
+    async with takedown.client(keys.platform) as own:
+        listed = (await own.get("/v1/notices")).json()["items"]
+        assert [n["notice_id"] for n in listed] == [item["notice_id"]]
+        ack = await own.post(
+            f"/v1/notices/{item['notice_id']}/acknowledge",
+            json={"platform_reference": "PH-1"},
+            headers={"Idempotency-Key": "ack-1"},
+        )
+        assert ack.status_code == 200 and ack.json()["status"] == "acknowledged"
+        when = {"removed_at": ago(minutes=1)}
+        removed = await own.post(
+            f"/v1/notices/{item['notice_id']}/removed",
+            json=when,
+            headers={"Idempotency-Key": "rm-1"},
+        )
+        assert removed.status_code == 200 and removed.json()["status"] == "removed"
+        again = await own.post(
+            f"/v1/notices/{item['notice_id']}/removed",
+            json=when,
+            headers={"Idempotency-Key": "rm-1"},
+        )
+        assert again.headers.get("Idempotent-Replayed") == "true"
+
+        async def settled() -> bool:
+            return bool((await own.get("/v1/notices")).json()["items"] == [])
+
+        await eventually(settled, what="the removed notice leaving the open list")
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "removed")
+    assert types(item) == [
+        "TakedownOpened",
+        "EvidencePreserved",
+        "TakedownRequested",
+        "NoticeSent",
+        "TakedownAcknowledged",
+        "ContentRemoved",
+    ]
+
+
+async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("ClipSite")
+    platform = await register(
+        takedown, keys.caseworker, platform_body(name, channel="webhook", webhook_url=receiver.url)
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "minor")
+    await report_location(intake, keys.partner, case_id, name)
+    await report_location(intake, keys.partner, case_id, "a forum nobody registered")
+    items = await one_takedown(takedown, keys.partner, case_id, "opened", count=2)
+    told = next(i for i in items if i["platform_id"] == platform["platform_id"])
+    assert (await record_evidence(takedown, keys.partner, case_id, told["takedown_id"])).is_success
+    await eventually(lambda: len(receiver.accepted) == 1, what="the notice delivered")
+
+    async with intake.client(keys.partner) as client:
+        withdrawn = await client.post(f"/v1/cases/{case_id}/withdraw", json={"reason": "resolved"})
+        assert withdrawn.status_code == 200, withdrawn.text
+
+    async def cancelled() -> list[dict[str, Any]]:
+        found = await takedowns(takedown, keys.partner, case_id)
+        assert [i["status"] for i in found] == ["cancelled", "cancelled"], found
+        return found
+
+    await eventually(cancelled, what="every takedown cancelled")
+    await eventually(lambda: len(receiver.accepted) == 2, what="the cancellation delivered")
+    notice, cancellation = receiver.accepted
+    assert cancellation["id"] == f"{notice['id']}:cancel"
+    assert cancellation["payload"] == {
+        "type": "ncii.takedown.cancelled",
+        "notice_id": notice["id"],
+        "reason": "case_withdrawn",
+    }
+
+
+async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 10_000  # the platform's receiver is down
+    name = unique("DownHost")
+    platform = await register(
+        takedown, keys.caseworker, platform_body(name, channel="webhook", webhook_url=receiver.url)
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "minor")
+    await report_location(intake, keys.partner, case_id, name)
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    assert (await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])).is_success
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "requested")
+
+    async with takedown.client(keys.caseworker) as staff:
+
+        async def dead() -> dict[str, Any]:
+            items = (await staff.get("/v1/deliveries", params={"status": "dead"})).json()["items"]
+            found = [d for d in items if d["notice_id"] == item["notice_id"]]
+            assert found, "not a dead letter yet"
+            return dict(found[0])
+
+        letter = await eventually(dead, what="the delivery given up")
+        assert letter["attempts"] == 8 and letter["last_error"] == "http_503"
+        assert len(receiver.attempts) == 8
+        async with takedown.client(keys.partner) as partner:
+            assert (await partner.get("/v1/deliveries")).status_code == 403
+        receiver.fail_first = 0  # the receiver is back
+        retried = await staff.post(f"/v1/deliveries/{letter['delivery_id']}/retry")
+        assert retried.status_code == 200 and retried.json()["status"] in ("pending", "delivered")
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")
+    assert [a["id"] for a in receiver.accepted] == [item["notice_id"]]
+
+
+# -- sightings and re-uploads ---------------------------------------------------------------------
+
+
+async def _sighting(store: EventStore, case_id: str, platform_org: str, entry_key: str) -> None:
+    event = MatchFound(
+        match_id=unique("m"),
+        sighting_id=unique("s"),
+        bank=unique("bank"),
+        entry_key=entry_key,
+        algorithm="pdq",
+        distance=3,
+        platform=platform_org,
+        seen_at=ago(minutes=2),
+        url=f"https://{platform_org}.example/v/{uuid.uuid4().hex[:6]}",
+    )
+    actor = Actor(organisation=platform_org, principal="p", role="platform")
+    cause = Cause(actor, "c", "c")
+    await store.append(
+        AggregateRef(case_id, "match", str(uuid.uuid4())), [event], expected=NEW, cause=cause
+    )
+
+
+async def test_a_re_upload_sighting_opens_a_takedown_linked_to_the_one_that_removed_it(
+    intake: RunningService, takedown: RunningService, keys: Keys, store: EventStore
+) -> None:
+    await register(
+        takedown,
+        keys.caseworker,
+        platform_body(unique("VideoSite"), api_organisation=keys.other_org, regimes=["uk"]),
+    )
+    case_id = await open_case(intake, keys.partner, "minor")
+    await caught_up(takedown)
+    entry = str(uuid.uuid4())
+    await _sighting(store, case_id, keys.other_org, entry)
+    (first,) = await one_takedown(takedown, keys.caseworker, case_id, "opened")
+    assert first["source"] == "match" and first["previous_takedown_id"] is None
+    assert (
+        await record_evidence(takedown, keys.caseworker, case_id, first["takedown_id"])
+    ).is_success
+    (first,) = await one_takedown(takedown, keys.caseworker, case_id, "requested")
+    async with takedown.client(keys.caseworker) as client:
+        sent = await client.post(
+            f"/v1/cases/{case_id}/takedowns/{first['takedown_id']}/notice-sent",
+            json={"sent_at": ago(minutes=1)},
+        )
+        assert sent.status_code == 200 and sent.json()["status"] == "sent", sent.text
+    assert first["deadline"]["regime"] == "uk" and first["deadline"]["hours"] == 48
+    async with takedown.client(keys.other_platform) as platform:
+        removed = await platform.post(
+            f"/v1/notices/{first['notice_id']}/removed", json={"removed_at": ago(seconds=30)}
+        )
+        assert removed.status_code == 200, removed.text
+    await one_takedown(takedown, keys.caseworker, case_id, "removed")
+
+    await _sighting(store, case_id, keys.other_org, entry)  # the same content, uploaded again
+    items = await one_takedown(takedown, keys.caseworker, case_id, "opened", count=2)
+    assert items[1]["previous_takedown_id"] == first["takedown_id"]
+
+
+# -- bad input: 4xx, nothing written --------------------------------------------------------------
+
+
+async def test_bad_input_is_a_problem_and_writes_nothing(
+    intake: RunningService, takedown: RunningService, keys: Keys
+) -> None:
+    async with takedown.client(keys.caseworker) as client:
+        name = unique("Nowhere")
+        for bad in (
+            platform_body(name, regimes=["tw", "narnia"]),
+            platform_body(name, channel="webhook"),
+            platform_body(name, form_url="ftp://nowhere.example/form"),
+            platform_body(name, kind="newspaper"),
+        ):
+            response = await client.post("/v1/platforms", json=bad)
+            assert response.status_code == 422, response.text
+            assert response.headers["content-type"].startswith("application/problem+json")
+        listed = (await client.get("/v1/platforms")).json()["items"]
+        assert name not in {p["name"] for p in listed}
+
+    case_id = await open_case(intake, keys.partner, "adult")
+    await report_location(intake, keys.partner, case_id, "an unregistered site")
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    path = f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}"
+    async with takedown.client(keys.partner) as client:
+        unknown = await client.post(f"{path}/platform", json={"platform_id": str(uuid.uuid4())})
+        assert unknown.status_code == 422 and unknown.json()["type"].endswith("unknown-platform")
+        not_web = await record_evidence(takedown, keys.partner, case_id, item["takedown_id"],
+                                        url="ftp://x.example/a")  # fmt: skip
+        assert not_web.status_code == 422
+        assert not_web.json()["errors"][0]["field"] == "url"
+        bad_ip = await record_evidence(
+            takedown, keys.partner, case_id, item["takedown_id"], offender_ip="999.1.1.1"
+        )
+        assert bad_ip.status_code == 422
+        escalate = await client.post(f"{path}/escalate", json={"authority": "iWIN"})
+        assert escalate.status_code == 409  # only an overdue notice is escalated
+        other_case = await client.get(f"/v1/cases/{uuid.uuid4()}/takedowns")
+        assert other_case.status_code == 404
+    assert types((await takedowns(takedown, keys.partner, case_id))[0]) == ["TakedownOpened"]
+    async with takedown.client(keys.platform) as platform:
+        assert (await platform.get(f"/v1/cases/{case_id}/takedowns")).status_code == 403
+
+
+# -- clocks that survive restarts -----------------------------------------------------------------
+
+
+async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdue_at_start(
+    nats_server: EmbeddedNats,
+    tmp_path: Path,
+    master_key_file: Path,
+    intake: RunningService,
+    takedown: RunningService,
+    keys: Keys,
+) -> None:
+    own = start_service("takedown", nats_server.url, tmp_path, master_key_file, extra_env=FAST)
+    try:
+        name = unique("Forum")
+        platform = await register(own, keys.caseworker, platform_body(name))
+        assert platform["channel"] == "web_form"
+        case_id = await open_case(intake, keys.partner, "minor")
+        await report_location(intake, keys.partner, case_id, name)
+        (item,) = await one_takedown(own, keys.partner, case_id, "opened")
+        assert (await record_evidence(own, keys.partner, case_id, item["takedown_id"])).is_success
+        (item,) = await one_takedown(own, keys.partner, case_id, "requested")
+        async with own.client(keys.partner) as client:
+            sent = await client.post(
+                f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}/notice-sent",
+                json={"sent_at": ago(minutes=1)},
+            )
+            assert sent.status_code == 200, sent.text
+        (item,) = await one_takedown(own, keys.partner, case_id, "sent")
+        assert item["deadline"]["hours"] == 24  # a minor's images, Taiwan
+    finally:
+        stop_service(own)
+    # the other replica is not a witness here: stop it sweeping this case by time alone
+    later = {**FAST, "NCII_TAKEDOWN_CLOCK_OFFSET_SECONDS": str(25 * 3600)}
+    restarted = start_service(
+        "takedown", nats_server.url, tmp_path, master_key_file, extra_env=later
+    )
+    try:
+        (item,) = await one_takedown(restarted, keys.partner, case_id, "overdue")
+        overdue = item["timeline"][-1]
+        assert overdue["type"] == "TakedownOverdue" and overdue["legal"] is True
+        async with restarted.client(keys.caseworker) as client:
+            escalated = await client.post(
+                f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}/escalate",
+                json={"authority": "local authority"},
+            )
+            assert escalated.status_code == 200 and escalated.json()["status"] == "escalated"
+    finally:
+        stop_service(restarted)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+async def test_ncii_platforms_registers_through_the_staff_api_and_lists_them(
+    takedown: RunningService, keys: Keys
+) -> None:
+    from ncii_cli.main import app
+    from typer.testing import CliRunner
+
+    name = unique("CliHost")
+    env = {"NCII_API_KEY": keys.caseworker, "NCII_TAKEDOWN_URL": takedown.url}
+    args = ["platforms", "register", name, "--kind", "forum", "--jurisdiction", "GB"]
+    args += ["--regime", "uk", "--channel", "webhook", "--webhook-url", "http://127.0.0.1:9/h"]
+    created = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert created.exit_code == 0, created.output
+    platform_id, secret_line = created.output.strip().splitlines()
+    assert "whsec_" in secret_line
+    bad = [*args[:2], unique("Bad"), *args[3:7], "--regime", "narnia", *args[9:]]
+    refused = await asyncio.to_thread(CliRunner().invoke, app, bad, env=env)
+    assert refused.exit_code == 2 and "regimes" in refused.output
+
+    async def listed() -> bool:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["platforms", "list", "--json"], env=env
+        )
+        return any(p["platform_id"] == platform_id for p in json.loads(result.output))
+
+    await eventually(listed, what="the platform in the registry")
