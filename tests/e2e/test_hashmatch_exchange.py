@@ -63,9 +63,13 @@ def ago(**delta: float) -> str:
 class Hashmatch:
     """The hashmatch process; ``restart`` keeps its database."""
 
+    #: The feed releases every change applied so far, mixed (its windows are tested on their
+    #: own, with a clock, in tests/integration/test_hashmatch_bank.py).
+    ENV = {"NCII_HASHMATCH_FEED_WINDOW_S": "0"}
+
     def __init__(self, nats_url: str, workdir: Path, master_key_file: Path) -> None:
         self.args = ("hashmatch", nats_url, workdir, master_key_file)
-        self.service: RunningService = start_service(*self.args)
+        self.service: RunningService = start_service(*self.args, extra_env=self.ENV)
 
     @property
     def url(self) -> str:
@@ -79,7 +83,7 @@ class Hashmatch:
 
     def restart(self) -> None:
         stop_service(self.service)
-        self.service = start_service(*self.args)
+        self.service = start_service(*self.args, extra_env=self.ENV)
 
     def stop(self) -> None:
         stop_service(self.service)
@@ -164,18 +168,26 @@ async def feed_end(client: httpx.AsyncClient) -> str:
             return str(cursor)
 
 
-async def feed_since(
-    client: httpx.AsyncClient, cursor: str, limit: int = 3
-) -> list[dict[str, Any]]:
+async def feed_read(
+    client: httpx.AsyncClient, cursor: str | None, limit: int = 3
+) -> tuple[list[dict[str, Any]], str]:
+    """Every item after ``cursor`` (None: from the start), and the cursor after them."""
     items: list[dict[str, Any]] = []
     while True:
-        response = await client.get("/v1/hashes/changes", params={"cursor": cursor, "limit": limit})
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/hashes/changes", params=params)
         assert response.status_code == 200, response.text
         page = response.json()
         items += page["items"]
         cursor = page["next_cursor"]
         if not page["has_more"]:
-            return items
+            return items, str(cursor)
+
+
+async def feed_since(
+    client: httpx.AsyncClient, cursor: str, limit: int = 3
+) -> list[dict[str, Any]]:
+    return (await feed_read(client, cursor, limit))[0]
 
 
 # -- matching --------------------------------------------------------------------------------------
@@ -417,6 +429,7 @@ async def test_withdrawal_removes_the_hashes_from_matching_and_the_feed_and_sigh
         assert (await partner.post(f"/v1/cases/{case_id}/hashes", json=hashes)).status_code == 200
         await hashmatch.caught_up()
         async with hashmatch.client(keys["platform"]) as platform:
+            added, after_add = await feed_read(platform, start)
             found = await lookup(
                 platform, {"algorithm": "pdq", "value": value}, {"algorithm": "md5", "value": md5}
             )
@@ -435,16 +448,16 @@ async def test_withdrawal_removes_the_hashes_from_matching_and_the_feed_and_sigh
             response = await platform.post("/v1/sightings", json=sighting)
             assert response.status_code == 422
             assert response.json()["type"].endswith("no-current-match")
-            changes = await feed_since(platform, start)
-    mine = [
-        (c["change"], c["algorithm"], c["value"]) for c in changes if c["value"] in (value, md5)
-    ]
-    assert mine == [
-        ("add", "pdq", value),
-        ("add", "md5", md5),
-        ("remove", "pdq", value),
-        ("remove", "md5", md5),
-    ]
+            removed = await feed_since(platform, after_add)
+            fresh = await feed_since(platform, start)
+    mine = {c["id"]: (c["algorithm"], c["value"]) for c in added if c["value"] in (value, md5)}
+    assert sorted(mine.values()) == sorted([("pdq", value), ("md5", md5)])
+    # the removals name the ids the additions had, never the hashes
+    assert sorted((c["change"], c["id"], c["value"]) for c in removed if c["id"] in mine) == sorted(
+        ("remove", i, None) for i in mine
+    )
+    # a platform reading after the withdrawal never gets the withdrawn hashes
+    assert not [c for c in fresh if c["value"] in (value, md5)]
     history = await case_store.read_case(case_id)
     withdrawn = [r.event for r in history if isinstance(r.event, HashesWithdrawn)]
     assert len(withdrawn) == 1 and withdrawn[0].reason == "case_withdrawn"
@@ -515,8 +528,8 @@ async def test_confirming_a_banked_hash_as_false_positive_takes_it_out_of_matchi
         assert (await lookup(platform, {"algorithm": "pdq", "value": banked}))[0] == []
         assert (await lookup(platform, {"algorithm": "pdq", "value": flipped(banked, 8)}))[0] == []
         changes = await feed_since(platform, start)
-    assert [(c["change"], c["id"]) for c in changes if c["value"] == banked] == [
-        ("remove", match["match_id"])
+    assert [(c["change"], c["value"]) for c in changes if c["id"] == match["match_id"]] == [
+        ("remove", None)
     ]
     history = await case_store.read_case(case_id)
     assert [r.event.verdict for r in history if isinstance(r.event, MatchFeedbackReceived)] == [
@@ -621,7 +634,8 @@ async def test_the_delta_feed_pages_additions_and_replacing_a_list_shows_removal
         assert [(c["change"], c["value"]) for c in added if c["value"] in values] == [
             ("add", v) for v in values
         ]
-        assert sorted((c["change"], c["value"]) for c in removed) == sorted(
+        ids = {c["id"]: c["value"] for c in added}
+        assert sorted((c["change"], ids[c["id"]]) for c in removed) == sorted(
             ("remove", v) for v in values[2:]
         )
         results = await lookup(platform, *({"algorithm": "pdq", "value": v} for v in values))

@@ -30,7 +30,7 @@ def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> N
     assert set(ALL_EVENTS) == {*INTAKE_EVENTS, *HASHMATCH_EVENTS, *PRINCIPAL_EVENTS}
     registry = EventRegistry(*ALL_EVENTS)
     assert all(registry.is_known(t) for t in types)
-    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact"}
+    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact", "channels"}
     assert registry.personal_fields("MatchFound") == {"url"}
 
 

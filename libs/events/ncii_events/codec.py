@@ -109,15 +109,23 @@ def decode(
     payload = env.payload
     erased = withheld = NO_FIELDS
     personal = registry.personal_fields(env.type)
+    # Personal values an older version stored in clear: hidden only after upcasting, since an
+    # upcaster may derive a field from them (a count, say).
+    hidden: list[str] = []
     if personal:
         payload = dict(payload)  # the envelope keeps what was stored
+        clear_before = registry.clear_before(env.type)
         erased_names: set[str] = set()
         withheld_names: set[str] = set()
         for name in personal:
             token = payload.get(name)
             if token is None:
                 continue
-            payload[name] = None
+            in_clear = env.schema_version < clear_before.get(name, 0)
+            if in_clear:
+                hidden.append(name)
+            else:
+                payload[name] = None
             if not decrypt or keys is None:
                 withheld_names.add(name)
                 continue
@@ -126,13 +134,18 @@ def decode(
             key = keys[env.case_id]
             if key is None:
                 erased_names.add(name)
+            elif in_clear:
+                hidden.remove(name)  # readable, as before it was marked personal
             else:
                 payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
         if erased_names:
             erased = frozenset(erased_names)
         if withheld_names:
             withheld = frozenset(withheld_names)
-    event = registry.decode(env.type, env.schema_version, payload)
+    payload = registry.upcast(env.type, env.schema_version, payload)
+    if hidden:
+        payload = {**payload, **dict.fromkeys(hidden)}
+    event = registry.event_class(env.type).model_validate(payload)
     return RecordedEvent(
         seq=seq, envelope=env, event=event, erased_fields=erased, withheld_fields=withheld
     )

@@ -10,8 +10,9 @@ Idempotency-Key, the import), so a retried command or a second replica writes ea
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,16 @@ class HashmatchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NCII_HASHMATCH_", extra="ignore")
     poll_interval_ms: int = Field(default=MATCHER_POLL_MS, ge=10, le=5000)
+    feed_window_s: int = Field(default=300, ge=0, le=86400)
+    """The delta feed releases case hashes every this many seconds, mixed (decision 26)."""
+    feed_window_cap: int = Field(default=10_000, ge=100, le=1_000_000)
+    """At most this many case changes in one release window (the order is sorted per page)."""
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    window_s: int
+    window_cap: int
 
 
 class NotFoundError(Exception):
@@ -89,6 +100,9 @@ class HashmatchApp:
     matcher: Matcher
     tokens: Tokens
     outbox: OutboxPublisher
+    feed: FeedSettings
+    clock: Callable[[], float] = time.time
+    """Seconds since the epoch: where the feed's release windows stand."""
 
     def _derived(self, *parts: str) -> str:
         return str(derived_uuid(IDS, *parts))
@@ -266,6 +280,7 @@ async def build(
         outbox=OutboxPublisher(
             runtime.engine, runtime.store, runtime.ref_store, registry=runtime.registry
         ),
+        feed=FeedSettings(settings.feed_window_s, settings.feed_window_cap),
     )
 
 

@@ -208,7 +208,7 @@ class Case:
             return replace(
                 self,
                 submission_ids=self.submission_ids | {event.submission_id},
-                hashes_submitted=self.hashes_submitted + len(event.hashes),
+                hashes_submitted=self.hashes_submitted + event.count,
             )
         if isinstance(event, PoliceReportDecisionRecorded):
             return replace(
