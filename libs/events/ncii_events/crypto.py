@@ -115,8 +115,8 @@ def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: An
     return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
 
-def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: str) -> Any:
-    if not token.startswith(CIPHER_PREFIX):
+def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: Any) -> Any:
+    if not isinstance(token, str) or not token.startswith(CIPHER_PREFIX):
         raise ValueError(f"field {field} is not encrypted")
     blob = binascii.a2b_base64(token[len(CIPHER_PREFIX) :].encode().translate(_FROM_URLSAFE))
     plain = _aead(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))
