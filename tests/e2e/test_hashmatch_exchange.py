@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from ncii_cli.hasher import hash_file
 from ncii_contracts.hashmatch import (
     HashesBanked,
@@ -797,3 +798,126 @@ async def test_the_service_documents_its_endpoints_and_the_events_it_emits_and_c
     assert actions["#/channels/NCII.CaseErased"] == "receive"
     assert actions["#/channels/NCII_REF.PrincipalCreated"] == "receive"
     assert "url" in asyncapi["components"]["messages"]["MatchFound"]["payload"]["properties"]
+
+
+# -- erasure (decision 26) -------------------------------------------------------------------------
+
+
+async def raw_case_messages(nc: NATS, case_id: str) -> list[bytes]:
+    """Every stored message of the case, as the log holds it (JetStream direct get)."""
+    js = nc.jetstream()
+    out: list[bytes] = []
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(
+                "NCII", seq=seq, subject=f"ncii.{case_id}.>", next=True, direct=True
+            )
+        except NotFoundError:
+            return out
+        assert msg.data is not None and msg.seq is not None
+        out.append(msg.data)
+        seq = msg.seq + 1
+
+
+def files_holding(folder: Path, needles: list[bytes]) -> list[str]:
+    return sorted(
+        f"{path.name}: {needle.decode()[:8]}"
+        for path in folder.rglob("*")
+        if path.is_file()
+        for needle in needles
+        if needle in path.read_bytes()
+    )
+
+
+async def test_after_erasure_no_hash_or_place_name_is_left_in_the_log_the_bank_or_a_new_feed(
+    hashmatch: Hashmatch, intake: RunningService, keys: dict[str, str], nc: NATS
+) -> None:
+    mark = uuid.uuid4().hex[:8].upper()
+    forum, app, authority, file_no = (
+        f"Forum ERASE{mark}",
+        f"Chat ERASE{mark}",
+        f"Authority ERASE{mark}",
+        f"FILE-ERASE{mark}",
+    )
+    rotations = [random_pdq() for _ in range(8)]
+    md5 = random_md5()
+    hashes = [*rotations, md5]
+    async with hashmatch.client(keys["platform"]) as platform:
+        start = await feed_end(platform)
+    await caught_up(intake)
+    async with intake.client(keys["partner"]) as partner:
+        body = case_body(age_group="minor", channels=[{"kind": "messaging_app", "platform": app}])
+        case_id = (await partner.post("/v1/cases", json=body)).json()["case_id"]
+        writes = [
+            (
+                "locations",
+                {"url": "https://f.example/t/1", "platform": forum, "channel_kind": "forum"},
+            ),
+            (
+                "mandatory-report",
+                {
+                    "filed_at": ago(minutes=1),
+                    "authority": authority,
+                    "authority_reference": file_no,
+                },
+            ),
+            (
+                "hashes",
+                {
+                    "hashes": [
+                        {
+                            "algorithm": "pdq",
+                            "value": rotations[0],
+                            "quality": 90,
+                            "media": "image",
+                            "dihedral": rotations,
+                        },
+                        {"algorithm": "md5", "value": md5, "media": "video"},
+                    ]
+                },
+            ),
+        ]
+        for route, json in writes:
+            response = await partner.post(f"/v1/cases/{case_id}/{route}", json=json)
+            assert response.status_code == 200, response.text
+        await hashmatch.caught_up()
+        async with hashmatch.client(keys["platform"]) as platform:  # an old platform
+            added, after_add = await feed_read(platform, start)
+            ids = {c["id"] for c in added if c["value"] in hashes}
+            assert len(ids) == 2
+            assert (await partner.post(f"/v1/cases/{case_id}/erase")).status_code == 200
+            await caught_up(intake)
+            await hashmatch.caught_up()
+            removed = await feed_read(platform, after_add)
+    # the old platform learns to remove what it had, by id: no hash in the removals
+    assert sorted((c["change"], c["value"]) for c in removed[0] if c["id"] in ids) == [
+        ("remove", None),
+        ("remove", None),
+    ]
+    assert not [c for c in removed[0] if c["value"] in hashes]
+    # a platform reading the whole feed after the erasure never gets the hashes
+    async with hashmatch.client(keys["other_platform"]) as newcomer:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            response = await newcomer.get("/v1/hashes/changes", params=params)
+            seen.append(response.text)
+            cursor = response.json()["next_cursor"]
+            if not response.json()["has_more"]:
+                break
+    assert not [h for h in hashes if any(h in text for text in seen)]
+    # the log keeps ciphertext only: no hash, no place or authority name in any message
+    needles = [*hashes, forum, app, authority, file_no]
+    raw = await raw_case_messages(nc, case_id)
+    assert len(raw) >= 6  # opened, location, report, hashes, banked, erased, withdrawn
+    assert [n for n in needles if any(n.encode() in m for m in raw)] == []
+    # nor any file of either service (their SQLite databases, -wal files, logs)
+    assert files_holding(Path(intake.env["NCII_VAR_DIR"]), [n.encode() for n in needles]) == []
+    hashmatch.stop()  # so SQLite folds its -wal file into the database
+    try:
+        assert files_holding(hashmatch.args[2], [n.encode() for n in needles]) == []
+    finally:
+        hashmatch.service = start_service(*hashmatch.args, extra_env=hashmatch.ENV)
+        await hashmatch.caught_up()
