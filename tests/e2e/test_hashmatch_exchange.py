@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -66,7 +66,7 @@ class Hashmatch:
 
     #: The feed releases every change applied so far, mixed (its windows are tested on their
     #: own, with a clock, in tests/integration/test_hashmatch_bank.py).
-    ENV = {"NCII_HASHMATCH_FEED_WINDOW_S": "0"}
+    ENV: ClassVar[dict[str, str]] = {"NCII_HASHMATCH_FEED_WINDOW_S": "0"}
 
     def __init__(self, nats_url: str, workdir: Path, master_key_file: Path) -> None:
         self.args = ("hashmatch", nats_url, workdir, master_key_file)

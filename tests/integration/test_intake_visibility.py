@@ -88,6 +88,6 @@ async def test_a_foreign_case_is_refused_without_loading_its_key_or_decrypting_a
         await app.load_with_history(str(uuid.uuid4()), other, decrypt=True)
     assert (keys.reads, decrypted) == (0, [])
 
-    loaded, history = await app.load_with_history(case_id, owner, decrypt=True)
+    loaded, _history = await app.load_with_history(case_id, owner, decrypt=True)
     assert loaded.case.organisation == owner.organisation
     assert keys.reads == 1 and "pseudonym" in decrypted

@@ -36,7 +36,8 @@ class DomainEvent(BaseModel):
     """Base of every event payload.
 
     Class keywords: ``aggregate`` (required), ``event_type`` (default: the class name),
-    ``version`` (default 1) and ``streams`` (default: the cases' stream only).
+    ``version`` (default 1), ``streams`` (default: the cases' stream only), ``upcasters`` and
+    ``clear_before`` (see below).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -59,6 +60,8 @@ class DomainEvent(BaseModel):
         event_type: str | None = None,
         version: int | None = None,
         streams: tuple[StreamSpec, ...] | None = None,
+        upcasters: Mapping[int, Upcaster] | None = None,
+        clear_before: Mapping[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -73,6 +76,10 @@ class DomainEvent(BaseModel):
             cls.version = version
         if streams is not None:
             cls.streams = streams
+        if upcasters is not None:
+            cls.upcasters = upcasters
+        if clear_before is not None:
+            cls.clear_before = clear_before
 
 
 def personal_fields(cls: type[BaseModel]) -> Iterable[str]:

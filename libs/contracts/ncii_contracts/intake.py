@@ -83,13 +83,16 @@ class SubmittedHash(_Frozen):
     """vPDQ: the frame hashes of quality 50 or more, in order (one a second)."""
 
 
-class CaseOpened(DomainEvent, aggregate="case", version=2):
+class CaseOpened(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"channels": 2},
+):
     """A case was opened by a partner NGO or a case worker of the centre.
 
     v2: ``channels`` (their platform names are free text) is personal; v1 stored it in clear."""
-
-    upcasters = {1: _same_payload}
-    clear_before = {"channels": 2}
 
     organisation: str
     reference: str
@@ -113,13 +116,16 @@ class NonConsentRecorded(DomainEvent, aggregate="case"):
     statement: Annotated[str | None, PERSONAL] = None
 
 
-class LocationReported(DomainEvent, aggregate="case", version=2):
+class LocationReported(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"platform": 2},
+):
     """Content was found somewhere: each location may become its own takedown.
 
     v2: ``platform`` (free text: a forum's name can single the victim out) is personal."""
-
-    upcasters = {1: _same_payload}
-    clear_before = {"platform": 2}
 
     location_id: str
     channel_kind: ChannelKind
@@ -128,20 +134,23 @@ class LocationReported(DomainEvent, aggregate="case", version=2):
     url: Annotated[str | None, PERSONAL] = None
 
 
-class HashesSubmitted(DomainEvent, aggregate="case", version=2):
+class HashesSubmitted(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _count_hashes},
+    clear_before={"hashes": 2},
+):
     """Hashes computed on the victim's or partner's own device; never an image.
 
     v2: the hashes of a person's intimate images are personal (encrypted with the case's key,
     so erasure shreds them); ``count`` says how many without decrypting. v1 stored them in
     clear (its upcaster counts them)."""
 
-    upcasters = {1: _count_hashes}
-    clear_before = {"hashes": 2}
-
     submission_id: str
     organisation: str
     age_group: AgeGroup
-    count: int = Field(ge=0)
+    count: int = Field(default=0, ge=0)
     hashes: Annotated[list[SubmittedHash] | None, PERSONAL] = None
 
     @model_validator(mode="before")
@@ -159,15 +168,18 @@ class PoliceReportDecisionRecorded(DomainEvent, aggregate="case"):
     decision: PoliceReportDecision
 
 
-class MandatoryReportFiled(DomainEvent, aggregate="case", version=2):
+class MandatoryReportFiled(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"authority": 2, "authority_reference": 2},
+):
     """A minor's case was reported to the local authority (Child and Youth Sexual Exploitation
     Prevention Act art. 7: within 24 hours of staff learning of it).
 
     v2: ``authority`` (which local authority names the victim's city) and
     ``authority_reference`` (a pointer into the authority's record of a minor) are personal."""
-
-    upcasters = {1: _same_payload}
-    clear_before = {"authority": 2, "authority_reference": 2}
 
     filed_at: str
     authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)

@@ -378,6 +378,7 @@ class Case:
                 submission_id=submission_id,
                 organisation=self.organisation,
                 age_group=self.age_group,
+                count=len(submitted),
                 hashes=submitted,
             )
         ]

@@ -197,7 +197,7 @@ def released_before(now: float, window_s: int) -> str:
     if window_s > 0:
         now = now - now % window_s
     seconds = int(now)
-    micros = int(round((now - seconds) * 1_000_000))
+    micros = int((now - seconds) * 1_000_000)  # truncated: never 1,000,000
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
 
 
@@ -253,9 +253,7 @@ def feed_page(
             pos = FeedPosition(pos.c, pos.r, end)
     rows: list[Any] = []
     if pos.window_end is not None:
-        top = conn.execute(
-            select(func.max(CHANGES.c.key)).where(CHANGES.c.stream == "c")
-        ).scalar()
+        top = conn.execute(select(func.max(CHANGES.c.key)).where(CHANGES.c.stream == "c")).scalar()
         if int(top or 0) < pos.window_end:
             return FeedPage([], at, False)  # a replica behind the window: ask again later
         window = list(
@@ -284,9 +282,7 @@ def feed_page(
     lists = list(
         conn.execute(
             _feed_select()
-            .where(
-                CHANGES.c.stream == "r", CHANGES.c.key > pos.r, CHANGES.c.kind.in_(FEED_KINDS)
-            )
+            .where(CHANGES.c.stream == "r", CHANGES.c.key > pos.r, CHANGES.c.kind.in_(FEED_KINDS))
             .order_by(CHANGES.c.key)
             .limit(room)
         ).all()

@@ -8,7 +8,6 @@ Create Date: 2026-11-29
 
 import sqlalchemy as sa
 from alembic import op
-
 from ncii_hashmatch.domain import feed_mix
 
 revision = "hashmatch_0003"
@@ -40,11 +39,12 @@ def upgrade() -> None:
             break
         conn.execute(
             sa.update(changes)
-            .where(
-                changes.c.stream == sa.bindparam("s"), changes.c.key == sa.bindparam("k")
-            )
+            .where(changes.c.stream == sa.bindparam("s"), changes.c.key == sa.bindparam("k"))
             .values(mix=sa.bindparam("m")),
-            [{"s": r.stream, "k": r.key, "m": feed_mix(r.stream, r.key, r.entry_key)} for r in rows],
+            [
+                {"s": r.stream, "k": r.key, "m": feed_mix(r.stream, r.key, r.entry_key)}
+                for r in rows
+            ],
         )
     # cases erased before this revision kept their hash values: overwrite them now
     conn.execute(
