@@ -9,7 +9,7 @@ from typing import Any
 
 from ncii_contracts.intake import HashesSubmitted, LocationReported
 from ncii_events.codec import decode
-from ncii_events.crypto import encrypt_field
+from ncii_events.crypto import NO_KEY, encrypt_field
 from ncii_events.envelope import GENESIS, Actor, Envelope
 
 from tests.support.events import REGISTRY
@@ -57,6 +57,12 @@ def test_a_v1_submission_in_clear_reads_while_the_key_lives_and_reads_as_erased_
     assert erased is not None and isinstance(erased.event, HashesSubmitted)
     assert erased.event.hashes is None and erased.erased_fields == {"hashes"}
     assert erased.event.count == 2  # counted by the upcaster before the value was hidden
+
+    # a case that never had a key (nothing personal in it then): its clear hashes still read,
+    # so a rebuild of the bank banks them
+    keyless = decode(REGISTRY, 1, env, decrypt=True, keys={CASE: NO_KEY})
+    assert keyless is not None and isinstance(keyless.event, HashesSubmitted)
+    assert keyless.event.hashes is not None and keyless.erased_fields == frozenset()
 
     withheld = decode(REGISTRY, 1, env, decrypt=False, keys=None)
     assert withheld is not None and isinstance(withheld.event, HashesSubmitted)

@@ -10,7 +10,7 @@ from typing import Any
 from ncii_contracts.base import DomainEvent
 from opentelemetry import trace
 
-from ncii_events.crypto import decrypt_field
+from ncii_events.crypto import NO_KEY, decrypt_field
 from ncii_events.envelope import Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.model import NO_FIELDS, AggregateRef, Cause, RecordedEvent
 from ncii_events.registry import EventRegistry
@@ -132,10 +132,10 @@ def decode(
             if env.case_id not in keys:
                 return None
             key = keys[env.case_id]
-            if key is None:
-                erased_names.add(name)
-            elif in_clear:
-                hidden.remove(name)  # readable, as before it was marked personal
+            if in_clear and key is not None:
+                hidden.remove(name)  # readable until the key is destroyed, as it always was
+            elif key is None or key == NO_KEY:
+                erased_names.add(name)  # destroyed (or, with no key, never readable)
             else:
                 payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
         if erased_names:
