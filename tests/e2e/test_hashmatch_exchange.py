@@ -8,12 +8,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from ncii_cli.hasher import hash_file
 from ncii_contracts.hashmatch import (
     HashesBanked,
@@ -63,9 +64,13 @@ def ago(**delta: float) -> str:
 class Hashmatch:
     """The hashmatch process; ``restart`` keeps its database."""
 
+    #: The feed releases every change applied so far, mixed (its windows are tested on their
+    #: own, with a clock, in tests/integration/test_hashmatch_bank.py).
+    ENV: ClassVar[dict[str, str]] = {"NCII_HASHMATCH_FEED_WINDOW_S": "0"}
+
     def __init__(self, nats_url: str, workdir: Path, master_key_file: Path) -> None:
         self.args = ("hashmatch", nats_url, workdir, master_key_file)
-        self.service: RunningService = start_service(*self.args)
+        self.service: RunningService = start_service(*self.args, extra_env=self.ENV)
 
     @property
     def url(self) -> str:
@@ -79,7 +84,7 @@ class Hashmatch:
 
     def restart(self) -> None:
         stop_service(self.service)
-        self.service = start_service(*self.args)
+        self.service = start_service(*self.args, extra_env=self.ENV)
 
     def stop(self) -> None:
         stop_service(self.service)
@@ -164,18 +169,26 @@ async def feed_end(client: httpx.AsyncClient) -> str:
             return str(cursor)
 
 
-async def feed_since(
-    client: httpx.AsyncClient, cursor: str, limit: int = 3
-) -> list[dict[str, Any]]:
+async def feed_read(
+    client: httpx.AsyncClient, cursor: str | None, limit: int = 3
+) -> tuple[list[dict[str, Any]], str]:
+    """Every item after ``cursor`` (None: from the start), and the cursor after them."""
     items: list[dict[str, Any]] = []
     while True:
-        response = await client.get("/v1/hashes/changes", params={"cursor": cursor, "limit": limit})
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/hashes/changes", params=params)
         assert response.status_code == 200, response.text
         page = response.json()
         items += page["items"]
         cursor = page["next_cursor"]
         if not page["has_more"]:
-            return items
+            return items, str(cursor)
+
+
+async def feed_since(
+    client: httpx.AsyncClient, cursor: str, limit: int = 3
+) -> list[dict[str, Any]]:
+    return (await feed_read(client, cursor, limit))[0]
 
 
 # -- matching --------------------------------------------------------------------------------------
@@ -417,6 +430,7 @@ async def test_withdrawal_removes_the_hashes_from_matching_and_the_feed_and_sigh
         assert (await partner.post(f"/v1/cases/{case_id}/hashes", json=hashes)).status_code == 200
         await hashmatch.caught_up()
         async with hashmatch.client(keys["platform"]) as platform:
+            added, after_add = await feed_read(platform, start)
             found = await lookup(
                 platform, {"algorithm": "pdq", "value": value}, {"algorithm": "md5", "value": md5}
             )
@@ -435,16 +449,16 @@ async def test_withdrawal_removes_the_hashes_from_matching_and_the_feed_and_sigh
             response = await platform.post("/v1/sightings", json=sighting)
             assert response.status_code == 422
             assert response.json()["type"].endswith("no-current-match")
-            changes = await feed_since(platform, start)
-    mine = [
-        (c["change"], c["algorithm"], c["value"]) for c in changes if c["value"] in (value, md5)
-    ]
-    assert mine == [
-        ("add", "pdq", value),
-        ("add", "md5", md5),
-        ("remove", "pdq", value),
-        ("remove", "md5", md5),
-    ]
+            removed = await feed_since(platform, after_add)
+            fresh = await feed_since(platform, start)
+    mine = {c["id"]: (c["algorithm"], c["value"]) for c in added if c["value"] in (value, md5)}
+    assert sorted(mine.values()) == sorted([("pdq", value), ("md5", md5)])
+    # the removals name the ids the additions had, never the hashes
+    assert sorted((c["change"], c["id"], c["value"]) for c in removed if c["id"] in mine) == sorted(
+        ("remove", i, None) for i in mine
+    )
+    # a platform reading after the withdrawal never gets the withdrawn hashes
+    assert not [c for c in fresh if c["value"] in (value, md5)]
     history = await case_store.read_case(case_id)
     withdrawn = [r.event for r in history if isinstance(r.event, HashesWithdrawn)]
     assert len(withdrawn) == 1 and withdrawn[0].reason == "case_withdrawn"
@@ -566,8 +580,8 @@ async def test_confirming_a_banked_hash_as_false_positive_takes_it_out_of_matchi
         assert (await lookup(platform, {"algorithm": "pdq", "value": banked}))[0] == []
         assert (await lookup(platform, {"algorithm": "pdq", "value": flipped(banked, 8)}))[0] == []
         changes = await feed_since(platform, start)
-    assert [(c["change"], c["id"]) for c in changes if c["value"] == banked] == [
-        ("remove", match["match_id"])
+    assert [(c["change"], c["value"]) for c in changes if c["id"] == match["match_id"]] == [
+        ("remove", None)
     ]
     history = await case_store.read_case(case_id)
     assert [r.event.verdict for r in history if isinstance(r.event, MatchFeedbackReceived)] == [
@@ -672,7 +686,8 @@ async def test_the_delta_feed_pages_additions_and_replacing_a_list_shows_removal
         assert [(c["change"], c["value"]) for c in added if c["value"] in values] == [
             ("add", v) for v in values
         ]
-        assert sorted((c["change"], c["value"]) for c in removed) == sorted(
+        ids = {c["id"]: c["value"] for c in added}
+        assert sorted((c["change"], ids[c["id"]]) for c in removed) == sorted(
             ("remove", v) for v in values[2:]
         )
         results = await lookup(platform, *({"algorithm": "pdq", "value": v} for v in values))
@@ -834,3 +849,126 @@ async def test_the_service_documents_its_endpoints_and_the_events_it_emits_and_c
     assert actions["#/channels/NCII.CaseErased"] == "receive"
     assert actions["#/channels/NCII_REF.PrincipalCreated"] == "receive"
     assert "url" in asyncapi["components"]["messages"]["MatchFound"]["payload"]["properties"]
+
+
+# -- erasure (decision 26) -------------------------------------------------------------------------
+
+
+async def raw_case_messages(nc: NATS, case_id: str) -> list[bytes]:
+    """Every stored message of the case, as the log holds it (JetStream direct get)."""
+    js = nc.jetstream()
+    out: list[bytes] = []
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(
+                "NCII", seq=seq, subject=f"ncii.{case_id}.>", next=True, direct=True
+            )
+        except NotFoundError:
+            return out
+        assert msg.data is not None and msg.seq is not None
+        out.append(msg.data)
+        seq = msg.seq + 1
+
+
+def files_holding(folder: Path, needles: list[bytes]) -> list[str]:
+    return sorted(
+        f"{path.name}: {needle.decode()[:8]}"
+        for path in folder.rglob("*")
+        if path.is_file()
+        for needle in needles
+        if needle in path.read_bytes()
+    )
+
+
+async def test_after_erasure_no_hash_or_place_name_is_left_in_the_log_the_bank_or_a_new_feed(
+    hashmatch: Hashmatch, intake: RunningService, keys: dict[str, str], nc: NATS
+) -> None:
+    mark = uuid.uuid4().hex[:8].upper()
+    forum, app, authority, file_no = (
+        f"Forum ERASE{mark}",
+        f"Chat ERASE{mark}",
+        f"Authority ERASE{mark}",
+        f"FILE-ERASE{mark}",
+    )
+    rotations = [random_pdq() for _ in range(8)]
+    md5 = random_md5()
+    hashes = [*rotations, md5]
+    async with hashmatch.client(keys["platform"]) as platform:
+        start = await feed_end(platform)
+    await caught_up(intake)
+    async with intake.client(keys["partner"]) as partner:
+        body = case_body(age_group="minor", channels=[{"kind": "messaging_app", "platform": app}])
+        case_id = (await partner.post("/v1/cases", json=body)).json()["case_id"]
+        writes = [
+            (
+                "locations",
+                {"url": "https://f.example/t/1", "platform": forum, "channel_kind": "forum"},
+            ),
+            (
+                "mandatory-report",
+                {
+                    "filed_at": ago(minutes=1),
+                    "authority": authority,
+                    "authority_reference": file_no,
+                },
+            ),
+            (
+                "hashes",
+                {
+                    "hashes": [
+                        {
+                            "algorithm": "pdq",
+                            "value": rotations[0],
+                            "quality": 90,
+                            "media": "image",
+                            "dihedral": rotations,
+                        },
+                        {"algorithm": "md5", "value": md5, "media": "video"},
+                    ]
+                },
+            ),
+        ]
+        for route, json in writes:
+            response = await partner.post(f"/v1/cases/{case_id}/{route}", json=json)
+            assert response.status_code == 200, response.text
+        await hashmatch.caught_up()
+        async with hashmatch.client(keys["platform"]) as platform:  # an old platform
+            added, after_add = await feed_read(platform, start)
+            ids = {c["id"] for c in added if c["value"] in hashes}
+            assert len(ids) == 2
+            assert (await partner.post(f"/v1/cases/{case_id}/erase")).status_code == 200
+            await caught_up(intake)
+            await hashmatch.caught_up()
+            removed = await feed_read(platform, after_add)
+    # the old platform learns to remove what it had, by id: no hash in the removals
+    assert sorted((c["change"], c["value"]) for c in removed[0] if c["id"] in ids) == [
+        ("remove", None),
+        ("remove", None),
+    ]
+    assert not [c for c in removed[0] if c["value"] in hashes]
+    # a platform reading the whole feed after the erasure never gets the hashes
+    async with hashmatch.client(keys["other_platform"]) as newcomer:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            response = await newcomer.get("/v1/hashes/changes", params=params)
+            seen.append(response.text)
+            cursor = response.json()["next_cursor"]
+            if not response.json()["has_more"]:
+                break
+    assert not [h for h in hashes if any(h in text for text in seen)]
+    # the log keeps ciphertext only: no hash, no place or authority name in any message
+    needles = [*hashes, forum, app, authority, file_no]
+    raw = await raw_case_messages(nc, case_id)
+    assert len(raw) >= 6  # opened, location, report, hashes, banked, erased, withdrawn
+    assert [n for n in needles if any(n.encode() in m for m in raw)] == []
+    # nor any file of either service (their SQLite databases, -wal files, logs)
+    assert files_holding(Path(intake.env["NCII_VAR_DIR"]), [n.encode() for n in needles]) == []
+    hashmatch.stop()  # so SQLite folds its -wal file into the database
+    try:
+        assert files_holding(hashmatch.args[2], [n.encode() for n in needles]) == []
+    finally:
+        hashmatch.service = start_service(*hashmatch.args, extra_env=hashmatch.ENV)
+        await hashmatch.caught_up()

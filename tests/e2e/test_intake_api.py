@@ -267,6 +267,7 @@ async def test_erasure_destroys_personal_data_but_the_history_replays_and_verifi
         after = (await client.get(f"/v1/cases/{cid}")).json()
         assert after["pseudonym"] is None and after["contact"] is None
         assert after["locations"][0]["url"] is None and after["personal_data_erased"] is True
+        assert after["locations"][0]["platform"] is None
         assert [t["type"] for t in after["timeline"]] == [
             "CaseOpened",
             "LocationReported",
@@ -280,8 +281,8 @@ async def test_erasure_destroys_personal_data_but_the_history_replays_and_verifi
     history = await store.read_case(cid)
     assert verify_chain(history).ok
     assert isinstance(history[0].event, intake_events.CaseOpened)
-    assert history[0].erased_fields == {"pseudonym", "contact"}
-    assert history[1].erased_fields == {"url"}
+    assert history[0].erased_fields == {"pseudonym", "contact", "channels"}
+    assert history[1].erased_fields == {"url", "platform"}
 
 
 # -- the victim's access --------------------------------------------------------------------------
@@ -378,6 +379,24 @@ async def test_retrying_an_open_with_the_same_idempotency_key_returns_the_same_c
         await caught_up(intake)
         detail = (await client.get(f"/v1/cases/{first.json()['case_id']}")).json()
         assert len(detail["timeline"]) == 1
+
+
+async def test_replaying_an_open_after_the_case_was_erased_shows_no_reference_or_pin(
+    intake: RunningService, partner: str
+) -> None:
+    # F9: the replay (kept 24 h) still handed out the victim's access to an erased case
+    key = str(uuid.uuid4())
+    body = case_body()
+    async with intake.client(partner) as client:
+        first = await client.post("/v1/cases", json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == 201 and first.json()["victim_access"]["pin"]
+        case_id = first.json()["case_id"]
+        assert (await client.post(f"/v1/cases/{case_id}/erase")).status_code == 200
+        replay = await client.post("/v1/cases", json=body, headers={"Idempotency-Key": key})
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == {"case_id": case_id, "status": "erased", "victim_access": None}
+    reference = first.json()["victim_access"]["reference"]
+    assert reference not in replay.text and first.json()["victim_access"]["pin"] not in replay.text
 
 
 async def test_retrying_a_change_with_the_same_idempotency_key_writes_it_once(

@@ -115,9 +115,10 @@ async def _scalar(db: Path, sql: str, *params: object) -> object:
 
 
 async def test_projections_rebuild_replays_every_projection_of_hashmatch_principals_included(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path
+    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, master_key_file: Path
 ) -> None:
-    env = _env(nats_server, tmp_path)
+    # the bank decrypts submitted hashes (decision 26): the CLI runs with the services' key
+    env = {**_env(nats_server, tmp_path), "NCII_MASTER_KEY_FILE": str(master_key_file)}
     created = await _cli(env, "keys", "create", "--org", "cli-rebuild-org", "--role", "auditor")
     assert created.exit_code == 0, created.output
     _seq, value = await _submitted_hash(store)
@@ -132,11 +133,11 @@ async def test_projections_rebuild_replays_every_projection_of_hashmatch_princip
 
 
 async def test_dead_letters_of_every_projection_are_listed_and_retried(
-    nats_server: EmbeddedNats, nc: NATS, store: EventStore, tmp_path: Path
+    nats_server: EmbeddedNats, nc: NATS, store: EventStore, tmp_path: Path, master_key_file: Path
 ) -> None:
     """Principals' and hashmatch's bank projections included (their events are in two
     streams)."""
-    env = _env(nats_server, tmp_path)
+    env = {**_env(nats_server, tmp_path), "NCII_MASTER_KEY_FILE": str(master_key_file)}
     created = await _cli(env, "keys", "create", "--org", "cli-dead-org", "--role", "auditor")
     assert created.exit_code == 0, created.output
     ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from ncii_contracts.hashmatch import HashesBanked, HashesWithdrawn
 from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate
 from ncii_events.envelope import Actor
+from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import ProjectionRunner
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE
@@ -27,6 +29,8 @@ from ncii_hashmatch import app
 from ncii_hashmatch.main import SPEC
 from ncii_hashmatch.matcher import Matcher, Query
 from ncii_hashmatch.read_models import queries
+from ncii_hashmatch.read_models.schema import METADATA
+from sqlalchemy import String, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.events import REGISTRY
@@ -361,3 +365,123 @@ async def test_a_matcher_only_replica_sharing_the_database_follows_the_bank_by_p
         assert not await matches(replica.matcher, value)
     finally:
         await replica.stop()
+
+
+# -- erasure and the feed (decision 26) ----------------------------------------------------------
+
+
+async def tables_holding(engine: AsyncEngine, needles: list[str]) -> list[str]:
+    """``table.column`` of every text column of the bank's tables that holds one of them."""
+    found: list[str] = []
+    async with engine.connect() as conn:
+        for table in METADATA.sorted_tables:
+            for column in table.columns:
+                if not isinstance(column.type, String):
+                    continue
+                for needle in needles:
+                    query = select(func.count()).select_from(table).where(column.contains(needle))
+                    if (await conn.execute(query)).scalar_one():
+                        found.append(f"{table.name}.{column.name}")
+    return found
+
+
+async def test_erasure_overwrites_the_cases_hash_values_and_a_rebuild_cannot_read_them_back(
+    nc: NATS,
+    bank: Bank,
+    engine: AsyncEngine,
+    store: EventStore,
+    case_keys: NatsCaseKeys,
+    master_key: MasterKey,
+    tmp_path: Path,
+    rng: np.random.Generator,
+) -> None:
+    erased, kept = Case(store), Case(store)
+    rotations = [random_pdq(rng) for _ in range(8)]
+    md5 = rng.integers(0, 256, size=16, dtype=np.uint8).tobytes().hex()
+    other = random_pdq(rng)
+    await erased.submit(
+        pdq(rotations[0], dihedral=rotations),
+        SubmittedHash(algorithm="md5", value=md5, media="video"),
+    )
+    await kept.submit(pdq(other))
+    await bank.caught_up()
+    assert "hm_entries.value" in await tables_holding(engine, [rotations[0]])  # while it lives
+
+    await erased.append(CaseErased(erased_by="partner"))
+    await case_keys.erase(erased.case_id)  # as intake does: the event, then the key
+    await bank.caught_up()
+    assert await tables_holding(engine, [*rotations, md5]) == []
+    assert not await matches(bank.matcher, rotations[0]) and await matches(bank.matcher, other)
+    for raw in await raw_case_messages(nc, erased.case_id):
+        assert not any(v.encode() in raw for v in [*rotations, md5])
+
+    # a rebuild from the log (a new database) cannot decrypt them: they are never banked again
+    rebuilt_engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rebuilt.db'}")
+    await migrate(rebuilt_engine, MIGRATIONS, "alembic_version_hashmatch")
+    rebuilt = Bank(nc, rebuilt_engine, store, master_key)
+    await rebuilt.start()
+    try:
+        await rebuilt.caught_up()
+        assert await tables_holding(rebuilt_engine, [*rotations, md5]) == []
+        assert await matches(rebuilt.matcher, other)
+    finally:
+        await rebuilt.stop()
+        await rebuilt_engine.dispose()
+
+
+async def raw_case_messages(nc: NATS, case_id: str) -> list[bytes]:
+    """Every stored message of the case, as the log holds it (JetStream direct get)."""
+    js = nc.jetstream()
+    out: list[bytes] = []
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(
+                "NCII", seq=seq, subject=f"ncii.{case_id}.>", next=True, direct=True
+            )
+        except NotFoundError:
+            return out
+        assert msg.data is not None and msg.seq is not None
+        out.append(msg.data)
+        seq = msg.seq + 1
+
+
+async def test_the_feed_releases_case_changes_in_windows_mixed_across_cases(
+    sqlite_bank: Bank, store: EventStore, rng: np.random.Generator
+) -> None:
+    engine: AsyncEngine = sqlite_bank.runtime.engine
+    async with engine.connect() as conn:
+        start = await conn.run_sync(queries.cursors_now)
+    at = queries.FeedPosition(start["c"], start["r"])
+    before = time.time()  # the clock is the test's: the feed takes it as an argument
+    one, two = Case(store, "ngo-one"), Case(store, "ngo-two")
+    a = [random_pdq(rng) for _ in range(16)]
+    b = [random_pdq(rng) for _ in range(16)]
+    await one.submit(*(pdq(v) for v in a))
+    await two.submit(*(pdq(v) for v in b))
+    await sqlite_bank.caught_up()
+
+    async def read(released: str, limit: int) -> list[Any]:
+        rows: list[Any] = []
+        position = at
+        async with engine.connect() as conn:
+            while True:
+                page = await conn.run_sync(queries.feed_page, position, limit, released, 10_000)
+                rows += page.rows
+                position = page.position
+                if not page.has_more:
+                    return rows
+
+    # nothing is released before the window it was applied in has closed
+    assert await read(queries.released_before(before, 300), 5) == []
+    rows = await read(queries.released_before(time.time() + 300, 300), 5)
+    assert sorted(r.value for r in rows) == sorted(a + b)  # each once, across pages of 5
+    assert [r.mix for r in rows] == sorted(r.mix for r in rows)  # digest order, not log order
+    labels = ["a" if r.value in a else "b" for r in rows]
+    for label in "ab":  # neither submission is a run (16 each: by chance with p < 1e-7)
+        where = [i for i, x in enumerate(labels) if x == label]
+        assert where != list(range(where[0], where[0] + 16))
+    assert {r.bank for r in rows} == {"ORG_NGO_ONE", "ORG_NGO_TWO"}
+    tokens = sqlite_bank.app.tokens if sqlite_bank.app else None
+    assert tokens is not None
+    assert tokens.bank_id("ORG_NGO_ONE") == tokens.bank_id("ORG_NGO_TWO")  # one public id

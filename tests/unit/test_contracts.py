@@ -36,7 +36,7 @@ def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> N
     }
     registry = EventRegistry(*ALL_EVENTS)
     assert all(registry.is_known(t) for t in types)
-    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact"}
+    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact", "channels"}
     assert registry.personal_fields("MatchFound") == {"url"}
     # a window's count keeps no URL: the window's first is in its MatchFound (decision 24)
     assert registry.personal_fields("SightingsCounted") == set()

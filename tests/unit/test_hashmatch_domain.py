@@ -301,11 +301,13 @@ def test_a_match_id_is_stable_bound_to_its_platform_and_unforgeable() -> None:
     assert Tokens(b"j" * 64, b"b" * 32).open(one) is None  # another deployment's key
 
 
-def test_a_public_bank_id_is_stable_and_does_not_reveal_the_organisation() -> None:
+def test_every_case_bank_has_one_public_id_so_platforms_cannot_group_hashes_by_ngo() -> None:
+    # F12: a stable id per organisation told platforms which hashes came from one NGO
     tokens = Tokens(b"k" * 64, b"b" * 32)
     bank = domain.case_bank_name("ngo-taipei")
-    assert tokens.bank_id(bank) == tokens.bank_id(bank)
-    assert tokens.bank_id(bank) != tokens.bank_id("ORG_OTHER")
+    assert tokens.bank_id(bank) == tokens.bank_id(domain.case_bank_name("ngo-kaohsiung"))
+    assert tokens.bank_id(bank) != tokens.bank_id("STOPNCII")  # imported lists keep their own
+    assert tokens.bank_id("STOPNCII") != tokens.bank_id("OTHER_LIST")
     assert "taipei" not in tokens.bank_id(bank).lower()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
@@ -28,12 +28,16 @@ class _Personal:
 PERSONAL = _Personal()
 """Marks a payload field as personal data: ``name: Annotated[str | None, PERSONAL] = None``."""
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns a payload of one version into the next (``DomainEvent.upcasters``)."""
+
 
 class DomainEvent(BaseModel):
     """Base of every event payload.
 
     Class keywords: ``aggregate`` (required), ``event_type`` (default: the class name),
-    ``version`` (default 1) and ``streams`` (default: the cases' stream only).
+    ``version`` (default 1), ``streams`` (default: the cases' stream only), ``upcasters`` and
+    ``clear_before`` (see below).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +46,12 @@ class DomainEvent(BaseModel):
     version: ClassVar[int] = 1
     aggregate: ClassVar[str]
     streams: ClassVar[tuple[StreamSpec, ...]] = (CASES,)
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {}
+    """Version -> the function that turns a payload of that version into the next one."""
+    clear_before: ClassVar[Mapping[str, int]] = {}
+    """Personal fields that older versions stored in clear: field -> the first version that
+    encrypts it. Readers keep such a stored value as it is (and withhold it, or read it as
+    erased, like any personal field): the log is never rewritten."""
 
     def __init_subclass__(
         cls,
@@ -50,6 +60,8 @@ class DomainEvent(BaseModel):
         event_type: str | None = None,
         version: int | None = None,
         streams: tuple[StreamSpec, ...] | None = None,
+        upcasters: Mapping[int, Upcaster] | None = None,
+        clear_before: Mapping[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,6 +76,10 @@ class DomainEvent(BaseModel):
             cls.version = version
         if streams is not None:
             cls.streams = streams
+        if upcasters is not None:
+            cls.upcasters = upcasters
+        if clear_before is not None:
+            cls.clear_before = clear_before
 
 
 def personal_fields(cls: type[BaseModel]) -> Iterable[str]:
@@ -83,6 +99,9 @@ def check_contract(cls: type[DomainEvent]) -> frozenset[str]:
             raise TypeError(
                 f"{cls.event_type}.{field} is personal and must default to None (erasure)"
             )
+    for field in cls.clear_before:
+        if field not in personal:
+            raise TypeError(f"{cls.event_type}.{field} is in clear_before but not personal")
     refuse_floats(cls)
     return personal
 

@@ -3,9 +3,9 @@ log with the case's key; everything else is what dashboards, auditors and other 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ncii_contracts.base import PERSONAL, DomainEvent
 
@@ -44,7 +44,18 @@ class _Frozen(BaseModel):
 class Channel(_Frozen):
     kind: ChannelKind
     platform: str | None = Field(default=None, max_length=100)
-    """The service's name as people say it (e.g. LINE, Telegram), not an account or URL."""
+    """The service's name as people say it (e.g. LINE, Telegram), not an account or URL.
+    Free text, so ``CaseOpened.channels`` is personal as a whole."""
+
+
+def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2 of an event whose v2 only encrypts fields v1 stored in clear."""
+    return payload
+
+
+def _count_hashes(payload: dict[str, Any]) -> dict[str, Any]:
+    """HashesSubmitted v1 -> v2: the count is kept beside the (now encrypted) hashes."""
+    return {**payload, "count": len(payload.get("hashes") or [])}
 
 
 class Consents(_Frozen):
@@ -73,15 +84,23 @@ class SubmittedHash(_Frozen):
     """vPDQ: the frame hashes of quality 50 or more, in order (one a second)."""
 
 
-class CaseOpened(DomainEvent, aggregate="case"):
-    """A case was opened by a partner NGO or a case worker of the centre."""
+class CaseOpened(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"channels": 2},
+):
+    """A case was opened by a partner NGO or a case worker of the centre.
+
+    v2: ``channels`` (their platform names are free text) is personal; v1 stored it in clear."""
 
     organisation: str
     reference: str
     age_group: AgeGroup
     harm_categories: list[HarmCategory]
     spread_status: SpreadStatus
-    channels: list[Channel]
+    channels: Annotated[list[Channel] | None, PERSONAL] = None
     intake_channel: IntakeChannel
     learned_at: str
     """When staff learned of the case: for a minor, the 24-hour reporting clock starts here."""
@@ -98,23 +117,50 @@ class NonConsentRecorded(DomainEvent, aggregate="case"):
     statement: Annotated[str | None, PERSONAL] = None
 
 
-class LocationReported(DomainEvent, aggregate="case"):
-    """Content was found somewhere: each location may become its own takedown."""
+class LocationReported(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"platform": 2},
+):
+    """Content was found somewhere: each location may become its own takedown.
+
+    v2: ``platform`` (free text: a forum's name can single the victim out) is personal."""
 
     location_id: str
-    platform: str
     channel_kind: ChannelKind
     first_seen_at: str | None = None
+    platform: Annotated[str | None, PERSONAL] = None
     url: Annotated[str | None, PERSONAL] = None
 
 
-class HashesSubmitted(DomainEvent, aggregate="case"):
-    """Hashes computed on the victim's or partner's own device; never an image."""
+class HashesSubmitted(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _count_hashes},
+    clear_before={"hashes": 2},
+):
+    """Hashes computed on the victim's or partner's own device; never an image.
+
+    v2: the hashes of a person's intimate images are personal (encrypted with the case's key,
+    so erasure shreds them); ``count`` says how many without decrypting. v1 stored them in
+    clear (its upcaster counts them)."""
 
     submission_id: str
     organisation: str
     age_group: AgeGroup
-    hashes: list[SubmittedHash]
+    count: int = Field(default=0, ge=0)
+    hashes: Annotated[list[SubmittedHash] | None, PERSONAL] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_of_hashes(cls, data: Any) -> Any:
+        # writers may leave the count out; a stored payload always has it
+        if isinstance(data, dict) and "count" not in data and data.get("hashes") is not None:
+            return {**data, "count": len(data["hashes"])}
+        return data
 
 
 class PoliceReportDecisionRecorded(DomainEvent, aggregate="case"):
@@ -123,13 +169,22 @@ class PoliceReportDecisionRecorded(DomainEvent, aggregate="case"):
     decision: PoliceReportDecision
 
 
-class MandatoryReportFiled(DomainEvent, aggregate="case"):
+class MandatoryReportFiled(
+    DomainEvent,
+    aggregate="case",
+    version=2,
+    upcasters={1: _same_payload},
+    clear_before={"authority": 2, "authority_reference": 2},
+):
     """A minor's case was reported to the local authority (Child and Youth Sexual Exploitation
-    Prevention Act art. 7: within 24 hours of staff learning of it)."""
+    Prevention Act art. 7: within 24 hours of staff learning of it).
+
+    v2: ``authority`` (which local authority names the victim's city) and
+    ``authority_reference`` (a pointer into the authority's record of a minor) are personal."""
 
     filed_at: str
-    authority: str = Field(max_length=200)
-    authority_reference: str | None = Field(default=None, max_length=100)
+    authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)
+    authority_reference: Annotated[str | None, PERSONAL] = Field(default=None, max_length=100)
 
 
 class CaseWithdrawn(DomainEvent, aggregate="case"):

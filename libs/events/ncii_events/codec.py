@@ -10,7 +10,7 @@ from typing import Any
 from ncii_contracts.base import DomainEvent
 from opentelemetry import trace
 
-from ncii_events.crypto import decrypt_field
+from ncii_events.crypto import NO_KEY, decrypt_field
 from ncii_events.envelope import Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.model import NO_FIELDS, AggregateRef, Cause, RecordedEvent
 from ncii_events.registry import EventRegistry
@@ -109,30 +109,43 @@ def decode(
     payload = env.payload
     erased = withheld = NO_FIELDS
     personal = registry.personal_fields(env.type)
+    # Personal values an older version stored in clear: hidden only after upcasting, since an
+    # upcaster may derive a field from them (a count, say).
+    hidden: list[str] = []
     if personal:
         payload = dict(payload)  # the envelope keeps what was stored
+        clear_before = registry.clear_before(env.type)
         erased_names: set[str] = set()
         withheld_names: set[str] = set()
         for name in personal:
             token = payload.get(name)
             if token is None:
                 continue
-            payload[name] = None
+            in_clear = env.schema_version < clear_before.get(name, 0)
+            if in_clear:
+                hidden.append(name)
+            else:
+                payload[name] = None
             if not decrypt or keys is None:
                 withheld_names.add(name)
                 continue
             if env.case_id not in keys:
                 return None
             key = keys[env.case_id]
-            if key is None:
-                erased_names.add(name)
+            if in_clear and key is not None:
+                hidden.remove(name)  # readable until the key is destroyed, as it always was
+            elif key is None or key == NO_KEY:
+                erased_names.add(name)  # destroyed (or, with no key, never readable)
             else:
                 payload[name] = decrypt_field(key, env.case_id, env.event_id, name, token)
         if erased_names:
             erased = frozenset(erased_names)
         if withheld_names:
             withheld = frozenset(withheld_names)
-    event = registry.decode(env.type, env.schema_version, payload)
+    payload = registry.upcast(env.type, env.schema_version, payload)
+    if hidden:
+        payload = {**payload, **dict.fromkeys(hidden)}
+    event = registry.event_class(env.type).model_validate(payload)
     return RecordedEvent(
         seq=seq, envelope=env, event=event, erased_fields=erased, withheld_fields=withheld
     )

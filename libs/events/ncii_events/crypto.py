@@ -26,6 +26,9 @@ from ncii_events.envelope import canonical_event_json, utc_now
 from ncii_events.ids import random_bytes
 
 CIPHER_PREFIX = "enc:v1:"
+NO_KEY = b""
+"""``key_for_read``'s answer for a case that never had a key (``None``: its key was destroyed).
+Nothing of such a case is encrypted; values an older contract stored in clear stay readable."""
 
 
 class CaseErasedError(Exception):
@@ -89,7 +92,9 @@ class CaseKeys(Protocol):
 
     async def key_for_write(self, case_id: str) -> bytes: ...
 
-    async def key_for_read(self, case_id: str) -> bytes | None: ...
+    async def key_for_read(self, case_id: str) -> bytes | None:
+        """The case's key; ``None`` once destroyed; ``NO_KEY`` if it never had one."""
+        ...
 
     async def erase(self, case_id: str) -> bool: ...
 
@@ -115,8 +120,8 @@ def encrypt_field(key: bytes, case_id: str, event_id: str, field: str, value: An
     return CIPHER_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
 
-def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: str) -> Any:
-    if not token.startswith(CIPHER_PREFIX):
+def decrypt_field(key: bytes, case_id: str, event_id: str, field: str, token: Any) -> Any:
+    if not isinstance(token, str) or not token.startswith(CIPHER_PREFIX):
         raise ValueError(f"field {field} is not encrypted")
     blob = binascii.a2b_base64(token[len(CIPHER_PREFIX) :].encode().translate(_FROM_URLSAFE))
     plain = _aead(key).decrypt(blob[:12], blob[12:], _aad(case_id, event_id, field))

@@ -11,7 +11,13 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from ncii_events.crypto import CaseErasedError, MasterKey, erased_marker, is_erased_marker
+from ncii_events.crypto import (
+    NO_KEY,
+    CaseErasedError,
+    MasterKey,
+    erased_marker,
+    is_erased_marker,
+)
 from ncii_events.stream import KEYS_BUCKET
 
 
@@ -105,7 +111,9 @@ class NatsCaseKeys:
         if cached is not None:
             return cached
         record = await self._record(case_id)
-        if record is None or is_erased_marker(record[0]):
+        if record is None:
+            return NO_KEY  # not cached: the case may get a key later
+        if is_erased_marker(record[0]):
             return None
         key = self._master.unwrap(case_id, record[0])
         self._remember(case_id, key)

@@ -7,12 +7,10 @@ A registry is built explicitly, from the contracts a program reads, and passed t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ncii_contracts.base import DomainEvent, check_contract
-
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+from ncii_contracts.base import DomainEvent, Upcaster, check_contract
 
 
 class UnknownEventError(LookupError):
@@ -35,6 +33,8 @@ class EventRegistry:
             raise ValueError(f"event type {name} is registered twice")
         self._personal[name] = check_contract(cls)
         self._current[name] = cls
+        for from_version, step in cls.upcasters.items():
+            self._upcasters[(name, from_version)] = step
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register a function that turns a payload of ``from_version`` into the next version."""
@@ -56,6 +56,11 @@ class EventRegistry:
 
     def personal_fields(self, event_type: str) -> frozenset[str]:
         return self._personal.get(event_type, frozenset())
+
+    def clear_before(self, event_type: str) -> Mapping[str, int]:
+        """Personal fields older versions stored in clear (``DomainEvent.clear_before``)."""
+        cls = self._current.get(event_type)
+        return cls.clear_before if cls is not None else {}
 
     def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
         target = self.event_class(event_type).version

@@ -68,6 +68,16 @@ class HashmatchSettings(BaseSettings):
         description="sightings of one hash by one platform within this window make one "
         "MatchFound and, when the window closes, one SightingsCounted (decision 24)",
     )
+    feed_window_s: int = Field(default=300, ge=0, le=86400)
+    """The delta feed releases case hashes every this many seconds, mixed (decision 26)."""
+    feed_window_cap: int = Field(default=10_000, ge=100, le=1_000_000)
+    """At most this many case changes in one release window (the order is sorted per page)."""
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    window_s: int
+    window_cap: int
 
 
 class NotFoundError(Exception):
@@ -108,9 +118,11 @@ class HashmatchApp:
     tokens: Tokens
     outbox: OutboxPublisher
     counter: sightings.SightingCounter
+    feed: FeedSettings
     sighting_window: int = domain.SIGHTING_WINDOW_SECONDS
     clock: Callable[[], float] = field(default=time.time)
-    """The server's clock (seconds since the epoch): which sighting window a sighting is in."""
+    """The server's clock (seconds since the epoch): which sighting window a sighting is in, and
+    where the feed's release windows stand."""
 
     def _derived(self, *parts: str) -> str:
         return str(derived_uuid(IDS, *parts))
@@ -351,6 +363,7 @@ async def build(
         ),
         sighting_window=settings.sighting_window_seconds,
         clock=clock,
+        feed=FeedSettings(settings.feed_window_s, settings.feed_window_cap),
     )
 
 

@@ -448,6 +448,15 @@ def change_key(stream_seq: int, n: int) -> int:
     return (stream_seq << CHANGE_KEY_BITS) | n
 
 
+def feed_mix(stream: str, key: int, entry_key: str | None) -> int:
+    """A change's place in the delta feed's release window (decision 26): a 63-bit digest of
+    its log-derived key and its entry key (which platforms never see), so the order is the
+    same on every replica and after a rebuild, yet says nothing about which changes came from
+    one submission or one case."""
+    text = f"ncii-feed-mix|{stream}|{key}|{entry_key or ''}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
+
+
 # -- decisions: the events they build --------------------------------------------------------------
 
 NEGATIVE_ALGORITHMS = ("pdq", "md5")

@@ -6,7 +6,8 @@
   platform it was issued to, and opened by the server without any storage. Two platforms get
   different ids for the same entry, so they cannot correlate their ids.
 * A **public bank id** is an HMAC of the bank's name: platforms can keep per-bank policies
-  without learning which partner organisation a bank belongs to.
+  for imported lists. Every partner organisation's case bank has the same public id
+  (decision 26): a stable id per organisation told platforms which hashes came from one NGO.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from ncii_events.crypto import MasterKey
 from ncii_events.ids import derived_uuid
 
+from ncii_hashmatch.domain import is_case_bank
+
 MATCH_PREFIX = "m_"
 BANK_PREFIX = "b_"
 _MATCH_NS = uuid.UUID("0d3c5f6e-8a41-4b7e-9f0a-5c2d1e7b9a34")
+CASE_BANKS = "ORG_*"
+"""What the public id of every case bank is derived from."""
 
 
 def _b64(raw: bytes) -> str:
@@ -58,7 +63,8 @@ class Tokens:
         return cls(match_key, master.derive("ncii/hashmatch/bank-id/v1"))
 
     def bank_id(self, name: str) -> str:
-        digest = hmac.new(self._bank_key, name.encode(), hashlib.sha256).digest()
+        public = CASE_BANKS if is_case_bank(name) else name
+        digest = hmac.new(self._bank_key, public.encode(), hashlib.sha256).digest()
         return BANK_PREFIX + base64.b32encode(digest[:10]).decode().lower()
 
     def match_id(self, platform_organisation: str, entry_key: str) -> str:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.intake import RevealReason
+from ncii_contracts.intake import CaseOpened, RevealReason
+from ncii_contracts.streams import CASES
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
 from ncii_events.ids import derived_uuid, new_case_reference, uuid7
@@ -117,11 +118,24 @@ class IntakeApp:
         _require_case_id(case_id)
         return _loaded(case_id, await self.store.load(case_ref(case_id), decrypt=False), principal)
 
+    async def _require_visible(self, case_id: str, principal: Principal) -> None:
+        """The case's opening, read alone and not decrypted (one direct get): a case of another
+        organisation is refused before any of its history is read, a key unwrapped or a field
+        decrypted, with the same work as a missing case (security review F13)."""
+        opened = await self.store.read_from(
+            1, limit=1, subject=CASES.subject(case_id, "case", case_id, "CaseOpened")
+        )
+        first = opened[0].event if opened else None
+        if not isinstance(first, CaseOpened) or not may_see(principal, first.organisation):
+            raise CaseNotFoundError(case_id)
+
     async def load_with_history(
         self, case_id: str, principal: Principal | None, *, decrypt: bool
     ) -> tuple[LoadedCase, list[RecordedEvent]]:
         """The case and every event of it (all services' aggregates, log order), in one read."""
         _require_case_id(case_id)
+        if principal is not None:
+            await self._require_visible(case_id, principal)
         events = await self.store.read_case(case_id, decrypt=decrypt)
         own = [e for e in events if e.envelope.aggregate == "case"]
         return _loaded(case_id, own, principal), events

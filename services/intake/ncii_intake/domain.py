@@ -235,7 +235,7 @@ class Case:
             return replace(
                 self,
                 submission_ids=self.submission_ids | {event.submission_id},
-                hashes_submitted=self.hashes_submitted + len(event.hashes),
+                hashes_submitted=self.hashes_submitted + event.count,
             )
         if isinstance(event, PoliceReportDecisionRecorded):
             return replace(
@@ -411,6 +411,7 @@ class Case:
                 submission_id=submission_id,
                 organisation=self.organisation,
                 age_group=self.age_group,
+                count=len(submitted),
                 hashes=submitted,
             )
         ]

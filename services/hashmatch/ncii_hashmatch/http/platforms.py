@@ -124,25 +124,27 @@ async def hash_changes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> ChangePage:
     """The hash list as a delta feed (like StopNCII's fetch): additions and removals since your
-    cursor, in a stable order. Start without a cursor for the whole list; keep `next_cursor`
-    and ask again later. Withdrawn and erased cases' hashes, and hashes confirmed as false
-    positives, come as removals. The cursor is valid on every replica."""
+    cursor. Start without a cursor for the whole list; keep `next_cursor` and ask again later.
+    A removal names the entry by the `id` its addition had (never by its hash): withdrawn and
+    erased cases' hashes, and hashes confirmed as false positives, come as removals, and a
+    hash already removed is not listed at all. Case hashes are released in windows (every
+    `NCII_HASHMATCH_FEED_WINDOW_S`, 300 s by default) and mixed within each, so the feed does
+    not show which hashes came from one submission; look-ups match them at once. The cursor is
+    valid on every replica."""
     require_role(principal, *PLATFORMS)
-    cursors = {"c": 0, "r": 0}
+    position = queries.FeedPosition()
     if cursor is not None:
-        position = decode_cursor(cursor)
         try:
-            cursors = {"c": int(position["c"]), "r": int(position["r"])}
+            position = queries.FeedPosition.of(decode_cursor(cursor))
         except (KeyError, TypeError, ValueError):
             raise Problem(422, "Invalid cursor", "cursor is not one this API returned") from None
-    rows = await queries.feed_changes(state.engine, cursors, limit)
-    for r in rows:
-        cursors[r.stream] = max(cursors[r.stream], int(r.key))
-    listed = (change(state.tokens, principal.organisation, r) for r in rows)
+    released = queries.released_before(state.clock(), state.feed.window_s)
+    page = await queries.feed(state.engine, position, limit, released, state.feed.window_cap)
+    listed = (change(state.tokens, principal.organisation, r) for r in page.rows)
     return ChangePage(
         items=[c for c in listed if c is not None],
-        next_cursor=encode_cursor(cursors),
-        has_more=len(rows) == limit,
+        next_cursor=encode_cursor(page.position.doc()),
+        has_more=page.has_more,
     )
 
 

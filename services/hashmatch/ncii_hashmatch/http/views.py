@@ -37,11 +37,14 @@ class LookupResult(BaseModel):
 class Change(BaseModel):
     change: Literal["add", "remove"]
     id: str
-    """This entry's id for you (the same as the match id you get when it matches)."""
+    """This entry's id for you (the same as the match id you get when it matches): a removal
+    names the entry by it alone."""
     bank: str
     algorithm: str
     media: str
-    value: str
+    value: str | None = None
+    """The hash, in additions only: a removal never carries it (an erased case's hashes are
+    gone; a platform that never had them must not learn them from the removal)."""
     dihedral: list[str] | None = None
 
 
@@ -86,16 +89,21 @@ def match_out(tokens: Tokens, organisation: str, hit: Hit) -> MatchOut:
 
 def change(tokens: Tokens, organisation: str, row: Any) -> Change | None:
     """A feed row as the platform sees it; None for what the feed does not list."""
-    if row.entry_key is None or row.algorithm not in ("pdq", "md5") or not row.value:
+    if row.entry_key is None or row.algorithm not in ("pdq", "md5"):
         return None  # vPDQ frames are matched here, not listed
+    if row.kind == "add" and (not row.listed or not row.value):
+        # Removed since (its removal follows): a platform reading now never gets the hash of
+        # a withdrawn or erased case. One that got the addition earlier gets the removal.
+        return None
+    add = row.kind == "add"
     return Change(
         change=row.kind,
         id=tokens.match_id(organisation, row.entry_key),
         bank=tokens.bank_id(row.bank),
         algorithm=row.algorithm,
         media=row.media,
-        value=row.value,
-        dihedral=[row.value, *split_hashes(row.aliases)] if row.aliases else None,
+        value=row.value if add else None,
+        dihedral=[row.value, *split_hashes(row.aliases)] if add and row.aliases else None,
     )
 
 

@@ -74,14 +74,16 @@ class _Changes:
     def add(
         self, kind: str, *, entry_key: str | None = None, negative_id: str | None = None
     ) -> None:
+        key = domain.change_key(self.seq, len(self.rows))
         self.rows.append(
             {
                 "stream": self.stream,
-                "key": domain.change_key(self.seq, len(self.rows)),
+                "key": key,
                 "kind": kind,
                 "entry_key": entry_key,
                 "negative_id": negative_id,
                 "at": self.at,
+                "mix": domain.feed_mix(self.stream, key, entry_key),
             }
         )
 
@@ -158,6 +160,23 @@ def _retire(
     return was_live
 
 
+def _forget_hashes(conn: Connection, case_id: str) -> None:
+    """Overwrite the hash values of an erased case's entries (all of them, withdrawn ones too):
+    what stays (entry key, algorithm, state, times) links no image to the case. ``ident``
+    becomes the entry key, unique and meaningless, so the row keeps its NOT NULL identity."""
+    conn.execute(
+        update(ENTRIES)
+        .where(ENTRIES.c.case_id == case_id)
+        .values(
+            ident=ENTRIES.c.entry_key,
+            value=None,
+            aliases=None,
+            frames=None,
+            quality=None,
+        )
+    )
+
+
 MatchEvent = MatchFound | SightingsCounted | MatchFeedbackReceived
 
 
@@ -212,6 +231,9 @@ class BankProjection(Projection):
 
     name: ClassVar[str] = "bank"
     metadata: ClassVar[MetaData] = METADATA
+    decrypt: ClassVar[bool] = True
+    """Submitted hashes are personal (encrypted with the case's key): banked in clear while
+    the case lives, overwritten when it is erased (``_closed``)."""
     subjects: ClassVar[tuple[str, ...]] = (
         f"{CASES.prefix}.*.case.*.HashesSubmitted",
         f"{CASES.prefix}.*.case.*.CaseWithdrawn",
@@ -245,6 +267,8 @@ class BankProjection(Projection):
 
     def _submitted(self, conn: Connection, event: RecordedEvent, ev: HashesSubmitted) -> None:
         case_id = event.case_id
+        if ev.hashes is None:
+            return  # the case was erased (a rebuild after it): its hashes cannot be read again
         closed = conn.execute(
             select(CLOSED_CASES.c.case_id).where(CLOSED_CASES.c.case_id == case_id)
         ).first()
@@ -337,6 +361,8 @@ class BankProjection(Projection):
         changes = _Changes("c", event)
         was_live = _retire(conn, changes, rows, state=state)
         changes.flush(conn)
+        if state == "erased":
+            _forget_hashes(conn, case_id)
         if was_live:
             write_outbox(
                 conn,

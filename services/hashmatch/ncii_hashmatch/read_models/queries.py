@@ -4,7 +4,9 @@ the routes (one async function per need, given the engine)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, tuple_
@@ -149,10 +151,154 @@ async def match(engine: AsyncEngine, match_id: str) -> Any:
         return (await conn.execute(select(MATCHES).where(MATCHES.c.match_id == match_id))).first()
 
 
-async def feed_changes(engine: AsyncEngine, cursors: dict[str, int], limit: int) -> list[Any]:
-    """The delta feed's page: additions and removals after the per-stream cursors."""
+# -- the delta feed (decision 26) ------------------------------------------------------------------
+
+FEED_KINDS = ("add", "remove")
+
+
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where a platform is in the feed. ``c`` and ``r``: every change up to these keys was
+    given. ``window_end``: the cases' stream changes in ``(c, window_end]`` form the release
+    window being read, in ``(mix, key)`` order, given up to ``(mix, key)``. Every number comes
+    from the log, so a position is valid on every replica and after a rebuild."""
+
+    c: int = 0
+    r: int = 0
+    window_end: int | None = None
+    mix: int = -1
+    key: int = -1
+
+    def doc(self) -> dict[str, int]:
+        out = {"c": self.c, "r": self.r}
+        if self.window_end is not None:
+            out |= {"ce": self.window_end, "m": self.mix, "k": self.key}
+        return out
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> FeedPosition:
+        """Raises KeyError, TypeError or ValueError for what this API did not return."""
+        c, r = int(doc["c"]), int(doc["r"])
+        if "ce" not in doc:
+            return cls(c, r)
+        return cls(c, r, int(doc["ce"]), int(doc["m"]), int(doc["k"]))
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    rows: list[Any]
+    position: FeedPosition
+    has_more: bool
+
+
+def released_before(now: float, window_s: int) -> str:
+    """The end of the last release window (``at`` text): case changes applied before it are
+    released; ``window_s`` 0 releases everything applied so far."""
+    if window_s > 0:
+        now = now - now % window_s
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)  # truncated: never 1,000,000
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
+
+
+def _feed_select() -> Any:
+    return select(
+        CHANGES.c.stream,
+        CHANGES.c.key,
+        CHANGES.c.kind,
+        CHANGES.c.mix,
+        ENTRIES.c.entry_key,
+        ENTRIES.c.bank,
+        ENTRIES.c.algorithm,
+        ENTRIES.c.media,
+        ENTRIES.c.value,
+        ENTRIES.c.aliases,
+        ENTRIES.c.listed,
+    ).select_from(CHANGES.outerjoin(ENTRIES, ENTRIES.c.entry_key == CHANGES.c.entry_key))
+
+
+def _window_end(conn: Connection, after: int, released: str, cap: int) -> int | None:
+    """The key that ends the next release window of the cases' stream: at most ``cap`` feed
+    changes, all applied before ``released``; None when none is released yet."""
+    first = (
+        select(CHANGES.c.key)
+        .where(
+            CHANGES.c.stream == "c",
+            CHANGES.c.key > after,
+            CHANGES.c.kind.in_(FEED_KINDS),
+            CHANGES.c.at < released,
+        )
+        .order_by(CHANGES.c.key)
+        .limit(cap)
+        .subquery()
+    )
+    end = conn.execute(select(func.max(first.c.key))).scalar()
+    return None if end is None else int(end)
+
+
+def feed_page(
+    conn: Connection, at: FeedPosition, limit: int, released: str, window_cap: int
+) -> FeedPage:
+    """A page of the delta feed after ``at``.
+
+    Case changes are released in windows: everything applied before the last window boundary
+    (``released``), at most ``window_cap`` changes, given in the order of their ``mix`` (a
+    digest), so one submission's hashes or one case's removals are neither consecutive nor
+    told apart from the other cases' changes of the window. Imported lists belong to no case:
+    their changes follow in log order."""
+    pos = at
+    if pos.window_end is None:
+        end = _window_end(conn, pos.c, released, window_cap)
+        if end is not None:
+            pos = FeedPosition(pos.c, pos.r, end)
+    rows: list[Any] = []
+    if pos.window_end is not None:
+        top = conn.execute(select(func.max(CHANGES.c.key)).where(CHANGES.c.stream == "c")).scalar()
+        if int(top or 0) < pos.window_end:
+            return FeedPage([], at, False)  # a replica behind the window: ask again later
+        window = list(
+            conn.execute(
+                _feed_select()
+                .where(
+                    CHANGES.c.stream == "c",
+                    CHANGES.c.key > pos.c,
+                    CHANGES.c.key <= pos.window_end,
+                    CHANGES.c.kind.in_(FEED_KINDS),
+                    or_(
+                        CHANGES.c.mix > pos.mix,
+                        and_(CHANGES.c.mix == pos.mix, CHANGES.c.key > pos.key),
+                    ),
+                )
+                .order_by(CHANGES.c.mix, CHANGES.c.key)
+                .limit(limit)
+            ).all()
+        )
+        if len(window) == limit:
+            last = window[-1]
+            return FeedPage(window, replace(pos, mix=int(last.mix), key=int(last.key)), True)
+        rows = window
+        pos = FeedPosition(pos.window_end, pos.r)
+    room = limit - len(rows)
+    lists = list(
+        conn.execute(
+            _feed_select()
+            .where(CHANGES.c.stream == "r", CHANGES.c.key > pos.r, CHANGES.c.kind.in_(FEED_KINDS))
+            .order_by(CHANGES.c.key)
+            .limit(room)
+        ).all()
+    )
+    if lists:
+        pos = replace(pos, r=int(lists[-1].key))
+    more = len(lists) == room or _window_end(conn, pos.c, released, 1) is not None
+    return FeedPage(rows + lists, pos, more)
+
+
+async def feed(
+    engine: AsyncEngine, at: FeedPosition, limit: int, released: str, window_cap: int
+) -> FeedPage:
+    """The delta feed's page (``feed_page``), on one connection."""
     async with engine.connect() as conn:
-        return await conn.run_sync(changes_since, cursors, limit, ("add", "remove"))
+        return await conn.run_sync(feed_page, at, limit, released, window_cap)
 
 
 async def banks(engine: AsyncEngine) -> list[dict[str, Any]]:

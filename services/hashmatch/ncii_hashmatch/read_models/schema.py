@@ -15,8 +15,10 @@
   one entry in the current window, until the window's SightingsCounted is in the log (no URL:
   the window's first URL is in its MatchFound, encrypted).
 
-No personal data is stored here: the case id of an entry never leaves the service, and
-sighting URLs stay encrypted in the log. Alembic (``migrations/``) creates these tables.
+A case's hash values are personal: they are here only while the case lives. Erasure overwrites
+them (``value``, ``ident``, ``aliases``, ``frames``; decision 26) and a rebuild cannot read them
+back. The case id of an entry never leaves the service, and sighting URLs stay encrypted in the
+log. Alembic (``migrations/``) creates these tables.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ CHANGES = Table(
     Column("entry_key", String(36)),
     Column("negative_id", String(36)),
     Column("at", String(40), nullable=False),
+    Column("mix", BigInteger),  # the order within a release window of the feed (decision 26)
 )
 
 NEGATIVES = Table(

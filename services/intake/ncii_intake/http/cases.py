@@ -69,6 +69,9 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
         )
 
     async def reveal(state: dict[str, Any]) -> dict[str, Any]:
+        if await write.app.keys.is_erased(state["case_id"]):
+            # a replay after erasure: the victim's access to the case is gone with it (F9)
+            return {"case_id": state["case_id"], "status": "erased", "victim_access": None}
         return {
             **state,
             "victim_access": {

@@ -107,7 +107,7 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
     elif isinstance(ev, LocationReported):
         row["locations"] += 1
     elif isinstance(ev, HashesSubmitted):
-        row["hashes"] += len(ev.hashes)
+        row["hashes"] += ev.count
     elif isinstance(ev, MandatoryReportFiled):
         row["report_filed_at"] = ev.filed_at
     elif isinstance(ev, CaseWithdrawn):
