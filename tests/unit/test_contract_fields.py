@@ -64,6 +64,66 @@ REVIEWED: dict[str, str] = {
     "HashesBanked.matchable_from": TIME,
     "HashesWithdrawn.unmatchable_from": TIME,
     "MatchFound.seen_at": TIME,
+    # identifiers of the takedown service and the sighting counts
+    **{
+        f"{event}.{field}": ID
+        for event, fields in {
+            "SightingsCounted": ("match_id", "entry_key"),
+            "PlatformRegistered": ("platform_id",),
+            "PlatformUpdated": ("platform_id",),
+            "TakedownOpened": (
+                "takedown_id",
+                "source_event_id",
+                "location_id",
+                "match_id",
+                "entry_key",
+                "platform_id",
+                "previous_takedown_id",
+            ),
+            "TakedownPlatformAssigned": ("takedown_id", "platform_id"),
+            "EvidencePreserved": ("takedown_id",),
+            "TakedownRequested": ("takedown_id", "notice_id", "platform_id"),
+            "NoticeSent": ("takedown_id", "notice_id"),
+            "TakedownAcknowledged": ("takedown_id", "notice_id"),
+            "ContentRemoved": ("takedown_id", "notice_id"),
+            "TakedownRefused": ("takedown_id", "notice_id"),
+            "TakedownOverdue": ("takedown_id", "notice_id"),
+            "TakedownEscalated": ("takedown_id", "notice_id"),
+            "TakedownCancelled": ("takedown_id", "notice_id"),
+        }.items()
+        for field in fields
+    },
+    **{
+        f"{event}.{field}": TIME
+        for event, fields in {
+            "SightingsCounted": ("window_start", "window_end", "first_seen_at", "last_seen_at"),
+            "EvidencePreserved": ("captured_at",),
+            "NoticeSent": ("sent_at", "deadline_at"),
+            "TakedownAcknowledged": ("acknowledged_at",),
+            "ContentRemoved": ("removed_at",),
+            "TakedownRefused": ("refused_at",),
+            "TakedownOverdue": ("deadline_at", "detected_at"),
+            "TakedownEscalated": ("escalated_at",),
+        }.items()
+        for field in fields
+    },
+    "SightingsCounted.platform": "the reporting platform's organisation id",
+    # the platform registry: ncii's reference data about companies, no victim's
+    **{
+        f"{event}.{field}": "a platform's own details in the registry (a company, not a person)"
+        for event in ("PlatformRegistered", "PlatformUpdated")
+        for field in ("name", "jurisdiction", "webhook_url", "email", "form_url")
+    },
+    "PlatformRegistered.api_organisation": "the platform's organisation id for its API keys",
+    "PlatformUpdated.api_organisation": "the platform's organisation id for its API keys",
+    "EvidencePreserved.capture_sha256": (
+        "SHA-256 of the organisation's capture file (a page's screenshot or archive, kept by "
+        "the organisation): proves it unchanged, matches no image outside that file"
+    ),
+    # the audited reveal (decision 27): codes and names, no data
+    "PersonalDataRead.ticket": "staff's ticket number, restricted to [A-Za-z0-9._:/#-]",
+    "PersonalDataRead.endpoint": "the route that revealed the data (a path template)",
+    "PersonalDataRead.fields": "names of the fields revealed, never their values",
 }
 
 

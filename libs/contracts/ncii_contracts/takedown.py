@@ -149,7 +149,8 @@ class TakedownAcknowledged(DomainEvent, aggregate="takedown"):
     takedown_id: str
     notice_id: str
     acknowledged_at: str
-    platform_reference: str | None = Field(default=None, max_length=100)
+    # the platform's ticket for the victim's content: a pointer into its record of her (F9)
+    platform_reference: Annotated[str | None, PERSONAL] = Field(default=None, max_length=100)
 
 
 class ContentRemoved(DomainEvent, aggregate="takedown"):
@@ -182,7 +183,8 @@ class TakedownEscalated(DomainEvent, aggregate="takedown"):
     takedown_id: str
     notice_id: str
     escalated_at: str
-    authority: str = Field(max_length=200)
+    # which authority took it, in staff's words: may name the victim's city (F9)
+    authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)
 
 
 class TakedownCancelled(DomainEvent, aggregate="takedown"):
