@@ -66,6 +66,7 @@ from ncii_events.envelope import Actor, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
+from ncii_events.signing import SigningKey
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import CASES, ensure_streams
 from ncii_events.transport import TRANSPORTS, TransportName, connect
@@ -330,9 +331,10 @@ async def running_node(label: str, workdir: Path, *, durable: bool) -> AsyncIter
             master = MasterKey.load_or_create(workdir / f"master-{label}.key")
             keys = NatsCaseKeys(stock_nc, master)
             await keys.start()
+            signing = SigningKey.generate("bench")  # every append is signed, as a service's
             stores: dict[TransportName, EventStore] = {
-                "stock": EventStore(stock_nc, keys, registry=REGISTRY),
-                "fast": EventStore(nc, keys, registry=REGISTRY),
+                "stock": EventStore(stock_nc, keys, registry=REGISTRY, signing=signing),
+                "fast": EventStore(nc, keys, registry=REGISTRY, signing=signing),
             }
             try:
                 yield Node(label, server, nc, stock_nc, keys, stores)

@@ -38,6 +38,7 @@ from ncii_events.db import make_engine
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.projection import ProjectionRunner
 from ncii_events.registry import EventRegistry
+from ncii_events.signing import OPERATOR, key_path, load_signing_key, provision
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, ensure_streams
 from ncii_events.transport import connect
@@ -250,6 +251,7 @@ def _start_intake(
 ) -> tuple[subprocess.Popen[bytes], str]:
     master = workdir / "master.key"
     MasterKey.load_or_create(master)
+    provision(workdir / "keys", ["intake", OPERATOR])  # var/keys, as `ncii run` makes it
     port = free_port()
     env = {
         **os.environ,
@@ -268,12 +270,13 @@ def _start_intake(
     return process, f"http://127.0.0.1:{port}"
 
 
-async def _issue_key(nats_url: str) -> str:
+async def _issue_key(nats_url: str, workdir: Path) -> str:
+    operator = load_signing_key(key_path(workdir / "keys", OPERATOR), OPERATOR)
     nc = await connect(nats_url, name="bench")
     try:
         await ensure_streams(nc)
         _pid, key = await create_principal(
-            EventStore(nc, None, registry=REGISTRY, spec=REFERENCE),
+            EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=operator),
             organisation="bench-ngo",
             role="partner",
         )
@@ -342,7 +345,7 @@ def _run(seconds: float, clients: int, transport: str | None, get_case: bool) ->
     server.start()
     service, url = _start_intake(workdir, server.url, transport)
     try:
-        key = asyncio.run(_issue_key(server.url))
+        key = asyncio.run(_issue_key(server.url, workdir))
         asyncio.run(_wait_ready(url))
         # warm-up: the first requests pay for lazy imports, connections and caches
         asyncio.run(_client_loop(url, key, time.perf_counter() + 1.0, [], []))

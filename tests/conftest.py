@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.keys import NatsCaseKeys
+from ncii_events.signing import OPERATOR, SigningKey, key_path, load_signing_key, provision
 from ncii_events.store import EventStore
 from ncii_events.stream import ensure_streams
 from ncii_events.transport import connect
@@ -53,10 +54,40 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
     await client.close()
 
 
+TEST_SIGNER = "tests"
+"""Who signs what the tests' own stores write (no service: ``ncii log verify`` would name it)."""
+
+
 @pytest.fixture(scope="session")
-def master_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's keys folder, made as `ncii signing-keys create` makes it: the signing key of
+    every installed service, the operator's and the tests' own; and the master key. Service
+    processes get it as NCII_SIGNING_KEYS_DIR (tests/e2e/conftest.py)."""
+    from ncii_cli.services import all_services
+
+    folder = tmp_path_factory.mktemp("keys")
+    provision(folder, [*all_services(), OPERATOR, TEST_SIGNER])
+    return folder
+
+
+def signing_key(keys_dir: Path, signer: str) -> SigningKey:
+    return load_signing_key(key_path(keys_dir, signer), signer)
+
+
+@pytest.fixture(scope="session")
+def test_signing(keys_dir: Path) -> SigningKey:
+    return signing_key(keys_dir, TEST_SIGNER)
+
+
+@pytest.fixture(scope="session")
+def operator_signing(keys_dir: Path) -> SigningKey:
+    return signing_key(keys_dir, OPERATOR)
+
+
+@pytest.fixture(scope="session")
+def master_key_file(keys_dir: Path) -> Path:
     """One master key for the run: the tests' own store and the service processes share it."""
-    path = tmp_path_factory.mktemp("keys") / "master.key"
+    path = keys_dir / "master.key"
     MasterKey.load_or_create(path)
     return path
 
@@ -75,8 +106,8 @@ async def case_keys(nc: NATS, master_key: MasterKey) -> AsyncIterator[NatsCaseKe
 
 
 @pytest.fixture(scope="session")
-async def store(nc: NATS, case_keys: NatsCaseKeys) -> EventStore:
-    return EventStore(nc, case_keys, registry=REGISTRY)
+async def store(nc: NATS, case_keys: NatsCaseKeys, test_signing: SigningKey) -> EventStore:
+    return EventStore(nc, case_keys, registry=REGISTRY, signing=test_signing)
 
 
 def _postgres_reachable() -> bool:

@@ -14,6 +14,7 @@ from ncii_events.embedded import EmbeddedNats, port_is_free
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
+from ncii_events.signing import OPERATOR, own_signing_key
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 from ncii_events.transport import connect
@@ -33,8 +34,12 @@ class LogAccess:
 
 
 @asynccontextmanager
-async def log_access(*, with_keys: bool = False) -> AsyncIterator[LogAccess]:
+async def log_access(*, with_keys: bool = False, signing: bool = False) -> AsyncIterator[LogAccess]:
+    """``signing``: the command writes (principals), signed with the operator's key; without
+    it the stores only read."""
     settings = Settings()
+    # before anything starts: a missing key is the operator's to fix (SigningKeyError says how)
+    operator_key = own_signing_key(settings, OPERATOR) if signing else None
     server: EmbeddedNats | None = None
     url = settings.nats_url
     if url is None:
@@ -57,8 +62,8 @@ async def log_access(*, with_keys: bool = False) -> AsyncIterator[LogAccess]:
         registry = EventRegistry(*ALL_EVENTS)  # the CLI reads every service's events
         yield LogAccess(
             nc=nc,
-            store=EventStore(nc, keys, registry=registry, spec=CASES),
-            ref_store=EventStore(nc, None, registry=registry, spec=REFERENCE),
+            store=EventStore(nc, keys, registry=registry, spec=CASES, signing=operator_key),
+            ref_store=EventStore(nc, None, registry=registry, spec=REFERENCE, signing=operator_key),
             settings=settings,
         )
     finally:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -32,11 +34,16 @@ log_app = typer.Typer(help="The event log (the NCII JetStream stream).", no_args
 keys_app = typer.Typer(help="API keys of principals.", no_args_is_help=True)
 dead_app = typer.Typer(help="Events a projection could not apply.", no_args_is_help=True)
 proj_app = typer.Typer(help="Read models (SQL projections).", no_args_is_help=True)
+signing_app = typer.Typer(
+    help="Keys that sign events (one per service, one for this command line).",
+    no_args_is_help=True,
+)
 app.add_typer(log_app, name="log")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.add_typer(platforms_app, name="platforms")
+app.add_typer(signing_app, name="signing-keys")
 app.command("hash")(hash_command)
 
 
@@ -137,50 +144,145 @@ def log_verify(
     case: Annotated[
         str | None, typer.Option(help="only this case (default: the whole log)")
     ] = None,
+    public_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="the signers' public keys (the public-keys.json `ncii signing-keys create` "
+            "writes); default: NCII_SIGNING_PUBLIC_KEYS, else the keys folder's file"
+        ),
+    ] = None,
 ) -> None:
-    """Replay the log and recompute every event's hash and every link of every aggregate's chain;
-    name the first event that does not verify. Exit 1 if one does not.
+    """Replay the log and check every event: its hash, its link to the previous event of its
+    aggregate, its signature, and that its signer is the service allowed to write its type
+    (principals: the operator). Names the first bad event; exit 1 if there is one. Events
+    written before signing began are counted as unsigned, not failed.
 
-    Example: `ncii log verify` or `ncii log verify --case 0196a3c2-...`
+    Example: `ncii log verify` or `ncii log verify --case 0196a3c2-... --public-keys keys.json`
     """
-    from ncii_events.audit import ChainVerifier
+    from ncii_events.audit import ChainVerifier, SignaturePolicy
+    from ncii_events.settings import Settings
+    from ncii_events.signing import (
+        PublicKeys,
+        SigningKeyError,
+        allowed_signers,
+        configured_public_keys,
+    )
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ncii_cli.log_access import log_access
+    from ncii_cli.services import all_services
 
-    async def verify() -> tuple[int, int, object]:
+    try:
+        keys = (
+            PublicKeys.from_file(public_keys)
+            if public_keys is not None
+            else configured_public_keys(Settings())
+        )
+    except (OSError, ValueError, SigningKeyError) as exc:
+        err.print(f"cannot read the public keys: {exc}")
+        raise typer.Exit(2) from None
+    if keys is None:
+        err.print(
+            "no public keys to check signatures with: pass --public-keys FILE (the "
+            "public-keys.json `ncii signing-keys create` writes) or set NCII_SIGNING_PUBLIC_KEYS"
+        )
+        raise typer.Exit(2)
+    allowed = allowed_signers({name: spec.emits for name, spec in all_services().items()})
+
+    async def verify() -> list[tuple[str, ChainVerifier]]:
         async with log_access() as access:
-            verifier = ChainVerifier()
-            if case is not None:
-                verifier.feed(await access.store.read_case(case, decrypt=False))
-                return verifier.checked, verifier.aggregates, verifier.first_break
-            last = await access.store.last_sequence()
+            stores = [access.store] if case is not None else [access.store, access.ref_store]
+            done: list[tuple[str, ChainVerifier]] = []
             with Progress(
-                TextColumn("verifying"),
+                TextColumn("verifying {task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total}"),
                 TextColumn("{task.fields[rate]} events/s"),
                 TimeElapsedColumn(),
                 console=err.rich(),
             ) as progress:
-                task = progress.add_task("log", total=last, rate="-")
-                started = time.perf_counter()
-                seq = 1
-                while seq <= last and verifier.first_break is None:
-                    batch = await access.store.read_from(seq, limit=1000)
-                    if not batch:
-                        break
-                    verifier.feed(batch)
-                    seq = batch[-1].seq + 1
-                    rate = verifier.checked / max(time.perf_counter() - started, 1e-9)
-                    progress.update(task, completed=batch[-1].seq, rate=f"{rate:,.0f}")
-            return verifier.checked, verifier.aggregates, verifier.first_break
+                for store in stores:
+                    name = store.spec.name
+                    verifier = ChainVerifier(SignaturePolicy(name, keys, allowed))
+                    last = await store.last_sequence()
+                    task = progress.add_task(name, total=last, rate="-")
+                    started = time.perf_counter()
+                    seq = 1
+                    while seq <= last:
+                        batch = await store.read_envelopes(seq, case_id=case)
+                        if not batch:
+                            break
+                        verifier.feed_envelopes(batch)
+                        seq = batch[-1][0] + 1
+                        rate = verifier.checked / max(time.perf_counter() - started, 1e-9)
+                        progress.update(task, completed=batch[-1][0], rate=f"{rate:,.0f}")
+                    done.append((name, verifier))
+            return done
 
-    checked, aggregates, first_break = asyncio.run(verify())
-    if first_break is not None:
-        err.print(f"[red]chain broken[/] after {checked} events: {first_break}")
+    results = asyncio.run(verify())
+    failed = False
+    for name, v in results:
+        out.print(
+            f"{name}: {v.checked} events in {v.aggregates} aggregates: {v.verified} verified, "
+            f"{v.unsigned} unsigned (written before signing began), {v.bad} bad",
+            soft_wrap=True,
+        )
+        if v.first_break is not None:
+            failed = True
+            err.print(f"[red]first bad event in {name}:[/] {v.first_break}", soft_wrap=True)
+    if failed:
         raise typer.Exit(1)
-    out.print(f"{checked} events in {aggregates} aggregates verify")
+
+
+T = TypeVar("T")
+
+
+def _signed(command: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Runs a command that writes events, signed with the operator's key; a missing key is
+    reported with what to do (exit 1)."""
+    from ncii_events.signing import SigningKeyError
+
+    try:
+        return asyncio.run(command())
+    except SigningKeyError as exc:
+        fail(str(exc))
+        raise  # fail() exits; this line is for the type checker
+
+
+@signing_app.command("create")
+def signing_keys_create(
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="where to keep the keys (default: NCII_SIGNING_KEYS_DIR, else var/keys)"
+        ),
+    ] = None,
+) -> None:
+    """Create the signing key of every installed service and of the operator's command line,
+    where missing (existing keys are kept), and print every public key as JSON.
+
+    Each service gets its own private key file (<service>.ed25519, mode 0600, folder 0700): give
+    each service only its own (NCII_SIGNING_KEY_FILE). The public keys (also written to
+    public-keys.json in the folder) go in every auditor's configuration
+    (NCII_SIGNING_PUBLIC_KEYS). `ncii run` does this itself for the embedded default.
+
+    Example: `ncii signing-keys create --dir /etc/ncii/keys`
+    """
+    from ncii_events.settings import Settings
+    from ncii_events.signing import OPERATOR, PUBLIC_KEYS_FILE, provision
+
+    from ncii_cli.services import all_services
+
+    where = folder or Settings().signing_keys_path()
+    created = provision(where, [*all_services(), OPERATOR])
+    err.print(
+        f"created the signing keys of {', '.join(created)} in {where}"
+        if created
+        else f"every signer already has its key in {where}"
+    )
+    err.print(f"public keys ({where / PUBLIC_KEYS_FILE}), for NCII_SIGNING_PUBLIC_KEYS:")
+    listed = json.loads((where / PUBLIC_KEYS_FILE).read_text())
+    out.print(json.dumps(listed, separators=(",", ":")), soft_wrap=True, highlight=False)
 
 
 @keys_app.command("create")
@@ -211,12 +313,12 @@ def keys_create(
         raise typer.Exit(2)
 
     async def create() -> tuple[str, str]:
-        async with log_access() as access:
+        async with log_access(signing=True) as access:
             return await create_principal(
                 access.ref_store, organisation=org, role=role, label=label
             )
 
-    principal_id, key = asyncio.run(create())
+    principal_id, key = _signed(create)
     err.print(f"principal {principal_id} ({role} of {org}). The key is shown once:")
     out.print(key, soft_wrap=True)
 
@@ -232,10 +334,10 @@ def keys_revoke(principal_id: str, reason: str = "") -> None:
     from ncii_cli.log_access import log_access
 
     async def revoke() -> bool:
-        async with log_access() as access:
+        async with log_access(signing=True) as access:
             return await revoke_principal(access.ref_store, principal_id, reason)
 
-    if not asyncio.run(revoke()):
+    if not _signed(revoke):
         fail(f"no principal {principal_id}")
     err.print(f"revoked {principal_id}")
 

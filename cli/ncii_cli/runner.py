@@ -23,6 +23,7 @@ from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free, private_dir
 from ncii_events.service import ServiceSpec
 from ncii_events.settings import Settings
+from ncii_events.signing import OPERATOR, key_path, provision
 from ncii_events.stream import ensure_streams
 from ncii_events.transport import connect
 from rich.console import Console
@@ -81,6 +82,14 @@ async def prepare_log(url: str, settings: Settings) -> None:
         await nc.close()
 
 
+def provision_signing_keys(settings: Settings, specs: Mapping[str, ServiceSpec[Any]]) -> Path:
+    """Every installed service's signing key and the operator's, created once (decision 23);
+    returns their folder (``NCII_SIGNING_KEYS_DIR``, else ``var/keys``)."""
+    folder = settings.signing_keys_path().resolve()
+    provision(folder, [*specs, OPERATOR])
+    return folder
+
+
 def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,11 +139,22 @@ def run_system(services: Sequence[str] | None = None) -> int:
         asyncio.run(prepare_log(url, settings))
         if not settings.master_key:
             MasterKey.load_or_create(settings.master_key_path())
-        env = {**os.environ, "NCII_NATS_URL": url, "NCII_VAR_DIR": str(var)}
+        keys = provision_signing_keys(settings, specs)
+        env = {
+            **os.environ,
+            "NCII_NATS_URL": url,
+            "NCII_VAR_DIR": str(var),
+            "NCII_SIGNING_KEYS_DIR": str(keys),
+        }
         for name in names:
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"ncii_{name}.main"],
-                env={**env, "NCII_PORT": str(ports.services[name])},
+                env={
+                    **env,
+                    "NCII_PORT": str(ports.services[name]),
+                    # its own key only (an NCII_SIGNING_KEY_FILE set for the CLI is the operator's)
+                    "NCII_SIGNING_KEY_FILE": str(key_path(keys, name)),
+                },
                 start_new_session=True,
             )
         table = Table(title="ncii is running", show_lines=False)

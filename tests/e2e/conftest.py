@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from ncii_events.auth import create_principal
 from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.signing import SigningKey
 from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE
 
@@ -50,6 +51,9 @@ def start_service(
         "NCII_VAR_DIR": str(workdir),
         "NCII_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / f'{name}.db'}",
         "NCII_MASTER_KEY_FILE": str(master_key_file),
+        # the run's keys folder (tests/conftest.py keys_dir): the service's own signing key,
+        # <name>.ed25519, and the public keys it is checked against
+        "NCII_SIGNING_KEYS_DIR": str(master_key_file.parent),
         "NCII_PORT": str(port),
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),
@@ -97,9 +101,12 @@ def intake(
 
 
 @pytest.fixture(scope="session")
-async def make_key(nc: NATS) -> AsyncIterator[Callable[[str, str], object]]:
-    """``await make_key(org, role)`` issues a key; it is usable once services projected it."""
-    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+async def make_key(
+    nc: NATS, operator_signing: SigningKey
+) -> AsyncIterator[Callable[[str, str], object]]:
+    """``await make_key(org, role)`` issues a key, signed as ``ncii keys create`` signs it; it
+    is usable once services projected it."""
+    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=operator_signing)
 
     async def make(organisation: str, role: str) -> str:
         _principal, key = await create_principal(ref_store, organisation=organisation, role=role)

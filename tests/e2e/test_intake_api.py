@@ -487,14 +487,14 @@ async def test_case_lists_are_cursor_paginated_newest_first(
 
 
 async def test_a_revoked_key_is_refused_once_the_services_key_cache_expires(
-    intake: RunningService, nc: Any
+    intake: RunningService, nc: Any, operator_signing: Any
 ) -> None:
     """The two seconds themselves are held with a clock in
     ``test_a_valid_key_is_remembered_for_two_seconds_so_a_revocation_holds_after_that``."""
     from ncii_events.auth import create_principal, revoke_principal
     from ncii_events.stream import REFERENCE
 
-    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+    ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=operator_signing)
     principal_id, key = await create_principal(
         ref_store, organisation="ngo-revoked", role="partner"
     )

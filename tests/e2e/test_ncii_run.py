@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -74,25 +75,19 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
     return output.decode()
 
 
-def _key(workdir: Path) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ncii_cli.main",
-            "keys",
-            "create",
-            "--org",
-            "run-test",
-            "--role",
-            "partner",
-        ],
+def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ncii_cli.main", *args],
         cwd=workdir,
         env=_env(),
         capture_output=True,
         text=True,
-        check=True,
     )
+
+
+def _key(workdir: Path) -> str:
+    result = _cli(workdir, "keys", "create", "--org", "run-test", "--role", "partner")
+    assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -120,6 +115,19 @@ def test_ncii_run_starts_everything_stops_on_ctrl_c_and_keeps_data_across_restar
         }
         opened = httpx.post(f"{INTAKE}/v1/cases", json=body, headers=headers)
         assert opened.status_code == 201
+        # every service signed with the key `ncii run` made for it, the CLI with the operator's
+        keys = tmp_path / "var" / "keys"
+        assert keys.stat().st_mode & 0o777 == 0o700
+        for signer in (*SERVICES, "operator"):
+            assert (keys / f"{signer}.ed25519").stat().st_mode & 0o777 == 0o600
+        verified = _cli(tmp_path, "log", "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        for stream in ("NCII", "NCII_REF"):  # the case's events, and the key's
+            assert re.search(
+                rf"^{stream}: [1-9]\d* events .*: [1-9]\d* verified, 0 unsigned .*, 0 bad$",
+                verified.stdout,
+                re.MULTILINE,
+            ), verified.stdout
     finally:
         output = _stop(first)
     assert INTAKE in output and "stopped" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from pathlib import Path
@@ -10,22 +11,27 @@ from pathlib import Path
 from click.testing import Result
 from nats.aio.client import Client as NATS
 from ncii_cli.main import app
+from ncii_cli.services import all_services
 from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.auth import PRINCIPALS_METADATA
 from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection.dead_letters import DEAD_LETTERS
+from ncii_events.signing import OPERATOR, PUBLIC_KEYS_FILE, provision
 from ncii_events.store import NEW, AggregateRef, EventStore
 from ncii_events.stream import REFERENCE
 from ncii_hashmatch.main import SPEC as HASHMATCH
 from ncii_hashmatch.read_models import schema
 from typer.testing import CliRunner
 
+from tests.conftest import TEST_SIGNER, signing_key
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
-def _env(nats_server: EmbeddedNats, tmp_path: object) -> dict[str, str]:
+def _env(nats_server: EmbeddedNats, tmp_path: Path) -> dict[str, str]:
+    """The operator's var/ in tmp_path: its signing key in var/keys, as `ncii run` makes it."""
+    provision(tmp_path / "keys", [OPERATOR])
     return {"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)}
 
 
@@ -38,23 +44,72 @@ def test_log_stats_reports_both_streams_append_only(
     assert '"deny_delete": true' in result.output
 
 
-async def test_log_verify_checks_every_chain_of_a_case(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: object
+async def test_log_verify_checks_every_chain_and_signature_of_a_case(
+    nats_server: EmbeddedNats, nc: NATS, keys_dir: Path, tmp_path: Path
 ) -> None:
+    intake = EventStore(nc, None, registry=REGISTRY, signing=signing_key(keys_dir, "intake"))
     case = new_case()
-    await store.append(
-        note_ref(case), [NoteAdded(text="a"), NoteAdded(text="b")], expected=NEW, cause=CAUSE
-    )
-    # the command runs its own event loop, as it does from a shell
-    result = await asyncio.to_thread(
-        CliRunner().invoke, app, ["log", "verify", "--case", case], env=_env(nats_server, tmp_path)
-    )
+    ref = AggregateRef(case, "case", case)
+    await intake.append(ref, [_hashes(), _hashes()], expected=NEW, cause=CAUSE)
+    public = str(keys_dir / PUBLIC_KEYS_FILE)
+    args = ["log", "verify", "--case", case, "--public-keys", public]
+    result = await _cli(_env(nats_server, tmp_path), *args)
     assert result.exit_code == 0, result.output
-    assert "2 events in 1 aggregates verify" in result.output
+    assert "NCII: 2 events in 1 aggregates: 2 verified, 0 unsigned" in result.output
+    assert "NCII_REF" not in result.output  # one case: the reference stream is not read
+    # the tests' own signer writes no service's events: a case of them does not verify
+    test_case = new_case()
+    await _store_of_the_tests(nc, keys_dir).append(
+        note_ref(test_case), [NoteAdded(text="a")], expected=NEW, cause=CAUSE
+    )
+    args = ["log", "verify", "--case", test_case, "--public-keys", public]
+    result = await _cli(_env(nats_server, tmp_path), *args)
+    assert result.exit_code == 1
+    assert "no signer may write TestNoteAdded: no service emits it" in result.output
+
+
+async def test_log_verify_without_public_keys_is_a_usage_error_saying_where_they_come_from(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    env = {"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)}
+    result = await _cli(env, "log", "verify")
+    assert result.exit_code == 2
+    assert "no public keys" in result.output and "NCII_SIGNING_PUBLIC_KEYS" in result.output
+
+
+def test_signing_keys_create_makes_every_signers_key_once_and_prints_the_public_keys(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "keys"
+    first = CliRunner().invoke(app, ["signing-keys", "create", "--dir", str(folder)])
+    assert first.exit_code == 0, first.output
+    signers = [*all_services(), OPERATOR]
+    assert "created the signing keys of " + ", ".join(signers) in " ".join(first.output.split())
+    for signer in signers:
+        assert (folder / f"{signer}.ed25519").stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
+    public = json.loads(first.stdout.strip().splitlines()[-1])
+    assert sorted(public) == sorted(signers)
+    again = CliRunner().invoke(app, ["signing-keys", "create", "--dir", str(folder)])
+    assert again.exit_code == 0 and "every signer already has its key" in again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == public
+
+
+def test_keys_create_without_the_operators_signing_key_fails_saying_what_to_do(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["keys", "create", "--org", "x", "--role", "partner"],
+        env={"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 1
+    assert "no signing key for operator" in result.output
+    assert "ncii signing-keys create" in " ".join(result.output.split())
 
 
 def test_keys_are_shown_once_listed_by_hint_and_revoked(
-    nats_server: EmbeddedNats, tmp_path: object
+    nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     env = _env(nats_server, tmp_path)
     runner = CliRunner()
@@ -71,7 +126,7 @@ def test_keys_are_shown_once_listed_by_hint_and_revoked(
     assert runner.invoke(app, ["keys", "revoke", "no-such"], env=env).exit_code == 1
 
 
-def test_a_bad_role_is_a_usage_error(nats_server: EmbeddedNats, tmp_path: object) -> None:
+def test_a_bad_role_is_a_usage_error(nats_server: EmbeddedNats, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["keys", "create", "--org", "x", "--role", "superuser"],
@@ -85,22 +140,29 @@ async def _cli(env: dict[str, str], *args: str) -> Result:
     return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
 
+def _hashes(value: str | None = None) -> HashesSubmitted:
+    return HashesSubmitted(
+        submission_id=str(uuid.uuid4()),
+        organisation="ngo-cli",
+        age_group="adult",
+        hashes=[
+            SubmittedHash(
+                algorithm="pdq", value=value or uuid.uuid4().hex * 2, media="image", quality=90
+            )
+        ],
+    )
+
+
+def _store_of_the_tests(nc: NATS, keys_dir: Path) -> EventStore:
+    return EventStore(nc, None, registry=REGISTRY, signing=signing_key(keys_dir, TEST_SIGNER))
+
+
 async def _submitted_hash(store: EventStore) -> tuple[int, str]:
     """A case's hash submission in the log: its sequence and the PDQ value."""
     case = new_case()
     value = uuid.uuid4().hex * 2
     written = await store.append(
-        AggregateRef(case, "case", case),
-        [
-            HashesSubmitted(
-                submission_id=str(uuid.uuid4()),
-                organisation="ngo-cli",
-                age_group="adult",
-                hashes=[SubmittedHash(algorithm="pdq", value=value, media="image", quality=90)],
-            )
-        ],
-        expected=NEW,
-        cause=CAUSE,
+        AggregateRef(case, "case", case), [_hashes(value)], expected=NEW, cause=CAUSE
     )
     return written[-1].seq, value
 

@@ -18,6 +18,7 @@ from ncii_events.embedded import EmbeddedNats
 from ncii_events.envelope import Envelope, canonical_json
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.registry import EventRegistry
+from ncii_events.signing import SigningKey
 from ncii_events.store import (
     NEW,
     AggregateRef,
@@ -59,8 +60,8 @@ async def case_keys(nc: NATS, master_key: MasterKey) -> AsyncIterator[NatsCaseKe
 
 
 @pytest.fixture(scope="module")
-async def store(nc: NATS, case_keys: NatsCaseKeys) -> EventStore:
-    return EventStore(nc, case_keys, registry=REGISTRY)
+async def store(nc: NATS, case_keys: NatsCaseKeys, test_signing: SigningKey) -> EventStore:
+    return EventStore(nc, case_keys, registry=REGISTRY, signing=test_signing)
 
 
 async def test_appended_events_read_back_identical_and_in_order(store: EventStore) -> None:
@@ -143,8 +144,10 @@ async def test_a_stale_batch_is_refused_whole(store: EventStore) -> None:
     assert [e.event.text for e in await store.load(note_ref(case))] == ["base", "winner"]  # type: ignore[union-attr]
 
 
-async def test_an_event_is_refused_on_a_stream_its_contract_does_not_name(nc: NATS) -> None:
-    reference = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+async def test_an_event_is_refused_on_a_stream_its_contract_does_not_name(
+    nc: NATS, test_signing: SigningKey
+) -> None:
+    reference = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=test_signing)
     ref = AggregateRef(REFERENCE_CASE, "note", new_case())
     with pytest.raises(AppendError, match="not published on stream NCII_REF"):
         await reference.append(ref, [NoteAdded(text="x")], expected=NEW, cause=CAUSE)
@@ -222,7 +225,7 @@ async def test_a_read_up_to_a_position_leaves_out_what_was_appended_after_it(
 
 
 async def test_a_v1_event_is_upcast_to_v2_on_read_and_stays_v1_in_the_log(
-    nc: NATS, case_keys: NatsCaseKeys
+    nc: NATS, case_keys: NatsCaseKeys, test_signing: SigningKey
 ) -> None:
     old, new = EventRegistry(_RenamedV1), EventRegistry(_RenamedV2)
 
@@ -231,7 +234,7 @@ async def test_a_v1_event_is_upcast_to_v2_on_read_and_stays_v1_in_the_log(
         return {"code_name": payload["name"], "age_group": "unknown"}
 
     case = new_case()
-    await EventStore(nc, case_keys, registry=old).append(
+    await EventStore(nc, case_keys, registry=old, signing=test_signing).append(
         note_ref(case), [_RenamedV1(name="Sparrow")], expected=NEW, cause=CAUSE
     )
     [read] = await EventStore(nc, case_keys, registry=new).load(note_ref(case))
@@ -267,6 +270,7 @@ async def test_a_forged_event_written_around_the_store_breaks_the_chain(
     forged = written[0].envelope.to_dict()
     forged.update(event_id="forged", payload={"text": "forged", "contact_phone": None})
     forged.pop("hash")
+    forged.pop("signature")  # made from the hash, not covered by it (decision 23)
     from ncii_events.envelope import envelope_hash
 
     forged["prev_hash"] = "f" * 64  # the forger does not know how to link it
@@ -375,7 +379,7 @@ async def test_a_batched_read_of_more_than_one_request_returns_every_event_in_or
 
 
 async def test_appends_and_reads_go_on_after_the_server_restarts(
-    tmp_path_factory: pytest.TempPathFactory, transport: TransportName
+    tmp_path_factory: pytest.TempPathFactory, transport: TransportName, test_signing: SigningKey
 ) -> None:
     """The store's replies come through one reply subscription (on the fast transport, a direct
     one and its own parser): nats-py must still renew that subscription, and the parser start
@@ -388,7 +392,7 @@ async def test_appends_and_reads_go_on_after_the_server_restarts(
     client = await connect(server.url, name="restart-test", transport=transport)
     try:
         await ensure_streams(client)
-        restarting = EventStore(client, None, registry=REGISTRY)
+        restarting = EventStore(client, None, registry=REGISTRY, signing=test_signing)
         case = new_case()
         first = await restarting.append(
             note_ref(case), [NoteAdded(text="before")], expected=NEW, cause=CAUSE

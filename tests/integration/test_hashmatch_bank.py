@@ -83,7 +83,9 @@ class Bank:
         self.nc = nc
         self.clock = clock
         self.store = store
-        self.ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+        self.ref_store = EventStore(
+            nc, None, registry=REGISTRY, spec=REFERENCE, signing=store.signing
+        )
         self.runtime: Any = SimpleNamespace(
             nc=nc,
             engine=engine,

@@ -27,6 +27,7 @@ from ncii_events.projection.checkpoints import CHECKPOINTS
 from ncii_events.registry import EventRegistry
 from ncii_events.service import ServiceRuntime, ServiceSpec, create_app
 from ncii_events.settings import Settings
+from ncii_events.signing import provision
 from ncii_events.store import NEW, EventStore, Version
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
@@ -183,7 +184,12 @@ async def test_an_event_this_code_cannot_read_becomes_a_dead_letter_and_the_proj
     nc: NATS, case_keys: NatsCaseKeys, store: EventStore, engine: AsyncEngine
 ) -> None:
     case = new_case()
-    newer = EventStore(nc, case_keys, registry=EventRegistry(NoteAdded, _PoisonPillFromNewerCode))
+    newer = EventStore(
+        nc,
+        case_keys,
+        registry=EventRegistry(NoteAdded, _PoisonPillFromNewerCode),
+        signing=store.signing,
+    )
     first = await newer.append(
         note_ref(case), [NoteAdded(text="before")], expected=NEW, cause=CAUSE
     )
@@ -411,7 +417,9 @@ def _one_projection_service(
     master_key_file: Path,
     tmp_path: Path,
 ) -> tuple[ServiceSpec[None], Settings]:
-    """A service that runs only ``projection`` (and the principals), on SQLite in tmp_path."""
+    """A service that runs only ``projection`` (and the principals), on SQLite in tmp_path,
+    with its signing key in tmp_path/keys (``var/keys``, where `ncii run` puts it)."""
+    provision(tmp_path / "keys", [name])
     spec: ServiceSpec[None] = ServiceSpec(
         name=name,
         title="t",

@@ -14,9 +14,12 @@ from ncii_events.crypto import NO_KEY, decrypt_field
 from ncii_events.envelope import Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.model import NO_FIELDS, AggregateRef, Cause, RecordedEvent
 from ncii_events.registry import EventRegistry
+from ncii_events.signing import SigningKey
 
 ACTOR_FIELDS = tuple(f.name for f in fields(Actor))
 _HASH_BEFORE = b',"occurred_at":'
+_KEY_ID_BEFORE = b',"key_id":'
+_SIGNATURE_BEFORE = b',"signer":'
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +30,39 @@ class Encoded:
     data: bytes
 
 
-def with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
-    """The canonical encoding of ``body`` plus ``hash``, from the encoding without it.
+def with_hash(
+    unhashed: bytes, body: dict[str, Any], digest: str, signature: str | None = None
+) -> bytes:
+    """The canonical encoding of ``body`` plus ``hash`` (and ``signature``), from the encoding
+    without them.
 
-    Keys are sorted, so ``"hash"`` goes right before ``"occurred_at"``. Every top-level value
-    before that key is a string or the actor's flat object of strings, in which a quote is always
-    escaped: the first ``,"occurred_at":`` is the top-level key. Same bytes as
-    ``canonical_event_json({**body, "hash": digest})``, without encoding the envelope a second time.
+    Keys are sorted, so ``"hash"`` goes right before ``"key_id"`` (a signed event) or
+    ``"occurred_at"``. Every top-level value before that key is a string or the actor's flat
+    object of strings, in which a quote is always escaped: the first ``,"key_id":`` is the
+    top-level key. ``"signature"`` goes right before ``"signer"``: only strings (``traceparent``,
+    ``type``) follow that key, so its last occurrence is the top-level one. Same bytes as
+    ``canonical_event_json({**body, "hash": digest, ...})``, without encoding the envelope again.
     """
-    at = unhashed.find(_HASH_BEFORE)
-    if at < 0:  # not the envelope shape this relies on: encode it again
-        return canonical_event_json({**body, "hash": digest})
-    return b"".join((unhashed[:at], b',"hash":"', digest.encode(), b'"', unhashed[at:]))
+    at = unhashed.find(_KEY_ID_BEFORE if "key_id" in body else _HASH_BEFORE)
+    digest_field = (b',"hash":"', digest.encode(), b'"')
+    if signature is None:
+        if at < 0:  # not the envelope shape this relies on: encode it again
+            return canonical_event_json({**body, "hash": digest})
+        return b"".join((unhashed[:at], *digest_field, unhashed[at:]))
+    signer_at = unhashed.rfind(_SIGNATURE_BEFORE)
+    if at < 0 or signer_at < at:
+        return canonical_event_json({**body, "hash": digest, "signature": signature})
+    return b"".join(
+        (
+            unhashed[:at],
+            *digest_field,
+            unhashed[at:signer_at],
+            b',"signature":"',
+            signature.encode(),
+            b'"',
+            unhashed[signer_at:],
+        )
+    )
 
 
 def encode(
@@ -51,9 +75,12 @@ def encode(
     cause: Cause,
     actor_doc: dict[str, str],
     traceparent: str | None,
+    signing: SigningKey | None,
+    stream: str,
 ) -> Encoded:
     """One event's envelope and bytes; ``payload`` is the event's JSON form, personal fields
-    already encrypted."""
+    already encrypted. With ``signing``, the hash covers the signer and key id, and the
+    signature (of the hash, on ``stream``) is added beside it."""
     occurred_at = utc_now()
     body: dict[str, Any] = {
         "event_id": event_id,
@@ -70,8 +97,14 @@ def encode(
         "payload": payload,
         "prev_hash": prev_hash,
     }
+    signature: str | None = None
+    if signing is not None:
+        body["signer"] = signing.signer
+        body["key_id"] = signing.key_id
     unhashed = canonical_event_json(body)
     digest = hashlib.sha256(unhashed).hexdigest()  # = envelope_hash(body)
+    if signing is not None:
+        signature = signing.sign(stream, digest)
     envelope = Envelope(
         event_id=event_id,
         type=event.event_type,
@@ -87,8 +120,11 @@ def encode(
         payload=payload,
         prev_hash=prev_hash,
         hash=digest,
+        signer=None if signing is None else signing.signer,
+        key_id=None if signing is None else signing.key_id,
+        signature=signature,
     )
-    return Encoded(envelope, with_hash(unhashed, body, digest))
+    return Encoded(envelope, with_hash(unhashed, body, digest, signature))
 
 
 def decode(

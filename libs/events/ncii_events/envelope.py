@@ -5,6 +5,10 @@ envelope without ``hash``; ``prev_hash`` is the hash of the previous event of th
 so an auditor can recompute every link. Personal fields sit in ``payload`` already encrypted, so
 the chain still verifies after a case's key is destroyed.
 
+``signer`` and ``key_id`` say who wrote the event and are covered by the hash; ``signature`` is
+that signer's Ed25519 signature of the hash (``ncii_events.signing``), so it is not (decision
+23). Events written before signing have none of the three, and hash exactly as they did.
+
 Envelopes are plain frozen dataclasses: the store builds thousands per read, and their integrity
 is checked by the hash, not by a schema.
 """
@@ -20,6 +24,7 @@ from typing import Any
 import orjson
 
 GENESIS = "0" * 64
+SIGNATURE_FIELDS = ("signer", "key_id", "signature")
 _ACTORS: dict[tuple[Any, Any, Any], Actor] = {}
 """Actors seen in envelopes read back: frozen, so one object serves every event of an actor."""
 
@@ -51,9 +56,16 @@ class Envelope:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    signer: str | None = None
+    key_id: str | None = None
+    signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for name in SIGNATURE_FIELDS:  # an unsigned (older) event has none of them
+            if doc[name] is None:
+                del doc[name]
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Envelope:
@@ -78,6 +90,7 @@ class Envelope:
     def computed_hash(self) -> str:
         body = self.to_dict()
         del body["hash"]
+        body.pop("signature", None)  # the signature is made from the hash
         return envelope_hash(body)
 
     def verifies(self) -> bool:

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ncii_events.service import ServiceSpec, create_app
 from ncii_events.settings import Settings
+from ncii_events.signing import SigningKeyError, own_signing_key
 
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -109,6 +110,12 @@ def server_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
 
 def serve(spec: ServiceSpec[Any]) -> None:
     settings = Settings()
+    try:
+        # checked again at start-up; here it is said plainly, not inside a lifespan traceback
+        own_signing_key(settings, spec.name)
+    except SigningKeyError as exc:
+        print(f"{spec.name} cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
     app = create_app(spec, settings)
     port = settings.port or spec.port
     server = uvicorn.Server(server_config(app, settings, port))

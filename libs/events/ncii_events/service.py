@@ -32,6 +32,7 @@ from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
+from ncii_events.signing import own_signing_key
 from ncii_events.store import EventStore
 from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
 from ncii_events.telemetry import configure, install_http_tracing
@@ -99,6 +100,8 @@ class ServiceRuntime(Generic[AppT]):
         return self.ref_store if stream.name == REFERENCE.name else self.store
 
     async def start(self) -> None:
+        # First: a service without its key could not write a single event (decision 23).
+        self.signing = own_signing_key(self.settings, self.spec.name)
         url = self.settings.effective_nats_url()
         try:
             self.nc = await asyncio.wait_for(
@@ -124,8 +127,12 @@ class ServiceRuntime(Generic[AppT]):
         self.keys = NatsCaseKeys(self.nc, master)
         await self.keys.start()
         self.master = master
-        self.store = EventStore(self.nc, self.keys, registry=self.registry, spec=CASES)
-        self.ref_store = EventStore(self.nc, None, registry=self.registry, spec=REFERENCE)
+        self.store = EventStore(
+            self.nc, self.keys, registry=self.registry, spec=CASES, signing=self.signing
+        )
+        self.ref_store = EventStore(
+            self.nc, None, registry=self.registry, spec=REFERENCE, signing=self.signing
+        )
         self.engine = make_engine(self.settings.database_url_for(self.spec.name))
         await migrate_runtime(self.engine)
         if self.spec.migrations is not None:

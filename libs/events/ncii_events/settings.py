@@ -34,6 +34,24 @@ class Settings(BaseSettings):
     )
     master_key: str | None = Field(default=None, description="base64 of 32 bytes")
     master_key_file: Path | None = None
+    signing_keys_dir: Path | None = Field(
+        default=None,
+        description="where `ncii signing-keys create` and `ncii run` keep every signer's private "
+        "key (<signer>.ed25519) and public-keys.json; unset: var/keys",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="this process's private signing key (a service's own, or the operator's for "
+        "the CLI); unset: <signing keys folder>/<service or operator>.ed25519",
+    )
+    signing_public_keys: dict[str, str | list[str]] | None = Field(
+        default=None,
+        description='every signer\'s public key(s), as JSON: {"intake": "<base64>", ...}; '
+        "unset: the signing keys folder's public-keys.json",
+    )
+    signing_public_keys_file: Path | None = Field(
+        default=None, description="a public-keys.json to read instead of the folder's"
+    )
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, description="unset: the service's embedded port")
     base_port: int | None = Field(
@@ -154,3 +172,12 @@ class Settings(BaseSettings):
 
     def master_key_path(self) -> Path:
         return self.master_key_file or self.var_dir / "master.key"
+
+    def signing_keys_path(self) -> Path:
+        return self.signing_keys_dir or self.var_dir / "keys"
+
+    def signing_key_path(self, signer: str) -> Path:
+        return self.signing_key_file or self.signing_keys_path() / f"{signer}.ed25519"
+
+    def signing_public_keys_path(self) -> Path:
+        return self.signing_public_keys_file or self.signing_keys_path() / "public-keys.json"

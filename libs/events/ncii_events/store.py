@@ -3,6 +3,8 @@
 - ``append`` writes one or several events of one aggregate with an expected version (per-aggregate
   optimistic concurrency through ``Nats-Expected-Last-Subject-Sequence``), idempotent by event id
   (``Nats-Msg-Id``). Several events go in one atomic batch: all of them or none.
+- Every event is signed by the store's ``SigningKey`` (the service's, or the operator's for the
+  CLI; decision 23): a store without one reads, but refuses to append.
 - ``load`` reads one aggregate, ``read_case`` a whole case across aggregates in log order,
   ``read_from`` everything from a stream position. Reads use batched Direct Get.
 
@@ -41,6 +43,7 @@ from ncii_events.model import (
     Version,
 )
 from ncii_events.registry import EventRegistry, UnknownEventError
+from ncii_events.signing import SigningKey
 from ncii_events.stream import CASES, StreamSpec
 from ncii_events.transport import MAX_BATCHES_IN_FLIGHT, transport_for
 from ncii_events.transport.headers import header_value_is_safe
@@ -93,12 +96,19 @@ class EventStore:
         *,
         registry: EventRegistry,
         spec: StreamSpec = CASES,
+        signing: SigningKey | None = None,
     ) -> None:
         self._transport = transport_for(nc)
         self._js = nc.jetstream()
         self._keys = keys
         self._registry = registry
+        self._signing = signing
         self.spec = spec
+
+    @property
+    def signing(self) -> SigningKey | None:
+        """The key that signs what this store appends (``None``: it only reads)."""
+        return self._signing
 
     @property
     def registry(self) -> EventRegistry:
@@ -122,6 +132,8 @@ class EventStore:
             raise AppendError(f"at most {MAX_ATOMIC_BATCH} events in one append")
         if event_ids is not None and len(event_ids) != len(events):
             raise AppendError("one event id per event")
+        if self._signing is None:
+            raise AppendError("this store has no signing key: it reads the log, it cannot write")
         span = (
             _tracer.start_as_current_span(
                 "ncii.events.append",
@@ -188,6 +200,8 @@ class EventStore:
                 cause=cause,
                 actor_doc=actor_doc,
                 traceparent=traceparent,
+                signing=self._signing,
+                stream=self.spec.name,
             )
             out.append(encoded)
             prev = encoded.envelope.hash
@@ -318,6 +332,33 @@ class EventStore:
         stream or of the subjects ``subject`` matches."""
         subject_filter = subject or self.spec.all_subjects
         return await self._read(subject_filter, seq, up_to_seq, decrypt=decrypt, limit=limit)
+
+    async def read_envelopes(
+        self, seq: int, *, limit: int = READ_BATCH, case_id: str | None = None
+    ) -> list[tuple[int, Envelope | None]]:
+        """Up to ``limit`` stored envelopes from position ``seq`` (of one case, or the whole
+        stream), not decoded: what an auditor verifies. A payload this program's contracts
+        refuse is still checked; ``None`` where the bytes are not an envelope at all."""
+        subject_filter = self.spec.case_filter(case_id) if case_id else self.spec.all_subjects
+        got: list[tuple[int, Envelope | None]] = []
+
+        def on_stored(stored_seq: int, data: bytes) -> None:
+            try:
+                got.append((stored_seq, Envelope.from_json(data)))
+            except Exception:  # whatever the bytes are, the auditor is told where they are
+                got.append((stored_seq, None))
+
+        while len(got) < limit:
+            want = min(READ_BATCH, limit - len(got))
+            request = {"seq": seq, "next_by_subj": subject_filter, "batch": want}
+            before = len(got)
+            pending = await self._transport.direct_get(
+                self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
+            )
+            if len(got) == before or pending == 0:
+                break
+            seq = got[-1][0] + 1
+        return got
 
     async def get(self, seq: int, *, decrypt: bool = True) -> RecordedEvent | None:
         events = await self._read(self.spec.all_subjects, seq, seq, decrypt=decrypt, limit=1)
