@@ -18,7 +18,7 @@ from tests.e2e.test_intake_api import case_body
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 LOCATION = {"url": "https://forum.example/t/sparrow", "platform": "Forum", "channel_kind": "forum"}
-PERSONAL_VALUES = ("Sparrow", "sparrow@example.org", "https://forum.example/t/sparrow")
+PERSONAL_VALUES = ("Sparrow", "sparrow@example.org", "https://forum.example/t/sparrow", "Forum")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,8 @@ async def case_with_location(intake: RunningService, key: str) -> str:
 
 
 def personal(detail: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
-    return detail["pseudonym"], detail["contact"], [loc["url"] for loc in detail["locations"]]
+    places = [(loc["platform"], loc["url"]) for loc in detail["locations"]]
+    return detail["pseudonym"], detail["contact"], places
 
 
 def reads(history: list[Any]) -> list[PersonalDataRead]:
@@ -67,19 +68,24 @@ async def test_a_cases_personal_fields_are_shown_or_withheld_by_role(
         response = await client.get(f"/v1/cases/{case_id}")
     assert response.status_code == 200, response.text
     detail = response.json()
-    assert detail["locations"][0]["platform"] == "Forum"  # the rest of the case is there
+    assert detail["locations"][0]["channel_kind"] == LOCATION["channel_kind"]  # the rest is there
     if shown:
         assert personal(detail) == (
             "Sparrow",
             {**detail["contact"], "email": "sparrow@example.org"},
-            [LOCATION["url"]],
+            [("Forum", LOCATION["url"])],
         )
         assert detail["personal_data_withheld"] is None
     else:
-        assert personal(detail) == (None, None, [None])
+        assert personal(detail) == (None, None, [(None, None)])
         assert not any(value in response.text for value in PERSONAL_VALUES)
         withheld = detail["personal_data_withheld"]
-        assert withheld["fields"] == ["pseudonym", "contact", "locations[].url"]
+        assert withheld["fields"] == [
+            "pseudonym",
+            "contact",
+            "locations[].platform",
+            "locations[].url",
+        ]
         assert f"/v1/cases/{case_id}?reveal=personal&reason=" in withheld["how_to_read"]
         assert "safeguarding" in withheld["reasons"]
         assert detail["personal_data_erased"] is False
@@ -109,7 +115,7 @@ async def test_an_admins_reveal_records_who_why_and_where_in_the_log_then_return
             params={"reveal": "personal", "reason": "partner_request", "ticket": "OPS-1234"},
         )
     assert response.status_code == 200, response.text
-    assert personal(response.json())[::2] == ("Sparrow", [LOCATION["url"]])
+    assert personal(response.json())[::2] == ("Sparrow", [("Forum", LOCATION["url"])])
     assert response.json()["personal_data_withheld"] is None
     history = await store.read_case(case_id)
     [recorded] = [r for r in history if isinstance(r.event, PersonalDataRead)]
@@ -117,7 +123,7 @@ async def test_an_admins_reveal_records_who_why_and_where_in_the_log_then_return
         reason="partner_request",
         ticket="OPS-1234",
         endpoint="GET /v1/cases/{case_id}",
-        fields=["pseudonym", "contact", "locations[].url"],
+        fields=["pseudonym", "contact", "locations[].platform", "locations[].url"],
     )
     assert (recorded.envelope.actor.role, recorded.envelope.actor.organisation) == (
         "admin",

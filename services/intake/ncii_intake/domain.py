@@ -52,7 +52,7 @@ PERSONAL_DATA_READERS = ("partner", "caseworker")
 """Who reads a visible case's personal fields by default: the partner that opened it and the
 centre's case workers. Another case reader (``admin``, who administers banks) gets them withheld,
 and reads them only as a separate act with a reason, recorded first (decision 27)."""
-CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].url")
+CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].platform", "locations[].url")
 """What a case read withholds: the personal fields a case's detail shows."""
 CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]
 ReportState = Literal["filed", "due", "late"]

@@ -144,7 +144,7 @@ def detail(
             locations.append(
                 {
                     "location_id": ev.location_id,
-                    "platform": ev.platform,
+                    "platform": None if withheld else ev.platform,
                     "channel_kind": ev.channel_kind,
                     "first_seen_at": ev.first_seen_at,
                     "url": None if withheld else ev.url,
