@@ -16,6 +16,7 @@ from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.auth import PRINCIPALS_METADATA
 from ncii_events.db import make_engine, migrate, migrate_runtime
 from ncii_events.embedded import EmbeddedNats
+from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection.dead_letters import DEAD_LETTERS
 from ncii_events.signing import OPERATOR, PUBLIC_KEYS_FILE, provision
 from ncii_events.store import NEW, AggregateRef, EventStore
@@ -45,9 +46,9 @@ def test_log_stats_reports_both_streams_append_only(
 
 
 async def test_log_verify_checks_every_chain_and_signature_of_a_case(
-    nats_server: EmbeddedNats, nc: NATS, keys_dir: Path, tmp_path: Path
+    nats_server: EmbeddedNats, nc: NATS, case_keys: NatsCaseKeys, keys_dir: Path, tmp_path: Path
 ) -> None:
-    intake = EventStore(nc, None, registry=REGISTRY, signing=signing_key(keys_dir, "intake"))
+    intake = EventStore(nc, case_keys, registry=REGISTRY, signing=signing_key(keys_dir, "intake"))
     case = new_case()
     ref = AggregateRef(case, "case", case)
     await intake.append(ref, [_hashes(), _hashes()], expected=NEW, cause=CAUSE)

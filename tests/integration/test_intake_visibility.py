@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from ncii_events.keys import NatsCaseKeys
 from ncii_events.store import EventStore
 from ncii_intake.app import CaseNotFoundError, IntakeApp
 from ncii_intake.domain import Case
+
+from tests.conftest import signing_key
 
 
 class CountingKeys:
@@ -49,10 +52,12 @@ async def test_a_foreign_case_is_refused_without_loading_its_key_or_decrypting_a
     store: EventStore,
     case_keys: NatsCaseKeys,
     master_key: MasterKey,
+    keys_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     keys = CountingKeys(case_keys)
-    app = IntakeApp(EventStore(nc, keys, registry=store.registry), keys, master_key)
+    signed = EventStore(nc, keys, registry=store.registry, signing=signing_key(keys_dir, "intake"))
+    app = IntakeApp(signed, keys, master_key)
     owner, other = partner(f"ngo-{uuid.uuid4().hex[:6]}"), partner(f"ngo-{uuid.uuid4().hex[:6]}")
 
     def decide(reference: str) -> Any:

@@ -24,8 +24,10 @@ from nats.aio.client import Client as NATS
 from ncii_cli.main import app
 from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.auth import create_principal
+from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.envelope import GENESIS, canonical_json, envelope_hash
+from ncii_events.keys import NatsCaseKeys
 from ncii_events.signing import OPERATOR, PUBLIC_KEYS_FILE
 from ncii_events.store import NEW, AggregateRef, EventStore, Version
 from ncii_events.stream import REFERENCE, ensure_streams
@@ -55,11 +57,15 @@ async def own_nc(own_server: EmbeddedNats) -> AsyncIterator[NATS]:
     await client.close()
 
 
+MASTER = MasterKey(os.urandom(32))
+"""This module's own servers' master key: hashes are personal data, encrypted under case keys."""
+
+
 def _store(nc: NATS, keys_dir: Path, signer: str, *, reference: bool = False) -> EventStore:
     signing = signing_key(keys_dir, signer)
     if reference:
         return EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=signing)
-    return EventStore(nc, None, registry=REGISTRY, signing=signing)
+    return EventStore(nc, NatsCaseKeys(nc, MASTER), registry=REGISTRY, signing=signing)
 
 
 def _submitted() -> HashesSubmitted:
