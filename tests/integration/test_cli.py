@@ -13,7 +13,6 @@ from ncii_cli.main import app
 from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.auth import PRINCIPALS_METADATA
 from ncii_events.db import make_engine, migrate, migrate_runtime
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.projection.dead_letters import DEAD_LETTERS
 from ncii_events.store import NEW, AggregateRef, EventStore
 from ncii_events.stream import REFERENCE
@@ -21,16 +20,17 @@ from ncii_hashmatch.main import SPEC as HASHMATCH
 from ncii_hashmatch.read_models import schema
 from typer.testing import CliRunner
 
+from tests.conftest import SuiteNats
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
-def _env(nats_server: EmbeddedNats, tmp_path: object) -> dict[str, str]:
+def _env(nats_server: SuiteNats, tmp_path: object) -> dict[str, str]:
     return {"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)}
 
 
 def test_log_stats_reports_both_streams_append_only(
-    nats_server: EmbeddedNats, tmp_path: object
+    nats_server: SuiteNats, tmp_path: object
 ) -> None:
     result = CliRunner().invoke(app, ["log", "stats", "--json"], env=_env(nats_server, tmp_path))
     assert result.exit_code == 0, result.output
@@ -39,7 +39,7 @@ def test_log_stats_reports_both_streams_append_only(
 
 
 async def test_log_verify_checks_every_chain_of_a_case(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: object
+    nats_server: SuiteNats, store: EventStore, tmp_path: object
 ) -> None:
     case = new_case()
     await store.append(
@@ -54,7 +54,7 @@ async def test_log_verify_checks_every_chain_of_a_case(
 
 
 def test_keys_are_shown_once_listed_by_hint_and_revoked(
-    nats_server: EmbeddedNats, tmp_path: object
+    nats_server: SuiteNats, tmp_path: object
 ) -> None:
     env = _env(nats_server, tmp_path)
     runner = CliRunner()
@@ -71,7 +71,7 @@ def test_keys_are_shown_once_listed_by_hint_and_revoked(
     assert runner.invoke(app, ["keys", "revoke", "no-such"], env=env).exit_code == 1
 
 
-def test_a_bad_role_is_a_usage_error(nats_server: EmbeddedNats, tmp_path: object) -> None:
+def test_a_bad_role_is_a_usage_error(nats_server: SuiteNats, tmp_path: object) -> None:
     result = CliRunner().invoke(
         app,
         ["keys", "create", "--org", "x", "--role", "superuser"],
@@ -115,7 +115,7 @@ async def _scalar(db: Path, sql: str, *params: object) -> object:
 
 
 async def test_projections_rebuild_replays_every_projection_of_hashmatch_principals_included(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path
+    nats_server: SuiteNats, store: EventStore, tmp_path: Path
 ) -> None:
     env = _env(nats_server, tmp_path)
     created = await _cli(env, "keys", "create", "--org", "cli-rebuild-org", "--role", "auditor")
@@ -132,7 +132,7 @@ async def test_projections_rebuild_replays_every_projection_of_hashmatch_princip
 
 
 async def test_dead_letters_of_every_projection_are_listed_and_retried(
-    nats_server: EmbeddedNats, nc: NATS, store: EventStore, tmp_path: Path
+    nats_server: SuiteNats, nc: NATS, store: EventStore, tmp_path: Path
 ) -> None:
     """Principals' and hashmatch's bank projections included (their events are in two
     streams)."""

@@ -30,6 +30,7 @@ from ncii_events.store import (
 from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import TRANSPORTS, TransportName, connect
 
+from tests.conftest import SuiteNats
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
@@ -43,7 +44,7 @@ def transport(request: pytest.FixtureRequest) -> TransportName:
 
 
 @pytest.fixture(scope="module")
-async def nc(nats_server: EmbeddedNats, transport: TransportName) -> AsyncIterator[NATS]:
+async def nc(nats_server: SuiteNats, transport: TransportName) -> AsyncIterator[NATS]:
     client = await connect(nats_server.url, name=f"tests-{transport}", transport=transport)
     await ensure_streams(client)
     yield client
