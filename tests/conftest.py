@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -38,6 +39,15 @@ TEST_HARNESS = Permissions(
     (">",),
     (">",),
 )
+
+
+class NatsLogin(Protocol):
+    """A NATS server a service process can join as its own user."""
+
+    @property
+    def plain_url(self) -> str: ...
+
+    def login(self, user: str) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from ncii_events.embedded import free_port
 from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE
 
-from tests.conftest import ROOT, SuiteNats
+from tests.conftest import ROOT, NatsLogin, SuiteNats
 from tests.support.events import REGISTRY
 from tests.support.eventually import STUCK_AFTER, eventually, eventually_sync
 
@@ -37,7 +37,7 @@ class RunningService:
 
 def start_service(
     name: str,
-    nats: SuiteNats,
+    nats: NatsLogin,
     workdir: Path,
     master_key_file: Path,
     database_url: str | None = None,
