@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +32,13 @@ from ncii_events.auth import create_principal
 from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.permissions import ALL_STREAMS, OPERATOR, password_variable
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, ensure_streams, stream_config
+from ncii_events.stream import (
+    CASES,
+    REFERENCE,
+    StreamsMissingError,
+    ensure_streams,
+    stream_config,
+)
 from ncii_events.transport import connect, inbox_prefix
 
 from tests.conftest import ROOT
@@ -91,10 +98,12 @@ def _shipped_server(work: Path) -> Iterator[str]:
         assert process.poll() is None, "nats-server refused the configuration"
         return _listening(port)
 
-    eventually_sync(started, what="nats-server listening")
-    yield f"nats://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    try:
+        eventually_sync(started, what="nats-server listening")
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -277,13 +286,16 @@ class Refusals:
 
     async def missing(self, subjects: list[str]) -> list[str]:
         """The subjects the server did not refuse (the timeout only bounds a failure)."""
-        missing = []
-        for subject in subjects:
+
+        async def refused(subject: str) -> bool:
             try:
                 await asyncio.wait_for(self.seen[subject.lower()].wait(), 10)
             except TimeoutError:
-                missing.append(subject)
-        return missing
+                return False
+            return True
+
+        answers = await asyncio.gather(*(refused(s) for s in subjects))
+        return [s for s, ok in zip(subjects, answers, strict=True) if not ok]
 
 
 async def _watched(url: str, user: str) -> tuple[NATS, Refusals]:
@@ -524,3 +536,46 @@ async def test_intake_and_hashmatch_serve_idempotent_writes_and_catch_up_as_thei
     assert len(found["matches"]) == 1
     await caught_up(shipped_intake)
     await caught_up(shipped_hashmatch)
+
+
+async def test_a_service_refuses_to_start_until_the_operator_runs_ncii_log_init(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    from ncii_events.service import ServiceRuntime
+    from ncii_events.settings import Settings
+    from ncii_takedown.main import SPEC
+
+    (tmp_path / "nats").mkdir()
+    for url in _shipped_server(tmp_path / "nats"):
+        settings = Settings(
+            nats_url=url,
+            nats_user="takedown",
+            nats_password=PASSWORDS[password_variable("takedown")],
+            var_dir=tmp_path,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'takedown.db'}",
+            master_key_file=master_key_file,
+        )
+        runtime = ServiceRuntime(SPEC, settings)
+        with pytest.raises(StreamsMissingError, match="ncii log init"):
+            await runtime.start()
+        await runtime.stop()
+
+        operator = {
+            "NCII_NATS_USER": OPERATOR,
+            "NCII_NATS_PASSWORD": PASSWORDS[password_variable(OPERATOR)],
+        }
+        init = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ncii_cli.main",
+            "log",
+            "init",
+            env={**os.environ, "NCII_NATS_URL": url, "NCII_VAR_DIR": str(tmp_path), **operator},
+        )
+        assert await init.wait() == 0
+
+        runtime = ServiceRuntime(SPEC, settings)
+        try:
+            await runtime.start()
+        finally:
+            await runtime.stop()
