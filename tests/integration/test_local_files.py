@@ -112,3 +112,13 @@ async def test_the_generated_nats_passwords_are_made_once_and_kept_across_restar
         await nc.close()
     finally:
         again.stop()
+
+
+def test_the_embedded_nats_server_listens_and_serves_monitoring_on_localhost_only(
+    embedded: EmbeddedNats,
+) -> None:
+    url = f"http://127.0.0.1:{embedded.monitor_port}/varz"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        varz = json.load(resp)
+    assert varz["host"] == "127.0.0.1" and varz["http_host"] == "127.0.0.1"
+    assert varz["auth_required"] is True
