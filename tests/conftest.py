@@ -9,13 +9,17 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from nats.aio.client import Client as NATS
+from ncii_cli.nats_auth import NatsCredentials, start_secured_nats
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.keys import NatsCaseKeys
+from ncii_events.permissions import Permissions
 from ncii_events.signing import OPERATOR, SigningKey, key_path, load_signing_key, provision
 from ncii_events.store import EventStore
 from ncii_events.stream import ensure_streams
@@ -29,27 +33,80 @@ PG_PORT = int(os.environ.get("NCII_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("NCII_TEST_PG_USER", "postgres")
 
 
+TEST_HARNESS = Permissions(
+    "test-harness",
+    "the test suite's own client, in the TEST configuration only (never shipped): it creates "
+    "the streams and appends test events of every type",
+    (">",),
+    (">",),
+)
+
+
+class NatsLogin(Protocol):
+    """A NATS server a service process can join as its own user."""
+
+    @property
+    def plain_url(self) -> str: ...
+
+    def login(self, user: str) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class SuiteNats:
+    """The suite's server, with the shipped permissions and a user per service (the
+    configuration ``ncii run`` generates) plus the suite's own ``test-harness`` user."""
+
+    server: EmbeddedNats
+    credentials: NatsCredentials
+
+    @property
+    def plain_url(self) -> str:
+        """Without credentials: a service process brings its own (``login``)."""
+        return self.server.url
+
+    @property
+    def url(self) -> str:
+        """As the test harness (credentials in the URL, so every client of the suite and every
+        CLI command it runs connects as it)."""
+        password = self.credentials.passwords[TEST_HARNESS.user]
+        return f"nats://{TEST_HARNESS.user}:{password}@127.0.0.1:{self.server.port}"
+
+    def login(self, user: str) -> dict[str, str]:
+        return self.credentials.env_for(user)
+
+
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteNats]:
     store = tmp_path_factory.mktemp("nats")
     # No fsync per append: the suite's log is thrown away, and durability is tested on its own
     # (tests/integration/test_local_files.py).
-    server = EmbeddedNats(
-        store,
+    server, credentials = start_secured_nats(
+        store / "auth",
+        store / "js",
         port=free_port(),
         monitor_port=free_port(),
         log_file=store / "server.log",
-        sync_always=False,
+        durable=False,
+        extra_users=[TEST_HARNESS],
     )
-    server.start()
-    yield server
+    suite = SuiteNats(server, credentials)
+    # The operator's job, as `ncii run` does it: services only check that the streams exist.
+    asyncio.run(_prepare(suite))
+    yield suite
     server.stop()
 
 
+async def _prepare(suite: SuiteNats) -> None:
+    client = await connect(suite.url, name="tests-prepare")
+    try:
+        await ensure_streams(client)
+    finally:
+        await client.close()
+
+
 @pytest.fixture(scope="session")
-async def nc(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
+async def nc(nats_server: SuiteNats) -> AsyncIterator[NATS]:
     client = await connect(nats_server.url, name="tests")
-    await ensure_streams(client)
     yield client
     await client.close()
 

@@ -1,5 +1,6 @@
 """How CLI commands reach the log: NCII_NATS_URL, the running embedded server, or (when the
-system is not running) the embedded server started just for the command, on the same data."""
+system is not running) the embedded server started just for the command, on the same data. On
+the embedded server they connect as the operator, with the password generated under var/."""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
 from ncii_events.signing import OPERATOR, own_signing_key
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
+from ncii_events.stream import (
+    CASES,
+    KV_STREAMS,
+    REFERENCE,
+    StreamSpec,
+    ensure_streams,
+    require_streams,
+)
 from ncii_events.transport import connect
 
-from ncii_cli.runner import start_embedded_nats
+from ncii_cli.runner import nats_login, start_embedded_nats
 
 
 @dataclass
@@ -34,7 +42,9 @@ class LogAccess:
 
 
 @asynccontextmanager
-async def log_access(*, with_keys: bool = False, signing: bool = False) -> AsyncIterator[LogAccess]:
+async def log_access(
+    *, with_keys: bool = False, signing: bool = False, require: bool = True
+) -> AsyncIterator[LogAccess]:
     """``signing``: the command writes (principals), signed with the operator's key; without
     it the stores only read."""
     settings = Settings()
@@ -46,12 +56,16 @@ async def log_access(*, with_keys: bool = False, signing: bool = False) -> Async
         url = settings.embedded_nats_url()
         if port_is_free(settings.embedded_nats_port()):
             server = start_embedded_nats(settings)
-    nc = await connect(
-        url, name="ncii-cli", user=settings.nats_user, password=settings.nats_password
-    )
+    user, password = nats_login(settings)  # the operator, on the embedded server
+    nc = await connect(url, name="ncii-cli", user=user, password=password)
     keys: NatsCaseKeys | None = None
     try:
-        await ensure_streams(nc, replicas=settings.stream_replicas)
+        if server is not None:
+            # the local data, started just for this command: the operator prepares it as
+            # `ncii run` would; elsewhere `ncii run` or `ncii log init` did (decision 22)
+            await ensure_streams(nc, replicas=settings.stream_replicas)
+        elif require:
+            await require_streams(nc, [CASES.name, REFERENCE.name, *KV_STREAMS])
         if with_keys:
             master = (
                 MasterKey.from_base64(settings.master_key)

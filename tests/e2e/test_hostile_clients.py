@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from ncii_events.embedded import EmbeddedNats
 
+from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.support.eventually import STUCK_AFTER, eventually
 
@@ -26,12 +26,12 @@ HEADER_TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def intake(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     # its own process: the header timeout is short, and its failed-auth throttle is its own
     service = start_service(
         "intake",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("intake-hostile"),
         master_key_file,
         # the tests are the proxy: their X-Forwarded-For gives each its own address
@@ -46,11 +46,11 @@ def intake(
 
 @pytest.fixture(scope="module")
 def hashmatch(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     service = start_service(
         "hashmatch",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("hashmatch-hostile"),
         master_key_file,
         extra_env={"NCII_TRUSTED_PROXIES": "127.0.0.1"},

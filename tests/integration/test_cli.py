@@ -15,7 +15,6 @@ from ncii_cli.services import all_services
 from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.auth import PRINCIPALS_METADATA
 from ncii_events.db import make_engine, migrate, migrate_runtime
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection.dead_letters import DEAD_LETTERS
 from ncii_events.signing import OPERATOR, PUBLIC_KEYS_FILE, provision
@@ -25,19 +24,19 @@ from ncii_hashmatch.main import SPEC as HASHMATCH
 from ncii_hashmatch.read_models import schema
 from typer.testing import CliRunner
 
-from tests.conftest import TEST_SIGNER, signing_key
+from tests.conftest import TEST_SIGNER, SuiteNats, signing_key
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.factories import CAUSE, new_case, note_ref
 
 
-def _env(nats_server: EmbeddedNats, tmp_path: Path) -> dict[str, str]:
+def _env(nats_server: SuiteNats, tmp_path: Path) -> dict[str, str]:
     """The operator's var/ in tmp_path: its signing key in var/keys, as `ncii run` makes it."""
     provision(tmp_path / "keys", [OPERATOR])
     return {"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)}
 
 
 def test_log_stats_reports_both_streams_append_only(
-    nats_server: EmbeddedNats, tmp_path: object
+    nats_server: SuiteNats, tmp_path: object
 ) -> None:
     result = CliRunner().invoke(app, ["log", "stats", "--json"], env=_env(nats_server, tmp_path))
     assert result.exit_code == 0, result.output
@@ -46,7 +45,7 @@ def test_log_stats_reports_both_streams_append_only(
 
 
 async def test_log_verify_checks_every_chain_and_signature_of_a_case(
-    nats_server: EmbeddedNats, nc: NATS, case_keys: NatsCaseKeys, keys_dir: Path, tmp_path: Path
+    nats_server: SuiteNats, nc: NATS, case_keys: NatsCaseKeys, keys_dir: Path, tmp_path: Path
 ) -> None:
     intake = EventStore(nc, case_keys, registry=REGISTRY, signing=signing_key(keys_dir, "intake"))
     case = new_case()
@@ -70,7 +69,7 @@ async def test_log_verify_checks_every_chain_and_signature_of_a_case(
 
 
 async def test_log_verify_without_public_keys_is_a_usage_error_saying_where_they_come_from(
-    nats_server: EmbeddedNats, tmp_path: Path
+    nats_server: SuiteNats, tmp_path: Path
 ) -> None:
     env = {"NCII_NATS_URL": nats_server.url, "NCII_VAR_DIR": str(tmp_path)}
     result = await _cli(env, "log", "verify")
@@ -97,7 +96,7 @@ def test_signing_keys_create_makes_every_signers_key_once_and_prints_the_public_
 
 
 def test_keys_create_without_the_operators_signing_key_fails_saying_what_to_do(
-    nats_server: EmbeddedNats, tmp_path: Path
+    nats_server: SuiteNats, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(
         app,
@@ -110,7 +109,7 @@ def test_keys_create_without_the_operators_signing_key_fails_saying_what_to_do(
 
 
 def test_keys_are_shown_once_listed_by_hint_and_revoked(
-    nats_server: EmbeddedNats, tmp_path: Path
+    nats_server: SuiteNats, tmp_path: Path
 ) -> None:
     env = _env(nats_server, tmp_path)
     runner = CliRunner()
@@ -127,7 +126,7 @@ def test_keys_are_shown_once_listed_by_hint_and_revoked(
     assert runner.invoke(app, ["keys", "revoke", "no-such"], env=env).exit_code == 1
 
 
-def test_a_bad_role_is_a_usage_error(nats_server: EmbeddedNats, tmp_path: Path) -> None:
+def test_a_bad_role_is_a_usage_error(nats_server: SuiteNats, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["keys", "create", "--org", "x", "--role", "superuser"],
@@ -178,7 +177,7 @@ async def _scalar(db: Path, sql: str, *params: object) -> object:
 
 
 async def test_projections_rebuild_replays_every_projection_of_hashmatch_principals_included(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, master_key_file: Path
+    nats_server: SuiteNats, store: EventStore, tmp_path: Path, master_key_file: Path
 ) -> None:
     # the bank decrypts submitted hashes (decision 26): the CLI runs with the services' key
     env = {**_env(nats_server, tmp_path), "NCII_MASTER_KEY_FILE": str(master_key_file)}
@@ -196,7 +195,7 @@ async def test_projections_rebuild_replays_every_projection_of_hashmatch_princip
 
 
 async def test_dead_letters_of_every_projection_are_listed_and_retried(
-    nats_server: EmbeddedNats, nc: NATS, store: EventStore, tmp_path: Path, master_key_file: Path
+    nats_server: SuiteNats, nc: NATS, store: EventStore, tmp_path: Path, master_key_file: Path
 ) -> None:
     """Principals' and hashmatch's bank projections included (their events are in two
     streams)."""

@@ -1,5 +1,7 @@
-"""The server configurations in deploy/ parse, and their permissions hold on a real server:
-a service may publish only its own event types."""
+"""The server configurations in deploy/ parse, and their permissions hold on a real server
+(decision 22): a service may publish only its own event types; no service may delete, purge or
+reconfigure a stream or bucket, write case keys (but intake), touch another service's
+idempotency records or replies; and the services work under exactly these permissions (F1, F2)."""
 
 from __future__ import annotations
 
@@ -9,33 +11,56 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import urllib.request
+import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from ncii_cli.nats_auth import shipped_accounts
 from ncii_cli.services import all_services
 from ncii_contracts import ALL_EVENTS
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.principals import PRINCIPAL_EVENTS
+from ncii_events.auth import create_principal
 from ncii_events.embedded import free_port, nats_server_binary
-from ncii_events.stream import ensure_streams
-from ncii_events.transport import connect
+from ncii_events.permissions import ALL_STREAMS, OPERATOR, password_variable
+from ncii_events.store import EventStore
+from ncii_events.stream import (
+    CASES,
+    REFERENCE,
+    StreamsMissingError,
+    ensure_streams,
+    stream_config,
+)
+from ncii_events.transport import connect, inbox_prefix
 
 from tests.conftest import ROOT
+from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.e2e.test_intake_api import ago, case_body
+from tests.support.events import REGISTRY
 from tests.support.eventually import eventually, eventually_sync
 
 DEPLOY = ROOT / "deploy" / "nats"
+SERVICES = list(all_services())
 PASSWORDS = {
-    f"NCII_NATS_PASSWORD_{name}": f"test-{name.lower()}"
-    for name in ("INTAKE", "HASHMATCH", "TAKEDOWN", "REFERRAL", "OPERATOR")
+    password_variable(name): f"test-{name}-{uuid.uuid4().hex}" for name in [*SERVICES, OPERATOR]
 }
+
+
+def test_the_shipped_accounts_file_is_rendered_from_the_permission_table() -> None:
+    # One definition for the shipped file and the embedded server's: they cannot drift.
+    assert (DEPLOY / "accounts.conf").read_text() == shipped_accounts(), (
+        "regenerate it: python -m ncii_cli.nats_auth > deploy/nats/accounts.conf"
+    )
 
 
 # the cluster's nodes need their TLS files: test_each_cluster_node_configuration_is_valid
@@ -53,10 +78,8 @@ def test_each_server_configuration_is_valid(config: str) -> None:
     assert "sync_interval: always" in text
 
 
-@pytest.fixture(scope="module")
-def secured_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _shipped_server(work: Path) -> Iterator[str]:
     """A server with deploy/nats/accounts.conf: each service its own user."""
-    work = tmp_path_factory.mktemp("secured")
     port = free_port()
     # nats-server resolves include paths relative to the including file, even absolute ones
     (work / "accounts.conf").write_text((DEPLOY / "accounts.conf").read_text())
@@ -76,10 +99,18 @@ def secured_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert process.poll() is None, "nats-server refused the configuration"
         return _listening(port)
 
-    eventually_sync(started, what="nats-server listening")
-    yield f"nats://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    try:
+        eventually_sync(started, what="nats-server listening")
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def secured_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """For the permission probes (their test messages are no events: no service reads it)."""
+    yield from _shipped_server(tmp_path_factory.mktemp("secured"))
 
 
 def _listening(port: int) -> bool:
@@ -89,11 +120,15 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 async def secured_server(secured_process: str) -> str:
-    password = PASSWORDS["NCII_NATS_PASSWORD_OPERATOR"]
-    nc = await nats.connect(secured_process, user="operator", password=password)
+    nc = await _operator(secured_process)
     await ensure_streams(nc)
     await nc.close()
     return secured_process
+
+
+async def _operator(url: str) -> NATS:
+    password = PASSWORDS["NCII_NATS_PASSWORD_OPERATOR"]
+    return await connect(url, name="operator", user="operator", password=password)
 
 
 async def _as(url: str, user: str, errors: list[str]) -> NATS:
@@ -102,7 +137,12 @@ async def _as(url: str, user: str, errors: list[str]) -> NATS:
 
     password = PASSWORDS[f"NCII_NATS_PASSWORD_{user.upper()}"]
     return await nats.connect(
-        url, user=user, password=password, error_cb=on_error, allow_reconnect=False
+        url,
+        user=user,
+        password=password,
+        error_cb=on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(user),
     )
 
 
@@ -193,7 +233,12 @@ async def test_a_user_may_publish_exactly_the_events_its_service_emits(
 
     password = PASSWORDS[f"NCII_NATS_PASSWORD_{user.upper()}"]
     nc = await nats.connect(
-        secured_server, user=user, password=password, error_cb=on_error, allow_reconnect=False
+        secured_server,
+        user=user,
+        password=password,
+        error_cb=on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(user),
     )
     wrong: list[str] = []
     denied: list[str] = []
@@ -448,3 +493,317 @@ async def test_a_service_connects_to_the_cluster_over_tls_with_the_ca_and_not_wi
         assert mine["tls_version"] and mine["authorized_user"] == "intake"
     finally:
         await nc.close()
+
+
+# -- F1: what a compromised service can no longer do --------------------------------------------
+
+
+class Refusals:
+    """The server's permission violations seen by one connection, by subject."""
+
+    def __init__(self) -> None:
+        self.seen: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def on_error(self, exc: Exception) -> None:
+        # nats-py lower-cases "Permissions Violation for Publish to / Subscription to "<s>""
+        found = re.search(
+            r'permissions violation for (?:publish|subscription) to "([^"]+)"', str(exc).lower()
+        )
+        if found:
+            self.seen[found.group(1)].set()
+
+    async def missing(self, subjects: list[str]) -> list[str]:
+        """The subjects the server did not refuse (the timeout only bounds a failure)."""
+
+        async def refused(subject: str) -> bool:
+            try:
+                await asyncio.wait_for(self.seen[subject.lower()].wait(), 10)
+            except TimeoutError:
+                return False
+            return True
+
+        answers = await asyncio.gather(*(refused(s) for s in subjects))
+        return [s for s, ok in zip(subjects, answers, strict=True) if not ok]
+
+
+async def _watched(url: str, user: str) -> tuple[NATS, Refusals]:
+    refusals = Refusals()
+    nc = await nats.connect(
+        url,
+        user=user,
+        password=PASSWORDS[password_variable(user)],
+        error_cb=refusals.on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(user),
+    )
+    return nc, refusals
+
+
+async def _publish_all(nc: NATS, sends: list[tuple[str, bytes]]) -> list[str]:
+    for subject, body in sends:
+        await nc.publish(subject, body)
+    await nc.flush()
+    return [subject for subject, _ in sends]
+
+
+def _forging_update(stream: str) -> bytes:
+    """F1 rows 4-5: a stream update that re-maps an allowed subject onto another service's."""
+    if stream == REFERENCE.name:
+        config = stream_config(REFERENCE)
+        config["subject_transform"] = {
+            "src": "nciiref.bank.*.*",
+            "dest": "nciiref.principal.{{wildcard(1)}}.{{wildcard(2)}}",
+        }
+    else:
+        config = stream_config(CASES)
+        config["subject_transform"] = {
+            "src": "ncii.*.takedown.*.*",
+            "dest": "ncii.{{wildcard(1)}}.case.{{wildcard(2)}}.{{wildcard(3)}}",
+        }
+    config["name"] = stream
+    return json.dumps(config).encode()
+
+
+@pytest.mark.parametrize("user", SERVICES)
+async def test_no_service_may_delete_purge_reconfigure_or_consume_any_stream_or_bucket(
+    secured_server: str, user: str
+) -> None:
+    nc, refusals = await _watched(secured_server, user)
+    sends: list[tuple[str, bytes]] = []
+    for stream in ALL_STREAMS:
+        if not (user == "intake" and stream == "KV_ncii_case_keys"):  # erasure (tested below)
+            sends.append((f"$JS.API.STREAM.MSG.DELETE.{stream}", b'{"seq":1}'))
+        sends += [
+            (f"$JS.API.STREAM.DELETE.{stream}", b""),
+            (f"$JS.API.STREAM.PURGE.{stream}", b""),
+            (f"$JS.API.STREAM.UPDATE.{stream}", _forging_update(stream)),
+            (f"$JS.API.CONSUMER.CREATE.{stream}", b"{}"),
+        ]
+    sends.append(("$JS.API.STREAM.CREATE.NCII_FORGED", b'{"subjects":["ncii.>"]}'))
+    try:
+        subjects = await _publish_all(nc, sends)
+        assert await refusals.missing(subjects) == []
+    finally:
+        await nc.close()
+    # and the streams are as the operator made them
+    operator = await _operator(secured_server)
+    try:
+        for stream in ALL_STREAMS:
+            reply = await operator.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=5)
+            info = json.loads(reply.data)
+            assert "error" not in info and "subject_transform" not in info["config"], stream
+    finally:
+        await operator.close()
+
+
+@pytest.mark.parametrize("user", SERVICES)
+async def test_only_intake_may_write_or_erase_case_keys(secured_server: str, user: str) -> None:
+    nc, refusals = await _watched(secured_server, user)
+    case = str(uuid.uuid4())
+    try:
+        if user == "intake":  # the owner of cases: it creates a case's key and erases it
+            ack = await nc.jetstream().publish(f"$KV.ncii_case_keys.{case}", b"wrapped")
+            assert ack.seq > 0
+            return
+        sends = [
+            (f"$KV.ncii_case_keys.{case}", b'{"erased_at": "2026-11-29T00:00:00Z"}'),
+            ("$JS.API.STREAM.MSG.DELETE.KV_ncii_case_keys", b'{"seq":1}'),
+        ]
+        assert await refusals.missing(await _publish_all(nc, sends)) == []
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("user", SERVICES)
+async def test_a_service_cannot_read_or_write_another_services_idempotency_records(
+    secured_server: str, user: str
+) -> None:
+    nc, refusals = await _watched(secured_server, user)
+    try:
+        own = await nc.jetstream().publish(f"$KV.ncii_idempotency.{user}.{uuid.uuid4().hex}", b"{}")
+        assert own.seq > 0
+        sends: list[tuple[str, bytes]] = []
+        for other in SERVICES:
+            if other != user:
+                sends += [
+                    (f"$KV.ncii_idempotency.{other}.{uuid.uuid4().hex}", b"{}"),
+                    (f"$JS.API.DIRECT.GET.KV_ncii_idempotency.$KV.ncii_idempotency.{other}.x", b""),
+                ]
+        sends.append((f"$KV.ncii_idempotency.{uuid.uuid4().hex}", b"{}"))  # the old, shared layout
+        assert await refusals.missing(await _publish_all(nc, sends)) == []
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("user", SERVICES)
+async def test_a_service_can_neither_read_nor_forge_another_users_replies(
+    secured_server: str, user: str
+) -> None:
+    # A forged reply to another service's Direct Get would be an event it never stored.
+    nc, refusals = await _watched(secured_server, user)
+    try:
+        others = [u for u in [*SERVICES, OPERATOR] if u != user]
+        listens = ["_INBOX.>", *(f"{inbox_prefix(o)}.>" for o in others)]
+        for subject in listens:
+            await nc.subscribe(subject)
+        forged = [(f"{inbox_prefix(o)}.x.y", b"{}") for o in others]
+        subjects = [*listens, *await _publish_all(nc, forged)]
+        assert await refusals.missing(subjects) == []
+    finally:
+        await nc.close()
+
+
+# -- F2: the services work under exactly the shipped permissions ---------------------------------
+
+
+@dataclass(frozen=True)
+class ShippedNats:
+    """The server of deploy/nats/accounts.conf, joined with the passwords given to it."""
+
+    plain_url: str
+
+    def login(self, user: str) -> dict[str, str]:
+        return {"NCII_NATS_USER": user, "NCII_NATS_PASSWORD": PASSWORDS[password_variable(user)]}
+
+
+@pytest.fixture(scope="module")
+async def services_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A log of real events only, for the service processes, prepared by the operator."""
+    for url in _shipped_server(tmp_path_factory.mktemp("secured-services")):
+        nc = await _operator(url)
+        await ensure_streams(nc)
+        await nc.close()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shipped_intake(
+    services_server: str, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    service = start_service(
+        "intake",
+        ShippedNats(services_server),
+        tmp_path_factory.mktemp("shipped-intake"),
+        master_key_file,
+    )
+    yield service
+    stop_service(service)
+
+
+@pytest.fixture(scope="module")
+def shipped_hashmatch(
+    services_server: str, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    service = start_service(
+        "hashmatch",
+        ShippedNats(services_server),
+        tmp_path_factory.mktemp("shipped-hashmatch"),
+        master_key_file,
+    )
+    yield service
+    stop_service(service)
+
+
+async def _operator_keys(url: str, organisation: str, *roles: str) -> list[str]:
+    nc = await _operator(url)
+    try:
+        ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+        return [
+            (await create_principal(ref_store, organisation=organisation, role=role))[1]
+            for role in roles
+        ]
+    finally:
+        await nc.close()
+
+
+async def _replayed_once(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST twice with one Idempotency-Key: 201, then the same answer replayed."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await client.post(path, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await client.post(path, json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    result: dict[str, Any] = first.json()
+    return result
+
+
+async def test_intake_and_hashmatch_serve_idempotent_writes_and_catch_up_as_their_shipped_users(
+    services_server: str, shipped_intake: RunningService, shipped_hashmatch: RunningService
+) -> None:
+    partner, platform = await _operator_keys(
+        services_server, f"ngo-{uuid.uuid4().hex[:6]}", "partner", "platform"
+    )
+    await caught_up(shipped_intake)
+    await caught_up(shipped_hashmatch)
+    value = "e64cc9d91e623842f8d1f1d9a398e78c9f199a3bd87924f2b7e11e0bf061b064"
+    async with shipped_intake.client(partner) as client:
+        case = await _replayed_once(client, "/v1/cases", case_body())
+        case_id = case["case_id"]
+        response = await client.post(
+            f"/v1/cases/{case_id}/non-consent",
+            json={"stated_at": ago(minutes=5), "method": "written"},
+        )
+        assert response.status_code == 200, response.text
+        hashes = {"hashes": [{"algorithm": "pdq", "value": value, "quality": 90, "media": "image"}]}
+        response = await client.post(f"/v1/cases/{case_id}/hashes", json=hashes)
+        assert response.status_code == 200, response.text
+    await caught_up(shipped_hashmatch)
+    sighting = {
+        "hash": {"algorithm": "pdq", "value": value},
+        "url": "https://videos.example.com/watch/shipped",
+        "seen_at": ago(minutes=1),
+    }
+    async with shipped_hashmatch.client(platform) as client:
+        # the sighting's URL is personal: hashmatch encrypts it with the case's key, which it
+        # may read but not write
+        found = await _replayed_once(client, "/v1/sightings", sighting)
+    assert len(found["matches"]) == 1
+    await caught_up(shipped_intake)
+    await caught_up(shipped_hashmatch)
+
+
+async def test_a_service_refuses_to_start_until_the_operator_runs_ncii_log_init(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    from ncii_events.service import ServiceRuntime
+    from ncii_events.settings import Settings
+    from ncii_takedown.main import SPEC
+
+    (tmp_path / "nats").mkdir()
+    for url in _shipped_server(tmp_path / "nats"):
+        settings = Settings(
+            nats_url=url,
+            nats_user="takedown",
+            nats_password=PASSWORDS[password_variable("takedown")],
+            var_dir=tmp_path,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'takedown.db'}",
+            master_key_file=master_key_file,
+        )
+        runtime = ServiceRuntime(SPEC, settings)
+        with pytest.raises(StreamsMissingError, match="ncii log init"):
+            await runtime.start()
+        await runtime.stop()
+
+        operator = {
+            "NCII_NATS_USER": OPERATOR,
+            "NCII_NATS_PASSWORD": PASSWORDS[password_variable(OPERATOR)],
+        }
+        init = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ncii_cli.main",
+            "log",
+            "init",
+            env={**os.environ, "NCII_NATS_URL": url, "NCII_VAR_DIR": str(tmp_path), **operator},
+        )
+        assert await init.wait() == 0
+
+        runtime = ServiceRuntime(SPEC, settings)
+        try:
+            await runtime.start()
+        finally:
+            await runtime.stop()

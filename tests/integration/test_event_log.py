@@ -31,6 +31,7 @@ from ncii_events.store import (
 from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import TRANSPORTS, TransportName, connect
 
+from tests.conftest import SuiteNats
 from tests.support.events import REGISTRY, NoteAdded
 from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
@@ -44,7 +45,7 @@ def transport(request: pytest.FixtureRequest) -> TransportName:
 
 
 @pytest.fixture(scope="module")
-async def nc(nats_server: EmbeddedNats, transport: TransportName) -> AsyncIterator[NATS]:
+async def nc(nats_server: SuiteNats, transport: TransportName) -> AsyncIterator[NATS]:
     client = await connect(nats_server.url, name=f"tests-{transport}", transport=transport)
     await ensure_streams(client)
     yield client
@@ -412,3 +413,35 @@ async def test_appends_and_reads_go_on_after_the_server_restarts(
     finally:
         await client.close()
         server.stop()
+
+
+async def test_a_reader_of_case_keys_never_creates_one_and_drops_an_erased_one_at_once(
+    nats_server: SuiteNats, store: EventStore, case_keys: NatsCaseKeys
+) -> None:
+    from ncii_events.crypto import CaseErasedError
+    from ncii_events.keys import CaseKeyMissingError
+
+    case = new_case()
+    await store.append(
+        note_ref(case), [NoteAdded(text="a", contact_phone="p")], expected=NEW, cause=CAUSE
+    )
+    other = await connect(nats_server.url, name="tests-key-reader")
+    reader = NatsCaseKeys(other, case_keys._master, writer=False)  # another service's process
+    await reader.start()
+    try:
+        assert await reader.key_for_write(case) == await case_keys.key_for_read(case)
+        with pytest.raises(CaseKeyMissingError):
+            await reader.key_for_write(new_case())  # only the owner of cases makes keys
+        with pytest.raises(PermissionError):
+            await reader.erase(case)
+        await case_keys.erase(case)
+
+        async def dropped() -> bool:
+            return await reader.key_for_read(case) is None  # its cached key is gone
+
+        await eventually(dropped, what="the erasure reaching the reader's cache")
+        with pytest.raises(CaseErasedError):
+            await reader.key_for_write(case)
+    finally:
+        await reader.stop()
+        await other.close()

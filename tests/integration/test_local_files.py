@@ -10,8 +10,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
-from ncii_cli.runner import start_embedded_nats
+from ncii_cli.nats_auth import AUTH_DIR, load_credentials
+from ncii_cli.runner import nats_login, start_embedded_nats
 from ncii_events.crypto import MasterKey
 from ncii_events.db import make_engine, migrate_runtime, write_transaction
 from ncii_events.embedded import EmbeddedNats, free_port
@@ -54,7 +56,8 @@ def test_the_embedded_nats_server_of_ncii_run_fsyncs_before_it_acknowledges(
 async def test_files_under_var_are_the_owners_alone(
     settings: Settings, embedded: EmbeddedNats
 ) -> None:
-    nc = await connect(embedded.url, name="local-files")
+    user, password = nats_login(settings)
+    nc = await connect(embedded.url, name="local-files", user=user, password=password)
     try:
         await ensure_streams(nc)
         await nc.publish("ncii.test.perm", b"x")
@@ -83,5 +86,39 @@ async def test_files_under_var_are_the_owners_alone(
         }
         assert too_open == {}
         assert found["."] == 0o700 and found["master.key"] == 0o600
+        assert found[AUTH_DIR] == 0o700 and found[f"{AUTH_DIR}/passwords.json"] == 0o600
     finally:
         await engine.dispose()
+
+
+async def test_the_embedded_nats_server_refuses_a_client_without_credentials(
+    embedded: EmbeddedNats,
+) -> None:
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):
+        await nats.connect(embedded.url, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_the_generated_nats_passwords_are_made_once_and_kept_across_restarts(
+    settings: Settings, embedded: EmbeddedNats
+) -> None:
+    first = load_credentials(settings.var_dir.resolve() / AUTH_DIR)
+    assert first is not None and {"intake", "hashmatch", "operator"} <= set(first.passwords)
+    embedded.stop()
+    again = start_embedded_nats(settings)
+    try:
+        assert load_credentials(settings.var_dir.resolve() / AUTH_DIR) == first
+        user, password = nats_login(settings, "intake")
+        nc = await connect(again.url, name="restart", user=user, password=password)
+        await nc.close()
+    finally:
+        again.stop()
+
+
+def test_the_embedded_nats_server_listens_and_serves_monitoring_on_localhost_only(
+    embedded: EmbeddedNats,
+) -> None:
+    url = f"http://127.0.0.1:{embedded.monitor_port}/varz"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        varz = json.load(resp)
+    assert varz["host"] == "127.0.0.1" and varz["http_host"] == "127.0.0.1"
+    assert varz["auth_required"] is True

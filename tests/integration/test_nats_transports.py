@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.transport import TRANSPORTS, TransportName, connect, transport_for
 from ncii_events.transport.fast import FastTransport, NciiNatsClient
 from ncii_events.transport.headers import header_block
 from ncii_events.transport.stock import StockTransport
 
+from tests.conftest import SuiteNats
 from tests.support.eventually import eventually
 
 
 @pytest.fixture(scope="module")
-async def fast_nc(nats_server: EmbeddedNats) -> AsyncIterator[NciiNatsClient]:
+async def fast_nc(nats_server: SuiteNats) -> AsyncIterator[NciiNatsClient]:
     client = await connect(nats_server.url, name="tests-fast", transport="fast")
     assert isinstance(client, NciiNatsClient)
     yield client
@@ -93,7 +93,7 @@ async def test_a_failing_direct_handler_loses_its_message_but_not_the_connection
 
 @pytest.mark.parametrize("name", TRANSPORTS)
 async def test_connect_makes_the_client_of_the_chosen_transport_and_the_store_follows_it(
-    nats_server: EmbeddedNats, name: TransportName
+    nats_server: SuiteNats, name: TransportName
 ) -> None:
     client = await connect(nats_server.url, name=f"tests-{name}", transport=name)
     try:
@@ -107,7 +107,7 @@ async def test_connect_makes_the_client_of_the_chosen_transport_and_the_store_fo
 
 @pytest.mark.parametrize("name", TRANSPORTS)
 async def test_a_request_nobody_answers_ends_with_a_timeout_and_leaves_nothing_open(
-    nats_server: EmbeddedNats, name: TransportName
+    nats_server: SuiteNats, name: TransportName
 ) -> None:
     client = await connect(nats_server.url, name=f"tests-{name}", transport=name)
     silent = await client.subscribe("ncii_test.silent")  # takes it, never answers
@@ -131,7 +131,7 @@ async def test_a_request_nobody_answers_ends_with_a_timeout_and_leaves_nothing_o
 
 @pytest.mark.parametrize("name", TRANSPORTS)
 async def test_a_request_to_a_subject_no_stream_takes_is_a_no_stream_error(
-    nats_server: EmbeddedNats, name: TransportName
+    nats_server: SuiteNats, name: TransportName
 ) -> None:
     client = await connect(nats_server.url, name=f"tests-{name}", transport=name)
     try:
@@ -145,7 +145,7 @@ async def test_a_request_to_a_subject_no_stream_takes_is_a_no_stream_error(
 
 @pytest.mark.parametrize("name", TRANSPORTS)
 async def test_a_direct_get_the_server_refuses_is_an_api_error(
-    nats_server: EmbeddedNats, name: TransportName
+    nats_server: SuiteNats, name: TransportName
 ) -> None:
     client = await connect(nats_server.url, name=f"tests-{name}", transport=name)
     try:

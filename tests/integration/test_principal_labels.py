@@ -15,11 +15,11 @@ from ncii_events.auth import (
     create_principal,
 )
 from ncii_events.db import make_engine
-from ncii_events.embedded import EmbeddedNats
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
+from tests.conftest import SuiteNats
 from tests.support.factories import recorded_case_event
 
 
@@ -77,7 +77,7 @@ async def test_create_principal_refuses_what_the_table_cannot_hold_before_writin
 
 
 def test_keys_create_with_a_label_over_200_characters_is_a_usage_error(
-    nats_server: EmbeddedNats, tmp_path: object
+    nats_server: SuiteNats, tmp_path: object
 ) -> None:
     from ncii_cli.main import app
 

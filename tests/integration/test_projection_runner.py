@@ -15,7 +15,6 @@ import pytest
 from nats.aio.client import Client as NATS
 from ncii_contracts.base import DomainEvent
 from ncii_events.db import make_engine, migrate_runtime
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.keys import NatsCaseKeys
 from ncii_events.projection import (
     Projection,
@@ -33,7 +32,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SuiteNats
 from tests.support.events import NoteAdded, PoisonPill
 from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
@@ -103,7 +102,7 @@ def _worker(nats_url: str, db_url: str, case: str, mode: str) -> subprocess.Pope
 
 
 async def test_a_projection_killed_mid_batch_applies_each_event_exactly_once_after_restart(
-    nats_server: EmbeddedNats, store: EventStore, engine: AsyncEngine, database_url: str
+    nats_server: SuiteNats, store: EventStore, engine: AsyncEngine, database_url: str
 ) -> None:
     case = new_case()
     ids = await _append_notes(store, case, 300)
@@ -250,7 +249,7 @@ async def _append_notes_after(store: EventStore, case: str, existing: int, count
 
 
 async def test_two_runner_processes_on_one_database_apply_each_event_once_even_when_one_is_killed(
-    nats_server: EmbeddedNats, store: EventStore, engine: AsyncEngine, database_url: str
+    nats_server: SuiteNats, store: EventStore, engine: AsyncEngine, database_url: str
 ) -> None:
     case = new_case()
     ids = await _append_notes(store, case, 400)
@@ -413,7 +412,7 @@ async def test_a_batch_applies_the_same_rows_as_one_event_at_a_time(
 def _one_projection_service(
     name: str,
     projection: Projection,
-    nats_server: EmbeddedNats,
+    nats_server: SuiteNats,
     master_key_file: Path,
     tmp_path: Path,
 ) -> tuple[ServiceSpec[None], Settings]:
@@ -438,7 +437,7 @@ def _one_projection_service(
 
 
 async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
-    nats_server: EmbeddedNats, store: EventStore, master_key_file: Path, tmp_path: Path
+    nats_server: SuiteNats, store: EventStore, master_key_file: Path, tmp_path: Path
 ) -> None:
     case = new_case()
     projection = projection_for(case)
@@ -471,7 +470,7 @@ async def test_readiness_says_which_projection_is_retrying_an_outage_and_why(
 
 
 async def test_liveness_fails_when_a_projection_has_stopped_for_good_so_it_gets_restarted(
-    nats_server: EmbeddedNats,
+    nats_server: SuiteNats,
     master_key_file: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -21,20 +21,31 @@ from ncii_events.crypto import (
 from ncii_events.stream import KEYS_BUCKET
 
 
+class CaseKeyMissingError(RuntimeError):
+    """A case has no key, and this process may not create one (only the service that owns
+    cases does, when it opens the case)."""
+
+
 class NatsCaseKeys:
     """Creates, unwraps and destroys per-case keys.
 
-    Unwrapped keys are cached only while a watcher runs (``start``), so that an erasure made by
-    any process drops the key from every cache at once.
+    Only a ``writer`` (the service that owns cases, and the operator) creates and erases keys;
+    every other service reads them (its NATS user may not write the bucket, decision 22).
+
+    Unwrapped keys are cached only while ``start``ed: a core subscription to the bucket's
+    subjects drops a key from every process's cache as soon as anyone writes its record (an
+    erasure's tombstone). It needs no JetStream consumer (no consumer rights for services);
+    what it could miss while disconnected is covered by emptying the cache after a reconnect.
     """
 
-    def __init__(self, nc: NATS, master: MasterKey) -> None:
+    def __init__(self, nc: NATS, master: MasterKey, *, writer: bool = True) -> None:
         self._nc = nc
         self._master = master
+        self._writer = writer
         self._kv: KeyValue | None = None
         self._cache: dict[str, bytes] = {}
-        self._watch_task: asyncio.Task[None] | None = None
-        self._watcher: Any = None
+        self._doorbell: Subscription | None = None
+        self._reconnects = 0
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -42,39 +53,32 @@ class NatsCaseKeys:
         return self._kv
 
     async def start(self) -> None:
-        kv = await self._bucket()
-        watcher = await kv.watchall(include_history=False, ignore_deletes=False)
-        ready = asyncio.Event()
+        await self._bucket()
+        prefix = f"$KV.{KEYS_BUCKET}."
 
-        async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                # A key is created once and never changes; what must reach every cache at once
-                # is its destruction (a tombstone, a delete or a purge).
-                value = entry.value.decode() if entry.value else ""
-                if entry.operation is not None or not value or is_erased_marker(value):
-                    self._cache.pop(entry.key, None)
+        async def changed(msg: Msg) -> None:
+            # A key is created once and never changes; what must reach every cache at once is
+            # its destruction. Any write of the record drops it (a re-read costs one get).
+            self._cache.pop(msg.subject.removeprefix(prefix), None)
 
-        self._watcher = watcher
-        self._watch_task = asyncio.create_task(follow(), name="case-keys-watch")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), 5)
+        self._reconnects = self._nc.stats["reconnects"]
+        self._doorbell = await self._nc.subscribe(f"{prefix}>", cb=changed)
+        await self._nc.flush()
 
     async def stop(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-            self._watch_task = None
-        if self._watcher is not None:
-            # Its ordered consumer would otherwise go on checking heartbeats, and try to
-            # recreate itself on a closed connection.
+        if self._doorbell is not None:
             with contextlib.suppress(Exception):
-                await self._watcher.stop()
-            self._watcher = None
+                await self._doorbell.unsubscribe()
+            self._doorbell = None
         self._cache.clear()
+
+    def _cached(self, case_id: str) -> bytes | None:
+        reconnects = self._nc.stats["reconnects"]
+        if reconnects != self._reconnects:
+            # an erasure may have gone by while the subscription was cut off
+            self._cache.clear()
+            self._reconnects = reconnects
+        return self._cache.get(case_id)
 
     async def _record(self, case_id: str) -> tuple[str, int] | None:
         kv = await self._bucket()
@@ -87,9 +91,11 @@ class NatsCaseKeys:
         return entry.value.decode(), entry.revision
 
     async def key_for_write(self, case_id: str) -> bytes:
-        cached = self._cache.get(case_id)
+        cached = self._cached(case_id)
         if cached is not None:
             return cached
+        if not self._writer:
+            return await self._existing_key(case_id)
         # Create first: for a new case that is one round trip; an existing (or erased) case
         # answers "wrong last sequence" and is read instead.
         kv = await self._bucket()
@@ -106,8 +112,18 @@ class NatsCaseKeys:
         self._remember(case_id, key)
         return key
 
+    async def _existing_key(self, case_id: str) -> bytes:
+        record = await self._record(case_id)
+        if record is None:
+            raise CaseKeyMissingError(f"case {case_id} has no key; its owner creates it")
+        if is_erased_marker(record[0]):
+            raise CaseErasedError(case_id)
+        key = self._master.unwrap(case_id, record[0])
+        self._remember(case_id, key)
+        return key
+
     async def key_for_read(self, case_id: str) -> bytes | None:
-        cached = self._cache.get(case_id)
+        cached = self._cached(case_id)
         if cached is not None:
             return cached
         record = await self._record(case_id)
@@ -125,6 +141,8 @@ class NatsCaseKeys:
 
     async def erase(self, case_id: str) -> bool:
         """Destroy the case's key. Returns False when it was already erased (idempotent)."""
+        if not self._writer:
+            raise PermissionError("only the service that owns cases erases their keys")
         kv = await self._bucket()
         self._cache.pop(case_id, None)
         while True:
@@ -144,5 +162,5 @@ class NatsCaseKeys:
             return True
 
     def _remember(self, case_id: str, key: bytes) -> None:
-        if self._watch_task is not None:
+        if self._doorbell is not None:
             self._cache[case_id] = key

@@ -34,7 +34,7 @@ from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
 from ncii_events.signing import own_signing_key
 from ncii_events.store import EventStore
-from ncii_events.stream import CASES, REFERENCE, StreamSpec, ensure_streams
+from ncii_events.stream import CASES, KV_STREAMS, REFERENCE, StreamSpec, require_streams
 from ncii_events.telemetry import configure, install_http_tracing
 from ncii_events.transport import connect
 from ncii_events.worker import OK, Worker
@@ -70,11 +70,22 @@ class ServiceSpec(Generic[AppT]):
     workers: Callable[[AppT], Sequence[Worker]] | None = None
     """What runs beside the projections (reactors, followers), from the application state.
     Every projection commit nudges them."""
+    owns_case_keys: bool = False
+    """Creates and erases case keys (the service that owns cases). Every other service reads
+    them only; its NATS user may not write the key bucket (decision 22)."""
 
 
 def projections_of(spec: ServiceSpec[Any]) -> list[Projection]:
     """Every projection a service runs: the principals (for authentication) and its own."""
     return [PrincipalsProjection(), *spec.projections]
+
+
+def streams_of(spec: ServiceSpec[Any]) -> list[StreamSpec]:
+    """The streams a service reads: those of its projections and of the events it emits and
+    consumes (what its NATS user may read, and what it checks at start)."""
+    events = (*spec.emits, *spec.consumes)
+    found = [p.stream for p in projections_of(spec)] + [s for e in events for s in e.streams]
+    return [s for s in (CASES, REFERENCE) if s in found]
 
 
 class ServiceRuntime(Generic[AppT]):
@@ -119,12 +130,14 @@ class ServiceRuntime(Generic[AppT]):
                 f"cannot reach NATS at {url}: start the whole system with `ncii run`, "
                 f"or set NCII_NATS_URL to a running NATS server with JetStream"
             ) from exc
-        await ensure_streams(self.nc, replicas=self.settings.stream_replicas)
+        # The operator creates the streams (`ncii log init`, `ncii run`); a service only checks
+        # them, and its NATS user could not create them anyway (decision 22).
+        await require_streams(self.nc, [*(s.name for s in streams_of(self.spec)), *KV_STREAMS])
         if self.settings.master_key:
             master = MasterKey.from_base64(self.settings.master_key)
         else:
             master = MasterKey.load_or_create(self.settings.master_key_path())
-        self.keys = NatsCaseKeys(self.nc, master)
+        self.keys = NatsCaseKeys(self.nc, master, writer=self.spec.owns_case_keys)
         await self.keys.start()
         self.master = master
         self.store = EventStore(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -19,6 +20,8 @@ DUPLICATE_WINDOW_S = 2 * 60 * 60  # explicit: the server silently uses 2 minutes
 KEYS_BUCKET = "ncii_case_keys"
 IDEMPOTENCY_BUCKET = "ncii_idempotency"
 IDEMPOTENCY_TTL_S = 24 * 60 * 60
+KV_STREAMS = (f"KV_{KEYS_BUCKET}", f"KV_{IDEMPOTENCY_BUCKET}")
+"""The buckets' streams: every service uses both."""
 
 
 def stream_config(spec: StreamSpec, *, replicas: int = 1) -> dict[str, Any]:
@@ -47,8 +50,40 @@ class StreamSetupError(RuntimeError):
     pass
 
 
+class StreamsMissingError(StreamSetupError):
+    """A stream or bucket a service needs does not exist: the operator creates them."""
+
+
+STREAM_NOT_FOUND = 10059
+
+
+async def require_streams(nc: NATS, names: Sequence[str]) -> None:
+    """Check that the streams and buckets ``names`` exist (a service's start: services never
+    create or change them, decision 22); raise ``StreamsMissingError`` saying what to run."""
+    missing: list[str] = []
+    for name in names:
+        try:
+            reply = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=5)
+        except TimeoutError:
+            raise StreamSetupError(
+                f"NATS did not answer about stream {name}: check that this NATS user may read "
+                f"it (deploy/nats/accounts.conf) and that JetStream is enabled"
+            ) from None
+        error = json.loads(reply.data).get("error")
+        if error is not None and error.get("err_code") == STREAM_NOT_FOUND:
+            missing.append(name)
+        elif error is not None:
+            raise StreamSetupError(f"stream {name}: {error}")
+    if missing:
+        raise StreamsMissingError(
+            f"the log's streams {', '.join(missing)} do not exist: run `ncii log init` "
+            f"(or start the system with `ncii run`), as the NATS operator user"
+        )
+
+
 async def ensure_streams(nc: NATS, *, replicas: int = 1) -> None:
-    """Create or update the streams and the KV buckets. Safe to call at every start.
+    """Create or update the streams and the KV buckets: the operator's job (``ncii log init``,
+    ``ncii run``); services only check them (``require_streams``). Safe to call again.
 
     The buckets are created as plain streams rather than through the KV API: NATS creates KV
     streams with deny_delete, and erasure must overwrite an old key record on disk.

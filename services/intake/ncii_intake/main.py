@@ -27,6 +27,7 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     emits=INTAKE_EVENTS,
     routers=[cases.router, victim.router],
     app=build_intake_app,
+    owns_case_keys=True,
 )
 
 

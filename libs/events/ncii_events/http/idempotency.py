@@ -45,8 +45,9 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
 class Idempotency:
     """Same key and same request: the first response again. Same key, other request: 422.
 
-    First responses live for 24 hours in the NATS KV bucket ``ncii_idempotency`` (shared by a
-    service's replicas; an atomic create settles a race between twins). They are stored without
+    First responses live for 24 hours in the NATS KV bucket ``ncii_idempotency`` under
+    ``<service>.`` (shared by a service's replicas; an atomic create settles a race between
+    twins). They are stored without
     secrets: a handler returns what may be kept, and ``reveal`` adds anything that must be
     recomputed rather than kept (a victim's PIN).
     """
@@ -62,8 +63,10 @@ class Idempotency:
         return self._kv
 
     def _entry_key(self, principal: str, key: str) -> str:
-        # KV keys allow few characters; the client's key can hold anything
-        return hashlib.sha256(f"{self.service}\x1f{principal}\x1f{key}".encode()).hexdigest()
+        # KV keys allow few characters; the client's key can hold anything. The service's name
+        # comes first: its NATS user may read and write only under it (decision 22).
+        digest = hashlib.sha256(f"{self.service}\x1f{principal}\x1f{key}".encode()).hexdigest()
+        return f"{self.service}.{digest}"
 
     async def run(
         self,

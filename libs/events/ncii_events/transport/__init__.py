@@ -72,6 +72,12 @@ def transport_for(nc: Client) -> Transport:
     return transport
 
 
+def inbox_prefix(user: str | None) -> str:
+    """Where a user's replies arrive: its own prefix, so that its NATS permissions can let it
+    read its own replies and nobody else's (decision 22)."""
+    return f"_INBOX_{user}" if user else "_INBOX"
+
+
 async def connect(
     url: str,
     *,
@@ -100,6 +106,7 @@ async def connect(
         name=name,
         user=user,
         password=password,
+        inbox_prefix=inbox_prefix(user),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=5,
