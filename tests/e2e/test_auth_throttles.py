@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from ncii_events.auth import new_api_key
-from ncii_events.embedded import EmbeddedNats
 
+from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_intake_api import case_body
 
@@ -29,11 +29,11 @@ PROXY = "127.0.0.1"
 
 @pytest.fixture(scope="module")
 def direct(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     """Intake with the default settings: no proxy is trusted."""
     service = start_service(
-        "intake", nats_server.url, tmp_path_factory.mktemp("intake-direct"), master_key_file
+        "intake", nats_server, tmp_path_factory.mktemp("intake-direct"), master_key_file
     )
     yield service
     stop_service(service)
@@ -41,12 +41,12 @@ def direct(
 
 @pytest.fixture(scope="module")
 def proxied(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     """Intake behind a reverse proxy at 127.0.0.1 (NCII_TRUSTED_PROXIES)."""
     service = start_service(
         "intake",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("intake-proxied"),
         master_key_file,
         extra_env={"NCII_TRUSTED_PROXIES": PROXY},

@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 from ncii_contracts.hashmatch import MatchFeedbackReceived, MatchFound
-from ncii_events.embedded import EmbeddedNats
 from ncii_events.store import EventStore
 
+from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.e2e.test_hashmatch_exchange import ago, bank_case, pdq, random_pdq
 from tests.e2e.test_hostile_clients import declared, head_only
@@ -32,11 +32,11 @@ LOOKUP_BURST = 50_000
 
 @pytest.fixture(scope="module")
 def hashmatch(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     service = start_service(
         "hashmatch",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("hashmatch-floods"),
         master_key_file,
         extra_env={
@@ -163,12 +163,12 @@ async def test_the_same_feedback_sent_100_times_without_an_idempotency_key_adds_
 
 @pytest.fixture(scope="module")
 def intake(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     # its own process: a budget of 3 case writes, refilled at one a minute
     service = start_service(
         "intake",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("intake-floods"),
         master_key_file,
         extra_env={"NCII_RATE_CASE_WRITES_BURST": "3", "NCII_RATE_CASE_WRITES_PER_MINUTE": "1"},

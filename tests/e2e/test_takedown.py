@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from ncii_contracts.hashmatch import MatchFound
-from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.embedded import free_port
 from ncii_events.envelope import Actor
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.support.eventually import eventually
 
@@ -43,11 +44,11 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def takedown(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
 ) -> Iterator[RunningService]:
     service = start_service(
         "takedown",
-        nats_server.url,
+        nats_server,
         tmp_path_factory.mktemp("takedown"),
         master_key_file,
         extra_env=FAST,
@@ -491,14 +492,14 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
 
 
 async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdue_at_start(
-    nats_server: EmbeddedNats,
+    nats_server: SuiteNats,
     tmp_path: Path,
     master_key_file: Path,
     intake: RunningService,
     takedown: RunningService,
     keys: Keys,
 ) -> None:
-    own = start_service("takedown", nats_server.url, tmp_path, master_key_file, extra_env=FAST)
+    own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
     try:
         name = unique("Forum")
         platform = await register(own, keys.caseworker, platform_body(name))
@@ -520,9 +521,7 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         stop_service(own)
     # the other replica is not a witness here: stop it sweeping this case by time alone
     later = {**FAST, "NCII_TAKEDOWN_CLOCK_OFFSET_SECONDS": str(25 * 3600)}
-    restarted = start_service(
-        "takedown", nats_server.url, tmp_path, master_key_file, extra_env=later
-    )
+    restarted = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=later)
     try:
         (item,) = await one_takedown(restarted, keys.partner, case_id, "overdue")
         overdue = item["timeline"][-1]

@@ -33,6 +33,7 @@ from ncii_contracts.principals import PRINCIPAL_EVENTS
 from ncii_events.auth import create_principal
 from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.permissions import ALL_STREAMS, OPERATOR, password_variable
+from ncii_events.signing import SigningKey
 from ncii_events.store import EventStore
 from ncii_events.stream import (
     CASES,
@@ -704,10 +705,12 @@ def shipped_hashmatch(
     stop_service(service)
 
 
-async def _operator_keys(url: str, organisation: str, *roles: str) -> list[str]:
+async def _operator_keys(
+    url: str, signing: SigningKey, organisation: str, *roles: str
+) -> list[str]:
     nc = await _operator(url)
     try:
-        ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+        ref_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=signing)
         return [
             (await create_principal(ref_store, organisation=organisation, role=role))[1]
             for role in roles
@@ -732,10 +735,13 @@ async def _replayed_once(
 
 
 async def test_intake_and_hashmatch_serve_idempotent_writes_and_catch_up_as_their_shipped_users(
-    services_server: str, shipped_intake: RunningService, shipped_hashmatch: RunningService
+    services_server: str,
+    shipped_intake: RunningService,
+    shipped_hashmatch: RunningService,
+    operator_signing: SigningKey,
 ) -> None:
     partner, platform = await _operator_keys(
-        services_server, f"ngo-{uuid.uuid4().hex[:6]}", "partner", "platform"
+        services_server, operator_signing, f"ngo-{uuid.uuid4().hex[:6]}", "partner", "platform"
     )
     await caught_up(shipped_intake)
     await caught_up(shipped_hashmatch)
@@ -767,7 +773,7 @@ async def test_intake_and_hashmatch_serve_idempotent_writes_and_catch_up_as_thei
 
 
 async def test_a_service_refuses_to_start_until_the_operator_runs_ncii_log_init(
-    tmp_path: Path, master_key_file: Path
+    tmp_path: Path, master_key_file: Path, keys_dir: Path
 ) -> None:
     from ncii_events.service import ServiceRuntime
     from ncii_events.settings import Settings
@@ -782,6 +788,7 @@ async def test_a_service_refuses_to_start_until_the_operator_runs_ncii_log_init(
             var_dir=tmp_path,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'takedown.db'}",
             master_key_file=master_key_file,
+            signing_keys_dir=keys_dir,
         )
         runtime = ServiceRuntime(SPEC, settings)
         with pytest.raises(StreamsMissingError, match="ncii log init"):
