@@ -250,3 +250,26 @@ async def test_clients_trickling_headers_are_cut_off_and_healthz_answers_meanwhi
         for task in tricklers:
             task.cancel()
         await asyncio.gather(*tricklers, return_exceptions=True)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_without_a_408_a_next_request_would_misread(
+    intake: RunningService,
+) -> None:
+    url = urlsplit(intake.url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        await reader.readexactly(length)
+        # idle past the header deadline: the keep-alive timeout closes it, and nothing is said
+        # (a 408 here would be read by the client's next request as its answer)
+        assert await reader.read() == b""
+    finally:
+        writer.close()

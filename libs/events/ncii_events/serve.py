@@ -4,7 +4,9 @@ uvicorn has no timeout for a request's headers: a client that connects and sends
 byte at a time holds a connection (a file descriptor) for as long as it likes, and enough of them
 make the process refuse everyone, health probes included (security review F5). ``HeaderTimeout``
 closes a connection whose request headers are not complete ``http_header_timeout`` seconds after
-it opened or after its previous response. A reverse proxy in front adds what a process cannot do
+it opened or after the first byte of a later request on it. An idle keep-alive connection is left
+to uvicorn's keep-alive timeout, which closes it without a word: a 408 written into an idle
+connection races the client's next request, which would read it as its answer. A reverse proxy in front adds what a process cannot do
 alone (per-address connection limits, body timeouts): see the README's deployment notes and
 decision 21.
 """
@@ -56,13 +58,6 @@ class HeaderTimeout(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # the next request on this connection has the same time for its headers (the
-        # keep-alive timeout usually closes an idle one sooner)
-        if not self.transport.is_closing():
-            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
