@@ -6,9 +6,9 @@ make the process refuse everyone, health probes included (security review F5). `
 closes a connection whose request headers are not complete ``http_header_timeout`` seconds after
 it opened or after the first byte of a later request on it. An idle keep-alive connection is left
 to uvicorn's keep-alive timeout, which closes it without a word: a 408 written into an idle
-connection races the client's next request, which would read it as its answer. A reverse proxy in front adds what a process cannot do
-alone (per-address connection limits, body timeouts): see the README's deployment notes and
-decision 21.
+connection races the client's next request, which would read it as its answer. A reverse proxy
+in front adds what a process cannot do alone (per-address connection limits, body timeouts): see
+the README's deployment notes and decision 21.
 """
 
 from __future__ import annotations
