@@ -194,7 +194,7 @@ def verify(
 
                     def tick(
                         checked: int, last: int, task: Any = task, t0: float = started
-                    ) -> None:  # noqa: E501
+                    ) -> None:
                         rate = checked / max(time.perf_counter() - t0, 1e-9)
                         bar.update(task, completed=checked, total=last, rate=f"{rate:,.0f}")
 

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ncii_events.audit import ChainBreak, ChainReport
@@ -161,7 +161,7 @@ async def verify_store(
     with ProcessPoolExecutor(
         n, mp_context=context, initializer=_init, initargs=(store.spec.name, keys, allowed_lists)
     ) as pool:
-        pending: deque[asyncio.Future[list[Checked]] | Future[list[Checked]]] = deque()
+        pending: deque[asyncio.Future[list[Checked]]] = deque()
         seq = 1
         while seq <= last_seq:
             batch = await store.read_stored(seq, limit=BATCH)
