@@ -213,8 +213,14 @@ async def build_audit_app(runtime: ServiceRuntime[AuditApp]) -> AuditApp:
 
     from ncii_audit.emitters import emitters
 
+    # Its own store over the runtime's connection and keys: the runtime's registry holds only
+    # the events the service emits and consumes, and an auditor decodes every service's.
+    assert runtime.nc is not None  # the runtime connected before it builds the application
+    store = EventStore(
+        runtime.nc, runtime.keys, registry=REGISTRY, spec=CASES, signing=runtime.signing
+    )
     return AuditApp(
-        runtime.store,
+        store,
         public_keys_doc(runtime.settings),
         allowed_signers(emitters()),
         runtime.signing,
