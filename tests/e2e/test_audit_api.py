@@ -102,7 +102,7 @@ async def test_a_reveal_is_recorded_first_and_shows_in_the_access_log(
         assert revealed.status_code == 200, revealed.text
         events = revealed.json()["events"]
         assert events[0]["payload"]["pseudonym"] == "Sparrow"
-        assert events[-1]["type"] == "PersonalDataRead" and events[-1]["signer"] == "audit"
+        assert events[-1]["type"] == "AuditorReadPersonalData" and events[-1]["signer"] == "audit"
         access = (await client.get(f"/v1/audit/cases/{case_id}/access-log")).json()["reads"]
     assert [r["endpoint"] for r in access] == ["GET /v1/audit/cases/{case_id}"]
     assert access[0]["actor"]["role"] == "auditor" and access[0]["reason"] == "legal_obligation"

@@ -25,7 +25,8 @@ from ncii_audit.verify import verify_store
 from ncii_cli.main import app as cli
 from ncii_cli.services import all_services
 from ncii_contracts import ALL_EVENTS
-from ncii_contracts.intake import HashesSubmitted, PersonalDataRead, SubmittedHash
+from ncii_contracts.audit import AuditorReadPersonalData
+from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.envelope import Actor
@@ -143,7 +144,7 @@ async def test_a_reveal_is_in_the_log_before_personal_fields_are_shown(
     history = await auditor.replay(case, AUDITOR, reveal=reveal)
     assert history.entries[0].payload["hashes"][0]["value"] == hashes[0]
     read = history.entries[-1]
-    assert read.type == PersonalDataRead.event_type and read.signer == "audit"
+    assert read.type == AuditorReadPersonalData.event_type and read.signer == "audit"
     assert read.actor == {"organisation": "centre", "principal": "auditor-1", "role": "auditor"}
     assert read.payload["reason"] == "legal_obligation" and read.check == "ok"
     # the access log replays it: who, when, why, through which endpoint

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ncii_contracts import ALL_EVENTS
+from ncii_contracts.audit import AuditorReadPersonalData
 from ncii_contracts.intake import PersonalDataRead, RevealReason
 from ncii_events.audit import SignaturePolicy
 from ncii_events.envelope import Actor
@@ -162,7 +163,7 @@ class AuditApp:
         written = await self.store.append(
             AggregateRef(case_id, "personal_data_read", read_id),
             [
-                PersonalDataRead(
+                AuditorReadPersonalData(
                     reason=reveal.reason,
                     ticket=reveal.ticket,
                     endpoint=reveal.endpoint,
@@ -176,12 +177,13 @@ class AuditApp:
 
     async def access_log(self, case_id: str) -> list[dict[str, Any]]:
         """Who read the case's personal data, when, why and through which endpoint: the
-        ``PersonalDataRead`` events of every reader (intake's admin reveals and the auditors')."""
+        reveals of every reader: intake's ``PersonalDataRead`` (an admin's) and this service's
+        ``AuditorReadPersonalData``."""
         check_case_id(case_id)
         reads = await self.store.read_from(
             1,
             limit=10_000,
-            subject=CASES.subject(case_id, "personal_data_read", "*", PersonalDataRead.event_type),
+            subject=CASES.subject(case_id, "personal_data_read", "*", "*"),
         )
         out: list[dict[str, Any]] = []
         for recorded in reads:
@@ -198,6 +200,7 @@ class AuditApp:
                         "principal": env.actor.principal,
                         "role": env.actor.role,
                     },
+                    "type": env.type,
                     "signer": env.signer,
                     "reason": event.reason,
                     "ticket": event.ticket,

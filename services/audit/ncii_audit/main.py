@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ncii_contracts.intake import PersonalDataRead
+from ncii_contracts.audit import AUDIT_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
@@ -20,8 +20,8 @@ SPEC: ServiceSpec[AuditApp] = ServiceSpec(
         "third party verifies offline. Personal fields only with a stated reason, recorded "
         "first."
     ),
-    # Its own reveals are PersonalDataRead events, as an admin's in intake (decision 27).
-    emits=(PersonalDataRead,),
+    # An auditor's reveal: AuditorReadPersonalData, as an admin's is PersonalDataRead in intake.
+    emits=AUDIT_EVENTS,
     routers=[cases.router],
     app=build_audit_app,
 )
