@@ -265,6 +265,19 @@ def bundle(
     _console().print(f"wrote {out} and {page}; signed by audit key {signing.key_id}")
 
 
+def _key_id(b64: str) -> str | None:
+    import base64
+    import binascii
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from ncii_events.signing import key_id
+
+    try:
+        return key_id(Ed25519PublicKey.from_public_bytes(base64.b64decode(b64, validate=True)))
+    except (ValueError, binascii.Error):
+        return None
+
+
 @audit_app.command("verify-bundle")
 def verify_bundle_command(
     file: Path,
@@ -280,15 +293,18 @@ def verify_bundle_command(
     """
     from ncii_audit.bundle import verify_bundle
 
-    key = public_key
-    candidate = Path(public_key)
-    if candidate.is_file():
-        listed = json.loads(candidate.read_text()).get("audit")
-        key = listed[-1] if isinstance(listed, list) else listed
     try:
         document = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        _console(True).print(f"cannot read {file}: {exc}")
+        key = public_key
+        candidate = Path(public_key)
+        if candidate.is_file():
+            # a public-keys.json: the audit key the bundle names (several after a rotation)
+            listed = json.loads(candidate.read_text()).get("audit") or []
+            listed = [listed] if isinstance(listed, str) else list(listed)
+            named = document.get("signature", {}).get("key_id")
+            key = next((k for k in listed if _key_id(k) == named), listed[-1] if listed else "")
+    except (OSError, ValueError, AttributeError) as exc:
+        _console(True).print(f"cannot read {file} or the public key: {exc}")
         raise typer.Exit(2) from None
     problems = verify_bundle(document, str(key))
     if problems:

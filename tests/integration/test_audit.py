@@ -8,6 +8,7 @@ Each test has a NATS server of its own, so the log verified is the test's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from nats.aio.client import Client as NATS
 from ncii_audit.app import AuditApp, Reveal, public_keys_doc
 from ncii_audit.bundle import verify_bundle
@@ -256,3 +258,49 @@ async def test_verify_names_the_event_whose_bytes_changed_in_a_copied_jetstream_
     assert report.first_break is not None, report
     assert report.first_break.seq == target.seq, report.first_break
     assert "missing from the store" in report.first_break.reason
+
+
+async def _cli(server: EmbeddedNats, keys_dir: Path, tmp_path: Path, *args: str) -> Result:
+    env = {
+        "NCII_NATS_URL": server.url,
+        "NCII_VAR_DIR": str(tmp_path),
+        "NCII_SIGNING_KEYS_DIR": str(keys_dir),
+        "NCII_SIGNING_PUBLIC_KEYS_FILE": str(keys_dir / PUBLIC_KEYS_FILE),
+    }
+    # the command runs its own event loop, as it does from a shell
+    return await asyncio.to_thread(CliRunner().invoke, cli, ["audit", *args], env=env)
+
+
+async def test_the_audit_commands_replay_verify_and_bundle_a_case(
+    own_server: EmbeddedNats, own_nc: NATS, keys_dir: Path, tmp_path: Path
+) -> None:
+    case, hashes = await _case(own_nc, keys_dir, events=2)
+    replayed = await _cli(own_server, keys_dir, tmp_path, "replay", case, "--json")
+    assert replayed.exit_code == 0, replayed.output
+    lines = [json.loads(line) for line in replayed.output.splitlines()]
+    assert [next(iter(line)) for line in lines] == ["event", "event", "summary"]
+    assert lines[0]["event"]["check"] == "ok" and lines[-1]["summary"]["verified"] == 2
+    assert hashes[0] not in replayed.output
+    as_of = lines[0]["event"]["occurred_at"]
+    past = await _cli(own_server, keys_dir, tmp_path, "replay", case, "--json", "--as-of", as_of)
+    kinds = [next(iter(json.loads(line))) for line in past.output.splitlines()]
+    assert kinds == ["event", "state", "summary"], past.output
+    table = await _cli(own_server, keys_dir, tmp_path, "replay", case)
+    assert table.exit_code == 0 and "chain and signatures hold" in table.output
+
+    verified = await _cli(own_server, keys_dir, tmp_path, "verify", "--workers", "2")
+    assert verified.exit_code == 0, verified.output
+    assert "NCII: 2 events in 1 aggregates" in verified.output
+    assert "events/s): 2 verified, 0 unsigned" in " ".join(verified.output.split())
+
+    out = tmp_path / "bundle.json"
+    made = await _cli(own_server, keys_dir, tmp_path, "bundle", case, "--out", str(out))
+    assert made.exit_code == 0, made.output
+    assert "Case bundle" in out.with_suffix(".html").read_text()
+    # offline: no server, the public keys file names the audit key
+    checked = CliRunner().invoke(
+        cli,
+        ["audit", "verify-bundle", str(out), "--public-key", str(keys_dir / PUBLIC_KEYS_FILE)],
+    )
+    assert checked.exit_code == 0, checked.output
+    assert "holds" in checked.output
