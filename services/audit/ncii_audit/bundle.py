@@ -27,7 +27,13 @@ FORMAT = "ncii-case-bundle-v1"
 BUNDLE_DOMAIN = "ncii-case-bundle-v1"
 """Signed as ``signing.signed_message(BUNDLE_DOMAIN, sha256 of the bundle's canonical JSON)``:
 no stream has this name, so a bundle signature is never an event's, nor the reverse."""
-EVIDENCE_TYPES = ("HashesSubmitted", "MatchFound", "SightingRecorded", "EvidenceCaptured")
+EVIDENCE_TYPES = (
+    "HashesSubmitted",
+    "HashesBanked",
+    "MatchFound",
+    "SightingsCounted",
+    "EvidencePreserved",
+)
 
 
 def bundle_body(
@@ -51,6 +57,8 @@ def bundle_body(
                 "type": e["type"],
                 "event_id": e["event_id"],
                 "hash": e["hash"],
+                # the evidence capture's own SHA-256 (not personal); content hashes are
+                "capture_sha256": e["payload"].get("capture_sha256"),
             }
             for e in history_json["events"]
             if e["type"] in EVIDENCE_TYPES
@@ -144,7 +152,13 @@ def render_html(document: Mapping[str, Any]) -> str:
         for e in body["history"]
     )
     evidence = "\n".join(
-        f"<li>{esc(e['type'])} (event {e['position']}): hash <code>{esc(e['hash'])}</code></li>"
+        f"<li>{esc(e['type'])} (event {e['position']}): event hash <code>{esc(e['hash'])}</code>"
+        + (
+            f", capture SHA-256 <code>{esc(e['capture_sha256'])}</code>"
+            if e.get("capture_sha256")
+            else ""
+        )
+        + "</li>"
         for e in body["evidence"]
     )
     sig = document["signature"]
