@@ -135,3 +135,27 @@ async def test_the_bundle_route_signs_a_bundle_a_third_party_verifies(
     public = json.loads((master_key_file.parent / PUBLIC_KEYS_FILE).read_text())["audit"]
     assert verify_bundle(document, public[-1]) == []
     assert "Sparrow" not in response.text
+
+
+async def test_an_auditor_over_its_budget_gets_429_with_retry_after(
+    nats_server: SuiteNats,
+    tmp_path_factory: pytest.TempPathFactory,
+    master_key_file: Path,
+    keys: dict[str, str],
+    case_id: str,
+) -> None:
+    limited = start_service(
+        "audit",
+        nats_server,
+        tmp_path_factory.mktemp("audit-limited"),
+        master_key_file,
+        extra_env={"NCII_RATE_CASE_WRITES_BURST": "2", "NCII_RATE_CASE_WRITES_PER_MINUTE": "1"},
+    )
+    try:
+        await caught_up(limited)
+        async with limited.client(keys["auditor"]) as client:
+            answers = [await client.get(f"/v1/audit/cases/{case_id}/access-log") for _ in range(3)]
+    finally:
+        stop_service(limited)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) > 0

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from ncii_contracts.intake import RevealReason
 from ncii_events.auth import Principal, require_role
 from ncii_events.http import Problem, not_found
+from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
 from ncii_events.service import ServiceRoute, app_of, authenticated
 
 from ncii_audit.app import AuditApp, CaseNotFoundError, Reveal
@@ -19,7 +20,9 @@ AUDITORS = ("auditor",)
 App = Annotated[AuditApp, Depends(app_of(AuditApp))]
 Caller = Annotated[Principal, Depends(authenticated)]
 REPLAY_ENDPOINT = "GET /v1/audit/cases/{case_id}"
-BUNDLE_ENDPOINT = "GET /v1/audit/cases/{case_id}/bundle"
+#: Each audit read replays a whole case from the log (and a reveal appends): limited per
+#: auditor with the case writes' budget (decision 24), so one key cannot keep the log busy.
+READS = rate_limited(CASE_WRITES)
 
 
 def _as_of(as_of: datetime | None) -> datetime | None:
@@ -71,7 +74,7 @@ AsOfParam = Annotated[
 ]
 
 
-@router.get("/cases/{case_id}", tags=["audit"])
+@router.get("/cases/{case_id}", tags=["audit"], openapi_extra=READS)
 async def replay_case(
     case_id: str,
     principal: Caller,
@@ -103,7 +106,7 @@ async def replay_case(
     return body
 
 
-@router.get("/cases/{case_id}/access-log", tags=["audit"])
+@router.get("/cases/{case_id}/access-log", tags=["audit"], openapi_extra=READS)
 async def access_log(case_id: str, principal: Caller, app: App) -> dict[str, Any]:
     """Who read the case's personal data, when, why and through which endpoint (every
     `PersonalDataRead`: an admin's reveal in intake and an auditor's here)."""
@@ -115,7 +118,7 @@ async def access_log(case_id: str, principal: Caller, app: App) -> dict[str, Any
     return {"case_id": case_id, "reads": reads}
 
 
-@router.get("/cases/{case_id}/bundle", tags=["audit"])
+@router.get("/cases/{case_id}/bundle", tags=["audit"], openapi_extra=READS)
 async def case_bundle(case_id: str, principal: Caller, app: App) -> dict[str, Any]:
     """The case bundle for the police or a court: the history (personal fields withheld),
     the evidence hashes' chain proof and a detached Ed25519 signature by the `audit` signer.
