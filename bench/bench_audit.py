@@ -108,3 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
