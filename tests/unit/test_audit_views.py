@@ -95,3 +95,29 @@ def test_a_bundle_names_the_evidence_events_and_a_captures_sha256() -> None:
     [evidence] = body["evidence"]
     assert evidence["type"] == "EvidencePreserved" and evidence["position"] == 2
     assert evidence["capture_sha256"] == capture and evidence["hash"] == f"{2:064d}"
+
+
+def test_without_public_keys_a_replay_says_signatures_were_not_checked() -> None:
+    from ncii_audit.history import UNCHECKED, build_history
+    from ncii_contracts.intake import PoliceReportDecisionRecorded
+    from ncii_events import codec
+    from ncii_events.envelope import Actor
+    from ncii_events.model import AggregateRef, Cause, RecordedEvent
+
+    event = PoliceReportDecisionRecorded(decision="declined")
+    encoded = codec.encode(
+        AggregateRef("c1", "case", "c1"),
+        event,
+        event.model_dump(mode="json"),
+        event_id="e1",
+        prev_hash=GENESIS,
+        cause=Cause(Actor("o", "p", "caseworker"), "c", "c"),
+        actor_doc={"organisation": "o", "principal": "p", "role": "caseworker"},
+        traceparent=None,
+        signing=None,
+        stream="NCII",
+    )
+    recorded = RecordedEvent(seq=1, envelope=encoded.envelope, event=event)
+    history = build_history("c1", [recorded], None, personal_fields={}, shown=False)
+    assert [e.check for e in history.entries] == [UNCHECKED]
+    assert history.summary()["signatures_checked"] is False

@@ -18,6 +18,9 @@ from ncii_events.audit import ChainVerifier, SignaturePolicy
 from ncii_events.store import RecordedEvent
 
 OK = "ok"
+UNCHECKED = "hash and link ok; signature not checked: no public keys configured"
+"""Never a bare ``ok`` without the signature: a reader must not take an unchecked event for a
+verified one."""
 UNSIGNED = "unsigned (written before signing began)"
 
 
@@ -78,6 +81,7 @@ class CaseHistory:
     verified: int
     bad: int
     as_of: str | None = None
+    signatures_checked: bool = True
 
     @property
     def ok(self) -> bool:
@@ -90,6 +94,7 @@ class CaseHistory:
             "verified": self.verified,
             "bad": self.bad,
             "first_break": self.first_break,
+            "signatures_checked": self.signatures_checked,
             "as_of": self.as_of,
         }
 
@@ -137,7 +142,7 @@ def build_history(
         elif verifier.unsigned > unsigned_before:
             check = UNSIGNED
         else:
-            check = OK
+            check = OK if policy is not None else UNCHECKED
         if limit is not None and _parse(env.occurred_at) > limit:
             continue
         personal: dict[str, str] = {}
@@ -193,6 +198,7 @@ def build_history(
         verified=verifier.verified,
         bad=verifier.bad,
         as_of=None if limit is None else limit.isoformat().replace("+00:00", "Z"),
+        signatures_checked=policy is not None,
     )
 
 
