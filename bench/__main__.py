@@ -14,17 +14,20 @@ import argparse
 import sys
 import time
 
-from bench import bench_eventlog, bench_hashmatch, bench_intake
+from bench import bench_audit, bench_eventlog, bench_hashmatch, bench_intake
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="run every benchmark")
     parser.add_argument("--quick", action="store_true", help="shorter runs (1M hashes only)")
     parser.add_argument(
-        "--only", choices=["eventlog", "intake", "hashmatch"], action="append", default=None
+        "--only",
+        choices=["eventlog", "intake", "hashmatch", "audit"],
+        action="append",
+        default=None,
     )
     args = parser.parse_args(argv)
-    chosen = args.only or ["eventlog", "intake", "hashmatch"]
+    chosen = args.only or ["eventlog", "intake", "hashmatch", "audit"]
     started = time.perf_counter()
     failures = 0
     for name in chosen:
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = f"bench/results/intake-{transport}.json"
                 argv_ = ["--transport", transport, "--get-case", "--out", out]
                 code |= bench_intake.main(argv_ + (["--quick"] if args.quick else []))
+        elif name == "audit":
+            code = bench_audit.main(["--quick"] if args.quick else [])
         else:
             sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
             code = bench_hashmatch.main()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from ncii_cli.audit_cmd import audit_app
 from ncii_cli.hash_cmd import hash_command
 from ncii_cli.platforms_cmd import platforms_app
 
@@ -43,6 +44,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.add_typer(platforms_app, name="platforms")
+app.add_typer(audit_app, name="audit")
 app.add_typer(signing_app, name="signing-keys")
 app.command("hash")(hash_command)
 

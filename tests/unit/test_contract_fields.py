@@ -124,6 +124,10 @@ REVIEWED: dict[str, str] = {
     "PersonalDataRead.ticket": "staff's ticket number, restricted to [A-Za-z0-9._:/#-]",
     "PersonalDataRead.endpoint": "the route that revealed the data (a path template)",
     "PersonalDataRead.fields": "names of the fields revealed, never their values",
+    # an auditor's reveal (decision 37): the same codes and names
+    "AuditorReadPersonalData.ticket": "the auditor's ticket number, restricted as above",
+    "AuditorReadPersonalData.endpoint": "the route that revealed the data (a path template)",
+    "AuditorReadPersonalData.fields": "names of the fields revealed, never their values",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ncii_contracts import ALL_EVENTS
+from ncii_contracts.audit import AUDIT_EVENTS
 from ncii_contracts.hashmatch import HASHMATCH_EVENTS, BankConfigured, HashesBanked, MatchFound
 from ncii_contracts.intake import INTAKE_EVENTS, CaseErased, CaseOpened
 from ncii_contracts.principals import PRINCIPAL_EVENTS, PrincipalCreated
@@ -32,6 +33,7 @@ def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> N
         *INTAKE_EVENTS,
         *HASHMATCH_EVENTS,
         *TAKEDOWN_EVENTS,
+        *AUDIT_EVENTS,
         *PRINCIPAL_EVENTS,
     }
     registry = EventRegistry(*ALL_EVENTS)

@@ -70,6 +70,8 @@ class ChainVerifier:
         self.signed_from: int | None = None
         """The stream position of the first signed event seen."""
         self.first_break: ChainBreak | None = None
+        self.last_reason: str | None = None
+        """Why the last event fed was bad (``None``: it was not): what a replay shows per event."""
 
     @property
     def aggregates(self) -> int:
@@ -89,7 +91,7 @@ class ChainVerifier:
         for recorded in events:
             env = recorded.envelope
             self.checked += 1
-            why = self._why_bad(recorded)
+            why = self.last_reason = self._why_bad(recorded)
             if why is not None:
                 self.mark_bad(recorded.seq, env.event_id, env.type, why)
             # later events were written after this one: they link to its stored hash

@@ -88,9 +88,33 @@ class Envelope:
         return cls(**doc)
 
     def computed_hash(self) -> str:
-        body = self.to_dict()
-        del body["hash"]
-        body.pop("signature", None)  # the signature is made from the hash
+        # Built by hand, not with to_dict: asdict deep-copies the payload, which was most of
+        # an auditor's replay (the encoding only reads it). Same fields as to_dict without
+        # ``hash`` and ``signature`` (the signature is made from the hash).
+        actor = self.actor
+        body: dict[str, Any] = {
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "case_id": self.case_id,
+            "aggregate": self.aggregate,
+            "aggregate_id": self.aggregate_id,
+            "occurred_at": self.occurred_at,
+            "actor": {
+                "organisation": actor.organisation,
+                "principal": actor.principal,
+                "role": actor.role,
+            },
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "traceparent": self.traceparent,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+        }
+        if self.signer is not None:
+            body["signer"] = self.signer
+        if self.key_id is not None:
+            body["key_id"] = self.key_id
         return envelope_hash(body)
 
     def verifies(self) -> bool:

@@ -360,6 +360,26 @@ class EventStore:
             seq = got[-1][0] + 1
         return got
 
+    async def read_stored(self, seq: int, *, limit: int = READ_BATCH) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` stored messages from position ``seq``, as bytes: what ``ncii audit
+        verify`` hands to its worker processes (parsing there, not here)."""
+        got: list[tuple[int, bytes]] = []
+
+        def on_stored(stored_seq: int, data: bytes) -> None:
+            got.append((stored_seq, bytes(data)))
+
+        while len(got) < limit:
+            want = min(READ_BATCH, limit - len(got))
+            request = {"seq": seq, "next_by_subj": self.spec.all_subjects, "batch": want}
+            before = len(got)
+            pending = await self._transport.direct_get(
+                self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
+            )
+            if len(got) == before or pending == 0:
+                break
+            seq = got[-1][0] + 1
+        return got
+
     async def get(self, seq: int, *, decrypt: bool = True) -> RecordedEvent | None:
         events = await self._read(self.spec.all_subjects, seq, seq, decrypt=decrypt, limit=1)
         return events[0] if events and events[0].seq == seq else None

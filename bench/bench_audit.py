@@ -1,0 +1,116 @@
+"""Auditor benchmarks (issue 13): ``ncii audit verify``'s rate over a log of N signed events on
+worker processes, and replay / as-of of a 1,000-event case (first read: every signature
+verified; later reads: signatures remembered, hashes and links recomputed). Its own NATS server
+on a temporary store; results in bench/results/audit.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from ncii_audit.app import AuditApp
+from ncii_audit.verify import verify_store
+from ncii_contracts import ALL_EVENTS
+from ncii_contracts.intake import PoliceReportDecisionRecorded
+from ncii_events.crypto import MasterKey
+from ncii_events.embedded import EmbeddedNats, free_port
+from ncii_events.envelope import Actor
+from ncii_events.keys import NatsCaseKeys
+from ncii_events.model import NEW, AggregateRef, Cause, Version
+from ncii_events.registry import EventRegistry
+from ncii_events.signing import allowed_signers, key_path, load_signing_key, provision
+from ncii_events.store import EventStore
+from ncii_events.stream import ensure_streams
+from ncii_events.transport import connect
+
+CAUSE = Cause(Actor("org-bench", "p", "caseworker"), "c", "c")
+
+
+async def run(events: int, workers: int | None) -> dict[str, object]:
+    folder = Path(tempfile.mkdtemp(prefix="ncii-bench-audit-"))
+    provision(folder / "keys", ["intake", "audit"])
+    keys_doc = json.loads((folder / "keys" / "public-keys.json").read_text())
+    server = EmbeddedNats(
+        folder / "nats", port=free_port(), monitor_port=free_port(), sync_always=False
+    )
+    server.start()
+    try:
+        nc = await connect(server.url, name="bench-audit")
+        await ensure_streams(nc)
+        registry = EventRegistry(*ALL_EVENTS)
+        signing = load_signing_key(key_path(folder / "keys", "intake"), "intake")
+        keys = NatsCaseKeys(nc, MasterKey.load_or_create(folder / "master.key"), writer=True)
+        store = EventStore(nc, keys, registry=registry, signing=signing)
+        allowed = allowed_signers({"intake": [PoliceReportDecisionRecorded]})
+        # one case of 1,000 events, the rest spread over cases of 100
+        big = str(uuid.uuid4())
+        cases = [big] * 10 + [str(uuid.uuid4()) for _ in range(max(0, events // 100 - 10))]
+        versions: dict[str, Version] = {}
+        for case in cases:
+            version = versions.get(case, NEW)
+            for _ in range(10):
+                batch = [PoliceReportDecisionRecorded(decision="declined")] * 10
+                written = await store.append(
+                    AggregateRef(case, "case", case), batch, expected=version, cause=CAUSE
+                )
+                version = Version(written[-1].seq, written[-1].envelope.hash, version.count + 10)
+            versions[case] = version
+        total = await store.last_sequence()
+        started = time.perf_counter()
+        report = await verify_store(store, keys_doc, allowed, workers=workers)
+        verify_s = time.perf_counter() - started
+        assert report.bad == 0 and report.checked == total, report
+        auditor = AuditApp(store, keys_doc, allowed, None)
+        actor = Actor("centre", "a", "auditor")
+        t0 = time.perf_counter()
+        history = await auditor.replay(big, actor)
+        first_ms = (time.perf_counter() - t0) * 1000
+        assert len(history.entries) == 1000 and history.ok
+        replays, as_ofs = [], []
+        middle = datetime.fromisoformat(history.entries[499].occurred_at.replace("Z", "+00:00"))
+        for _ in range(20):
+            t0 = time.perf_counter()
+            await auditor.replay(big, actor)
+            replays.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            await auditor.replay(big, actor, as_of=middle)
+            as_ofs.append((time.perf_counter() - t0) * 1000)
+        await nc.close()
+    finally:
+        server.stop()
+    return {
+        "events": total,
+        "verify_workers": workers or "one per core",
+        "verify_seconds": round(verify_s, 2),
+        "verify_events_per_s": round(total / verify_s),
+        "replay_1000_first_ms": round(first_ms, 1),
+        "replay_1000_median_ms": round(statistics.median(replays), 1),
+        "as_of_1000_median_ms": round(statistics.median(as_ofs), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="20,000 events")
+    parser.add_argument("--out", default="bench/results/audit.json")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(20_000 if args.quick else args.events, args.workers))
+    print(json.dumps(result, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The audit service: auditors replay any case from the log, verified, as of any time."""
