@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from ncii_contracts.base import DomainEvent
+from ncii_contracts.referral import Region
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
@@ -324,6 +325,7 @@ class Case:
         consents: Consents,
         pseudonym: str | None,
         contact: Contact | None,
+        region: Region | None = None,
     ) -> list[DomainEvent]:
         """A new case: its reference is given (random, so not decided here)."""
         return [
@@ -339,6 +341,7 @@ class Case:
                 consents=consents,
                 pseudonym=pseudonym,
                 contact=contact,
+                region=region,
             )
         ]
 

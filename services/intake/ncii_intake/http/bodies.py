@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Literal
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
+from ncii_contracts.referral import Region
 from ncii_contracts.intake import (
     AgeGroup,
     Channel,
@@ -95,6 +96,10 @@ class OpenCase(RequestBody):
     )
     consents: ConsentsIn
     contact: ContactIn | None = None
+    region: Region | None = Field(
+        default=None,
+        description="the city or county (e.g. taipei_city): routes a minor's art. 7 report",
+    )
 
     @field_validator("harm_categories")
     @classmethod
