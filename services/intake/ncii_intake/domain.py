@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.referral import Region
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
@@ -44,6 +43,7 @@ from ncii_contracts.intake import (
     VictimAccessReset,
     WithdrawnBy,
 )
+from ncii_contracts.referral import Region
 
 MANDATORY_REPORT_HOURS = 24
 REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)

@@ -7,7 +7,6 @@ import re
 from typing import Annotated, Literal
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem, low_quality_message
-from ncii_contracts.referral import Region
 from ncii_contracts.intake import (
     AgeGroup,
     Channel,
@@ -17,6 +16,7 @@ from ncii_contracts.intake import (
     PoliceReportDecision,
     SpreadStatus,
 )
+from ncii_contracts.referral import Region
 from ncii_events.http.fields import PastTime, RequestBody, WebAddress
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
