@@ -34,13 +34,22 @@ class ReportSweeper(LoopWorker):
         yet (so a round does not count them again)."""
 
     async def _due(self) -> list[tuple[str, str, str, str]]:
+        """Every late report not marked by this process yet, page by page (the read model may
+        not have applied this process's marks: they must not hide the reports after them)."""
         now_text = domain.format_time(self.app.clock.now())
-        rows = await queries.past_due(self.app.engine, now_text, BATCH)
-        return [
-            (r.report_id, r.case_id, r.kind, now_text)
-            for r in rows
-            if r.report_id not in self._marked
-        ]
+        found: list[tuple[str, str, str, str]] = []
+        after: tuple[str, str] | None = None
+        while len(found) < BATCH:
+            rows = await queries.past_due(self.app.engine, now_text, BATCH, after)
+            found += [
+                (r.report_id, r.case_id, r.kind, now_text)
+                for r in rows
+                if r.report_id not in self._marked
+            ]
+            if len(rows) < BATCH:
+                break
+            after = (rows[-1].due_at, rows[-1].report_id)
+        return found[:BATCH]
 
     async def pending(self) -> int:
         return len(await self._due())

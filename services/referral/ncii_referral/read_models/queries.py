@@ -66,15 +66,20 @@ async def case_reports(engine: AsyncEngine, case_id: str) -> Sequence[Any]:
     return await _all(engine, query)
 
 
-async def past_due(engine: AsyncEngine, now_text: str, limit: int) -> Sequence[Any]:
+async def past_due(
+    engine: AsyncEngine, now_text: str, limit: int, after: tuple[str, str] | None = None
+) -> Sequence[Any]:
     """Reports still due whose 24 hours have passed (strictly: one filed at the instant is in
-    time), the earliest first."""
-    query = (
-        select(REPORTS.c.report_id, REPORTS.c.case_id, REPORTS.c.kind)
-        .where(REPORTS.c.status == "due", REPORTS.c.due_at < now_text)
-        .order_by(REPORTS.c.due_at)
-        .limit(limit)
+    time), the earliest first; keyset paged on (due_at, report_id)."""
+    query = select(REPORTS.c.report_id, REPORTS.c.case_id, REPORTS.c.kind, REPORTS.c.due_at).where(
+        REPORTS.c.status == "due", REPORTS.c.due_at < now_text
     )
+    if after is not None:
+        query = query.where(
+            (REPORTS.c.due_at > after[0])
+            | ((REPORTS.c.due_at == after[0]) & (REPORTS.c.report_id > after[1]))
+        )
+    query = query.order_by(REPORTS.c.due_at, REPORTS.c.report_id).limit(limit)
     return await _all(engine, query)
 
 
