@@ -488,3 +488,62 @@ async def test_ncii_partners_registers_through_the_staff_api_and_lists_them(
         return any(p["partner_id"] == partner_id for p in json.loads(result.output))
 
     await eventually(listed, what="the partner in the registry")
+
+
+async def test_a_counsellors_notes_and_the_contact_route_are_erased_with_the_case(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    partner_id = await register_partner(referral, keys.caseworker, keys.counsel_org)
+    case_id = await open_case(intake, keys.partner, "adult")
+    await case_known(referral, keys.partner, case_id)
+    offered = await offer(referral, keys.partner, case_id, partner_id)
+    referral_id = offered.json()["referral_id"]
+    await caught_up(referral)
+    assert (await post(referral, keys.counsellor, f"/v1/referrals/{referral_id}/accept")).is_success
+    noted = await post(
+        referral, keys.counsellor, f"/v1/referrals/{referral_id}/notes", {"note": "she is safe"}
+    )
+    assert noted.is_success
+    assert (await post(intake, keys.partner, f"/v1/cases/{case_id}/erase")).is_success
+    await caught_up(referral)
+
+    async def erased() -> dict[str, Any]:
+        read = await get(referral, keys.counsellor, f"/v1/referrals/{referral_id}")
+        seen = dict(read.json())
+        assert seen["pseudonym"] is None, seen
+        return seen
+
+    seen = await eventually(erased, what="the referral's personal data erased")
+    assert seen["contact"] is None
+    assert [n["note"] for n in seen["notes"]] == [None]
+    # and no new note can be written on an erased case
+    refused = await post(
+        referral, keys.counsellor, f"/v1/referrals/{referral_id}/notes", {"note": "again"}
+    )
+    assert refused.status_code == 409
+
+
+async def test_a_report_filed_through_intakes_superseded_route_counts_and_is_never_overdue(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    case_id = await open_case(intake, keys.partner, "minor", learned_at=ago(hours=30))
+    filed = await post(
+        intake,
+        keys.partner,
+        f"/v1/cases/{case_id}/mandatory-report",
+        {"filed_at": ago(hours=29), "authority": "Kaohsiung City social affairs"},
+    )
+    assert filed.status_code == 200, filed.text
+
+    async def counted() -> dict[str, Any]:
+        (report,) = await reports_of(referral, keys.partner, case_id)
+        assert report["status"] == "filed", report
+        return report
+
+    report = await eventually(counted, what="intake's filing counted")
+    assert report["late"] is False
+    await caught_up(referral)
+    (report,) = await reports_of(referral, keys.partner, case_id)
+    assert report["status"] == "filed"  # the sweep (every 0.2 s) never marked it overdue
+    staff = await get(referral, keys.caseworker, "/v1/reports?limit=500")
+    assert case_id not in {r["case_id"] for r in staff.json()["items"]}

@@ -332,7 +332,7 @@ class ReferralApp:
         event_id = self._event_id(principal, key, "filed", report_id)
         if any(e.envelope.event_id == event_id for e in events):
             return row
-        if any(e.type.endswith(("Submitted", "Filed")) for e in events):
+        if row.status == "filed" or any(e.type.endswith(("Submitted", "Filed")) for e in events):
             raise domain.ReferralRuleError("already-filed", "this report was filed already")
         if not events:
             raise NotFoundError(report_id)

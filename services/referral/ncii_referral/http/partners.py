@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite
+from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
 from ncii_events.service import ServiceRoute
 
 from ncii_referral import domain
@@ -16,6 +17,8 @@ from ncii_referral.http.bodies import PartnerFields
 from ncii_referral.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+WRITE_LIMIT = rate_limited(CASE_WRITES)
+"""Every write counts against the caller's case-write budget, checked before the body (24)."""
 
 
 def partner_view(row: Any) -> dict[str, Any]:
@@ -32,7 +35,7 @@ def partner_view(row: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/partners", status_code=201, tags=["partners registry"])
+@router.post("/partners", status_code=201, tags=["partners registry"], openapi_extra=WRITE_LIMIT)
 async def register_partner(
     body: PartnerFields, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -47,7 +50,7 @@ async def register_partner(
     return await idempotent.run(principal.principal_id, body, handle)
 
 
-@router.put("/partners/{partner_id}", tags=["partners registry"])
+@router.put("/partners/{partner_id}", tags=["partners registry"], openapi_extra=WRITE_LIMIT)
 async def update_partner(
     partner_id: str, body: PartnerFields, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from ncii_contracts.referral import CounsellorNoteAdded, FollowUpRecorded, ReferralOffered
 from ncii_events.auth import Principal, require_role
 from ncii_events.http import IdempotentWrite
+from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
 from ncii_events.ids import uuid7
 from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
@@ -23,6 +24,8 @@ from ncii_referral.http.bodies import AddNote, Decline, FollowUp, OfferReferral,
 from ncii_referral.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+WRITE_LIMIT = rate_limited(CASE_WRITES)
+"""Every write counts against the caller's case-write budget, checked before the body (24)."""
 COUNSELLOR = ("counsellor",)
 
 
@@ -72,7 +75,9 @@ async def _write(
 # -- the case's side ----------------------------------------------------------------------------
 
 
-@router.post("/cases/{case_id}/referrals", status_code=201, tags=["referrals"])
+@router.post(
+    "/cases/{case_id}/referrals", status_code=201, tags=["referrals"], openapi_extra=WRITE_LIMIT
+)
 async def offer_referral(
     case_id: str, body: OfferReferral, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -113,7 +118,9 @@ async def case_referrals(case_id: str, principal: Caller, app: App) -> JSONRespo
     return JSONResponse({"items": [row_view(r) for r in rows]})
 
 
-@router.post("/cases/{case_id}/referrals/{referral_id}/revoke", tags=["referrals"])
+@router.post(
+    "/cases/{case_id}/referrals/{referral_id}/revoke", tags=["referrals"], openapi_extra=WRITE_LIMIT
+)
 async def revoke(
     case_id: str,
     referral_id: str,
@@ -140,7 +147,11 @@ async def revoke(
     )
 
 
-@router.post("/cases/{case_id}/referrals/{referral_id}/follow-ups", tags=["referrals"])
+@router.post(
+    "/cases/{case_id}/referrals/{referral_id}/follow-ups",
+    tags=["referrals"],
+    openapi_extra=WRITE_LIMIT,
+)
 async def case_follow_up(
     case_id: str,
     referral_id: str,
@@ -243,7 +254,7 @@ def _partner_step(
     return route
 
 
-@router.post("/referrals/{referral_id}/accept", tags=["counsellors"])
+@router.post("/referrals/{referral_id}/accept", tags=["counsellors"], openapi_extra=WRITE_LIMIT)
 async def accept(
     referral_id: str, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -252,7 +263,7 @@ async def accept(
     )
 
 
-@router.post("/referrals/{referral_id}/decline", tags=["counsellors"])
+@router.post("/referrals/{referral_id}/decline", tags=["counsellors"], openapi_extra=WRITE_LIMIT)
 async def decline(
     referral_id: str, body: Decline, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -261,7 +272,7 @@ async def decline(
     )(referral_id, principal, app, idempotent, body)
 
 
-@router.post("/referrals/{referral_id}/complete", tags=["counsellors"])
+@router.post("/referrals/{referral_id}/complete", tags=["counsellors"], openapi_extra=WRITE_LIMIT)
 async def complete(
     referral_id: str, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -270,7 +281,7 @@ async def complete(
     )
 
 
-@router.post("/referrals/{referral_id}/follow-ups", tags=["counsellors"])
+@router.post("/referrals/{referral_id}/follow-ups", tags=["counsellors"], openapi_extra=WRITE_LIMIT)
 async def partner_follow_up(
     referral_id: str, body: FollowUp, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -280,7 +291,7 @@ async def partner_follow_up(
     )(referral_id, principal, app, idempotent, body)
 
 
-@router.post("/referrals/{referral_id}/notes", tags=["counsellors"])
+@router.post("/referrals/{referral_id}/notes", tags=["counsellors"], openapi_extra=WRITE_LIMIT)
 async def add_note(
     referral_id: str, body: AddNote, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:

@@ -20,6 +20,7 @@ from ncii_contracts.referral import (
 )
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite, decode_cursor, encode_cursor
+from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
 from ncii_events.service import ServiceRoute
 
 from ncii_referral import domain
@@ -28,6 +29,8 @@ from ncii_referral.http.bodies import FileReport, SuspectKnown
 from ncii_referral.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
+WRITE_LIMIT = rate_limited(CASE_WRITES)
+"""Every write counts against the caller's case-write budget, checked before the body (24)."""
 
 
 def report_row(row: Any) -> dict[str, Any]:
@@ -100,7 +103,11 @@ async def case_reports(case_id: str, principal: Caller, app: App) -> JSONRespons
     return JSONResponse({"items": items})
 
 
-@router.post("/cases/{case_id}/reports/{report_id}/filing", tags=["mandatory reports"])
+@router.post(
+    "/cases/{case_id}/reports/{report_id}/filing",
+    tags=["mandatory reports"],
+    openapi_extra=WRITE_LIMIT,
+)
 async def file_report(
     case_id: str,
     report_id: str,
@@ -134,7 +141,12 @@ async def file_report(
     return await idempotent.run(principal.principal_id, body, handle)
 
 
-@router.post("/cases/{case_id}/reports/suspect", status_code=201, tags=["mandatory reports"])
+@router.post(
+    "/cases/{case_id}/reports/suspect",
+    status_code=201,
+    tags=["mandatory reports"],
+    openapi_extra=WRITE_LIMIT,
+)
 async def suspect_known(
     case_id: str, body: SuspectKnown, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
@@ -161,7 +173,7 @@ async def guidance(case_id: str, principal: Caller, app: App) -> JSONResponse:
     return JSONResponse({"items": [{"item": i, "ticked_at": ticked.get(i)} for i in items]})
 
 
-@router.post("/cases/{case_id}/guidance/{item}", tags=["guidance"])
+@router.post("/cases/{case_id}/guidance/{item}", tags=["guidance"], openapi_extra=WRITE_LIMIT)
 async def tick(
     case_id: str, item: GuidanceItem, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:

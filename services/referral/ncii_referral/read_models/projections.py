@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ncii_contracts.intake import CaseErased, CaseOpened, CaseWithdrawn
+from ncii_contracts.intake import CaseErased, CaseOpened, CaseWithdrawn, MandatoryReportFiled
 from ncii_contracts.referral import (
     GuidanceItemTicked,
     MandatoryReportDue,
@@ -96,6 +96,7 @@ class ReferralsProjection(Projection):
         f"{CASES.prefix}.*.case.*.CaseOpened",
         f"{CASES.prefix}.*.case.*.CaseWithdrawn",
         f"{CASES.prefix}.*.case.*.CaseErased",
+        f"{CASES.prefix}.*.case.*.MandatoryReportFiled",
         f"{CASES.prefix}.*.referral.>",
         f"{CASES.prefix}.*.mandatory_report.>",
         f"{CASES.prefix}.*.guidance.>",
@@ -114,6 +115,14 @@ class ReferralsProjection(Projection):
                 .where(CASE_ROWS.c.case_id == case_id, CASE_ROWS.c.closed.is_(None))
                 .values(closed=reason)
             )
+        elif isinstance(ev, MandatoryReportFiled):
+            # intake's route is superseded but still served (decision 34): its filing counts
+            conn.execute(
+                update(CASE_ROWS)
+                .where(CASE_ROWS.c.case_id == case_id)
+                .values(intake_report_filed_at=ev.filed_at)
+            )
+            self._filed_in_intake(conn, case_id, ev.filed_at)
         elif isinstance(ev, ReferralOffered):
             exists = conn.execute(
                 select(REFERRALS.c.referral_id).where(REFERRALS.c.referral_id == ev.referral_id)
@@ -154,6 +163,12 @@ class ReferralsProjection(Projection):
                         due_at=ev.due_at,
                     )
                 )
+            if kind == "victim_minor":
+                case = conn.execute(
+                    select(CASE_ROWS.c.intake_report_filed_at).where(CASE_ROWS.c.case_id == case_id)
+                ).first()
+                if case is not None and case[0] is not None:
+                    self._filed_in_intake(conn, case_id, case[0])
             if kind == "known_suspect":
                 conn.execute(
                     update(CASE_ROWS)
@@ -183,6 +198,23 @@ class ReferralsProjection(Projection):
                     insert(GUIDANCE).values(case_id=case_id, item=ev.item, ticked_at=ev.ticked_at)
                 )
 
+    def _filed_in_intake(self, conn: Connection, case_id: str, filed_at: str) -> None:
+        row = conn.execute(
+            select(REPORTS.c.report_id, REPORTS.c.due_at).where(
+                REPORTS.c.case_id == case_id,
+                REPORTS.c.kind == "victim_minor",
+                REPORTS.c.status.in_(("due", "overdue")),
+            )
+        ).first()
+        if row is None:
+            return
+        late = domain.is_overdue(row.due_at, domain.parse_time(filed_at))
+        conn.execute(
+            update(REPORTS)
+            .where(REPORTS.c.report_id == row.report_id)
+            .values(status="filed", filed_at=filed_at, late=late)
+        )
+
     def _case_opened(self, conn: Connection, event: RecordedEvent, ev: CaseOpened) -> None:
         case_id = event.case_id
         existing: Any = conn.execute(
@@ -203,6 +235,7 @@ class ReferralsProjection(Projection):
                 "offender_known": bool(existing[0]) if existing is not None else False,
                 "learned_at": ev.learned_at,
                 "closed": None,
+                "intake_report_filed_at": None,
             },
             ["case_id"],
         )

@@ -45,6 +45,8 @@ CASES = Table(
     Column("offender_known", Boolean, nullable=False),
     Column("learned_at", String(40), nullable=False),
     Column("closed", String(20)),
+    # filed through intake's superseded route (decision 34): the minor's report is not late
+    Column("intake_report_filed_at", String(40)),
 )
 
 REFERRALS = Table(

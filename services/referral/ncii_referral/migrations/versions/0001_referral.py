@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("offender_known", sa.Boolean(), nullable=False),
         sa.Column("learned_at", sa.String(40), nullable=False),
         sa.Column("closed", sa.String(20)),
+        sa.Column("intake_report_filed_at", sa.String(40)),
     )
     op.create_table(
         "rf_guidance",
