@@ -4,6 +4,8 @@
 - intake: case opens per second and latency at 16 concurrent clients, and GET of a 50-event
   case, on the stock and the fast NATS transport
 - hashmatch: our PDQ index vs HMA's default faiss index (and faiss flat) at 1M and 10M
+- referral: the art. 7 due/late sweep over 10,000 open reports and referrals, and the staff
+  view of what is due and late at that size (p99 under 50 ms)
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
 """
@@ -14,7 +16,7 @@ import argparse
 import sys
 import time
 
-from bench import bench_audit, bench_eventlog, bench_hashmatch, bench_intake
+from bench import bench_audit, bench_eventlog, bench_hashmatch, bench_intake, bench_referral
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (1M hashes only)")
     parser.add_argument(
         "--only",
-        choices=["eventlog", "intake", "hashmatch", "audit"],
+        choices=["eventlog", "intake", "hashmatch", "referral", "audit"],
         action="append",
         default=None,
     )
     args = parser.parse_args(argv)
-    chosen = args.only or ["eventlog", "intake", "hashmatch", "audit"]
+    chosen = args.only or ["eventlog", "intake", "hashmatch", "referral", "audit"]
     started = time.perf_counter()
     failures = 0
     for name in chosen:
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = f"bench/results/intake-{transport}.json"
                 argv_ = ["--transport", transport, "--get-case", "--out", out]
                 code |= bench_intake.main(argv_ + (["--quick"] if args.quick else []))
+        elif name == "referral":
+            code = bench_referral.main(["--quick"] if args.quick else [])
         elif name == "audit":
             code = bench_audit.main(["--quick"] if args.quick else [])
         else:

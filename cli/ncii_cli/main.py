@@ -18,6 +18,7 @@ import typer
 
 from ncii_cli.audit_cmd import audit_app
 from ncii_cli.hash_cmd import hash_command
+from ncii_cli.partners_cmd import partners_app
 from ncii_cli.platforms_cmd import platforms_app
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.add_typer(platforms_app, name="platforms")
 app.add_typer(audit_app, name="audit")
+app.add_typer(partners_app, name="partners")
 app.add_typer(signing_app, name="signing-keys")
 app.command("hash")(hash_command)
 

@@ -120,6 +120,58 @@ REVIEWED: dict[str, str] = {
         "SHA-256 of the organisation's capture file (a page's screenshot or archive, kept by "
         "the organisation): proves it unchanged, matches no image outside that file"
     ),
+    # the referral service (decision 0033): its ids and times, and the partner registry
+    **{
+        f"{event}.{field}": ID
+        for event, fields in {
+            "PartnerRegistered": ("partner_id",),
+            "PartnerUpdated": ("partner_id",),
+            "ReferralOffered": ("referral_id", "partner_id"),
+            "ConsentOverridden": ("referral_id",),
+            "ReferralAccepted": ("referral_id",),
+            "ReferralDeclined": ("referral_id",),
+            "ReferralCompleted": ("referral_id",),
+            "ReferralRevoked": ("referral_id",),
+            "FollowUpRecorded": ("referral_id",),
+            "CounsellorNoteAdded": ("referral_id", "note_id"),
+            **{
+                event: ("report_id",)
+                for event in (
+                    "MandatoryReportDue",
+                    "MandatoryReportSubmitted",
+                    "MandatoryReportOverdue",
+                    "SuspectReportDue",
+                    "SuspectReportFiled",
+                    "SuspectReportOverdue",
+                )
+            },
+        }.items()
+        for field in fields
+    },
+    **{
+        f"{event}.{field}": TIME
+        for event, fields in {
+            "ReferralAccepted": ("accepted_at",),
+            "ReferralDeclined": ("declined_at",),
+            "ReferralCompleted": ("completed_at",),
+            "ReferralRevoked": ("revoked_at",),
+            "FollowUpRecorded": ("contacted_at",),
+            "MandatoryReportDue": ("learned_at", "due_at"),
+            "SuspectReportDue": ("learned_at", "due_at"),
+            "MandatoryReportSubmitted": ("filed_at",),
+            "SuspectReportFiled": ("filed_at",),
+            "MandatoryReportOverdue": ("due_at", "detected_at"),
+            "SuspectReportOverdue": ("due_at", "detected_at"),
+            "GuidanceItemTicked": ("ticked_at",),
+        }.items()
+        for field in fields
+    },
+    **{
+        f"{event}.{field}": "a support partner's own details in the registry (an organisation)"
+        for event in ("PartnerRegistered", "PartnerUpdated")
+        for field in ("organisation", "name")
+    },
+    "ReferralOffered.partner_organisation": "the receiving partner's organisation id",
     # the audited reveal (decision 27): codes and names, no data
     "PersonalDataRead.ticket": "staff's ticket number, restricted to [A-Za-z0-9._:/#-]",
     "PersonalDataRead.endpoint": "the route that revealed the data (a path template)",

@@ -16,6 +16,7 @@ from ncii_contracts.audit import AUDIT_EVENTS
 from ncii_contracts.hashmatch import HASHMATCH_EVENTS, BankConfigured, HashesBanked, MatchFound
 from ncii_contracts.intake import INTAKE_EVENTS, CaseErased, CaseOpened
 from ncii_contracts.principals import PRINCIPAL_EVENTS, PrincipalCreated
+from ncii_contracts.referral import REFERRAL_EVENTS
 from ncii_contracts.streams import CASES, REFERENCE
 from ncii_contracts.takedown import TAKEDOWN_EVENTS
 from ncii_events.asyncapi import asyncapi_document
@@ -33,12 +34,20 @@ def test_every_contract_is_one_event_type_and_one_registry_holds_them_all() -> N
         *INTAKE_EVENTS,
         *HASHMATCH_EVENTS,
         *TAKEDOWN_EVENTS,
+        *REFERRAL_EVENTS,
         *AUDIT_EVENTS,
         *PRINCIPAL_EVENTS,
     }
     registry = EventRegistry(*ALL_EVENTS)
     assert all(registry.is_known(t) for t in types)
-    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact", "channels"}
+    assert registry.personal_fields("CaseOpened") == {"pseudonym", "contact", "channels", "region"}
+    # a counsellor's notes and the contact route are erased with the case (decision 0033)
+    assert registry.personal_fields("CounsellorNoteAdded") == {"note"}
+    assert registry.personal_fields("ReferralOffered") == {
+        "pseudonym",
+        "contact_kind",
+        "contact_value",
+    }
     assert registry.personal_fields("MatchFound") == {"url"}
     # a window's count keeps no URL: the window's first is in its MatchFound (decision 24)
     assert registry.personal_fields("SightingsCounted") == set()

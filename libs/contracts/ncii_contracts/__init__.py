@@ -2,8 +2,8 @@
 they live on, shared value types, and the HTTP bodies more than one program speaks).
 
 Each area's events are a tuple in its module (``INTAKE_EVENTS``, ``HASHMATCH_EVENTS``,
-``TAKEDOWN_EVENTS``, ``AUDIT_EVENTS``, ``PRINCIPAL_EVENTS``); ``ALL_EVENTS`` is all of them, for
-programs that read the whole log."""
+``TAKEDOWN_EVENTS``, ``REFERRAL_EVENTS``, ``AUDIT_EVENTS``, ``PRINCIPAL_EVENTS``); ``ALL_EVENTS`` is
+all of them, for programs that read the whole log."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ def __getattr__(name: str) -> object:
     from ncii_contracts.hashmatch import HASHMATCH_EVENTS
     from ncii_contracts.intake import INTAKE_EVENTS
     from ncii_contracts.principals import PRINCIPAL_EVENTS
+    from ncii_contracts.referral import REFERRAL_EVENTS
     from ncii_contracts.takedown import TAKEDOWN_EVENTS
 
     events = (
         *INTAKE_EVENTS,
         *HASHMATCH_EVENTS,
         *TAKEDOWN_EVENTS,
+        *REFERRAL_EVENTS,
         *AUDIT_EVENTS,
         *PRINCIPAL_EVENTS,
     )

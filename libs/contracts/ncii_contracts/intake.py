@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ncii_contracts.base import PERSONAL, DomainEvent
+from ncii_contracts.referral import Region
 
 AgeGroup = Literal["minor", "adult"]
 HarmCategory = Literal[
@@ -87,13 +88,15 @@ class SubmittedHash(_Frozen):
 class CaseOpened(
     DomainEvent,
     aggregate="case",
-    version=2,
-    upcasters={1: _same_payload},
+    version=3,
+    upcasters={1: _same_payload, 2: _same_payload},
     clear_before={"channels": 2},
 ):
     """A case was opened by a partner NGO or a case worker of the centre.
 
-    v2: ``channels`` (their platform names are free text) is personal; v1 stored it in clear."""
+    v2: ``channels`` (their platform names are free text) is personal; v1 stored it in clear.
+    v3: ``region`` (the city or county whose authority receives a minor's art. 7 report;
+    personal: it locates the victim); v2 has none (None: not known)."""
 
     organisation: str
     reference: str
@@ -107,6 +110,7 @@ class CaseOpened(
     consents: Consents
     pseudonym: Annotated[str | None, PERSONAL] = None
     contact: Annotated[Contact | None, PERSONAL] = None
+    region: Annotated[Region | None, PERSONAL] = None
 
 
 class NonConsentRecorded(DomainEvent, aggregate="case"):

@@ -43,6 +43,7 @@ from ncii_contracts.intake import (
     VictimAccessReset,
     WithdrawnBy,
 )
+from ncii_contracts.referral import Region
 
 MANDATORY_REPORT_HOURS = 24
 REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)
@@ -324,6 +325,7 @@ class Case:
         consents: Consents,
         pseudonym: str | None,
         contact: Contact | None,
+        region: Region | None = None,
     ) -> list[DomainEvent]:
         """A new case: its reference is given (random, so not decided here)."""
         return [
@@ -339,6 +341,7 @@ class Case:
                 consents=consents,
                 pseudonym=pseudonym,
                 contact=contact,
+                region=region,
             )
         ]
 

@@ -16,6 +16,7 @@ from ncii_contracts.intake import (
     PoliceReportDecision,
     SpreadStatus,
 )
+from ncii_contracts.referral import Region
 from ncii_events.http.fields import PastTime, RequestBody, WebAddress
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
@@ -95,6 +96,10 @@ class OpenCase(RequestBody):
     )
     consents: ConsentsIn
     contact: ContactIn | None = None
+    region: Region | None = Field(
+        default=None,
+        description="the city or county (e.g. taipei_city): routes a minor's art. 7 report",
+    )
 
     @field_validator("harm_categories")
     @classmethod

@@ -66,6 +66,7 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
             consents=Consents(**body.consents.model_dump()),
             pseudonym=body.pseudonym,
             contact=Contact(**body.contact.model_dump()) if body.contact else None,
+            region=body.region,
         )
 
     async def reveal(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Referral's read models: tables, projections (and the reactor), queries."""

@@ -1,0 +1,104 @@
+"""What the application and the routes read (one async function per need)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ncii_referral.read_models.schema import CASES, GUIDANCE, PARTNERS, REFERRALS, REPORTS
+
+
+async def _first(engine: AsyncEngine, query: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).first()
+
+
+async def _all(engine: AsyncEngine, query: Any) -> Sequence[Any]:
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).all()
+
+
+async def partner(engine: AsyncEngine, partner_id: str) -> Any:
+    return await _first(engine, select(PARTNERS).where(PARTNERS.c.partner_id == partner_id))
+
+
+async def partners(engine: AsyncEngine) -> Sequence[Any]:
+    return await _all(engine, select(PARTNERS).order_by(PARTNERS.c.name, PARTNERS.c.partner_id))
+
+
+async def case(engine: AsyncEngine, case_id: str) -> Any:
+    return await _first(engine, select(CASES).where(CASES.c.case_id == case_id))
+
+
+async def referral(engine: AsyncEngine, referral_id: str) -> Any:
+    return await _first(engine, select(REFERRALS).where(REFERRALS.c.referral_id == referral_id))
+
+
+async def case_referrals(engine: AsyncEngine, case_id: str) -> Sequence[Any]:
+    query = (
+        select(REFERRALS)
+        .where(REFERRALS.c.case_id == case_id)
+        .order_by(REFERRALS.c.offered_at, REFERRALS.c.referral_id)
+    )
+    return await _all(engine, query)
+
+
+async def referrals_for(engine: AsyncEngine, organisation: str, limit: int) -> Sequence[Any]:
+    """The referrals addressed to a partner organisation, the newest first."""
+    query = (
+        select(REFERRALS)
+        .where(REFERRALS.c.partner_organisation == organisation)
+        .order_by(REFERRALS.c.offered_at.desc(), REFERRALS.c.referral_id)
+        .limit(limit)
+    )
+    return await _all(engine, query)
+
+
+async def report(engine: AsyncEngine, report_id: str) -> Any:
+    return await _first(engine, select(REPORTS).where(REPORTS.c.report_id == report_id))
+
+
+async def case_reports(engine: AsyncEngine, case_id: str) -> Sequence[Any]:
+    query = select(REPORTS).where(REPORTS.c.case_id == case_id).order_by(REPORTS.c.due_at)
+    return await _all(engine, query)
+
+
+async def past_due(
+    engine: AsyncEngine, now_text: str, limit: int, after: tuple[str, str] | None = None
+) -> Sequence[Any]:
+    """Reports still due whose 24 hours have passed (strictly: one filed at the instant is in
+    time), the earliest first; keyset paged on (due_at, report_id)."""
+    query = select(REPORTS.c.report_id, REPORTS.c.case_id, REPORTS.c.kind, REPORTS.c.due_at).where(
+        REPORTS.c.status == "due", REPORTS.c.due_at < now_text
+    )
+    if after is not None:
+        query = query.where(
+            (REPORTS.c.due_at > after[0])
+            | ((REPORTS.c.due_at == after[0]) & (REPORTS.c.report_id > after[1]))
+        )
+    query = query.order_by(REPORTS.c.due_at, REPORTS.c.report_id).limit(limit)
+    return await _all(engine, query)
+
+
+async def open_reports(
+    engine: AsyncEngine, status: str | None, after: tuple[str, str] | None, limit: int
+) -> Sequence[Any]:
+    """The staff view: reports not filed (due, or overdue), the earliest due first; keyset
+    paged on (due_at, report_id)."""
+    statuses = ("due", "overdue") if status is None else (status,)
+    query = select(REPORTS).where(REPORTS.c.status.in_(statuses))
+    if after is not None:
+        query = query.where(
+            (REPORTS.c.due_at > after[0])
+            | ((REPORTS.c.due_at == after[0]) & (REPORTS.c.report_id > after[1]))
+        )
+    query = query.order_by(REPORTS.c.due_at, REPORTS.c.report_id).limit(limit)
+    return await _all(engine, query)
+
+
+async def ticked(engine: AsyncEngine, case_id: str) -> dict[str, str]:
+    rows = await _all(engine, select(GUIDANCE).where(GUIDANCE.c.case_id == case_id))
+    return {r.item: r.ticked_at for r in rows}
