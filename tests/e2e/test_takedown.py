@@ -29,6 +29,9 @@ from starlette.routing import Route
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.support.eventually import eventually
+from tests.support.mailbox import PASSWORD as MAIL_PASSWORD
+from tests.support.mailbox import USER as MAIL_USER
+from tests.support.mailbox import MailServer, start_mail_server
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 FAST = {"NCII_TAKEDOWN_RETRY_BASE_MS": "20", "NCII_TAKEDOWN_SWEEP_INTERVAL_S": "0.2"}
@@ -43,15 +46,35 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
+    """Platforms' abuse mailboxes: STARTTLS required, a login required."""
+    server = start_mail_server(tmp_path_factory.mktemp("smtp"), tls=True, require_login=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def takedown(
-    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats,
+    tmp_path_factory: pytest.TempPathFactory,
+    master_key_file: Path,
+    mail_server: MailServer,
 ) -> Iterator[RunningService]:
+    smtp = {
+        "NCII_TAKEDOWN_SMTP_HOST": "127.0.0.1",
+        "NCII_TAKEDOWN_SMTP_PORT": str(mail_server.port),
+        "NCII_TAKEDOWN_SMTP_FROM": "takedown@centre.example",
+        "NCII_TAKEDOWN_SMTP_USER": MAIL_USER,
+        "NCII_TAKEDOWN_SMTP_PASSWORD": MAIL_PASSWORD,
+        "NCII_TAKEDOWN_SMTP_STARTTLS": "required",
+        "NCII_TAKEDOWN_SMTP_CA_FILE": str(mail_server.ca_file),
+    }
     service = start_service(
         "takedown",
         nats_server,
         tmp_path_factory.mktemp("takedown"),
         master_key_file,
-        extra_env=FAST,
+        extra_env={**FAST, **smtp},
     )
     yield service
     stop_service(service)
@@ -348,6 +371,55 @@ async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
         "notice_id": notice["id"],
         "reason": "case_withdrawn",
     }
+
+
+async def test_an_email_notice_goes_over_smtp_with_starttls_after_refusals_and_its_withdrawal_too(
+    intake: RunningService, takedown: RunningService, keys: Keys, mail_server: MailServer
+) -> None:
+    mailbox = mail_server.mailbox
+    mailbox.fail_first, mailbox.attempts = mailbox.attempts + 2, mailbox.attempts
+    name = unique("MailHost")
+    await register(
+        takedown,
+        keys.caseworker,
+        platform_body(name, channel="email", email="abuse@mailhost.example"),
+    )
+    case_id = await open_case(intake, keys.partner, "adult")
+    await report_location(intake, keys.partner, case_id, name)
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    assert (await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])).is_success
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")
+
+    # two temporary refusals (451), then accepted over STARTTLS with the desk's login
+    assert mailbox.attempts == mailbox.fail_first + 1
+    (got,) = [m for m in mailbox.received if m.recipients == ["abuse@mailhost.example"]]
+    assert got.secure and got.login == MAIL_USER and got.sender == "takedown@centre.example"
+    message = got.message
+    notice_id = item["notice_id"]
+    assert message["X-NCII-Notice-Id"] == notice_id
+    assert message["Message-ID"] == f"<{notice_id}@centre.example>"
+    (attachment,) = list(message.iter_attachments())
+    notice = json.loads(attachment.get_content())
+    assert notice["notice_id"] == notice_id and notice["site"] == name
+    assert notice["urls"][0].startswith(f"https://{name.lower()}.example/p/")
+    text = message.get_body(("plain",))
+    assert text is not None and notice["urls"][0] in text.get_content()
+    assert b"Sparrow" not in got.raw and b"sparrow@" not in got.raw
+    sent = item["timeline"][-1]
+    assert sent["type"] == "NoticeSent" and sent["attempts"] == 3
+
+    async with intake.client(keys.partner) as client:
+        withdrawn = await client.post(f"/v1/cases/{case_id}/withdraw", json={"reason": "resolved"})
+        assert withdrawn.status_code == 200, withdrawn.text
+
+    def withdrawal() -> Any:
+        mails = [m for m in mailbox.received if m.recipients == ["abuse@mailhost.example"]]
+        assert len(mails) == 2
+        return mails[1].message
+
+    cancel = await eventually(withdrawal, what="the withdrawal mailed")
+    assert cancel["Subject"] == f"Notice withdrawn: {notice_id}"
+    assert cancel["X-NCII-Notice-Id"] == notice_id
 
 
 async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(

@@ -31,12 +31,13 @@ from ncii_events.service import ServiceRuntime
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_takedown import domain
 from ncii_takedown.clock import Clock
+from ncii_takedown.mail import SmtpSettings, StartTls
 from ncii_takedown.outbox import OutboxPublisher, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
 
@@ -60,6 +61,22 @@ class TakedownSettings(BaseSettings):
     )
     max_attempts: int = Field(default=domain.MAX_ATTEMPTS, ge=1, le=30)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_host: str | None = Field(
+        default=None, description="the mail server for e-mail notices; unset: sent by hand"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = Field(default="takedown@example.org", max_length=254)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: StartTls = Field(
+        default="opportunistic",
+        description="STARTTLS when offered (opportunistic), or refuse a server without it "
+        "(required), or never (a relay on this host only)",
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle that signs the mail server's certificate"
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
     notifier_organisation: str = "ncii centre"
     notifier_contact: str = "takedown desk"
     notifier_email: str = "takedown@example.org"
@@ -110,6 +127,22 @@ class TakedownApp:
         s = self.settings
         return domain.Notifier(
             s.notifier_organisation, s.notifier_contact, s.notifier_email, s.notifier_phone
+        )
+
+    def smtp_settings(self) -> SmtpSettings | None:
+        """The mail server for e-mail notices, or None: then a case worker sends them."""
+        s = self.settings
+        if not s.smtp_host:
+            return None
+        return SmtpSettings(
+            host=s.smtp_host,
+            port=s.smtp_port,
+            sender=s.smtp_from,
+            user=s.smtp_user,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            starttls=s.smtp_starttls,
+            ca_file=s.smtp_ca_file,
+            timeout_s=s.smtp_timeout_s,
         )
 
     def now_text(self) -> str:

@@ -421,7 +421,8 @@ class TakedownsProjection(Projection):
                 platform_id=takedown.platform_id,
                 channel=takedown.channel,
                 cancel_reason=cancel_reason,
-                status="pending" if takedown.channel == "webhook" else "manual",
+                # e-mail too: the deliverer hands it to a case worker when no server is set
+                status="pending" if takedown.channel in ("webhook", "email") else "manual",
                 attempts=0,
                 next_attempt_at=None,
                 created_at=at,
