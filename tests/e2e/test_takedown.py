@@ -598,12 +598,25 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         (item,) = await one_takedown(restarted, keys.partner, case_id, "overdue")
         overdue = item["timeline"][-1]
         assert overdue["type"] == "TakedownOverdue" and overdue["legal"] is True
+        path = f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}"
         async with restarted.client(keys.caseworker) as client:
-            escalated = await client.post(
-                f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}/escalate",
-                json={"authority": "local authority"},
+            assert (await client.get(f"{path}/escalation")).status_code == 404  # not yet
+            # Taiwan's deadline is the law's: escalation is due the moment it passed
+            due = (await client.get("/v1/escalations/due")).json()["items"]
+            (listed,) = [d for d in due if d["takedown_id"] == item["takedown_id"]]
+            assert (
+                listed["escalation_due_at"] == listed["deadline_at"] == item["deadline"]["due_at"]
             )
+            assert "art. 47" in listed["authority"]
+            escalated = await client.post(f"{path}/escalate", json={"authority": "local authority"})
             assert escalated.status_code == 200 and escalated.json()["status"] == "escalated"
+            record = (await client.get(f"{path}/escalation")).json()
+        # the record carries the timeline as proof: each event, its time and its hash in the log
+        timeline = [(e["type"], e["event_id"], e["hash"]) for e in record["timeline"]]
+        assert timeline == [(e["type"], e["event_id"], e["hash"]) for e in item["timeline"]]
+        assert [t for t, _, _ in timeline][-2:] == ["NoticeSent", "TakedownOverdue"]
+        assert record["verified"] is True and record["authority"] == "local authority"
+        assert record["due_at"] == item["deadline"]["due_at"]
     finally:
         stop_service(restarted)
 

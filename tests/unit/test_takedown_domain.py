@@ -345,3 +345,39 @@ def test_a_takedown_folds_from_its_events() -> None:
 
 def test_the_domain_loads_no_store_nats_sql_or_http() -> None:
     assert top_level_packages_loaded("ncii_takedown.domain") == []
+
+
+# -- escalation: when it is due is the regime's data; the record carries the timeline -----------
+
+
+def test_escalation_is_due_at_a_legal_deadline_and_a_day_after_our_own_target() -> None:
+    deadline = "2026-11-30T10:00:00.000000Z"
+    assert domain.escalation_due_at(deadline, "tw") == deadline
+    assert domain.escalation_due_at(deadline, "eu_dsa") == "2026-12-01T10:00:00.000000Z"
+    dsa = replace(at("sent"), deadline_regime="eu_dsa", legal=False, deadline_at=deadline)
+    overdue = replace(dsa, status="overdue")
+    past = domain.parse_time(deadline) + timedelta(hours=1)
+    assert not overdue.escalation_due(past)
+    assert overdue.escalation_due(past + timedelta(days=1))
+    assert not dsa.escalation_due(past + timedelta(days=1))  # not marked overdue: not yet
+
+
+def test_an_escalation_records_its_due_time_and_the_timeline_it_was_given() -> None:
+    from ncii_contracts.takedown import TakedownEscalated, TimelineEntry
+
+    t = replace(at("overdue"), deadline_at="2026-11-30T10:00:00.000000Z")
+    entry = TimelineEntry(event_id="e1", type="NoticeSent", occurred_at=T0, hash="h" * 64)
+    (event,) = t.escalate(T0, "iWIN", timeline=[entry])
+    assert isinstance(event, TakedownEscalated)
+    assert event.timeline == [entry] and event.due_at == "2026-11-30T10:00:00.000000Z"
+
+
+def test_an_escalation_recorded_before_the_timeline_reads_with_an_empty_one() -> None:
+    from ncii_contracts.takedown import TakedownEscalated
+    from ncii_events.registry import EventRegistry
+
+    registry = EventRegistry(TakedownEscalated)
+    v1 = {"takedown_id": "t1", "notice_id": "n1", "escalated_at": T0, "authority": None}
+    event = registry.decode("TakedownEscalated", 1, v1)
+    assert isinstance(event, TakedownEscalated)
+    assert event.timeline == [] and event.due_at is None

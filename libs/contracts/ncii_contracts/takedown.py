@@ -18,9 +18,9 @@ is an enumeration or a bounded reference, so nothing personal can slip into clea
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_contracts.streams import REFERENCE
@@ -177,14 +177,50 @@ class TakedownOverdue(DomainEvent, aggregate="takedown"):
     detected_at: str
 
 
-class TakedownEscalated(DomainEvent, aggregate="takedown"):
-    """An overdue notice taken to the authority, with the timeline as proof (art. 47)."""
+TimelineEventType = Literal[
+    "TakedownOpened",
+    "TakedownPlatformAssigned",
+    "EvidencePreserved",
+    "TakedownRequested",
+    "NoticeSent",
+    "TakedownAcknowledged",
+    "ContentRemoved",
+    "TakedownRefused",
+    "TakedownOverdue",
+    "TakedownEscalated",
+    "TakedownCancelled",
+]
+
+
+class TimelineEntry(BaseModel):
+    """One event of a takedown as the authority sees it: what happened when, and the event's
+    hash in the log (the proof: an auditor's replay finds the same hash at the same place)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(max_length=64)
+    type: TimelineEventType
+    occurred_at: str = Field(max_length=40)
+    hash: str = Field(max_length=128)
+
+
+def _no_timeline(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: escalations recorded before the timeline was carried hold none."""
+    return {**payload, "timeline": [], "due_at": None}
+
+
+class TakedownEscalated(DomainEvent, aggregate="takedown", version=2, upcasters={1: _no_timeline}):
+    """An overdue notice taken to the authority, with the timeline as proof (art. 47): every
+    event of the takedown before this one, its time and its hash in the log."""
 
     takedown_id: str
     notice_id: str
     escalated_at: str
     # which authority took it, in staff's words: may name the victim's city (F9)
     authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)
+    due_at: str | None = None
+    """When the regime's rule made escalation due (deadline + its ``escalate_after_hours``)."""
+    timeline: list[TimelineEntry] = Field(default_factory=list, max_length=500)
 
 
 class TakedownCancelled(DomainEvent, aggregate="takedown"):

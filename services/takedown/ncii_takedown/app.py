@@ -22,7 +22,9 @@ from ncii_contracts.takedown import (
     EvidencePreserved,
     PlatformRegistered,
     PlatformUpdated,
+    TakedownEscalated,
     TakedownOpened,
+    TimelineEntry,
 )
 from ncii_events.auth import Principal
 from ncii_events.crypto import MasterKey
@@ -270,6 +272,57 @@ class TakedownApp:
         loaded = await self.load(case_id, takedown_id)
         event_id = self._event_id(principal, key, what, takedown_id)
         return await self._change(loaded, decide, principal, event_id, if_match=if_match)
+
+    async def escalate(
+        self,
+        principal: Principal,
+        key: str | None,
+        case_id: str,
+        takedown_id: str,
+        authority: str,
+    ) -> LoadedTakedown:
+        """An overdue notice taken to the authority: the record carries the takedown's timeline
+        as the log holds it (each event's id, type, time and hash), read in the same load whose
+        version the append expects, so no event can slip in between unrecorded."""
+        await self.visible_case(principal, case_id)
+        row = await queries.takedown(self.engine, takedown_id)
+        if row is None or row.case_id != case_id:
+            raise NotFoundError(takedown_id)
+        events = await self.store.load(takedown_ref(case_id, takedown_id), decrypt=False)
+        takedown = domain.Takedown.replay(history(events))
+        if takedown is None:
+            raise NotFoundError(takedown_id)
+        loaded = LoadedTakedown(takedown, case_id, Version.of(events))
+        timeline = [
+            TimelineEntry(
+                event_id=e.envelope.event_id,
+                type=e.envelope.type,  # a takedown's own events: validated as one
+                occurred_at=e.envelope.occurred_at,
+                hash=e.envelope.hash,
+            )
+            for e in events
+        ]
+        at = self.now_text()
+        event_id = self._event_id(principal, key, "escalated", takedown_id)
+        return await self._change(
+            loaded, lambda t: t.escalate(at, authority, timeline=timeline), principal, event_id
+        )
+
+    async def escalation(
+        self, principal: Principal, case_id: str, takedown_id: str
+    ) -> tuple[RecordedEvent, list[bool]] | None:
+        """The takedown's escalation record and, for each timeline entry, whether the log still
+        holds that event with that hash (None when it was not escalated)."""
+        await self.visible_case(principal, case_id)
+        events = await self.store.load(takedown_ref(case_id, takedown_id), decrypt=True)
+        if not events:
+            raise NotFoundError(takedown_id)
+        by_id = {e.envelope.event_id: e.envelope.hash for e in events}
+        for recorded in events:
+            if isinstance(recorded.event, TakedownEscalated):
+                checks = [by_id.get(t.event_id) == t.hash for t in recorded.event.timeline]
+                return recorded, checks
+        return None
 
     async def assign_platform(
         self,

@@ -45,6 +45,7 @@ from ncii_contracts.takedown import (
     TakedownRefused,
     TakedownRequested,
     TakedownSource,
+    TimelineEntry,
 )
 
 Status = Literal[
@@ -119,6 +120,11 @@ class RegimeRule:
     trusted_flagger_hours: int | None = None
     """Shorter target when the platform recognises the centre as a trusted flagger."""
     basis: str = ""
+    authority: str = ""
+    """Who an overdue notice is escalated to under this regime."""
+    escalate_after_hours: int = 0
+    """Hours after the deadline when escalation is due: 0 where the law's deadline is itself
+    the breach (the authority enforces it), longer where the hours are only our target."""
 
 
 REGIMES: dict[Regime, RegimeRule] = {
@@ -129,11 +135,20 @@ REGIMES: dict[Regime, RegimeRule] = {
         legal=True,
         basis="Taiwan: Child and Youth Sexual Exploitation Prevention Act art. 8; Sexual "
         "Assault Crime Prevention Act art. 13",
+        authority="the competent authority under art. 47 (Ministry of Health and Welfare, "
+        "Ministry of Digital Affairs)",
     ),
     "us_take_it_down": RegimeRule(
-        "us_take_it_down", 48, 48, legal=True, basis="United States: TAKE IT DOWN Act"
+        "us_take_it_down",
+        48,
+        48,
+        legal=True,
+        basis="United States: TAKE IT DOWN Act",
+        authority="Federal Trade Commission",
     ),
-    "uk": RegimeRule("uk", 48, 48, legal=True, basis="United Kingdom: 48-hour removal duty"),
+    "uk": RegimeRule(
+        "uk", 48, 48, legal=True, basis="United Kingdom: 48-hour removal duty", authority="Ofcom"
+    ),
     "eu_dsa": RegimeRule(
         "eu_dsa",
         minor_hours=72,
@@ -141,6 +156,8 @@ REGIMES: dict[Regime, RegimeRule] = {
         legal=False,
         trusted_flagger_hours=24,
         basis="European Union: Digital Services Act art. 16 (without undue delay), art. 22",
+        authority="the Digital Services Coordinator of the platform's establishment",
+        escalate_after_hours=24,  # our own target passed, not a legal breach: a day's grace
     ),
 }
 
@@ -172,6 +189,11 @@ def deadline_for(
 
 def deadline_at(sent_at: str, hours: int) -> str:
     return format_time(parse_time(sent_at) + timedelta(hours=hours))
+
+
+def escalation_due_at(deadline: str, regime: Regime) -> str:
+    """When an overdue notice is due for escalation under its deadline's regime."""
+    return deadline_at(deadline, REGIMES[regime].escalate_after_hours)
 
 
 # -- the case, as takedown needs it ---------------------------------------------------------------
@@ -525,18 +547,36 @@ class Takedown:
             )
         ]
 
-    def escalate(self, at: str, authority: str) -> list[DomainEvent]:
+    def escalate(
+        self, at: str, authority: str, *, timeline: Sequence[TimelineEntry] = ()
+    ) -> list[DomainEvent]:
+        """The escalation record: the authority, when the regime made it due, and the timeline
+        (every event of the takedown so far with its hash: the proof)."""
         if self.status == "escalated":
             return []
         self._require(("overdue",), "escalate (only an overdue notice is escalated)")
+        due = None
+        if self.deadline_at is not None and self.deadline_regime is not None:
+            due = escalation_due_at(self.deadline_at, self.deadline_regime)
         return [
             TakedownEscalated(
                 takedown_id=self.takedown_id,
                 notice_id=self._notice(),
                 escalated_at=at,
                 authority=authority,
+                due_at=due,
+                timeline=list(timeline),
             )
         ]
+
+    def escalation_due(self, now: datetime) -> bool:
+        """Overdue, and its regime's grace after the deadline has passed."""
+        return (
+            self.status == "overdue"
+            and self.deadline_at is not None
+            and self.deadline_regime is not None
+            and now >= parse_time(escalation_due_at(self.deadline_at, self.deadline_regime))
+        )
 
     def cancel(self, reason: CancelReason) -> list[DomainEvent]:
         if self.status in FINAL:
