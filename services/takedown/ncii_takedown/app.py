@@ -63,6 +63,10 @@ class TakedownSettings(BaseSettings):
     )
     max_attempts: int = Field(default=domain.MAX_ATTEMPTS, ge=1, le=30)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    delivery_batch: int = Field(default=100, ge=1, le=1000, description="rows read per round")
+    delivery_concurrency: int = Field(
+        default=16, ge=1, le=256, description="deliveries in flight at once"
+    )
     smtp_host: str | None = Field(
         default=None, description="the mail server for e-mail notices; unset: sent by hand"
     )

@@ -68,11 +68,19 @@ class Deliverer(LoopWorker):
 
     async def step(self) -> int:
         now = self.app.clock.now()
-        rows = await queries.deliveries_due(self.app.engine, domain.format_time(now), 20)
-        for row in rows:
-            if self._stopping.is_set():
-                break
-            await self._deliver(row)
+        rows = await queries.deliveries_due(
+            self.app.engine, domain.format_time(now), self.app.settings.delivery_batch
+        )
+        # Rows are independent (one per notice or cancellation): each mostly waits on the log
+        # and the receiver, so they go out concurrently, at most ``delivery_concurrency`` at once.
+        gate = asyncio.Semaphore(self.app.settings.delivery_concurrency)
+
+        async def one(row: Any) -> None:
+            async with gate:
+                if not self._stopping.is_set():
+                    await self._deliver(row)
+
+        await asyncio.gather(*(one(row) for row in rows))
         return len(rows)
 
     async def _set(self, row: Any, **values: Any) -> None:
