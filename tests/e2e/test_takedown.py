@@ -649,3 +649,26 @@ async def test_ncii_platforms_registers_through_the_staff_api_and_lists_them(
         return any(p["platform_id"] == platform_id for p in json.loads(result.output))
 
     await eventually(listed, what="the platform in the registry")
+
+
+# -- the victim's evidence checklist --------------------------------------------------------------
+
+
+async def test_the_evidence_checklist_is_served_with_the_case_in_both_languages_to_its_own_org(
+    intake: RunningService, takedown: RunningService, keys: Keys, make_key: MakeKey
+) -> None:
+    case_id = await open_case(intake, keys.partner, "adult")
+    await caught_up(takedown)
+    path = f"/v1/cases/{case_id}/evidence-checklist"
+    async with takedown.client(keys.partner) as client:
+        en = (await client.get(path)).json()
+        zh = (await client.get(path, params={"lang": "zh-TW"})).json()
+        unknown = await client.get(path, params={"lang": "fr"})
+    assert en["version"] == zh["version"] == 1 and en["case_id"] == case_id
+    assert [i["id"] for i in en["items"]] == [i["id"] for i in zh["items"]]
+    assert en["items"][0]["id"] == "delete_nothing" and "Delete nothing" in en["items"][0]["text"]
+    assert "不要刪除" in zh["items"][0]["text"]
+    assert unknown.status_code == 422
+    stranger = await make_key(unique("ngo"), "partner")
+    async with takedown.client(stranger) as client:
+        assert (await client.get(path)).status_code == 404  # another organisation's case

@@ -381,3 +381,13 @@ def test_an_escalation_recorded_before_the_timeline_reads_with_an_empty_one() ->
     event = registry.decode("TakedownEscalated", 1, v1)
     assert isinstance(event, TakedownEscalated)
     assert event.timeline == [] and event.due_at is None
+
+
+def test_the_evidence_checklist_says_delete_nothing_first_in_both_languages() -> None:
+    from ncii_takedown.guidance import EVIDENCE_CHECKLIST, checklist
+
+    ids = [i.item_id for i in EVIDENCE_CHECKLIST]
+    assert ids[0] == "delete_nothing" and len(set(ids)) == len(ids)
+    assert {"accounts", "conversations", "friends", "pages"} <= set(ids)
+    assert all(i.en.strip() and i.zh_tw.strip() for i in EVIDENCE_CHECKLIST)
+    assert checklist("zh-TW")["items"][0]["text"] == EVIDENCE_CHECKLIST[0].zh_tw  # type: ignore[index]

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from ncii_takedown import domain
 from ncii_takedown.app import Decision, LoadedTakedown
+from ncii_takedown.guidance import Language, checklist
 from ncii_takedown.http import App, Caller, command_problems
 from ncii_takedown.http.bodies import AssignPlatform, ConfirmSent, Escalate, RecordEvidence
 from ncii_takedown.http.views import escalation_view, state_view, takedown_view
@@ -192,3 +193,16 @@ async def escalations_due(
                 }
             )
     return JSONResponse({"items": items})
+
+
+@router.get("/cases/{case_id}/evidence-checklist", tags=["guidance"])
+async def evidence_checklist(
+    case_id: str, principal: Caller, app: App, lang: Language = "en"
+) -> JSONResponse:
+    """The victim's evidence checklist for this case ("delete nothing": what to keep of pages,
+    accounts, conversations and friends), versioned, in English or Traditional Chinese
+    (`lang=zh-TW`), for her case worker to go through with her."""
+    require_role(principal, *domain.CASE_READERS)
+    with command_problems("case"):
+        await app.visible_case(principal, case_id)
+    return JSONResponse({"case_id": case_id, **checklist(lang)})
