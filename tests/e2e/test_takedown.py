@@ -422,6 +422,63 @@ async def test_an_email_notice_goes_over_smtp_with_starttls_after_refusals_and_i
     assert cancel["X-NCII-Notice-Id"] == notice_id
 
 
+async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answers_done(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("ChatApp")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name,
+            kind="messaging",
+            channel="webhook",
+            webhook_url=receiver.url,
+            api_organisation=keys.platform_org,
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "adult")
+    await caught_up(takedown)
+    body = {
+        **EVIDENCE,
+        "offender_account": "@threatener",
+        "captured_at": ago(minutes=5),
+        "capture_sha256": uuid.uuid4().hex * 2,
+        "purpose": "freeze_account",
+        "platform_id": platform["platform_id"],
+    }
+    path = f"/v1/cases/{case_id}/requests"
+    async with takedown.client(keys.partner) as client:
+        no_account = await client.post(path, json={**body, "offender_account": None})
+        unknown = await client.post(path, json={**body, "platform_id": str(uuid.uuid4())})
+        created = await client.post(path, json=body, headers={"Idempotency-Key": "freeze-1"})
+        again = await client.post(path, json=body, headers={"Idempotency-Key": "freeze-1"})
+    assert no_account.status_code == 422 and "offender_account" in no_account.text
+    assert unknown.status_code == 422
+    assert created.status_code == 201, created.text
+    assert created.json()["purpose"] == "freeze_account"
+    assert again.json()["takedown_id"] == created.json()["takedown_id"]
+
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")  # one, not three
+    (delivered,) = receiver.accepted
+    notice = delivered["payload"]
+    assert notice["purpose"] == "freeze_account" and "Freeze the account" in notice["asks"]
+    assert notice["offender"]["account"] == "@threatener" and notice["urls"] == []
+    async with takedown.client(keys.platform) as own:
+        removed = await own.post(
+            f"/v1/notices/{item['notice_id']}/removed", json={"removed_at": ago(minutes=1)}
+        )
+        assert removed.status_code == 409  # not a removal: its own outcome
+        done = await own.post(
+            f"/v1/notices/{item['notice_id']}/done", json={"done_at": ago(minutes=1)}
+        )
+        assert done.status_code == 200 and done.json()["status"] == "fulfilled"
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "fulfilled")
+    assert types(item)[-1] == "RequestFulfilled" and item["purpose"] == "freeze_account"
+
+
 async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
     intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
 ) -> None:

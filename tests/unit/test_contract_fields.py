@@ -90,6 +90,7 @@ REVIEWED: dict[str, str] = {
             "TakedownOverdue": ("takedown_id", "notice_id"),
             "TakedownEscalated": ("takedown_id", "notice_id"),
             "TakedownCancelled": ("takedown_id", "notice_id"),
+            "RequestFulfilled": ("takedown_id", "notice_id"),
         }.items()
         for field in fields
     },
@@ -105,6 +106,7 @@ REVIEWED: dict[str, str] = {
             "TakedownOverdue": ("deadline_at", "detected_at"),
             "TakedownEscalated": ("escalated_at", "due_at"),
             "TimelineEntry": ("occurred_at",),
+            "RequestFulfilled": ("fulfilled_at",),
         }.items()
         for field in fields
     },

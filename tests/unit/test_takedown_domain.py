@@ -53,7 +53,7 @@ def at(status: str) -> Takedown:
         return replace(t, status="acknowledged", acknowledged_at=T0)
     if status == "refused":
         return replace(t, status="refused", refused_reason="consent_claimed")
-    if status in ("overdue", "escalated", "removed", "cancelled"):
+    if status in ("overdue", "escalated", "removed", "cancelled", "fulfilled"):
         return replace(t, status=status)  # type: ignore[arg-type]
     raise AssertionError(status)
 
@@ -70,6 +70,7 @@ COMMANDS: dict[str, Callable[[Takedown], list[DomainEvent]]] = {
     "overdue": lambda t: t.mark_overdue(LATE),
     "escalate": lambda t: t.escalate(T0, "iWIN"),
     "cancel": lambda t: t.cancel("case_withdrawn"),
+    "fulfil": lambda t: t.fulfil(T0),
 }
 
 # status -> command -> the event type decided, "" for nothing (no-op), or "refused"
@@ -83,6 +84,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "requested": {
         "request": "refused",
@@ -93,6 +95,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "sent": {
         "request": "refused",
@@ -103,6 +106,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "TakedownOverdue",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "acknowledged": {
         "request": "refused",
@@ -113,6 +117,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "TakedownOverdue",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "overdue": {
         "request": "refused",
@@ -123,6 +128,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "TakedownEscalated",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "escalated": {
         "request": "refused",
@@ -133,6 +139,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "removed": {
         "request": "refused",
@@ -143,6 +150,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
     },
     "refused": {
         "request": "refused",
@@ -153,6 +161,18 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
+    },
+    "fulfilled": {
+        "request": "refused",
+        "send": "",
+        "acknowledge": "refused",
+        "remove": "refused",
+        "refuse": "refused",
+        "overdue": "",
+        "escalate": "refused",
+        "cancel": "",
+        "fulfil": "",
     },
     "cancelled": {
         "request": "refused",
@@ -163,6 +183,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
     },
 }
 
@@ -307,7 +328,7 @@ def test_a_notice_carries_what_the_laws_ask_and_nothing_of_the_victim() -> None:
     assert doc["deadline"] == {"regime": "tw", "hours": 72, "legal": True, "due_at": t.deadline_at}
     # exactly these parts, built from the arguments alone: no case, takedown or victim field
     assert set(doc) == {
-        "type", "notice_id", "site", "urls", "offender", "person", "statement",
+        "type", "notice_id", "purpose", "asks", "site", "urls", "offender", "person", "statement",
         "good_faith_statement", "identical_copies", "preserve_days", "legal_basis", "deadline",
         "re_upload_of", "notifier", "sent_at",
     }  # fmt: skip
@@ -391,3 +412,37 @@ def test_the_evidence_checklist_says_delete_nothing_first_in_both_languages() ->
     assert {"accounts", "conversations", "friends", "pages"} <= set(ids)
     assert all(i.en.strip() and i.zh_tw.strip() for i in EVIDENCE_CHECKLIST)
     assert checklist("zh-TW")["items"][0]["text"] == EVIDENCE_CHECKLIST[0].zh_tw  # type: ignore[index]
+
+
+@pytest.mark.parametrize("purpose", ["freeze_account", "preserve_data"])
+def test_a_freeze_or_preserve_notice_has_its_own_outcome_done_not_removed(purpose: str) -> None:
+    sent = replace(at("sent"), purpose=purpose)  # type: ignore[arg-type]
+    with pytest.raises(domain.TransitionError, match="done or refuse"):
+        sent.remove(T0)
+    (event,) = sent.fulfil(T0)
+    assert event.event_type == "RequestFulfilled"
+    done = sent.apply(event, T0)
+    assert done.status == "fulfilled" and done.status in domain.FINAL
+    assert done.fulfil(T0) == [] and done.cancel("case_withdrawn") == []
+    assert [e.event_type for e in sent.refuse(T0, "other")] == ["TakedownRefused"]
+    document = domain.notice_document(
+        replace(sent, notice_id="n1"),
+        platform_name="Chat",
+        age_group="adult",
+        url=None,
+        offender_account="@threat",
+        offender_ip=None,
+        notifier=domain.Notifier("centre", "desk", "d@x", "1"),
+        sent_at=T0,
+    )
+    assert document["purpose"] == purpose and document["asks"] == domain.ASKS[purpose]  # type: ignore[index]
+    assert document["offender"]["account"] == "@threat"
+
+
+def test_a_takedown_opened_before_notices_had_a_purpose_reads_as_a_removal() -> None:
+    from ncii_events.registry import EventRegistry
+
+    registry = EventRegistry(TakedownOpened)
+    v1 = {"takedown_id": "t1", "source": "location", "source_event_id": "e1"}
+    event = registry.decode("TakedownOpened", 1, v1)
+    assert isinstance(event, TakedownOpened) and event.purpose == "removal"

@@ -35,7 +35,12 @@ Regime = Literal["tw", "us_take_it_down", "uk", "eu_dsa"]
 """A legal regime a platform answers to: Taiwan (24 h for a minor's images, 72 h for an
 adult's), the US TAKE IT DOWN Act (48 h), the UK (48 h), the EU Digital Services Act (without
 undue delay; trusted flaggers first). Their hours are data in ``ncii_takedown.domain``."""
-TakedownSource = Literal["location", "match"]
+TakedownSource = Literal["location", "match", "staff"]
+"""What opened a takedown: a reported location, a sighting, or staff asking for something else
+than a removal (``NoticePurpose``)."""
+NoticePurpose = Literal["removal", "freeze_account", "preserve_data"]
+"""What a notice asks (art. 8): remove the content; freeze (suspend, not delete) an account
+used to threaten the victim; keep the page's and the suspect's data for 180 days."""
 CaptureMethod = Literal[
     "screenshot", "screen_recording", "page_archive", "platform_export", "other"
 ]
@@ -80,9 +85,15 @@ class PlatformUpdated(PlatformRegistered, aggregate="platform", streams=(REFEREN
     """A platform's settings, all of them (a PUT)."""
 
 
-class TakedownOpened(DomainEvent, aggregate="takedown"):
+def _removal(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: every takedown opened before notices had a purpose asked for a removal."""
+    return {**payload, "purpose": "removal"}
+
+
+class TakedownOpened(DomainEvent, aggregate="takedown", version=2, upcasters={1: _removal}):
     """A location to take down: a reported location, or a platform's sighting of the case's
-    hashes. ``platform_id`` is None until the platform is known (a case worker assigns it).
+    hashes, or (``source="staff"``) an account to freeze or data to preserve (``purpose``).
+    ``platform_id`` is None until the platform is known (a case worker assigns it).
     ``previous_takedown_id`` links a re-upload to the takedown that removed the content."""
 
     takedown_id: str
@@ -94,6 +105,7 @@ class TakedownOpened(DomainEvent, aggregate="takedown"):
     entry_key: str | None = None
     platform_id: str | None = None
     previous_takedown_id: str | None = None
+    purpose: NoticePurpose = "removal"
 
 
 class TakedownPlatformAssigned(DomainEvent, aggregate="takedown"):
@@ -159,6 +171,15 @@ class ContentRemoved(DomainEvent, aggregate="takedown"):
     removed_at: str
 
 
+class RequestFulfilled(DomainEvent, aggregate="takedown"):
+    """The platform did what a freeze or preserve notice asked (its own outcome: nothing was
+    removed)."""
+
+    takedown_id: str
+    notice_id: str
+    fulfilled_at: str
+
+
 class TakedownRefused(DomainEvent, aggregate="takedown"):
     takedown_id: str
     notice_id: str
@@ -189,6 +210,7 @@ TimelineEventType = Literal[
     "TakedownOverdue",
     "TakedownEscalated",
     "TakedownCancelled",
+    "RequestFulfilled",
 ]
 
 
@@ -245,4 +267,5 @@ TAKEDOWN_EVENTS: tuple[type[DomainEvent], ...] = (
     TakedownOverdue,
     TakedownEscalated,
     TakedownCancelled,
+    RequestFulfilled,
 )

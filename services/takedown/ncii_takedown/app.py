@@ -20,6 +20,7 @@ from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.intake import LocationReported
 from ncii_contracts.takedown import (
     EvidencePreserved,
+    NoticePurpose,
     PlatformRegistered,
     PlatformUpdated,
     TakedownEscalated,
@@ -277,6 +278,47 @@ class TakedownApp:
         event_id = self._event_id(principal, key, what, takedown_id)
         return await self._change(loaded, decide, principal, event_id, if_match=if_match)
 
+    async def open_request(
+        self,
+        principal: Principal,
+        key: str | None,
+        case_id: str,
+        purpose: NoticePurpose,
+        platform_id: str,
+        evidence: dict[str, Any],
+    ) -> LoadedTakedown:
+        """A freeze or preserve notice (art. 8) on the case: opened with its platform and its
+        evidence in one append, so the reactor decides its notice as for any other takedown."""
+        case = await self.visible_case(principal, case_id)
+        if await queries.platform(self.engine, platform_id) is None:
+            raise UnknownPlatformError(platform_id)
+        if case.closed is not None:
+            raise domain.TransitionError("the case is closed: it takes no new notices")
+        takedown_id = self._event_id(principal, key, "request", case_id)
+        ref = takedown_ref(case_id, takedown_id)
+        existing = await self.store.load(ref, decrypt=False)
+        if not existing:
+            events = [
+                *domain.Takedown.open(
+                    takedown_id,
+                    source="staff",
+                    source_event_id=takedown_id,
+                    platform_id=platform_id,
+                    purpose=purpose,
+                ),
+                *domain.Takedown(takedown_id, "staff", self.now_text()).record_evidence(**evidence),
+            ]
+            existing = await self.store.append(
+                ref,
+                events,
+                expected=NEW,
+                cause=_cause(principal, takedown_id),
+                event_ids=[takedown_id, derived_id(takedown_id, "evidence")],
+            )
+        takedown = domain.Takedown.replay(history(existing))
+        assert takedown is not None
+        return LoadedTakedown(takedown, case_id, Version.of(existing))
+
     async def escalate(
         self,
         principal: Principal,
@@ -412,8 +454,8 @@ class TakedownApp:
                 url = e.event.url or url
                 account = e.event.offender_account or account
                 ip = e.event.offender_ip or ip
-        if url is None:
-            return None
+        if url is None and (takedown.purpose == "removal" or account is None):
+            return None  # erased, or nothing left to act on (a freeze names only the account)
         platform = await queries.platform(self.engine, takedown.platform_id)
         if platform is None:
             return None

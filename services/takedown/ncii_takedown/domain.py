@@ -33,9 +33,11 @@ from ncii_contracts.takedown import (
     ContentRemoved,
     EvidencePreserved,
     NoticeChannel,
+    NoticePurpose,
     NoticeSent,
     RefusalReason,
     Regime,
+    RequestFulfilled,
     TakedownAcknowledged,
     TakedownCancelled,
     TakedownEscalated,
@@ -58,8 +60,9 @@ Status = Literal[
     "removed",
     "refused",
     "cancelled",
+    "fulfilled",
 ]
-FINAL: frozenset[str] = frozenset({"removed", "refused", "cancelled"})
+FINAL: frozenset[str] = frozenset({"removed", "refused", "cancelled", "fulfilled"})
 WAITING_FOR_PLATFORM: frozenset[str] = frozenset({"sent", "acknowledged", "overdue", "escalated"})
 """A notice the platform has and has not settled: what it lists and answers."""
 CLOCK_RUNNING: frozenset[str] = frozenset({"sent", "acknowledged"})
@@ -311,6 +314,7 @@ class Takedown:
     removed_at: str | None = None
     refused_reason: RefusalReason | None = None
     ended_at: str | None = None
+    purpose: NoticePurpose = "removal"
 
     @staticmethod
     def open(
@@ -323,6 +327,7 @@ class Takedown:
         match_id: str | None = None,
         entry_key: str | None = None,
         previous_takedown_id: str | None = None,
+        purpose: NoticePurpose = "removal",
     ) -> list[DomainEvent]:
         return [
             TakedownOpened(
@@ -334,6 +339,7 @@ class Takedown:
                 entry_key=entry_key,
                 platform_id=platform_id,
                 previous_takedown_id=previous_takedown_id,
+                purpose=purpose,
             )
         ]
 
@@ -351,6 +357,7 @@ class Takedown:
                     match_id=event.match_id,
                     entry_key=event.entry_key,
                     previous_takedown_id=event.previous_takedown_id,
+                    purpose=event.purpose,
                 )
             elif takedown is not None:
                 takedown = takedown.apply(event, at)
@@ -391,6 +398,8 @@ class Takedown:
             return replace(self, status="escalated")
         if isinstance(event, TakedownCancelled):
             return replace(self, status="cancelled", ended_at=at)
+        if isinstance(event, RequestFulfilled):
+            return replace(self, status="fulfilled", ended_at=at)
         return self
 
     # -- what is missing before the notice ----------------------------------------------------
@@ -477,7 +486,15 @@ class Takedown:
         return self.notice_id
 
     def send(self, sent_at: str, *, attempts: int = 1) -> list[DomainEvent]:
-        if self.status in ("sent", "acknowledged", "overdue", "escalated", "removed", "refused"):
+        if self.status in (
+            "sent",
+            "acknowledged",
+            "overdue",
+            "escalated",
+            "removed",
+            "refused",
+            "fulfilled",
+        ):
             return []  # told already (a second confirmation is not news)
         self._require(("requested",), "send the notice")
         assert self.channel is not None and self.deadline_hours is not None
@@ -508,10 +525,28 @@ class Takedown:
     def remove(self, removed_at: str) -> list[DomainEvent]:
         if self.status == "removed":
             return []
+        if self.purpose != "removal":
+            raise TransitionError(
+                "this notice asks to freeze an account or keep data, not to remove content: "
+                "answer it with done or refuse"
+            )
         self._require(WAITING_FOR_PLATFORM, "mark the content removed")
         return [
             ContentRemoved(
                 takedown_id=self.takedown_id, notice_id=self._notice(), removed_at=removed_at
+            )
+        ]
+
+    def fulfil(self, at: str) -> list[DomainEvent]:
+        """A freeze or preserve notice done (its own outcome; a removal is ``remove``)."""
+        if self.status == "fulfilled":
+            return []
+        if self.purpose == "removal":
+            raise TransitionError("this notice asks for a removal: answer it with removed")
+        self._require(WAITING_FOR_PLATFORM, "mark the request done")
+        return [
+            RequestFulfilled(
+                takedown_id=self.takedown_id, notice_id=self._notice(), fulfilled_at=at
             )
         ]
 
@@ -622,6 +657,21 @@ MINOR = (
     "the uploader's data and logs for 180 days for the police and courts."
 )
 
+ASKS: dict[NoticePurpose, str] = {
+    "removal": "Remove, or disable access to, the material at the addresses below.",
+    "freeze_account": (
+        "Freeze the account below (suspend it without deleting it or its data): it is being "
+        "used to threaten the person depicted with the distribution of intimate images. Do not "
+        "tell the account holder who asked."
+    ),
+    "preserve_data": (
+        "Keep the pages below and the data of the account that posted them (content, account "
+        "details, IP addresses and times) for 180 days for the police and courts. Do not tell "
+        "the account holder who asked."
+    ),
+}
+"""What each kind of notice asks (art. 8): text, so that a platform's reader knows which."""
+
 
 @dataclass(frozen=True)
 class Notifier:
@@ -655,6 +705,8 @@ def notice_document(
     return {
         "type": "ncii.takedown.notice",
         "notice_id": takedown.notice_id,
+        "purpose": takedown.purpose,
+        "asks": ASKS[takedown.purpose],
         "site": platform_name,
         "urls": [url] if url else [],
         "offender": {"account": offender_account, "ip_address": offender_ip},

@@ -52,7 +52,7 @@ def _lines(document: dict[str, Any]) -> list[str]:
     lines = [
         f"Takedown notice {document['notice_id']} for {document['site']}.",
         "",
-        "Please remove, or disable access to, the following:",
+        document.get("asks") or "Please remove, or disable access to, the following:",
         *[f"  {url}" for url in document["urls"]],
         "",
         f"Person depicted: {document['person']}.",

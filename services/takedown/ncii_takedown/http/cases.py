@@ -19,7 +19,13 @@ from ncii_takedown import domain
 from ncii_takedown.app import Decision, LoadedTakedown
 from ncii_takedown.guidance import Language, checklist
 from ncii_takedown.http import App, Caller, command_problems
-from ncii_takedown.http.bodies import AssignPlatform, ConfirmSent, Escalate, RecordEvidence
+from ncii_takedown.http.bodies import (
+    AssignPlatform,
+    ConfirmSent,
+    Escalate,
+    OpenRequest,
+    RecordEvidence,
+)
 from ncii_takedown.http.views import escalation_view, state_view, takedown_view
 from ncii_takedown.read_models import queries
 
@@ -206,3 +212,30 @@ async def evidence_checklist(
     with command_problems("case"):
         await app.visible_case(principal, case_id)
     return JSONResponse({"case_id": case_id, **checklist(lang)})
+
+
+@router.post("/cases/{case_id}/requests", tags=["takedowns"], status_code=201)
+async def open_request(
+    case_id: str,
+    body: OpenRequest,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Ask a platform to freeze an account used to threaten the victim (`freeze_account`: needs
+    `offender_account`), or to keep the page and the suspect's data for 180 days
+    (`preserve_data`: needs `url` or `offender_account`), art. 8. Give the evidence as for a
+    location; the notice goes by the platform's channel like any other, and the platform answers
+    done or refused."""
+    require_role(principal, *domain.CASE_WRITERS)
+    evidence = body.model_dump(exclude={"purpose", "platform_id"})
+    evidence["captured_at"] = utc_text(body.captured_at)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        with command_problems("case"):
+            loaded = await app.open_request(
+                principal, idempotent.key, case_id, body.purpose, body.platform_id, evidence
+            )
+        return 201, state_view(loaded.takedown)
+
+    return await idempotent.run(principal.principal_id, body, handle)

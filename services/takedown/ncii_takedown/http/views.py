@@ -12,7 +12,14 @@ from ncii_takedown import domain
 
 #: Timeline fields never shown: the payload's personal fields are shown only where listed.
 _TIMELINE_FIELDS = {
-    "TakedownOpened": ("source", "location_id", "platform_id", "previous_takedown_id"),
+    "TakedownOpened": (
+        "source",
+        "purpose",
+        "location_id",
+        "platform_id",
+        "previous_takedown_id",
+    ),
+    "RequestFulfilled": ("fulfilled_at",),
     "TakedownPlatformAssigned": ("platform_id",),
     "EvidencePreserved": (
         "captured_at",
@@ -64,6 +71,7 @@ def takedown_view(takedown: domain.Takedown, timeline: list[RecordedEvent]) -> d
     return {
         "takedown_id": takedown.takedown_id,
         "status": takedown.status,
+        "purpose": takedown.purpose,
         "source": takedown.source,
         "platform_id": takedown.platform_id,
         "previous_takedown_id": takedown.previous_takedown_id,
@@ -90,6 +98,7 @@ def state_view(takedown: domain.Takedown) -> dict[str, Any]:
         "takedown_id": takedown.takedown_id,
         "notice_id": takedown.notice_id,
         "status": takedown.status,
+        "purpose": takedown.purpose,
         "evidence_records": len(takedown.evidence),
         "platform_id": takedown.platform_id,
         "sent_at": takedown.sent_at,

@@ -37,6 +37,7 @@ from ncii_contracts.takedown import (
     EvidencePreserved,
     NoticeSent,
     PlatformRegistered,
+    RequestFulfilled,
     TakedownAcknowledged,
     TakedownCancelled,
     TakedownEscalated,
@@ -373,6 +374,8 @@ class TakedownsProjection(Projection):
             values["status"] = "escalated"
         elif isinstance(ev, TakedownCancelled):
             values["status"] = "cancelled"
+        elif isinstance(ev, RequestFulfilled):
+            values["status"] = "fulfilled"
         before = self._row(conn, takedown_id)
         if before is None:
             return
