@@ -167,6 +167,10 @@ async def register(service: RunningService, key: str, body: dict[str, Any]) -> d
     return dict(response.json())
 
 
+VICTIM_ACCESS: dict[str, dict[str, str]] = {}
+"""The reference and PIN each opened case gave its victim."""
+
+
 async def open_case(intake: RunningService, key: str, age_group: str) -> str:
     body = {
         "pseudonym": "Sparrow",
@@ -183,6 +187,7 @@ async def open_case(intake: RunningService, key: str, age_group: str) -> str:
         response = await client.post("/v1/cases", json=body)
         assert response.status_code == 201, response.text
         case_id = str(response.json()["case_id"])
+        VICTIM_ACCESS[case_id] = response.json()["victim_access"]
         if age_group == "adult":
             stated = await client.post(
                 f"/v1/cases/{case_id}/non-consent",
@@ -477,6 +482,61 @@ async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answer
         assert done.status_code == 200 and done.json()["status"] == "fulfilled"
     (item,) = await one_takedown(takedown, keys.partner, case_id, "fulfilled")
     assert types(item)[-1] == "RequestFulfilled" and item["purpose"] == "freeze_account"
+
+
+async def test_the_victim_sees_in_plain_words_how_many_places_were_reported_removed_pending(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("PicHost")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name, channel="webhook", webhook_url=receiver.url, api_organisation=keys.platform_org
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "adult")
+    access = VICTIM_ACCESS[case_id]
+
+    async def status() -> dict[str, Any]:
+        async with intake.client() as anonymous:
+            body = {"reference": access["reference"], "pin": access["pin"]}
+            answer = await anonymous.post("/v1/victim/status", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    await caught_up(intake)
+    assert (await status())["takedowns"]["reported"] == 0
+    for _ in range(2):
+        await report_location(intake, keys.partner, case_id, name)
+    items = await one_takedown(takedown, keys.partner, case_id, "opened", count=2)
+    for item in items:
+        assert (
+            await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])
+        ).is_success
+    await eventually(lambda: len(receiver.accepted) == 2, what="both notices delivered")
+    async with takedown.client(keys.platform) as own:
+        removed = await own.post(
+            f"/v1/notices/{receiver.accepted[0]['id']}/removed",
+            json={"removed_at": ago(minutes=1)},
+        )
+        assert removed.status_code == 200, removed.text
+
+    async def counted() -> dict[str, Any]:
+        seen = await status()
+        assert seen["takedowns"]["removed"] == 1, seen
+        return seen
+
+    seen = await eventually(counted, what="the removal counted for the victim")
+    counts = seen["takedowns"]
+    assert (counts["reported"], counts["removed"], counts["pending"]) == (2, 1, 1)
+    assert counts["summary"] == (
+        "2 places were reported to platforms: 1 removed, 1 still waiting for the platform."
+    )
+    text = json.dumps(seen)
+    assert name.lower() not in text.lower() and "http" not in text  # no platform, no URL
 
 
 async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
