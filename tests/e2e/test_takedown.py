@@ -29,6 +29,9 @@ from starlette.routing import Route
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
 from tests.support.eventually import eventually
+from tests.support.mailbox import PASSWORD as MAIL_PASSWORD
+from tests.support.mailbox import USER as MAIL_USER
+from tests.support.mailbox import MailServer, start_mail_server
 
 MakeKey = Callable[[str, str], Awaitable[str]]
 FAST = {"NCII_TAKEDOWN_RETRY_BASE_MS": "20", "NCII_TAKEDOWN_SWEEP_INTERVAL_S": "0.2"}
@@ -43,15 +46,35 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
+    """Platforms' abuse mailboxes: STARTTLS required, a login required."""
+    server = start_mail_server(tmp_path_factory.mktemp("smtp"), tls=True, require_login=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def takedown(
-    nats_server: SuiteNats, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+    nats_server: SuiteNats,
+    tmp_path_factory: pytest.TempPathFactory,
+    master_key_file: Path,
+    mail_server: MailServer,
 ) -> Iterator[RunningService]:
+    smtp = {
+        "NCII_TAKEDOWN_SMTP_HOST": "127.0.0.1",
+        "NCII_TAKEDOWN_SMTP_PORT": str(mail_server.port),
+        "NCII_TAKEDOWN_SMTP_FROM": "takedown@centre.example",
+        "NCII_TAKEDOWN_SMTP_USER": MAIL_USER,
+        "NCII_TAKEDOWN_SMTP_PASSWORD": MAIL_PASSWORD,
+        "NCII_TAKEDOWN_SMTP_STARTTLS": "required",
+        "NCII_TAKEDOWN_SMTP_CA_FILE": str(mail_server.ca_file),
+    }
     service = start_service(
         "takedown",
         nats_server,
         tmp_path_factory.mktemp("takedown"),
         master_key_file,
-        extra_env=FAST,
+        extra_env={**FAST, **smtp},
     )
     yield service
     stop_service(service)
@@ -144,6 +167,10 @@ async def register(service: RunningService, key: str, body: dict[str, Any]) -> d
     return dict(response.json())
 
 
+VICTIM_ACCESS: dict[str, dict[str, str]] = {}
+"""The reference and PIN each opened case gave its victim."""
+
+
 async def open_case(intake: RunningService, key: str, age_group: str) -> str:
     body = {
         "pseudonym": "Sparrow",
@@ -160,6 +187,7 @@ async def open_case(intake: RunningService, key: str, age_group: str) -> str:
         response = await client.post("/v1/cases", json=body)
         assert response.status_code == 201, response.text
         case_id = str(response.json()["case_id"])
+        VICTIM_ACCESS[case_id] = response.json()["victim_access"]
         if age_group == "adult":
             stated = await client.post(
                 f"/v1/cases/{case_id}/non-consent",
@@ -350,6 +378,167 @@ async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
     }
 
 
+async def test_an_email_notice_goes_over_smtp_with_starttls_after_refusals_and_its_withdrawal_too(
+    intake: RunningService, takedown: RunningService, keys: Keys, mail_server: MailServer
+) -> None:
+    mailbox = mail_server.mailbox
+    mailbox.fail_first, mailbox.attempts = mailbox.attempts + 2, mailbox.attempts
+    name = unique("MailHost")
+    await register(
+        takedown,
+        keys.caseworker,
+        platform_body(name, channel="email", email="abuse@mailhost.example"),
+    )
+    case_id = await open_case(intake, keys.partner, "adult")
+    await report_location(intake, keys.partner, case_id, name)
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    assert (await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])).is_success
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")
+
+    # two temporary refusals (451), then accepted over STARTTLS with the desk's login
+    assert mailbox.attempts == mailbox.fail_first + 1
+    (got,) = [m for m in mailbox.received if m.recipients == ["abuse@mailhost.example"]]
+    assert got.secure and got.login == MAIL_USER and got.sender == "takedown@centre.example"
+    message = got.message
+    notice_id = item["notice_id"]
+    assert message["X-NCII-Notice-Id"] == notice_id
+    assert message["Message-ID"] == f"<{notice_id}@centre.example>"
+    (attachment,) = list(message.iter_attachments())
+    notice = json.loads(attachment.get_content())
+    assert notice["notice_id"] == notice_id and notice["site"] == name
+    assert notice["urls"][0].startswith(f"https://{name.lower()}.example/p/")
+    text = message.get_body(("plain",))
+    assert text is not None and notice["urls"][0] in text.get_content()
+    assert b"Sparrow" not in got.raw and b"sparrow@" not in got.raw
+    sent = item["timeline"][-1]
+    assert sent["type"] == "NoticeSent" and sent["attempts"] == 3
+
+    async with intake.client(keys.partner) as client:
+        withdrawn = await client.post(f"/v1/cases/{case_id}/withdraw", json={"reason": "resolved"})
+        assert withdrawn.status_code == 200, withdrawn.text
+
+    def withdrawal() -> Any:
+        mails = [m for m in mailbox.received if m.recipients == ["abuse@mailhost.example"]]
+        assert len(mails) == 2
+        return mails[1].message
+
+    cancel = await eventually(withdrawal, what="the withdrawal mailed")
+    assert cancel["Subject"] == f"Notice withdrawn: {notice_id}"
+    assert cancel["X-NCII-Notice-Id"] == notice_id
+
+
+async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answers_done(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("ChatApp")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name,
+            kind="messaging",
+            channel="webhook",
+            webhook_url=receiver.url,
+            api_organisation=keys.platform_org,
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "adult")
+    await caught_up(takedown)
+    body = {
+        **EVIDENCE,
+        "offender_account": "@threatener",
+        "captured_at": ago(minutes=5),
+        "capture_sha256": uuid.uuid4().hex * 2,
+        "purpose": "freeze_account",
+        "platform_id": platform["platform_id"],
+    }
+    path = f"/v1/cases/{case_id}/requests"
+    async with takedown.client(keys.partner) as client:
+        no_account = await client.post(path, json={**body, "offender_account": None})
+        unknown = await client.post(path, json={**body, "platform_id": str(uuid.uuid4())})
+        created = await client.post(path, json=body, headers={"Idempotency-Key": "freeze-1"})
+        again = await client.post(path, json=body, headers={"Idempotency-Key": "freeze-1"})
+    assert no_account.status_code == 422 and "offender_account" in no_account.text
+    assert unknown.status_code == 422
+    assert created.status_code == 201, created.text
+    assert created.json()["purpose"] == "freeze_account"
+    assert again.json()["takedown_id"] == created.json()["takedown_id"]
+
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "sent")  # one, not three
+    (delivered,) = receiver.accepted
+    notice = delivered["payload"]
+    assert notice["purpose"] == "freeze_account" and "Freeze the account" in notice["asks"]
+    assert notice["offender"]["account"] == "@threatener" and notice["urls"] == []
+    async with takedown.client(keys.platform) as own:
+        removed = await own.post(
+            f"/v1/notices/{item['notice_id']}/removed", json={"removed_at": ago(minutes=1)}
+        )
+        assert removed.status_code == 409  # not a removal: its own outcome
+        done = await own.post(
+            f"/v1/notices/{item['notice_id']}/done", json={"done_at": ago(minutes=1)}
+        )
+        assert done.status_code == 200 and done.json()["status"] == "fulfilled"
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "fulfilled")
+    assert types(item)[-1] == "RequestFulfilled" and item["purpose"] == "freeze_account"
+
+
+async def test_the_victim_sees_in_plain_words_how_many_places_were_reported_removed_pending(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("PicHost")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name, channel="webhook", webhook_url=receiver.url, api_organisation=keys.platform_org
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "adult")
+    access = VICTIM_ACCESS[case_id]
+
+    async def status() -> dict[str, Any]:
+        async with intake.client() as anonymous:
+            body = {"reference": access["reference"], "pin": access["pin"]}
+            answer = await anonymous.post("/v1/victim/status", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    await caught_up(intake)
+    assert (await status())["takedowns"]["reported"] == 0
+    for _ in range(2):
+        await report_location(intake, keys.partner, case_id, name)
+    items = await one_takedown(takedown, keys.partner, case_id, "opened", count=2)
+    for item in items:
+        assert (
+            await record_evidence(takedown, keys.partner, case_id, item["takedown_id"])
+        ).is_success
+    await eventually(lambda: len(receiver.accepted) == 2, what="both notices delivered")
+    async with takedown.client(keys.platform) as own:
+        removed = await own.post(
+            f"/v1/notices/{receiver.accepted[0]['id']}/removed",
+            json={"removed_at": ago(minutes=1)},
+        )
+        assert removed.status_code == 200, removed.text
+
+    async def counted() -> dict[str, Any]:
+        seen = await status()
+        assert seen["takedowns"]["removed"] == 1, seen
+        return seen
+
+    seen = await eventually(counted, what="the removal counted for the victim")
+    counts = seen["takedowns"]
+    assert (counts["reported"], counts["removed"], counts["pending"]) == (2, 1, 1)
+    assert counts["summary"] == (
+        "2 places were reported to platforms: 1 removed, 1 still waiting for the platform."
+    )
+    text = json.dumps(seen)
+    assert name.lower() not in text.lower() and "http" not in text  # no platform, no URL
+
+
 async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
     intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
 ) -> None:
@@ -526,12 +715,25 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         (item,) = await one_takedown(restarted, keys.partner, case_id, "overdue")
         overdue = item["timeline"][-1]
         assert overdue["type"] == "TakedownOverdue" and overdue["legal"] is True
+        path = f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}"
         async with restarted.client(keys.caseworker) as client:
-            escalated = await client.post(
-                f"/v1/cases/{case_id}/takedowns/{item['takedown_id']}/escalate",
-                json={"authority": "local authority"},
+            assert (await client.get(f"{path}/escalation")).status_code == 404  # not yet
+            # Taiwan's deadline is the law's: escalation is due the moment it passed
+            due = (await client.get("/v1/escalations/due")).json()["items"]
+            (listed,) = [d for d in due if d["takedown_id"] == item["takedown_id"]]
+            assert (
+                listed["escalation_due_at"] == listed["deadline_at"] == item["deadline"]["due_at"]
             )
+            assert "art. 47" in listed["authority"]
+            escalated = await client.post(f"{path}/escalate", json={"authority": "local authority"})
             assert escalated.status_code == 200 and escalated.json()["status"] == "escalated"
+            record = (await client.get(f"{path}/escalation")).json()
+        # the record carries the timeline as proof: each event, its time and its hash in the log
+        timeline = [(e["type"], e["event_id"], e["hash"]) for e in record["timeline"]]
+        assert timeline == [(e["type"], e["event_id"], e["hash"]) for e in item["timeline"]]
+        assert [t for t, _, _ in timeline][-2:] == ["NoticeSent", "TakedownOverdue"]
+        assert record["verified"] is True and record["authority"] == "local authority"
+        assert record["due_at"] == item["deadline"]["due_at"]
     finally:
         stop_service(restarted)
 
@@ -564,3 +766,26 @@ async def test_ncii_platforms_registers_through_the_staff_api_and_lists_them(
         return any(p["platform_id"] == platform_id for p in json.loads(result.output))
 
     await eventually(listed, what="the platform in the registry")
+
+
+# -- the victim's evidence checklist --------------------------------------------------------------
+
+
+async def test_the_evidence_checklist_is_served_with_the_case_in_both_languages_to_its_own_org(
+    intake: RunningService, takedown: RunningService, keys: Keys, make_key: MakeKey
+) -> None:
+    case_id = await open_case(intake, keys.partner, "adult")
+    await caught_up(takedown)
+    path = f"/v1/cases/{case_id}/evidence-checklist"
+    async with takedown.client(keys.partner) as client:
+        en = (await client.get(path)).json()
+        zh = (await client.get(path, params={"lang": "zh-TW"})).json()
+        unknown = await client.get(path, params={"lang": "fr"})
+    assert en["version"] == zh["version"] == 1 and en["case_id"] == case_id
+    assert [i["id"] for i in en["items"]] == [i["id"] for i in zh["items"]]
+    assert en["items"][0]["id"] == "delete_nothing" and "Delete nothing" in en["items"][0]["text"]
+    assert "不要刪除" in zh["items"][0]["text"]
+    assert unknown.status_code == 422
+    stranger = await make_key(unique("ngo"), "partner")
+    async with takedown.client(stranger) as client:
+        assert (await client.get(path)).status_code == 404  # another organisation's case

@@ -90,6 +90,7 @@ REVIEWED: dict[str, str] = {
             "TakedownOverdue": ("takedown_id", "notice_id"),
             "TakedownEscalated": ("takedown_id", "notice_id"),
             "TakedownCancelled": ("takedown_id", "notice_id"),
+            "RequestFulfilled": ("takedown_id", "notice_id"),
         }.items()
         for field in fields
     },
@@ -103,11 +104,15 @@ REVIEWED: dict[str, str] = {
             "ContentRemoved": ("removed_at",),
             "TakedownRefused": ("refused_at",),
             "TakedownOverdue": ("deadline_at", "detected_at"),
-            "TakedownEscalated": ("escalated_at",),
+            "TakedownEscalated": ("escalated_at", "due_at"),
+            "TimelineEntry": ("occurred_at",),
+            "RequestFulfilled": ("fulfilled_at",),
         }.items()
         for field in fields
     },
     "SightingsCounted.platform": "the reporting platform's organisation id",
+    "TimelineEntry.event_id": ID,
+    "TimelineEntry.hash": "the SHA-256 of an event in the log (the escalation's proof)",
     # the platform registry: ncii's reference data about companies, no victim's
     **{
         f"{event}.{field}": "a platform's own details in the registry (a company, not a person)"

@@ -53,7 +53,7 @@ def at(status: str) -> Takedown:
         return replace(t, status="acknowledged", acknowledged_at=T0)
     if status == "refused":
         return replace(t, status="refused", refused_reason="consent_claimed")
-    if status in ("overdue", "escalated", "removed", "cancelled"):
+    if status in ("overdue", "escalated", "removed", "cancelled", "fulfilled"):
         return replace(t, status=status)  # type: ignore[arg-type]
     raise AssertionError(status)
 
@@ -70,6 +70,7 @@ COMMANDS: dict[str, Callable[[Takedown], list[DomainEvent]]] = {
     "overdue": lambda t: t.mark_overdue(LATE),
     "escalate": lambda t: t.escalate(T0, "iWIN"),
     "cancel": lambda t: t.cancel("case_withdrawn"),
+    "fulfil": lambda t: t.fulfil(T0),
 }
 
 # status -> command -> the event type decided, "" for nothing (no-op), or "refused"
@@ -83,6 +84,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "requested": {
         "request": "refused",
@@ -93,6 +95,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "sent": {
         "request": "refused",
@@ -103,6 +106,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "TakedownOverdue",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "acknowledged": {
         "request": "refused",
@@ -113,6 +117,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "TakedownOverdue",
         "escalate": "refused",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "overdue": {
         "request": "refused",
@@ -123,6 +128,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "TakedownEscalated",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "escalated": {
         "request": "refused",
@@ -133,6 +139,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "",
         "cancel": "TakedownCancelled",
+        "fulfil": "refused",
     },
     "removed": {
         "request": "refused",
@@ -143,6 +150,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
     },
     "refused": {
         "request": "refused",
@@ -153,6 +161,18 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
+    },
+    "fulfilled": {
+        "request": "refused",
+        "send": "",
+        "acknowledge": "refused",
+        "remove": "refused",
+        "refuse": "refused",
+        "overdue": "",
+        "escalate": "refused",
+        "cancel": "",
+        "fulfil": "",
     },
     "cancelled": {
         "request": "refused",
@@ -163,6 +183,7 @@ TABLE: dict[str, dict[str, str]] = {
         "overdue": "",
         "escalate": "refused",
         "cancel": "",
+        "fulfil": "refused",
     },
 }
 
@@ -307,7 +328,7 @@ def test_a_notice_carries_what_the_laws_ask_and_nothing_of_the_victim() -> None:
     assert doc["deadline"] == {"regime": "tw", "hours": 72, "legal": True, "due_at": t.deadline_at}
     # exactly these parts, built from the arguments alone: no case, takedown or victim field
     assert set(doc) == {
-        "type", "notice_id", "site", "urls", "offender", "person", "statement",
+        "type", "notice_id", "purpose", "asks", "site", "urls", "offender", "person", "statement",
         "good_faith_statement", "identical_copies", "preserve_days", "legal_basis", "deadline",
         "re_upload_of", "notifier", "sent_at",
     }  # fmt: skip
@@ -345,3 +366,83 @@ def test_a_takedown_folds_from_its_events() -> None:
 
 def test_the_domain_loads_no_store_nats_sql_or_http() -> None:
     assert top_level_packages_loaded("ncii_takedown.domain") == []
+
+
+# -- escalation: when it is due is the regime's data; the record carries the timeline -----------
+
+
+def test_escalation_is_due_at_a_legal_deadline_and_a_day_after_our_own_target() -> None:
+    deadline = "2026-11-30T10:00:00.000000Z"
+    assert domain.escalation_due_at(deadline, "tw") == deadline
+    assert domain.escalation_due_at(deadline, "eu_dsa") == "2026-12-01T10:00:00.000000Z"
+    dsa = replace(at("sent"), deadline_regime="eu_dsa", legal=False, deadline_at=deadline)
+    overdue = replace(dsa, status="overdue")
+    past = domain.parse_time(deadline) + timedelta(hours=1)
+    assert not overdue.escalation_due(past)
+    assert overdue.escalation_due(past + timedelta(days=1))
+    assert not dsa.escalation_due(past + timedelta(days=1))  # not marked overdue: not yet
+
+
+def test_an_escalation_records_its_due_time_and_the_timeline_it_was_given() -> None:
+    from ncii_contracts.takedown import TakedownEscalated, TimelineEntry
+
+    t = replace(at("overdue"), deadline_at="2026-11-30T10:00:00.000000Z")
+    entry = TimelineEntry(event_id="e1", type="NoticeSent", occurred_at=T0, hash="h" * 64)
+    (event,) = t.escalate(T0, "iWIN", timeline=[entry])
+    assert isinstance(event, TakedownEscalated)
+    assert event.timeline == [entry] and event.due_at == "2026-11-30T10:00:00.000000Z"
+
+
+def test_an_escalation_recorded_before_the_timeline_reads_with_an_empty_one() -> None:
+    from ncii_contracts.takedown import TakedownEscalated
+    from ncii_events.registry import EventRegistry
+
+    registry = EventRegistry(TakedownEscalated)
+    v1 = {"takedown_id": "t1", "notice_id": "n1", "escalated_at": T0, "authority": None}
+    event = registry.decode("TakedownEscalated", 1, v1)
+    assert isinstance(event, TakedownEscalated)
+    assert event.timeline == [] and event.due_at is None
+
+
+def test_the_evidence_checklist_says_delete_nothing_first_in_both_languages() -> None:
+    from ncii_takedown.guidance import EVIDENCE_CHECKLIST, checklist
+
+    ids = [i.item_id for i in EVIDENCE_CHECKLIST]
+    assert ids[0] == "delete_nothing" and len(set(ids)) == len(ids)
+    assert {"accounts", "conversations", "friends", "pages"} <= set(ids)
+    assert all(i.en.strip() and i.zh_tw.strip() for i in EVIDENCE_CHECKLIST)
+    assert checklist("zh-TW")["items"][0]["text"] == EVIDENCE_CHECKLIST[0].zh_tw  # type: ignore[index]
+
+
+@pytest.mark.parametrize("purpose", ["freeze_account", "preserve_data"])
+def test_a_freeze_or_preserve_notice_has_its_own_outcome_done_not_removed(purpose: str) -> None:
+    sent = replace(at("sent"), purpose=purpose)  # type: ignore[arg-type]
+    with pytest.raises(domain.TransitionError, match="done or refuse"):
+        sent.remove(T0)
+    (event,) = sent.fulfil(T0)
+    assert event.event_type == "RequestFulfilled"
+    done = sent.apply(event, T0)
+    assert done.status == "fulfilled" and done.status in domain.FINAL
+    assert done.fulfil(T0) == [] and done.cancel("case_withdrawn") == []
+    assert [e.event_type for e in sent.refuse(T0, "other")] == ["TakedownRefused"]
+    document = domain.notice_document(
+        replace(sent, notice_id="n1"),
+        platform_name="Chat",
+        age_group="adult",
+        url=None,
+        offender_account="@threat",
+        offender_ip=None,
+        notifier=domain.Notifier("centre", "desk", "d@x", "1"),
+        sent_at=T0,
+    )
+    assert document["purpose"] == purpose and document["asks"] == domain.ASKS[purpose]  # type: ignore[index]
+    assert document["offender"]["account"] == "@threat"
+
+
+def test_a_takedown_opened_before_notices_had_a_purpose_reads_as_a_removal() -> None:
+    from ncii_events.registry import EventRegistry
+
+    registry = EventRegistry(TakedownOpened)
+    v1 = {"takedown_id": "t1", "source": "location", "source_event_id": "e1"}
+    event = registry.decode("TakedownOpened", 1, v1)
+    assert isinstance(event, TakedownOpened) and event.purpose == "removal"

@@ -18,9 +18,9 @@ is an enumeration or a bounded reference, so nothing personal can slip into clea
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_contracts.streams import REFERENCE
@@ -35,7 +35,12 @@ Regime = Literal["tw", "us_take_it_down", "uk", "eu_dsa"]
 """A legal regime a platform answers to: Taiwan (24 h for a minor's images, 72 h for an
 adult's), the US TAKE IT DOWN Act (48 h), the UK (48 h), the EU Digital Services Act (without
 undue delay; trusted flaggers first). Their hours are data in ``ncii_takedown.domain``."""
-TakedownSource = Literal["location", "match"]
+TakedownSource = Literal["location", "match", "staff"]
+"""What opened a takedown: a reported location, a sighting, or staff asking for something else
+than a removal (``NoticePurpose``)."""
+NoticePurpose = Literal["removal", "freeze_account", "preserve_data"]
+"""What a notice asks (art. 8): remove the content; freeze (suspend, not delete) an account
+used to threaten the victim; keep the page's and the suspect's data for 180 days."""
 CaptureMethod = Literal[
     "screenshot", "screen_recording", "page_archive", "platform_export", "other"
 ]
@@ -80,9 +85,15 @@ class PlatformUpdated(PlatformRegistered, aggregate="platform", streams=(REFEREN
     """A platform's settings, all of them (a PUT)."""
 
 
-class TakedownOpened(DomainEvent, aggregate="takedown"):
+def _removal(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: every takedown opened before notices had a purpose asked for a removal."""
+    return {**payload, "purpose": "removal"}
+
+
+class TakedownOpened(DomainEvent, aggregate="takedown", version=2, upcasters={1: _removal}):
     """A location to take down: a reported location, or a platform's sighting of the case's
-    hashes. ``platform_id`` is None until the platform is known (a case worker assigns it).
+    hashes, or (``source="staff"``) an account to freeze or data to preserve (``purpose``).
+    ``platform_id`` is None until the platform is known (a case worker assigns it).
     ``previous_takedown_id`` links a re-upload to the takedown that removed the content."""
 
     takedown_id: str
@@ -94,6 +105,7 @@ class TakedownOpened(DomainEvent, aggregate="takedown"):
     entry_key: str | None = None
     platform_id: str | None = None
     previous_takedown_id: str | None = None
+    purpose: NoticePurpose = "removal"
 
 
 class TakedownPlatformAssigned(DomainEvent, aggregate="takedown"):
@@ -159,6 +171,15 @@ class ContentRemoved(DomainEvent, aggregate="takedown"):
     removed_at: str
 
 
+class RequestFulfilled(DomainEvent, aggregate="takedown"):
+    """The platform did what a freeze or preserve notice asked (its own outcome: nothing was
+    removed)."""
+
+    takedown_id: str
+    notice_id: str
+    fulfilled_at: str
+
+
 class TakedownRefused(DomainEvent, aggregate="takedown"):
     takedown_id: str
     notice_id: str
@@ -177,14 +198,51 @@ class TakedownOverdue(DomainEvent, aggregate="takedown"):
     detected_at: str
 
 
-class TakedownEscalated(DomainEvent, aggregate="takedown"):
-    """An overdue notice taken to the authority, with the timeline as proof (art. 47)."""
+TimelineEventType = Literal[
+    "TakedownOpened",
+    "TakedownPlatformAssigned",
+    "EvidencePreserved",
+    "TakedownRequested",
+    "NoticeSent",
+    "TakedownAcknowledged",
+    "ContentRemoved",
+    "TakedownRefused",
+    "TakedownOverdue",
+    "TakedownEscalated",
+    "TakedownCancelled",
+    "RequestFulfilled",
+]
+
+
+class TimelineEntry(BaseModel):
+    """One event of a takedown as the authority sees it: what happened when, and the event's
+    hash in the log (the proof: an auditor's replay finds the same hash at the same place)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(max_length=64)
+    type: TimelineEventType
+    occurred_at: str = Field(max_length=40)
+    hash: str = Field(max_length=128)
+
+
+def _no_timeline(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: escalations recorded before the timeline was carried hold none."""
+    return {**payload, "timeline": [], "due_at": None}
+
+
+class TakedownEscalated(DomainEvent, aggregate="takedown", version=2, upcasters={1: _no_timeline}):
+    """An overdue notice taken to the authority, with the timeline as proof (art. 47): every
+    event of the takedown before this one, its time and its hash in the log."""
 
     takedown_id: str
     notice_id: str
     escalated_at: str
     # which authority took it, in staff's words: may name the victim's city (F9)
     authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)
+    due_at: str | None = None
+    """When the regime's rule made escalation due (deadline + its ``escalate_after_hours``)."""
+    timeline: list[TimelineEntry] = Field(default_factory=list, max_length=500)
 
 
 class TakedownCancelled(DomainEvent, aggregate="takedown"):
@@ -209,4 +267,5 @@ TAKEDOWN_EVENTS: tuple[type[DomainEvent], ...] = (
     TakedownOverdue,
     TakedownEscalated,
     TakedownCancelled,
+    RequestFulfilled,
 )

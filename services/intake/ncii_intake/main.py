@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncii_contracts.intake import INTAKE_EVENTS
+from ncii_contracts.takedown import TAKEDOWN_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
@@ -25,6 +26,8 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     projections=(CasesProjection(),),
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
+    # the victim's status counts her takedowns (ncii_intake.takedown_counts)
+    consumes=tuple(e for e in TAKEDOWN_EVENTS if e.aggregate == "takedown"),
     routers=[cases.router, victim.router],
     app=build_intake_app,
     owns_case_keys=True,

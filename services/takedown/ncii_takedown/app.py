@@ -20,9 +20,12 @@ from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.intake import LocationReported
 from ncii_contracts.takedown import (
     EvidencePreserved,
+    NoticePurpose,
     PlatformRegistered,
     PlatformUpdated,
+    TakedownEscalated,
     TakedownOpened,
+    TimelineEntry,
 )
 from ncii_events.auth import Principal
 from ncii_events.crypto import MasterKey
@@ -31,12 +34,13 @@ from ncii_events.service import ServiceRuntime
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_takedown import domain
 from ncii_takedown.clock import Clock
+from ncii_takedown.mail import SmtpSettings, StartTls
 from ncii_takedown.outbox import OutboxPublisher, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
 
@@ -60,6 +64,26 @@ class TakedownSettings(BaseSettings):
     )
     max_attempts: int = Field(default=domain.MAX_ATTEMPTS, ge=1, le=30)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    delivery_batch: int = Field(default=100, ge=1, le=1000, description="rows read per round")
+    delivery_concurrency: int = Field(
+        default=16, ge=1, le=256, description="deliveries in flight at once"
+    )
+    smtp_host: str | None = Field(
+        default=None, description="the mail server for e-mail notices; unset: sent by hand"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = Field(default="takedown@example.org", max_length=254)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: StartTls = Field(
+        default="opportunistic",
+        description="STARTTLS when offered (opportunistic), or refuse a server without it "
+        "(required), or never (a relay on this host only)",
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle that signs the mail server's certificate"
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
     notifier_organisation: str = "ncii centre"
     notifier_contact: str = "takedown desk"
     notifier_email: str = "takedown@example.org"
@@ -110,6 +134,22 @@ class TakedownApp:
         s = self.settings
         return domain.Notifier(
             s.notifier_organisation, s.notifier_contact, s.notifier_email, s.notifier_phone
+        )
+
+    def smtp_settings(self) -> SmtpSettings | None:
+        """The mail server for e-mail notices, or None: then a case worker sends them."""
+        s = self.settings
+        if not s.smtp_host:
+            return None
+        return SmtpSettings(
+            host=s.smtp_host,
+            port=s.smtp_port,
+            sender=s.smtp_from,
+            user=s.smtp_user,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            starttls=s.smtp_starttls,
+            ca_file=s.smtp_ca_file,
+            timeout_s=s.smtp_timeout_s,
         )
 
     def now_text(self) -> str:
@@ -238,6 +278,98 @@ class TakedownApp:
         event_id = self._event_id(principal, key, what, takedown_id)
         return await self._change(loaded, decide, principal, event_id, if_match=if_match)
 
+    async def open_request(
+        self,
+        principal: Principal,
+        key: str | None,
+        case_id: str,
+        purpose: NoticePurpose,
+        platform_id: str,
+        evidence: dict[str, Any],
+    ) -> LoadedTakedown:
+        """A freeze or preserve notice (art. 8) on the case: opened with its platform and its
+        evidence in one append, so the reactor decides its notice as for any other takedown."""
+        case = await self.visible_case(principal, case_id)
+        if await queries.platform(self.engine, platform_id) is None:
+            raise UnknownPlatformError(platform_id)
+        if case.closed is not None:
+            raise domain.TransitionError("the case is closed: it takes no new notices")
+        takedown_id = self._event_id(principal, key, "request", case_id)
+        ref = takedown_ref(case_id, takedown_id)
+        existing = await self.store.load(ref, decrypt=False)
+        if not existing:
+            events = [
+                *domain.Takedown.open(
+                    takedown_id,
+                    source="staff",
+                    source_event_id=takedown_id,
+                    platform_id=platform_id,
+                    purpose=purpose,
+                ),
+                *domain.Takedown(takedown_id, "staff", self.now_text()).record_evidence(**evidence),
+            ]
+            existing = await self.store.append(
+                ref,
+                events,
+                expected=NEW,
+                cause=_cause(principal, takedown_id),
+                event_ids=[takedown_id, derived_id(takedown_id, "evidence")],
+            )
+        takedown = domain.Takedown.replay(history(existing))
+        assert takedown is not None
+        return LoadedTakedown(takedown, case_id, Version.of(existing))
+
+    async def escalate(
+        self,
+        principal: Principal,
+        key: str | None,
+        case_id: str,
+        takedown_id: str,
+        authority: str,
+    ) -> LoadedTakedown:
+        """An overdue notice taken to the authority: the record carries the takedown's timeline
+        as the log holds it (each event's id, type, time and hash), read in the same load whose
+        version the append expects, so no event can slip in between unrecorded."""
+        await self.visible_case(principal, case_id)
+        row = await queries.takedown(self.engine, takedown_id)
+        if row is None or row.case_id != case_id:
+            raise NotFoundError(takedown_id)
+        events = await self.store.load(takedown_ref(case_id, takedown_id), decrypt=False)
+        takedown = domain.Takedown.replay(history(events))
+        if takedown is None:
+            raise NotFoundError(takedown_id)
+        loaded = LoadedTakedown(takedown, case_id, Version.of(events))
+        timeline = [
+            TimelineEntry(
+                event_id=e.envelope.event_id,
+                type=e.envelope.type,  # a takedown's own events: validated as one
+                occurred_at=e.envelope.occurred_at,
+                hash=e.envelope.hash,
+            )
+            for e in events
+        ]
+        at = self.now_text()
+        event_id = self._event_id(principal, key, "escalated", takedown_id)
+        return await self._change(
+            loaded, lambda t: t.escalate(at, authority, timeline=timeline), principal, event_id
+        )
+
+    async def escalation(
+        self, principal: Principal, case_id: str, takedown_id: str
+    ) -> tuple[RecordedEvent, list[bool]] | None:
+        """The takedown's escalation record and, for each timeline entry, whether the log still
+        holds that event with that hash (None when it was not escalated)."""
+        await self.visible_case(principal, case_id)
+        events = await self.store.load(takedown_ref(case_id, takedown_id), decrypt=True)
+        if not events:
+            raise NotFoundError(takedown_id)
+        by_id = {e.envelope.event_id: e.envelope.hash for e in events}
+        for recorded in events:
+            if isinstance(recorded.event, TakedownEscalated):
+                checks = [by_id.get(t.event_id) == t.hash for t in recorded.event.timeline]
+                return recorded, checks
+        return None
+
     async def assign_platform(
         self,
         principal: Principal,
@@ -322,8 +454,8 @@ class TakedownApp:
                 url = e.event.url or url
                 account = e.event.offender_account or account
                 ip = e.event.offender_ip or ip
-        if url is None:
-            return None
+        if url is None and (takedown.purpose == "removal" or account is None):
+            return None  # erased, or nothing left to act on (a freeze names only the account)
         platform = await queries.platform(self.engine, takedown.platform_id)
         if platform is None:
             return None

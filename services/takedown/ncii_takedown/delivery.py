@@ -1,21 +1,25 @@
-"""Delivery of notices and cancellations by signed webhook (Standard Webhooks: ``webhook-id``
-= the notice id, so a platform de-duplicates a notice sent twice; ``webhook-timestamp`` in UTC
-seconds; ``webhook-signature`` v1, HMAC-SHA256 with the platform's derived secret).
+"""Delivery of notices and cancellations by signed webhook or e-mail. Webhooks follow Standard
+Webhooks (``webhook-id`` = the notice id, so a platform de-duplicates a notice sent twice;
+``webhook-timestamp`` in UTC seconds; ``webhook-signature`` v1, HMAC-SHA256 with the platform's
+derived secret).
 
 The rows come from the takedowns projection (written in its checkpoint's transaction). A 2xx
-records ``NoticeSent`` (its id derived from the notice, so a crash between the answer and the
-append sends the same notice again under the same webhook id, and records it once). Anything
-else is retried with exponential backoff and jitter, from the injected clock and random source,
-and is a dead letter after ``max_attempts``: staff see it (``GET /v1/deliveries?status=dead``)
-and retry it. Web-form and e-mail notices are not sent here: a case worker sends them and
-confirms (``manual`` rows).
+(or the mail server's acceptance) records ``NoticeSent`` (its id derived from the notice, so a
+crash between the answer and the append sends the same notice again under the same id, and
+records it once). Anything else is retried with exponential backoff and jitter, from the
+injected clock and random source, and is a dead letter after ``max_attempts``: staff see it
+(``GET /v1/deliveries?status=dead``) and retry it. E-mail notices go the same way over SMTP
+(``ncii_takedown.mail``) when a mail server is configured; web-form notices, and e-mail ones
+without a mail server, are ``manual`` rows: a case worker sends them and confirms.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from datetime import timedelta
+import smtplib
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,7 +29,7 @@ from ncii_events.worker import LoopWorker
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
-from ncii_takedown import domain
+from ncii_takedown import domain, mail
 from ncii_takedown.outbox import SERVICE_ACTOR, append_once, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
 from ncii_takedown.read_models.schema import DELIVERIES
@@ -64,11 +68,19 @@ class Deliverer(LoopWorker):
 
     async def step(self) -> int:
         now = self.app.clock.now()
-        rows = await queries.deliveries_due(self.app.engine, domain.format_time(now), 20)
-        for row in rows:
-            if self._stopping.is_set():
-                break
-            await self._deliver(row)
+        rows = await queries.deliveries_due(
+            self.app.engine, domain.format_time(now), self.app.settings.delivery_batch
+        )
+        # Rows are independent (one per notice or cancellation): each mostly waits on the log
+        # and the receiver, so they go out concurrently, at most ``delivery_concurrency`` at once.
+        gate = asyncio.Semaphore(self.app.settings.delivery_concurrency)
+
+        async def one(row: Any) -> None:
+            async with gate:
+                if not self._stopping.is_set():
+                    await self._deliver(row)
+
+        await asyncio.gather(*(one(row) for row in rows))
         return len(rows)
 
     async def _set(self, row: Any, **values: Any) -> None:
@@ -84,9 +96,19 @@ class Deliverer(LoopWorker):
         now = app.clock.now()
         now_text = domain.format_time(now)
         platform = await queries.platform(app.engine, row.platform_id)
-        if platform is None or platform.channel != "webhook" or not platform.webhook_url:
-            # the platform changed its channel since: a case worker sends it by hand
-            await self._set(row, status="manual", last_error="not_a_webhook")
+        smtp = app.smtp_settings()
+        if platform is None:
+            await self._set(row, status="manual", last_error="no_platform")
+            return
+        if platform.channel == "webhook" and platform.webhook_url:
+            pass
+        elif platform.channel == "email" and platform.email and smtp is not None:
+            pass
+        else:
+            # a web form, an e-mail with no mail server configured, or a platform that changed
+            # its channel since: a case worker sends it by hand
+            reason = "no_smtp" if platform.channel == "email" else f"by_{platform.channel}"
+            await self._set(row, status="manual", last_error=reason)
             return
         takedown: domain.Takedown | None = None
         if row.kind == "notice":
@@ -101,24 +123,12 @@ class Deliverer(LoopWorker):
                 return
         else:
             body = domain.cancellation_document(row.notice_id, row.cancel_reason)
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        secret = app.webhook_secret(platform.platform_id, platform.secret_version)
-        headers = {
-            "webhook-id": row.delivery_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(secret).sign(row.delivery_id, now, data),
-            "content-type": "application/json",
-        }
         attempts = row.attempts + 1
-        error: str | None = None
-        try:
-            response = await self.client.post(
-                platform.webhook_url, content=data.encode(), headers=headers
-            )
-            if not 200 <= response.status_code < 300:
-                error = f"http_{response.status_code}"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
+        if platform.channel == "email":
+            assert smtp is not None
+            error = await self._mail(smtp, platform.email, row, body, now_text)
+        else:
+            error = await self._post(platform, row, body, now)
         if error is None:
             if takedown is not None:
                 await self._record_sent(row, takedown, now_text, attempts)
@@ -135,6 +145,54 @@ class Deliverer(LoopWorker):
             last_error=error,
             next_attempt_at=domain.format_time(now + timedelta(seconds=delay)),
         )
+
+    async def _post(
+        self, platform: Any, row: Any, body: dict[str, Any], now: datetime
+    ) -> str | None:
+        """One signed webhook attempt: None when the receiver took it, else a short reason."""
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        secret = self.app.webhook_secret(platform.platform_id, platform.secret_version)
+        headers = {
+            "webhook-id": row.delivery_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(secret).sign(row.delivery_id, now, data),
+            "content-type": "application/json",
+        }
+        try:
+            response = await self.client.post(
+                platform.webhook_url, content=data.encode(), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        if not 200 <= response.status_code < 300:
+            return f"http_{response.status_code}"
+        return None
+
+    async def _mail(
+        self,
+        smtp: mail.SmtpSettings,
+        recipient: str,
+        row: Any,
+        body: dict[str, Any],
+        now_text: str,
+    ) -> str | None:
+        """One SMTP attempt (in a thread: smtplib blocks): None when the server accepted it."""
+        msg = mail.message(
+            body,
+            sender=smtp.sender,
+            recipient=recipient,
+            delivery_id=row.delivery_id,
+            sent_at=now_text,
+        )
+        try:
+            await asyncio.to_thread(mail.send, smtp, msg)
+        except mail.SmtpRefusedError as exc:
+            return f"smtp_{exc}"
+        except smtplib.SMTPResponseException as exc:
+            return f"smtp_{exc.smtp_code}"
+        except (smtplib.SMTPException, OSError) as exc:
+            return type(exc).__name__
+        return None
 
     async def _record_sent(
         self, row: Any, takedown: domain.Takedown, sent_at: str, attempts: int

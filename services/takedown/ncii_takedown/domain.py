@@ -33,9 +33,11 @@ from ncii_contracts.takedown import (
     ContentRemoved,
     EvidencePreserved,
     NoticeChannel,
+    NoticePurpose,
     NoticeSent,
     RefusalReason,
     Regime,
+    RequestFulfilled,
     TakedownAcknowledged,
     TakedownCancelled,
     TakedownEscalated,
@@ -45,6 +47,7 @@ from ncii_contracts.takedown import (
     TakedownRefused,
     TakedownRequested,
     TakedownSource,
+    TimelineEntry,
 )
 
 Status = Literal[
@@ -57,8 +60,9 @@ Status = Literal[
     "removed",
     "refused",
     "cancelled",
+    "fulfilled",
 ]
-FINAL: frozenset[str] = frozenset({"removed", "refused", "cancelled"})
+FINAL: frozenset[str] = frozenset({"removed", "refused", "cancelled", "fulfilled"})
 WAITING_FOR_PLATFORM: frozenset[str] = frozenset({"sent", "acknowledged", "overdue", "escalated"})
 """A notice the platform has and has not settled: what it lists and answers."""
 CLOCK_RUNNING: frozenset[str] = frozenset({"sent", "acknowledged"})
@@ -119,6 +123,11 @@ class RegimeRule:
     trusted_flagger_hours: int | None = None
     """Shorter target when the platform recognises the centre as a trusted flagger."""
     basis: str = ""
+    authority: str = ""
+    """Who an overdue notice is escalated to under this regime."""
+    escalate_after_hours: int = 0
+    """Hours after the deadline when escalation is due: 0 where the law's deadline is itself
+    the breach (the authority enforces it), longer where the hours are only our target."""
 
 
 REGIMES: dict[Regime, RegimeRule] = {
@@ -129,11 +138,20 @@ REGIMES: dict[Regime, RegimeRule] = {
         legal=True,
         basis="Taiwan: Child and Youth Sexual Exploitation Prevention Act art. 8; Sexual "
         "Assault Crime Prevention Act art. 13",
+        authority="the competent authority under art. 47 (Ministry of Health and Welfare, "
+        "Ministry of Digital Affairs)",
     ),
     "us_take_it_down": RegimeRule(
-        "us_take_it_down", 48, 48, legal=True, basis="United States: TAKE IT DOWN Act"
+        "us_take_it_down",
+        48,
+        48,
+        legal=True,
+        basis="United States: TAKE IT DOWN Act",
+        authority="Federal Trade Commission",
     ),
-    "uk": RegimeRule("uk", 48, 48, legal=True, basis="United Kingdom: 48-hour removal duty"),
+    "uk": RegimeRule(
+        "uk", 48, 48, legal=True, basis="United Kingdom: 48-hour removal duty", authority="Ofcom"
+    ),
     "eu_dsa": RegimeRule(
         "eu_dsa",
         minor_hours=72,
@@ -141,6 +159,8 @@ REGIMES: dict[Regime, RegimeRule] = {
         legal=False,
         trusted_flagger_hours=24,
         basis="European Union: Digital Services Act art. 16 (without undue delay), art. 22",
+        authority="the Digital Services Coordinator of the platform's establishment",
+        escalate_after_hours=24,  # our own target passed, not a legal breach: a day's grace
     ),
 }
 
@@ -172,6 +192,11 @@ def deadline_for(
 
 def deadline_at(sent_at: str, hours: int) -> str:
     return format_time(parse_time(sent_at) + timedelta(hours=hours))
+
+
+def escalation_due_at(deadline: str, regime: Regime) -> str:
+    """When an overdue notice is due for escalation under its deadline's regime."""
+    return deadline_at(deadline, REGIMES[regime].escalate_after_hours)
 
 
 # -- the case, as takedown needs it ---------------------------------------------------------------
@@ -289,6 +314,7 @@ class Takedown:
     removed_at: str | None = None
     refused_reason: RefusalReason | None = None
     ended_at: str | None = None
+    purpose: NoticePurpose = "removal"
 
     @staticmethod
     def open(
@@ -301,6 +327,7 @@ class Takedown:
         match_id: str | None = None,
         entry_key: str | None = None,
         previous_takedown_id: str | None = None,
+        purpose: NoticePurpose = "removal",
     ) -> list[DomainEvent]:
         return [
             TakedownOpened(
@@ -312,6 +339,7 @@ class Takedown:
                 entry_key=entry_key,
                 platform_id=platform_id,
                 previous_takedown_id=previous_takedown_id,
+                purpose=purpose,
             )
         ]
 
@@ -329,6 +357,7 @@ class Takedown:
                     match_id=event.match_id,
                     entry_key=event.entry_key,
                     previous_takedown_id=event.previous_takedown_id,
+                    purpose=event.purpose,
                 )
             elif takedown is not None:
                 takedown = takedown.apply(event, at)
@@ -369,6 +398,8 @@ class Takedown:
             return replace(self, status="escalated")
         if isinstance(event, TakedownCancelled):
             return replace(self, status="cancelled", ended_at=at)
+        if isinstance(event, RequestFulfilled):
+            return replace(self, status="fulfilled", ended_at=at)
         return self
 
     # -- what is missing before the notice ----------------------------------------------------
@@ -455,7 +486,15 @@ class Takedown:
         return self.notice_id
 
     def send(self, sent_at: str, *, attempts: int = 1) -> list[DomainEvent]:
-        if self.status in ("sent", "acknowledged", "overdue", "escalated", "removed", "refused"):
+        if self.status in (
+            "sent",
+            "acknowledged",
+            "overdue",
+            "escalated",
+            "removed",
+            "refused",
+            "fulfilled",
+        ):
             return []  # told already (a second confirmation is not news)
         self._require(("requested",), "send the notice")
         assert self.channel is not None and self.deadline_hours is not None
@@ -486,10 +525,28 @@ class Takedown:
     def remove(self, removed_at: str) -> list[DomainEvent]:
         if self.status == "removed":
             return []
+        if self.purpose != "removal":
+            raise TransitionError(
+                "this notice asks to freeze an account or keep data, not to remove content: "
+                "answer it with done or refuse"
+            )
         self._require(WAITING_FOR_PLATFORM, "mark the content removed")
         return [
             ContentRemoved(
                 takedown_id=self.takedown_id, notice_id=self._notice(), removed_at=removed_at
+            )
+        ]
+
+    def fulfil(self, at: str) -> list[DomainEvent]:
+        """A freeze or preserve notice done (its own outcome; a removal is ``remove``)."""
+        if self.status == "fulfilled":
+            return []
+        if self.purpose == "removal":
+            raise TransitionError("this notice asks for a removal: answer it with removed")
+        self._require(WAITING_FOR_PLATFORM, "mark the request done")
+        return [
+            RequestFulfilled(
+                takedown_id=self.takedown_id, notice_id=self._notice(), fulfilled_at=at
             )
         ]
 
@@ -525,18 +582,36 @@ class Takedown:
             )
         ]
 
-    def escalate(self, at: str, authority: str) -> list[DomainEvent]:
+    def escalate(
+        self, at: str, authority: str, *, timeline: Sequence[TimelineEntry] = ()
+    ) -> list[DomainEvent]:
+        """The escalation record: the authority, when the regime made it due, and the timeline
+        (every event of the takedown so far with its hash: the proof)."""
         if self.status == "escalated":
             return []
         self._require(("overdue",), "escalate (only an overdue notice is escalated)")
+        due = None
+        if self.deadline_at is not None and self.deadline_regime is not None:
+            due = escalation_due_at(self.deadline_at, self.deadline_regime)
         return [
             TakedownEscalated(
                 takedown_id=self.takedown_id,
                 notice_id=self._notice(),
                 escalated_at=at,
                 authority=authority,
+                due_at=due,
+                timeline=list(timeline),
             )
         ]
+
+    def escalation_due(self, now: datetime) -> bool:
+        """Overdue, and its regime's grace after the deadline has passed."""
+        return (
+            self.status == "overdue"
+            and self.deadline_at is not None
+            and self.deadline_regime is not None
+            and now >= parse_time(escalation_due_at(self.deadline_at, self.deadline_regime))
+        )
 
     def cancel(self, reason: CancelReason) -> list[DomainEvent]:
         if self.status in FINAL:
@@ -582,6 +657,21 @@ MINOR = (
     "the uploader's data and logs for 180 days for the police and courts."
 )
 
+ASKS: dict[NoticePurpose, str] = {
+    "removal": "Remove, or disable access to, the material at the addresses below.",
+    "freeze_account": (
+        "Freeze the account below (suspend it without deleting it or its data): it is being "
+        "used to threaten the person depicted with the distribution of intimate images. Do not "
+        "tell the account holder who asked."
+    ),
+    "preserve_data": (
+        "Keep the pages below and the data of the account that posted them (content, account "
+        "details, IP addresses and times) for 180 days for the police and courts. Do not tell "
+        "the account holder who asked."
+    ),
+}
+"""What each kind of notice asks (art. 8): text, so that a platform's reader knows which."""
+
 
 @dataclass(frozen=True)
 class Notifier:
@@ -615,6 +705,8 @@ def notice_document(
     return {
         "type": "ncii.takedown.notice",
         "notice_id": takedown.notice_id,
+        "purpose": takedown.purpose,
+        "asks": ASKS[takedown.purpose],
         "site": platform_name,
         "urls": [url] if url else [],
         "offender": {"account": offender_account, "ip_address": offender_ip},

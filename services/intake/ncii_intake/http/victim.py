@@ -19,9 +19,11 @@ from ncii_intake.app import IntakeApp
 from ncii_intake.domain import CASE_WRITERS
 from ncii_intake.http import App
 from ncii_intake.http.bodies import ResetVictimAccess, VictimAccess
-from ncii_intake.http.views import VictimView, case_state, victim_view
+from ncii_intake.http.views import case_state, victim_view
 from ncii_intake.http.writes import Writer, case_problems
 from ncii_intake.read_models import queries
+from ncii_intake.takedown_counts import VictimStatus
+from ncii_intake.takedown_counts import victim_status as victim_status_view
 from ncii_intake.victim_throttle import Refusal, VictimThrottle, reference_key
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
@@ -68,11 +70,12 @@ async def _victim_case_id(request: Request, app: IntakeApp, access: VictimAccess
 
 
 @router.post("/victim/status", tags=["victim"], openapi_extra=body_limit(VICTIM_BODY_LIMIT))
-async def victim_status(request: Request, access: VictimAccess, app: App) -> VictimView:
-    """With the case reference and PIN (no account): the case's status and its steps so far."""
+async def victim_status(request: Request, access: VictimAccess, app: App) -> VictimStatus:
+    """With the case reference and PIN (no account): the case's status, its steps so far, and
+    in plain words how many places were reported to platforms, removed and still pending."""
     case_id = await _victim_case_id(request, app, access)
     loaded, events = await app.load_with_history(case_id, None, decrypt=False)
-    return victim_view(loaded, events)
+    return victim_status_view(victim_view(loaded, events), events)
 
 
 @router.post("/victim/withdraw", tags=["victim"], openapi_extra=body_limit(VICTIM_BODY_LIMIT))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from ncii_contracts.takedown import (
     CaptureMethod,
@@ -81,6 +81,25 @@ class RecordEvidence(RequestBody):
     )
     offender_account: Text200 | None = None
     offender_ip: IpAddress | None = None
+
+
+class OpenRequest(RecordEvidence):
+    """A freeze or preserve notice: its platform and its evidence in one command."""
+
+    purpose: Literal["freeze_account", "preserve_data"]
+    platform_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+
+    @model_validator(mode="after")
+    def _names_what_to_act_on(self) -> OpenRequest:
+        if self.purpose == "freeze_account" and not self.offender_account:
+            raise ValueError("a freeze notice needs offender_account (the account to freeze)")
+        if self.purpose == "preserve_data" and not (self.url or self.offender_account):
+            raise ValueError("a preserve notice needs url or offender_account (what to keep)")
+        return self
+
+
+class MarkDone(RequestBody):
+    done_at: PastTime
 
 
 class AssignPlatform(RequestBody):

@@ -5,21 +5,29 @@ sent, an overdue notice escalated."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from ncii_events.auth import Principal, require_role
-from ncii_events.http import IdempotentWrite
+from ncii_events.http import IdempotentWrite, not_found
 from ncii_events.http.fields import utc_text
 from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
 
 from ncii_takedown import domain
 from ncii_takedown.app import Decision, LoadedTakedown
+from ncii_takedown.guidance import Language, checklist
 from ncii_takedown.http import App, Caller, command_problems
-from ncii_takedown.http.bodies import AssignPlatform, ConfirmSent, Escalate, RecordEvidence
-from ncii_takedown.http.views import state_view, takedown_view
+from ncii_takedown.http.bodies import (
+    AssignPlatform,
+    ConfirmSent,
+    Escalate,
+    OpenRequest,
+    RecordEvidence,
+)
+from ncii_takedown.http.views import escalation_view, state_view, takedown_view
+from ncii_takedown.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 PATH = "/cases/{case_id}/takedowns/{takedown_id}"
@@ -141,15 +149,93 @@ async def escalate(
     app: App,
     idempotent: IdempotentWrite,
 ) -> JSONResponse:
-    """Record that an overdue notice was taken to the authority (art. 47), with its timeline."""
-    at = app.now_text()
-    action = _change(
-        app,
-        principal,
-        idempotent,
-        case_id,
-        takedown_id,
-        "escalated",
-        lambda t: t.escalate(at, body.authority),
-    )
+    """Record that an overdue notice was taken to the authority (art. 47). The record carries
+    the takedown's whole timeline (each event's time and hash in the log) as the proof; read it
+    back with `GET .../escalation`."""
+
+    async def action() -> LoadedTakedown:
+        return await app.escalate(principal, idempotent.key, case_id, takedown_id, body.authority)
+
     return await _write(principal, idempotent, body, action)
+
+
+@router.get(f"{PATH}/escalation", tags=["takedowns"])
+async def escalation(case_id: str, takedown_id: str, principal: Caller, app: App) -> JSONResponse:
+    """The escalation record as JSON, for the authority: when the notice was sent, its deadline,
+    every event of the takedown with its time and its hash in the log, and whether each still
+    verifies against the log. 404 when the takedown was not escalated."""
+    require_role(principal, *domain.CASE_READERS)
+    with command_problems():
+        found = await app.escalation(principal, case_id, takedown_id)
+    if found is None:
+        raise not_found("escalation")
+    recorded, checks = found
+    return JSONResponse(escalation_view(recorded, checks))
+
+
+@router.get("/escalations/due", tags=["escalations"])
+async def escalations_due(
+    principal: Caller, app: App, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> JSONResponse:
+    """Staff: overdue notices whose regime says escalation is due now (the deadline plus the
+    regime's grace: none where the law's deadline passed, a day where it was only our target).
+    Ids and times only; escalate each with `POST .../escalate`."""
+    require_role(principal, *domain.STAFF)
+    now = app.clock.now()
+    items = []
+    for row in await queries.overdue(app.engine, limit):
+        due_at = domain.escalation_due_at(row.deadline_at, row.deadline_regime)
+        if now >= domain.parse_time(due_at):
+            rule = domain.REGIMES[row.deadline_regime]
+            items.append(
+                {
+                    "case_id": row.case_id,
+                    "takedown_id": row.takedown_id,
+                    "notice_id": row.notice_id,
+                    "deadline_regime": row.deadline_regime,
+                    "deadline_at": row.deadline_at,
+                    "escalation_due_at": due_at,
+                    "authority": rule.authority,
+                }
+            )
+    return JSONResponse({"items": items})
+
+
+@router.get("/cases/{case_id}/evidence-checklist", tags=["guidance"])
+async def evidence_checklist(
+    case_id: str, principal: Caller, app: App, lang: Language = "en"
+) -> JSONResponse:
+    """The victim's evidence checklist for this case ("delete nothing": what to keep of pages,
+    accounts, conversations and friends), versioned, in English or Traditional Chinese
+    (`lang=zh-TW`), for her case worker to go through with her."""
+    require_role(principal, *domain.CASE_READERS)
+    with command_problems("case"):
+        await app.visible_case(principal, case_id)
+    return JSONResponse({"case_id": case_id, **checklist(lang)})
+
+
+@router.post("/cases/{case_id}/requests", tags=["takedowns"], status_code=201)
+async def open_request(
+    case_id: str,
+    body: OpenRequest,
+    principal: Caller,
+    app: App,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Ask a platform to freeze an account used to threaten the victim (`freeze_account`: needs
+    `offender_account`), or to keep the page and the suspect's data for 180 days
+    (`preserve_data`: needs `url` or `offender_account`), art. 8. Give the evidence as for a
+    location; the notice goes by the platform's channel like any other, and the platform answers
+    done or refused."""
+    require_role(principal, *domain.CASE_WRITERS)
+    evidence = body.model_dump(exclude={"purpose", "platform_id"})
+    evidence["captured_at"] = utc_text(body.captured_at)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        with command_problems("case"):
+            loaded = await app.open_request(
+                principal, idempotent.key, case_id, body.purpose, body.platform_id, evidence
+            )
+        return 201, state_view(loaded.takedown)
+
+    return await idempotent.run(principal.principal_id, body, handle)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ncii_takedown.app import Decision
 from ncii_takedown.http import App, Caller, command_problems
-from ncii_takedown.http.bodies import Acknowledge, MarkRemoved, Refuse
+from ncii_takedown.http.bodies import Acknowledge, MarkDone, MarkRemoved, Refuse
 from ncii_takedown.http.views import notice_state
 from ncii_takedown.read_models import queries
 
@@ -101,4 +101,16 @@ async def refuse(
     at = app.now_text()
     return await _answer(
         app, principal, idempotent, notice_id, body, "refused", lambda t: t.refuse(at, body.reason)
+    )
+
+
+@router.post("/notices/{notice_id}/done", tags=["platforms"])
+async def mark_done(
+    notice_id: str, body: MarkDone, principal: Caller, app: App, idempotent: IdempotentWrite
+) -> JSONResponse:
+    """A freeze or preserve notice is done (the account frozen, the data kept), at `done_at`.
+    A removal notice is answered with `removed` instead."""
+    done_at = utc_text(body.done_at)
+    return await _answer(
+        app, principal, idempotent, notice_id, body, "done", lambda t: t.fulfil(done_at)
     )

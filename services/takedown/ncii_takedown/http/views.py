@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from ncii_contracts.takedown import TakedownEscalated
 from ncii_events.store import RecordedEvent
 
 from ncii_takedown import domain
 
 #: Timeline fields never shown: the payload's personal fields are shown only where listed.
 _TIMELINE_FIELDS = {
-    "TakedownOpened": ("source", "location_id", "platform_id", "previous_takedown_id"),
+    "TakedownOpened": (
+        "source",
+        "purpose",
+        "location_id",
+        "platform_id",
+        "previous_takedown_id",
+    ),
+    "RequestFulfilled": ("fulfilled_at",),
     "TakedownPlatformAssigned": ("platform_id",),
     "EvidencePreserved": (
         "captured_at",
@@ -37,7 +45,7 @@ _TIMELINE_FIELDS = {
     "ContentRemoved": ("removed_at",),
     "TakedownRefused": ("refused_at", "reason"),
     "TakedownOverdue": ("deadline_at", "deadline_regime", "legal", "detected_at"),
-    "TakedownEscalated": ("escalated_at", "authority"),
+    "TakedownEscalated": ("escalated_at", "authority", "due_at"),
     "TakedownCancelled": ("reason",),
 }
 
@@ -63,6 +71,7 @@ def takedown_view(takedown: domain.Takedown, timeline: list[RecordedEvent]) -> d
     return {
         "takedown_id": takedown.takedown_id,
         "status": takedown.status,
+        "purpose": takedown.purpose,
         "source": takedown.source,
         "platform_id": takedown.platform_id,
         "previous_takedown_id": takedown.previous_takedown_id,
@@ -89,6 +98,7 @@ def state_view(takedown: domain.Takedown) -> dict[str, Any]:
         "takedown_id": takedown.takedown_id,
         "notice_id": takedown.notice_id,
         "status": takedown.status,
+        "purpose": takedown.purpose,
         "evidence_records": len(takedown.evidence),
         "platform_id": takedown.platform_id,
         "sent_at": takedown.sent_at,
@@ -139,4 +149,28 @@ def delivery_view(row: Any) -> dict[str, Any]:
         "last_error": row.last_error,
         "created_at": row.created_at,
         "delivered_at": row.delivered_at,
+    }
+
+
+def escalation_view(recorded: RecordedEvent, checks: list[bool]) -> dict[str, Any]:
+    """An escalation record: the authority (personal: erased with the case), when escalation was
+    due and done, and the timeline with, per event, whether the log still holds it unchanged."""
+    event = recorded.event
+    assert isinstance(event, TakedownEscalated)
+    authority = None if "authority" in recorded.erased_fields else event.authority
+    return {
+        "takedown_id": event.takedown_id,
+        "notice_id": event.notice_id,
+        "authority": authority,
+        "due_at": event.due_at,
+        "escalated_at": event.escalated_at,
+        "escalation_event": {
+            "event_id": recorded.envelope.event_id,
+            "hash": recorded.envelope.hash,
+        },
+        "timeline": [
+            {**entry.model_dump(mode="json"), "verified": ok}
+            for entry, ok in zip(event.timeline, checks, strict=True)
+        ],
+        "verified": all(checks),
     }

@@ -37,6 +37,7 @@ from ncii_contracts.takedown import (
     EvidencePreserved,
     NoticeSent,
     PlatformRegistered,
+    RequestFulfilled,
     TakedownAcknowledged,
     TakedownCancelled,
     TakedownEscalated,
@@ -373,6 +374,8 @@ class TakedownsProjection(Projection):
             values["status"] = "escalated"
         elif isinstance(ev, TakedownCancelled):
             values["status"] = "cancelled"
+        elif isinstance(ev, RequestFulfilled):
+            values["status"] = "fulfilled"
         before = self._row(conn, takedown_id)
         if before is None:
             return
@@ -421,7 +424,8 @@ class TakedownsProjection(Projection):
                 platform_id=takedown.platform_id,
                 channel=takedown.channel,
                 cancel_reason=cancel_reason,
-                status="pending" if takedown.channel == "webhook" else "manual",
+                # e-mail too: the deliverer hands it to a case worker when no server is set
+                status="pending" if takedown.channel in ("webhook", "email") else "manual",
                 attempts=0,
                 next_attempt_at=None,
                 created_at=at,

@@ -77,6 +77,17 @@ async def due_notices(engine: AsyncEngine, now_text: str, limit: int) -> Sequenc
     return await _all(engine, query)
 
 
+async def overdue(engine: AsyncEngine, limit: int) -> Sequence[Any]:
+    """Overdue notices not escalated yet, the earliest deadline first."""
+    query = (
+        select(TAKEDOWNS)
+        .where(TAKEDOWNS.c.status == "overdue")
+        .order_by(TAKEDOWNS.c.deadline_at, TAKEDOWNS.c.takedown_id)
+        .limit(limit)
+    )
+    return await _all(engine, query)
+
+
 async def deliveries_due(engine: AsyncEngine, now_text: str, limit: int) -> Sequence[Any]:
     query = (
         select(DELIVERIES)
