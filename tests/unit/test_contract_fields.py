@@ -27,6 +27,7 @@ REVIEWED: dict[str, str] = {
     "MatchFound.match_id": ID,
     "MatchFound.sighting_id": ID,
     "MatchFound.entry_key": ID,
+    "CaseReopened.match_id": ID,
     "MatchFeedbackReceived.match_id": ID,
     "MatchFeedbackReceived.entry_key": ID,
     "FalsePositiveConfirmed.negative_id": ID,

@@ -143,7 +143,8 @@ def test_withdrawal_and_erasure_are_final_and_idempotent() -> None:
 
 def test_the_same_location_or_submission_twice_is_recorded_once() -> None:
     case = _case("minor")
-    [location] = case.report_location(
+    # the case was threatened: its first location also says the content spread (decision 35)
+    location, _spread = case.report_location(
         "l1", url="https://x.example", platform="X", channel_kind="forum"
     )
     assert location == _location()

@@ -194,6 +194,45 @@ class CaseWithdrawn(DomainEvent, aggregate="case"):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 
 
+CloseReason = Literal["resolved", "no_further_action", "lost_contact"]
+ConsentName = Literal["takedown", "share_hashes", "referral", "contact"]
+ReopenCause = Literal["by_hand", "re_upload", "victim_returned"]
+
+
+class CaseClosed(DomainEvent, aggregate="case"):
+    """The work on the case is done for now; unlike a withdrawal it is not final: its hashes
+    stay in matching and new sightings still reach it (decision 35)."""
+
+    reason: CloseReason = "resolved"
+
+
+class CaseReopened(DomainEvent, aggregate="case"):
+    """A closed case is worked again: by hand, or by itself when a platform saw its content
+    again (``re_upload``: ``match_id`` names the sighting that did it)."""
+
+    cause: ReopenCause
+    match_id: str | None = None
+
+
+class ConsentsChanged(DomainEvent, aggregate="case"):
+    """The victim gave or withdrew consents after the opening: only the consents that change
+    are set (None: unchanged). Withdrawing ``share_hashes`` takes the case's banked hashes out
+    of matching; withdrawing ``takedown`` stops new takedowns from opening."""
+
+    takedown: bool | None = None
+    share_hashes: bool | None = None
+    referral: bool | None = None
+    contact: bool | None = None
+
+
+class SpreadStatusChanged(DomainEvent, aggregate="case"):
+    """The content that was only threatened is out (``spread``): set by hand, or by itself
+    when the first location is reported (``cause``)."""
+
+    spread_status: SpreadStatus
+    cause: Literal["by_hand", "location_reported"]
+
+
 class CaseErased(DomainEvent, aggregate="case"):
     """Final: the case's key is destroyed; its personal fields read as erased for ever, and its
     hashes leave matching everywhere."""
@@ -244,4 +283,8 @@ INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseErased,
     PersonalDataRead,
     VictimAccessReset,
+    CaseClosed,
+    CaseReopened,
+    ConsentsChanged,
+    SpreadStatusChanged,
 )

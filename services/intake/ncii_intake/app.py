@@ -29,6 +29,7 @@ from ncii_events.store import (
     Version,
     after_conflict,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_intake.domain import Case, History, may_see, personal_data_read, withdrawn_by_role
 
@@ -92,9 +93,17 @@ def _loaded(
 
 
 class IntakeApp:
-    def __init__(self, store: EventStore, keys: CaseKeys, master: MasterKey) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        keys: CaseKeys,
+        master: MasterKey,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.store = store
         self.keys = keys
+        self.engine = engine
+        """The read models' database (the re-upload reactor works its queue there)."""
         self._pin_secret = master.derive("ncii/victim-pin/v1")
 
     # -- the victim's PIN ----------------------------------------------------------------------
@@ -295,4 +304,4 @@ class IntakeApp:
 
 async def build_intake_app(runtime: ServiceRuntime[IntakeApp]) -> IntakeApp:
     """Intake's application state (the spec's app factory)."""
-    return IntakeApp(runtime.store, runtime.keys, runtime.master)
+    return IntakeApp(runtime.store, runtime.keys, runtime.master, runtime.engine)

@@ -3,7 +3,9 @@
 - An adult case needs the person's explicit statement of non-consent before takedowns can start
   or hashes be shared (Criminal Code ch. 28-1). A minor's case needs none: any sexual image of a
   minor is exploitation, and the 24-hour reporting clock (art. 7) starts when staff learned of it.
-- Withdrawal and erasure are final: a closed case takes no new facts.
+- Withdrawal and erasure are final: such a case takes no new facts. Closing is not (decision
+  35): a closed case keeps its hashes in matching, takes new facts, and is reopened by hand or
+  by itself when its content is seen again.
 
 Decisions take plain values and return the events they decide on (none when nothing changes);
 the case folds events with the time they were recorded. Where the case stands in the log (its
@@ -21,12 +23,17 @@ from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
+    CaseClosed,
     CaseErased,
     CaseOpened,
+    CaseReopened,
     CaseWithdrawn,
     Channel,
     ChannelKind,
+    CloseReason,
+    ConsentName,
     Consents,
+    ConsentsChanged,
     Contact,
     HarmCategory,
     HashesSubmitted,
@@ -39,6 +46,7 @@ from ncii_contracts.intake import (
     PoliceReportDecisionRecorded,
     RevealReason,
     SpreadStatus,
+    SpreadStatusChanged,
     SubmittedHash,
     VictimAccessReset,
     WithdrawnBy,
@@ -54,7 +62,7 @@ centre's case workers. Another case reader (``admin``, who administers banks) ge
 and reads them only as a separate act with a reason, recorded first (decision 27)."""
 CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].platform", "locations[].url")
 """What a case read withholds: the personal fields a case's detail shows."""
-CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]
+CaseStatus = Literal["awaiting_statement", "active", "closed", "withdrawn", "erased"]
 ReportState = Literal["filed", "due", "late"]
 StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
 WithdrawalReason = Literal["victim_request", "resolved", "opened_in_error", "other"]
@@ -143,11 +151,14 @@ def case_status(
     statement_recorded_at: str | None,
     withdrawn_at: str | None,
     erased_at: str | None,
+    closed_at: str | None = None,
 ) -> CaseStatus:
     if erased_at:
         return "erased"
     if withdrawn_at:
         return "withdrawn"
+    if closed_at:
+        return "closed"
     if age_group != "minor" and not statement_recorded_at:
         return "awaiting_statement"
     return "active"
@@ -195,6 +206,12 @@ class Case:
     withdrawn_at: str | None = None
     withdrawn_by: WithdrawnBy | None = None
     erased_at: str | None = None
+    closed_at: str | None = None
+    """Set while the case is closed (not final: a reopening clears it)."""
+    spread_status: SpreadStatus = "spread"
+    contact_consent: bool | None = None
+    """Whether the victim may be contacted, once she said so after the opening (None: what
+    the opening's contact details and preference say)."""
     location_ids: frozenset[str] = field(default_factory=frozenset)
     submission_ids: frozenset[str] = field(default_factory=frozenset)
     hashes_submitted: int = 0
@@ -221,6 +238,7 @@ class Case:
                     consents=event.consents,
                     learned_at=event.learned_at,
                     opened_at=at,
+                    spread_status=event.spread_status,
                 )
             elif case is not None:
                 case = case.apply(event, at)
@@ -247,6 +265,23 @@ class Case:
             return replace(self, withdrawn_at=at, withdrawn_by=event.withdrawn_by)
         if isinstance(event, CaseErased):
             return replace(self, erased_at=at)
+        if isinstance(event, CaseClosed):
+            return replace(self, closed_at=at)
+        if isinstance(event, CaseReopened):
+            return replace(self, closed_at=None)
+        if isinstance(event, ConsentsChanged):
+            changed = {
+                name: value
+                for name in ("takedown", "share_hashes", "referral")
+                if (value := getattr(event, name)) is not None
+            }
+            return replace(
+                self,
+                consents=self.consents.model_copy(update=changed),
+                contact_consent=self.contact_consent if event.contact is None else event.contact,
+            )
+        if isinstance(event, SpreadStatusChanged):
+            return replace(self, spread_status=event.spread_status)
         if isinstance(event, VictimAccessReset):
             return replace(
                 self,
@@ -266,7 +301,14 @@ class Case:
             statement_recorded_at=self.statement_recorded_at,
             withdrawn_at=self.withdrawn_at,
             erased_at=self.erased_at,
+            closed_at=self.closed_at,
         )
+
+    def consent(self, name: ConsentName) -> bool | None:
+        """The consent as it stands (``contact``: None when never stated after the opening)."""
+        if name == "contact":
+            return self.contact_consent
+        return bool(getattr(self.consents, name))
 
     @property
     def may_act(self) -> bool:
@@ -283,7 +325,7 @@ class Case:
     def pending(self, now: datetime) -> list[str]:
         """What still has to happen, in words a case worker acts on."""
         items: list[str] = []
-        if self.status in ("withdrawn", "erased"):
+        if self.status in ("closed", "withdrawn", "erased"):
             return items
         if self.status == "awaiting_statement":
             items.append(
@@ -368,7 +410,7 @@ class Case:
         self._require_open()
         if location_id in self.location_ids:
             return []
-        return [
+        events: list[DomainEvent] = [
             LocationReported(
                 location_id=location_id,
                 platform=platform,
@@ -377,6 +419,10 @@ class Case:
                 url=url,
             )
         ]
+        if self.spread_status == "threatened":
+            # content found somewhere is content that spread, whatever the opening said
+            events.append(SpreadStatusChanged(spread_status="spread", cause="location_reported"))
+        return events
 
     def submit_hashes(self, submission_id: str, hashes: Sequence[HashItem]) -> list[DomainEvent]:
         """Hashes as computed on the victim's device; a video keeps only the frames good
@@ -384,8 +430,9 @@ class Case:
         self._require_open()
         if not self.consents.share_hashes:
             raise ConsentMissingError(
-                "the case does not consent to sharing hashes with platforms; "
-                "record that consent first"
+                "the case does not consent to sharing hashes with platforms; once the victim "
+                "gives it, record it with POST /v1/cases/"
+                f'{self.case_id}/consents {{"share_hashes": true}}, then submit again'
             )
         if self.status == "awaiting_statement":
             raise StatementRequiredError(
@@ -442,6 +489,54 @@ class Case:
         if self.withdrawn_at or self.erased_at:
             return []  # final, and asking twice is not an error
         return [CaseWithdrawn(withdrawn_by=by, reason=reason)]
+
+    def close(self, reason: CloseReason) -> list[DomainEvent]:
+        """Done for now: matching goes on, and the case still takes new facts."""
+        self._require_open()
+        if self.closed_at is not None:
+            return []
+        return [CaseClosed(reason=reason)]
+
+    def reopen(self) -> list[DomainEvent]:
+        """By hand. A withdrawn or erased case is final: the error says what to do instead."""
+        if self.erased_at:
+            raise CaseClosedError(
+                "this case's personal data was erased; it cannot be reopened: open a new case "
+                "with POST /v1/cases"
+            )
+        if self.withdrawn_at:
+            raise CaseClosedError(
+                "this case was withdrawn, which is final (its hashes left matching): it cannot "
+                "be reopened; open a new case with POST /v1/cases if the victim asks again"
+            )
+        if self.closed_at is None:
+            return []
+        return [CaseReopened(cause="by_hand")]
+
+    def reopen_on_match(self, match_id: str, seen_at: datetime) -> list[DomainEvent]:
+        """A platform saw the content of a closed case again (a re-upload): the case is worked
+        again, and says why. Anything but a closed case is left as it is, and so is a case
+        closed after the sighting was recorded (a replayed old match reopens nothing)."""
+        if self.status != "closed" or self.closed_at is None:
+            return []
+        if seen_at <= parse_time(self.closed_at):
+            return []
+        return [CaseReopened(cause="re_upload", match_id=match_id)]
+
+    def change_consents(self, changes: dict[ConsentName, bool]) -> list[DomainEvent]:
+        """Consents given or withdrawn after the opening: one event with those that change."""
+        self._require_open()
+        changed = {name: value for name, value in changes.items() if self.consent(name) != value}
+        if not changed:
+            return []
+        return [ConsentsChanged(**changed)]
+
+    def mark_spread(self) -> list[DomainEvent]:
+        """By hand: the content that was threatened is out."""
+        self._require_open()
+        if self.spread_status == "spread":
+            return []
+        return [SpreadStatusChanged(spread_status="spread", cause="by_hand")]
 
     def erase(self, by: WithdrawnBy) -> list[DomainEvent]:
         if self.erased_at:

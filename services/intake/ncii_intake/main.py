@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.intake import INTAKE_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
@@ -11,6 +12,7 @@ from ncii_events.service import ServiceSpec
 from ncii_intake.app import IntakeApp, build_intake_app
 from ncii_intake.http import cases, victim
 from ncii_intake.read_models.projections import CasesProjection
+from ncii_intake.reopen import ReopenQueueProjection, workers
 
 SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     name="intake",
@@ -19,14 +21,17 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     description=(
         "Partner NGOs and the centre's case workers open and work cases: the non-consent "
         "statement, where content was found, hashes computed on the victim's device, the minor's "
-        "24-hour reporting clock, withdrawal and erasure. Victims see and withdraw their case "
-        "with a reference and PIN."
+        "24-hour reporting clock, closing (matching goes on) and reopening, consents given and "
+        "withdrawn later, withdrawal and erasure. Victims see and withdraw their case with a "
+        "reference and PIN."
     ),
-    projections=(CasesProjection(),),
+    projections=(CasesProjection(), ReopenQueueProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
+    consumes=(MatchFound,),
     routers=[cases.router, victim.router],
     app=build_intake_app,
+    workers=workers,
     owns_case_keys=True,
 )
 

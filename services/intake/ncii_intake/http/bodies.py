@@ -11,6 +11,8 @@ from ncii_contracts.intake import (
     AgeGroup,
     Channel,
     ChannelKind,
+    CloseReason,
+    ConsentName,
     HarmCategory,
     IntakeChannel,
     PoliceReportDecision,
@@ -156,6 +158,37 @@ class FileMandatoryReport(RequestBody):
 
 class Withdraw(RequestBody):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
+
+
+class CloseCase(RequestBody):
+    reason: CloseReason = Field(
+        default="resolved",
+        description="why the work is done for now; the case's hashes stay in matching",
+    )
+
+
+class ChangeConsents(RequestBody):
+    """The consents the victim gives (true) or withdraws (false) now; leave out the others."""
+
+    takedown: bool | None = Field(default=None, description="platforms may be asked to remove it")
+    share_hashes: bool | None = Field(
+        default=None, description="hashes go to platforms (false takes them out of matching)"
+    )
+    referral: bool | None = Field(default=None, description="referral to counselling")
+    contact: bool | None = Field(default=None, description="the centre may contact her")
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> ChangeConsents:
+        if not self.changes():
+            raise ValueError(
+                "say which consents change: one or more of takedown, share_hashes, referral, "
+                "contact, each true (given) or false (withdrawn)"
+            )
+        return self
+
+    def changes(self) -> dict[ConsentName, bool]:
+        names: tuple[ConsentName, ...] = ("takedown", "share_hashes", "referral", "contact")
+        return {n: v for n in names if (v := getattr(self, n)) is not None}
 
 
 class VictimAccess(RequestBody):

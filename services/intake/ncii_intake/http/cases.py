@@ -18,6 +18,8 @@ from ncii_intake.app import CaseNotFoundError
 from ncii_intake.domain import CASE_READERS, Case, sees_personal_data, withdrawn_by_role
 from ncii_intake.http import App
 from ncii_intake.http.bodies import (
+    ChangeConsents,
+    CloseCase,
     FileMandatoryReport,
     OpenCase,
     RecordNonConsent,
@@ -93,7 +95,7 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
 async def list_cases(
     request: Request,
     principal: Caller,
-    status: Literal["awaiting_statement", "active", "withdrawn", "erased"] | None = None,
+    status: Literal["awaiting_statement", "active", "closed", "withdrawn", "erased"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> CaseList:
@@ -249,6 +251,44 @@ async def withdraw_case(
     body = command or Withdraw()
     by = withdrawn_by_role(write.principal.role)
     return await write.change(case_id, body, lambda c: c.withdraw(by, body.reason))
+
+
+@router.post("/cases/{case_id}/close", tags=["cases"])
+async def close_case(
+    case_id: str,
+    write: Writer,
+    command: Annotated[CloseCase | None, Body()] = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Close the case (resolved): not final. Its hashes stay in matching, new sightings and facts
+    still reach it, and a re-upload seen by a platform reopens it by itself. To stop matching,
+    withdraw it instead."""
+    body = command or CloseCase()
+    return await write.change(case_id, body, lambda c: c.close(body.reason), if_match=if_match)
+
+
+@router.post("/cases/{case_id}/reopen", tags=["cases"])
+async def reopen_case(case_id: str, write: Writer, if_match: IfMatch = None) -> JSONResponse:
+    """Work a closed case again. A withdrawn or erased case is final and cannot be reopened."""
+    return await write.change(case_id, None, lambda c: c.reopen(), if_match=if_match)
+
+
+@router.post("/cases/{case_id}/consents", tags=["cases"])
+async def change_consents(
+    case_id: str, body: ChangeConsents, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """The victim gives or withdraws consents after the opening (one event with those that
+    change). Withdrawing `share_hashes` takes the case's hashes out of matching; giving it lets
+    hashes be submitted."""
+    return await write.change(
+        case_id, body, lambda c: c.change_consents(body.changes()), if_match=if_match
+    )
+
+
+@router.post("/cases/{case_id}/spread", tags=["cases"])
+async def mark_spread(case_id: str, write: Writer, if_match: IfMatch = None) -> JSONResponse:
+    """The content that was only threatened is out (reporting a location does this by itself)."""
+    return await write.change(case_id, None, lambda c: c.mark_spread(), if_match=if_match)
 
 
 @router.post("/cases/{case_id}/erase", tags=["cases"])

@@ -213,6 +213,10 @@ _VICTIM_STEPS = {
     "CaseWithdrawn": "the case was withdrawn",
     "CaseErased": "your personal data was erased",
     "VictimAccessReset": "your case worker restored your access to this page",
+    "CaseClosed": "the case was closed; the fingerprints of your images are still watched for",
+    "CaseReopened": "the case was reopened",
+    "ConsentsChanged": "what you agree to was updated",
+    "SpreadStatusChanged": "the case now records that the content was spread",
 }
 
 

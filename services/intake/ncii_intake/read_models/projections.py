@@ -8,13 +8,16 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ncii_contracts.intake import (
+    CaseClosed,
     CaseErased,
     CaseOpened,
+    CaseReopened,
     CaseWithdrawn,
     HashesSubmitted,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    SpreadStatusChanged,
     VictimAccessReset,
 )
 from ncii_events.projection import Projection
@@ -31,6 +34,7 @@ def _status(row: dict[str, Any]) -> str:
         statement_recorded_at=row["statement_recorded_at"],
         withdrawn_at=row["withdrawn_at"],
         erased_at=row["erased_at"],
+        closed_at=row["closed_at"],
     )
 
 
@@ -94,6 +98,7 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
             "report_filed_at": None,
             "withdrawn_at": None,
             "erased_at": None,
+            "closed_at": None,
             "locations": 0,
             "hashes": 0,
             "victim_access_resets": 0,
@@ -114,6 +119,12 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
         row["withdrawn_at"] = at
     elif isinstance(ev, CaseErased):
         row["erased_at"] = at
+    elif isinstance(ev, CaseClosed):
+        row["closed_at"] = at
+    elif isinstance(ev, CaseReopened):
+        row["closed_at"] = None
+    elif isinstance(ev, SpreadStatusChanged):
+        row["spread_status"] = ev.spread_status
     elif isinstance(ev, VictimAccessReset):
         row["victim_access_resets"] += 1
         row["pin_generation"] += 1 if ev.new_pin else 0

@@ -25,6 +25,7 @@ CASES = Table(
     Column("report_filed_at", String(40)),
     Column("withdrawn_at", String(40)),
     Column("erased_at", String(40)),
+    Column("closed_at", String(40)),
     Column("locations", Integer, nullable=False),
     Column("hashes", Integer, nullable=False),
     Column("victim_access_resets", Integer, nullable=False, server_default="0"),
