@@ -78,6 +78,9 @@ class CaseDetail(BaseModel):
     personal_data_withheld: PersonalDataWithheld | None = None
     """Set when your role reads cases without their personal fields (they are null)."""
     consents: dict[str, Any]
+    spread_status: str
+    closed_at: str | None = None
+    """Set while the case is closed (not final: its hashes stay in matching; decision 35)."""
     learned_at: str
     opened_at: str
     statement_recorded_at: str | None
@@ -169,7 +172,9 @@ def detail(
         contact=None if withheld else contact,
         personal_data_erased=erased or case.erased_at is not None,
         personal_data_withheld=withheld_note(case.case_id) if withheld else None,
-        consents=case.consents.model_dump(),
+        consents={**case.consents.model_dump(), "contact": case.contact_consent},
+        spread_status=case.spread_status,
+        closed_at=case.closed_at,
         learned_at=case.learned_at,
         opened_at=case.opened_at,
         statement_recorded_at=case.statement_recorded_at,
