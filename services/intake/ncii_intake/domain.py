@@ -23,8 +23,10 @@ from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
+    CaseAssigned,
     CaseClosed,
     CaseErased,
+    CaseNoteAdded,
     CaseOpened,
     CaseReopened,
     CaseWithdrawn,
@@ -35,16 +37,25 @@ from ncii_contracts.intake import (
     Consents,
     ConsentsChanged,
     Contact,
+    ContactChannel,
+    ContactLogged,
+    ErasureReason,
+    ErasureRequested,
     HarmCategory,
     HashesSubmitted,
+    HowObtained,
     IntakeChannel,
+    LegalAssessmentRecorded,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    OffenderDetailsRecorded,
     PersonalDataRead,
     PoliceReportDecision,
     PoliceReportDecisionRecorded,
+    PoliceReportDetailsRecorded,
     RevealReason,
+    SexualContent,
     SpreadStatus,
     SpreadStatusChanged,
     SubmittedHash,
@@ -60,8 +71,47 @@ PERSONAL_DATA_READERS = ("partner", "caseworker")
 """Who reads a visible case's personal fields by default: the partner that opened it and the
 centre's case workers. Another case reader (``admin``, who administers banks) gets them withheld,
 and reads them only as a separate act with a reason, recorded first (decision 27)."""
-CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].platform", "locations[].url")
+CASE_PERSONAL_FIELDS = (
+    "pseudonym",
+    "contact",
+    "locations[].platform",
+    "locations[].url",
+    "offender",
+    "police_report.station",
+    "police_report.report_number",
+    "notes",
+    "contact_log",
+)
 """What a case read withholds: the personal fields a case's detail shows."""
+FIELD_READERS: dict[str, tuple[str, ...]] = {
+    # what each role's job needs (decision 35; the table is in the decision and the README)
+    "pseudonym": ("partner", "caseworker"),
+    "contact": ("partner", "caseworker"),
+    "locations[].platform": ("partner", "caseworker"),
+    "locations[].url": ("partner", "caseworker"),
+    "offender": ("caseworker",),
+    "police_report.station": ("partner", "caseworker"),
+    "police_report.report_number": ("partner", "caseworker"),
+    "notes": ("partner", "caseworker"),
+    "contact_log": ("partner", "caseworker"),
+    "legal": ("partner", "caseworker"),
+}
+"""Who reads each field of a case's detail by default. Every other detail field (status,
+reference, consents, counts, the timeline, the assignee) goes to every case reader. An admin
+reads the personal ones only by revealing them (decision 27); the legal assessment (not
+personal) is a case worker's and the partner's business, not the bank administrator's, and
+the offender's details are the centre's (police referrals, notices), not the partner's."""
+REVEALABLE = ("admin",)
+"""Roles that may reveal what they get withheld, with a recorded reason (decision 27)."""
+
+
+def withheld_fields(role: str, *, revealed: bool = False) -> list[str]:
+    """The detail fields this role does not see: the one place the matrix is enforced."""
+    if revealed and role in REVEALABLE:
+        return []
+    return [name for name, roles in FIELD_READERS.items() if role not in roles]
+
+
 CaseStatus = Literal["awaiting_statement", "active", "closed", "withdrawn", "erased"]
 ReportState = Literal["filed", "due", "late"]
 StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
@@ -94,6 +144,64 @@ class ConsentMissingError(CaseRuleError):
 
 class NotApplicableError(CaseRuleError):
     kind = "not-applicable"
+
+
+class AssigneeError(CaseRuleError):
+    """The assignee is not a worker of the organisation that owns the case (a 422)."""
+
+    kind = "assignee-not-of-this-organisation"
+
+
+ERASERS = ("caseworker", "admin")
+"""Who erases a case (decision 35); a partner asks for it (``ErasureRequested``)."""
+ASSIGNABLE_ROLES = ("partner", "caseworker")
+VICTIM_ERASURE_DELAY = timedelta(days=7)
+"""The victim's own erasure request takes effect by itself after this, unless her case worker
+confirms it sooner (decision 35): long enough for a case worker to reach her when the request
+was someone else's who learned her reference and PIN, short enough to be her decision."""
+COMPLAINT_CATEGORIES: frozenset[HarmCategory] = frozenset(
+    {"secret_recording_319_1", "distribution_without_consent_319_3", "sexual_audio_315_1"}
+)
+"""Offences prosecuted only on the victim's complaint (Criminal Code 319-6 for 319-1 and 319-3
+para 1; art. 319 for 315-1). The others are prosecuted ex officio."""
+
+
+@dataclass(frozen=True)
+class Prosecution:
+    """Whether prosecution needs the victim's complaint, derived from the legal categories, and
+    what follows from it, in words a case worker tells the victim."""
+
+    complaint_required: bool
+    categories_needing_complaint: list[HarmCategory]
+    consequence: str
+
+
+def prosecution(categories: Sequence[HarmCategory]) -> Prosecution:
+    needing = sorted(c for c in categories if c in COMPLAINT_CATEGORIES)
+    ex_officio = [c for c in categories if c not in COMPLAINT_CATEGORIES]
+    if needing and not ex_officio:
+        consequence = (
+            "prosecution needs the victim's complaint: nothing happens unless she files one, "
+            "within six months of learning who the offender is (Code of Criminal Procedure "
+            "art. 237); the decision is hers, record it with the police-report decision"
+        )
+    elif needing:
+        consequence = (
+            "part of the case is prosecuted ex officio once the police learn of it; the "
+            "complaint-only offences (" + ", ".join(needing) + ") need her complaint within "
+            "six months of learning who the offender is"
+        )
+    else:
+        consequence = (
+            "prosecuted ex officio: once the police or a prosecutor learn of it they act "
+            "whether or not she files a complaint; tell her before reporting"
+        )
+    return Prosecution(bool(needing) and not ex_officio, needing, consequence)
+
+
+def sexual_image(depicts: Sequence[SexualContent]) -> bool:
+    """The eligibility check (art. 10 para 8): the image shows at least one of its kinds."""
+    return bool(depicts)
 
 
 def parse_time(value: str) -> datetime:
@@ -212,6 +320,13 @@ class Case:
     contact_consent: bool | None = None
     """Whether the victim may be contacted, once she said so after the opening (None: what
     the opening's contact details and preference say)."""
+    harm_categories: tuple[HarmCategory, ...] = ()
+    assignee: str | None = None
+    erasure_requested_by: str | None = None
+    erasure_effective_after: str | None = None
+    """When a victim's own erasure request takes effect by itself (None: no such request)."""
+    note_ids: frozenset[str] = field(default_factory=frozenset)
+    contact_ids: frozenset[str] = field(default_factory=frozenset)
     location_ids: frozenset[str] = field(default_factory=frozenset)
     submission_ids: frozenset[str] = field(default_factory=frozenset)
     hashes_submitted: int = 0
@@ -239,6 +354,7 @@ class Case:
                     learned_at=event.learned_at,
                     opened_at=at,
                     spread_status=event.spread_status,
+                    harm_categories=tuple(event.harm_categories),
                 )
             elif case is not None:
                 case = case.apply(event, at)
@@ -282,6 +398,20 @@ class Case:
             )
         if isinstance(event, SpreadStatusChanged):
             return replace(self, spread_status=event.spread_status)
+        if isinstance(event, LegalAssessmentRecorded):
+            return replace(self, harm_categories=tuple(event.categories))
+        if isinstance(event, CaseAssigned):
+            return replace(self, assignee=event.assignee)
+        if isinstance(event, ErasureRequested):
+            return replace(
+                self,
+                erasure_requested_by=event.requested_by,
+                erasure_effective_after=event.effective_after or self.erasure_effective_after,
+            )
+        if isinstance(event, CaseNoteAdded):
+            return replace(self, note_ids=self.note_ids | {event.note_id})
+        if isinstance(event, ContactLogged):
+            return replace(self, contact_ids=self.contact_ids | {event.contact_id})
         if isinstance(event, VictimAccessReset):
             return replace(
                 self,
@@ -538,10 +668,135 @@ class Case:
             return []
         return [SpreadStatusChanged(spread_status="spread", cause="by_hand")]
 
-    def erase(self, by: WithdrawnBy) -> list[DomainEvent]:
+    def erase(self, by_role: str, reason: ErasureReason) -> list[DomainEvent]:
+        """Only a case worker or an admin erases (the HTTP layer refuses others first); the
+        victim's own request erases by itself once due (``erasure_due``)."""
         if self.erased_at:
             return []
-        return [CaseErased(erased_by=by)]
+        if by_role not in (*ERASERS, "victim"):
+            raise CaseRuleError("only a case worker or an admin erases a case")
+        return [CaseErased(erased_by=by_role, reason=reason)]
+
+    def request_erasure(
+        self, by: Literal["victim", "partner"], reason: ErasureReason, now: datetime
+    ) -> list[DomainEvent]:
+        """Ask for erasure: a case worker confirms it; the victim's own request also takes
+        effect by itself after ``VICTIM_ERASURE_DELAY``. Asking again changes nothing."""
+        if self.erased_at:
+            return []
+        if self.erasure_requested_by == by:
+            return []
+        after = format_time(now + VICTIM_ERASURE_DELAY) if by == "victim" else None
+        return [ErasureRequested(requested_by=by, reason=reason, effective_after=after)]
+
+    def erasure_due(self, now: datetime) -> bool:
+        """The victim's request has waited its stated delay and nobody erased the case yet."""
+        return (
+            self.erased_at is None
+            and self.erasure_effective_after is not None
+            and now >= parse_time(self.erasure_effective_after)
+        )
+
+    def record_legal_assessment(
+        self,
+        categories: Sequence[HarmCategory],
+        how_obtained: HowObtained,
+        depicts: Sequence[SexualContent],
+    ) -> list[DomainEvent]:
+        self._require_open()
+        if self.is_minor is False and "child_sexual_exploitation" in categories:
+            raise NotApplicableError(
+                "child sexual exploitation is for a minor's case; this case is an adult's: "
+                "choose the Criminal Code category (319-1 to 319-4, 315-1) or sextortion"
+            )
+        return [
+            LegalAssessmentRecorded(
+                categories=list(categories), how_obtained=how_obtained, depicts=list(depicts)
+            )
+        ]
+
+    def record_offender(
+        self,
+        *,
+        known: bool,
+        account_ids: Sequence[str],
+        ip_addresses: Sequence[str],
+        crime_group: str | None,
+        description: str | None,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        return [
+            OffenderDetailsRecorded(
+                known=known,
+                account_ids=list(account_ids) or None,
+                ip_addresses=list(ip_addresses) or None,
+                crime_group=crime_group,
+                description=description,
+            )
+        ]
+
+    def record_police_report(
+        self,
+        *,
+        station: str | None,
+        report_number: str | None,
+        reported_on: str | None,
+        seizure_requested: bool,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        return [
+            PoliceReportDetailsRecorded(
+                station=station,
+                report_number=report_number,
+                reported_on=reported_on,
+                seizure_requested=seizure_requested,
+            )
+        ]
+
+    def assign(
+        self, assignee: str | None, assignee_organisation: str | None, assignee_role: str | None
+    ) -> list[DomainEvent]:
+        """To a worker of the organisation that owns the case (None: unassign)."""
+        self._require_open()
+        if assignee is not None and (
+            assignee_organisation != self.organisation or assignee_role not in ASSIGNABLE_ROLES
+        ):
+            raise AssigneeError(
+                "assign the case to a worker of the organisation that owns it (a partner or "
+                "case worker key of that organisation, by its principal id): this principal "
+                "is not one, or is unknown"
+            )
+        if assignee == self.assignee:
+            return []
+        return [CaseAssigned(assignee=assignee)]
+
+    def add_note(self, note_id: str, text: str) -> list[DomainEvent]:
+        self._require_open()
+        if note_id in self.note_ids:
+            return []
+        return [CaseNoteAdded(note_id=note_id, text=text)]
+
+    def log_contact(
+        self,
+        contact_id: str,
+        *,
+        at: datetime,
+        channel: ContactChannel,
+        direction: Literal["inbound", "outbound"],
+        summary: str | None,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        if contact_id in self.contact_ids:
+            return []
+        return [
+            ContactLogged(
+                contact_id=contact_id,
+                at=format_time(at),
+                channel=channel,
+                direction=direction,
+                summary=summary,
+            )
+        ]
 
     def reset_victim_access(self, by_role: str, *, new_pin: bool) -> list[DomainEvent]:
         """Restore the victim's access (decision 25). Each call is a new reset: the caller's

@@ -10,7 +10,7 @@ from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
 from ncii_intake.app import IntakeApp, build_intake_app
-from ncii_intake.http import cases, victim
+from ncii_intake.http import cases, victim, victim_erasure
 from ncii_intake.read_models.projections import CasesProjection
 from ncii_intake.reopen import ReopenQueueProjection, workers
 
@@ -29,7 +29,7 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
     consumes=(MatchFound,),
-    routers=[cases.router, victim.router],
+    routers=[cases.router, victim.router, victim_erasure.router],
     app=build_intake_app,
     workers=workers,
     owns_case_keys=True,

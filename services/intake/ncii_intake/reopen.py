@@ -1,9 +1,11 @@
-"""Re-upload reopens a closed case (decision 35): a reactor in intake on hashmatch's published
-``MatchFound``. The projection queues each match of a case (ids and times only, nothing
-personal) in the transaction that moves its checkpoint; the worker lets the case decide
+"""What intake does by itself (decision 35).
+
+A re-upload reopens a closed case: a reactor on hashmatch's published ``MatchFound``. The
+projection queues each match of a case (ids and times only, nothing personal) in the
+transaction that moves its checkpoint; the worker lets the case decide
 (``Case.reopen_on_match``: only a case closed before the content was seen again reopens) and
 appends under an id derived from the match event, so a replay, a rebuild or a second replica
-reopens once."""
+reopens once. And a victim's own erasure request takes effect once its delay has passed."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from typing import ClassVar
 
 from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.streams import CASES, REFERENCE_CASE
-from ncii_events.auth import Principal
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from ncii_events.worker import LoopWorker, Worker
@@ -31,8 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_intake.app import CaseNotFoundError, Decision, IntakeApp
-from ncii_intake.domain import parse_time
+from ncii_intake.app import SERVICE, CaseNotFoundError, Decision, IntakeApp
+from ncii_intake.domain import format_time, parse_time
+from ncii_intake.read_models import queries
 
 METADATA = MetaData()
 """Its own metadata: a rebuild of this queue must not drop the cases table (``reset``)."""
@@ -45,7 +47,6 @@ REOPEN_QUEUE = Table(
     Column("seen_at", String(40), nullable=False),
     Column("done", Boolean, nullable=False, server_default=false(), index=True),
 )
-SERVICE = Principal(principal_id="intake", organisation="ncii", role="service")
 BATCH = 50
 
 
@@ -127,8 +128,31 @@ def _reopen(match_id: str, seen_at: datetime) -> Decision:
     return lambda case: case.reopen_on_match(match_id, seen_at)
 
 
+class ErasureSweeper(LoopWorker):
+    """Erases the cases whose victim asked for it once the stated delay has passed (decision
+    35); the case decides (``Case.erasure_due``) with the app's clock."""
+
+    name = "victim-erasure"
+    interval = 60.0
+
+    def __init__(self, app: IntakeApp, engine: AsyncEngine) -> None:
+        super().__init__()
+        self.app = app
+        self.engine = engine
+
+    async def pending(self) -> int:
+        return len(await queries.erasures_due(self.engine, format_time(self.app.clock())))
+
+    async def step(self) -> int:
+        due = await queries.erasures_due(self.engine, format_time(self.app.clock()))
+        erased = 0
+        for case_id in due:
+            erased += await self.app.erase_if_due(case_id)
+        return erased
+
+
 def workers(app: IntakeApp) -> Sequence[Worker]:
-    """The re-upload reactor (decision 35)."""
+    """The re-upload reactor and the victim's erasure sweeper (decision 35)."""
     if app.engine is None:
         return ()
-    return (Reopener(app, app.engine),)
+    return (Reopener(app, app.engine), ErasureSweeper(app, app.engine))

@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ncii_contracts.intake import (
+    CaseAssigned,
     CaseClosed,
     CaseErased,
     CaseOpened,
     CaseReopened,
     CaseWithdrawn,
+    ErasureRequested,
     HashesSubmitted,
+    LegalAssessmentRecorded,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
@@ -99,6 +102,8 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
             "withdrawn_at": None,
             "erased_at": None,
             "closed_at": None,
+            "assignee": None,
+            "erasure_due_at": None,
             "locations": 0,
             "hashes": 0,
             "victim_access_resets": 0,
@@ -125,6 +130,12 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
         row["closed_at"] = None
     elif isinstance(ev, SpreadStatusChanged):
         row["spread_status"] = ev.spread_status
+    elif isinstance(ev, ErasureRequested):
+        row["erasure_due_at"] = ev.effective_after or row["erasure_due_at"]
+    elif isinstance(ev, CaseAssigned):
+        row["assignee"] = ev.assignee
+    elif isinstance(ev, LegalAssessmentRecorded):
+        row["harm_categories"] = json.dumps(ev.categories)
     elif isinstance(ev, VictimAccessReset):
         row["victim_access_resets"] += 1
         row["pin_generation"] += 1 if ev.new_pin else 0

@@ -1,4 +1,4 @@
-"""intake read model: closed cases (not final) and the re-upload reactor's queue (decision 35)
+"""intake read model: closed cases, assignees, the list's indexes, the re-upload queue (0035)
 
 Revision ID: intake_0003_casework
 Revises: intake_0002_victim_access
@@ -17,6 +17,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("cases") as batch:
         batch.add_column(sa.Column("closed_at", sa.String(40)))
+        batch.add_column(sa.Column("assignee", sa.String(64)))
+        batch.add_column(sa.Column("erasure_due_at", sa.String(40)))
+    op.create_index("ix_cases_assignee", "cases", ["assignee"])
+    op.create_index("ix_cases_erasure_due_at", "cases", ["erasure_due_at"])
+    op.create_index("ix_cases_opened", "cases", ["opened_at", "case_id"])
+    op.create_index("ix_cases_updated", "cases", ["updated_at", "case_id"])
     op.create_table(
         "reopen_queue",
         sa.Column("match_event_id", sa.String(36), primary_key=True),
@@ -31,5 +37,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_reopen_queue_done", "reopen_queue")
     op.drop_table("reopen_queue")
+    op.drop_index("ix_cases_updated", "cases")
+    op.drop_index("ix_cases_opened", "cases")
+    op.drop_index("ix_cases_erasure_due_at", "cases")
+    op.drop_index("ix_cases_assignee", "cases")
     with op.batch_alter_table("cases") as batch:
+        batch.drop_column("erasure_due_at")
+        batch.drop_column("assignee")
         batch.drop_column("closed_at")
