@@ -4,6 +4,7 @@
 - intake: case opens per second and latency at 16 concurrent clients, and GET of a 50-event
   case, on the stock and the fast NATS transport
 - hashmatch: our PDQ index vs HMA's default faiss index (and faiss flat) at 1M and 10M
+- case list: find by reference and the filtered list at 100,000 cases, 16 clients (decision 35)
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
 """
@@ -14,17 +15,20 @@ import argparse
 import sys
 import time
 
-from bench import bench_eventlog, bench_hashmatch, bench_intake
+from bench import bench_case_list, bench_eventlog, bench_hashmatch, bench_intake
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="run every benchmark")
     parser.add_argument("--quick", action="store_true", help="shorter runs (1M hashes only)")
     parser.add_argument(
-        "--only", choices=["eventlog", "intake", "hashmatch"], action="append", default=None
+        "--only",
+        choices=["eventlog", "intake", "hashmatch", "caselist"],
+        action="append",
+        default=None,
     )
     args = parser.parse_args(argv)
-    chosen = args.only or ["eventlog", "intake", "hashmatch"]
+    chosen = args.only or ["eventlog", "intake", "hashmatch", "caselist"]
     started = time.perf_counter()
     failures = 0
     for name in chosen:
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = f"bench/results/intake-{transport}.json"
                 argv_ = ["--transport", transport, "--get-case", "--out", out]
                 code |= bench_intake.main(argv_ + (["--quick"] if args.quick else []))
+        elif name == "caselist":
+            code = bench_case_list.main(["--seconds", "5"] if args.quick else [])
         else:
             sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
             code = bench_hashmatch.main()

@@ -22,6 +22,7 @@ from ncii_events.auth import create_principal
 from ncii_events.signing import SigningKey
 from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE
+from ncii_intake.http.views import CaseList
 
 from tests.e2e.conftest import RunningService, caught_up
 from tests.e2e.test_hashmatch_exchange import (  # noqa: F401 (fixtures: hashmatch's process, keys, reader)
@@ -155,6 +156,27 @@ async def test_share_hashes_withdrawn_leaves_matching_and_given_again_lets_hashe
         ConsentsChanged(share_hashes=False, contact=False),
         ConsentsChanged(share_hashes=True),
     ]
+
+
+async def test_the_trail_of_channels_keeps_each_stage_in_order(
+    intake: RunningService, keys: dict[str, str]
+) -> None:
+    trail = [
+        {"kind": "messaging_app", "platform": "Messenger", "stage": "lured"},
+        {"kind": "messaging_app", "platform": "Telegram", "stage": "threatened"},
+        {"kind": "social_platform", "platform": "X", "stage": "spread"},
+    ]
+    await caught_up(intake)
+    async with intake.client(keys["partner"]) as partner:
+        case_id = (await partner.post("/v1/cases", json=case_body(channels=trail))).json()[
+            "case_id"
+        ]
+        shown = (await partner.get(f"/v1/cases/{case_id}")).json()["channels"]
+        assert shown == trail
+        bad = await partner.post(
+            "/v1/cases", json=case_body(channels=[{"kind": "forum", "stage": "posted"}])
+        )
+        assert bad.status_code == 422
 
 
 async def test_the_first_location_of_a_threatened_case_moves_it_to_spread(
@@ -427,6 +449,7 @@ async def test_the_case_list_filters_and_pages_with_cursors(
             if cursor is None:
                 break
         assert sorted(seen) == sorted(minors) and adult not in seen and len(seen) == 3
+        CaseList.model_validate(page)  # the list's plain data keeps the documented shape
         awaiting = (await client.get("/v1/cases", params={"status": "awaiting_statement"})).json()
         assert [i["case_id"] for i in awaiting["items"]] == [adult]
         later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -494,6 +517,7 @@ async def test_the_victim_asks_for_erasure_herself_and_it_waits_its_stated_delay
 
 
 FIELDS = (
+    "channels",
     "pseudonym",
     "contact",
     "locations[].url",
@@ -506,6 +530,7 @@ FIELDS = (
 MATRIX = {
     # role -> the fields it reads (decision 35's table)
     "partner": {
+        "channels",
         "pseudonym",
         "contact",
         "locations[].url",

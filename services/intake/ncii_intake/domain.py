@@ -74,6 +74,7 @@ and reads them only as a separate act with a reason, recorded first (decision 27
 CASE_PERSONAL_FIELDS = (
     "pseudonym",
     "contact",
+    "channels",
     "locations[].platform",
     "locations[].url",
     "offender",
@@ -87,6 +88,7 @@ FIELD_READERS: dict[str, tuple[str, ...]] = {
     # what each role's job needs (decision 35; the table is in the decision and the README)
     "pseudonym": ("partner", "caseworker"),
     "contact": ("partner", "caseworker"),
+    "channels": ("partner", "caseworker"),
     "locations[].platform": ("partner", "caseworker"),
     "locations[].url": ("partner", "caseworker"),
     "offender": ("caseworker",),

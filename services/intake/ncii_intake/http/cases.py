@@ -52,7 +52,7 @@ from ncii_intake.http.views import (
     detail,
     mandatory_report_item,
     now,
-    summary,
+    summary_item,
 )
 from ncii_intake.http.writes import Caller, IfMatch, Writer
 from ncii_intake.read_models import queries
@@ -110,7 +110,7 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
     )
 
 
-@router.get("/cases", tags=["cases"])
+@router.get("/cases", tags=["cases"], response_model=CaseList)
 async def list_cases(
     request: Request,
     principal: Caller,
@@ -132,10 +132,11 @@ async def list_cases(
     updated_before: PastTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-) -> CaseList:
+) -> JSONResponse:
     """Your organisation's cases (all cases for the centre's case workers), newest first,
     filtered by any of: reference (as read aloud), status, age group, category, assignee,
-    opened and updated time (from: inclusive, before: exclusive). Page on with `cursor`."""
+    opened and updated time (from: inclusive, before: exclusive; filtered on update time,
+    the list is ordered by it). Page on with `cursor` (with the same filters)."""
     require_role(principal, *CASE_READERS)
     normalised = None
     if reference is not None:
@@ -168,10 +169,10 @@ async def list_cases(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (
-        encode_cursor({"o": rows[-1]["opened_at"], "c": rows[-1]["case_id"]}) if more else None
-    )
-    return CaseList(items=[summary(r) for r in rows], next_cursor=next_cursor)
+    at = "updated_at" if where.by_updated else "opened_at"
+    next_cursor = encode_cursor({"o": rows[-1][at], "c": rows[-1]["case_id"]}) if more else None
+    # plain data in the shape of CaseList (tested against it), not a model per row
+    return JSONResponse({"items": [summary_item(r) for r in rows], "next_cursor": next_cursor})
 
 
 @router.get("/caseload", tags=["cases"])

@@ -35,6 +35,12 @@ class CaseFilter:
     updated_from: str | None = None
     updated_before: str | None = None
 
+    @property
+    def by_updated(self) -> bool:
+        """Filtered on update time: the list is ordered by it too (an index range, not a scan
+        of every newer case)."""
+        return self.updated_from is not None or self.updated_before is not None
+
 
 def _filtered(query: Select[Any], f: CaseFilter) -> Select[Any]:
     c = CASES.c
@@ -69,18 +75,16 @@ async def list_cases(
     after: tuple[str, str] | None,
     where: CaseFilter | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; ``after`` is the (opened_at, case_id) of the last row already seen."""
+    """Newest first (by update time when filtered on it: ``by_updated``); ``after`` is the
+    (time, case_id) of the last row already seen."""
+    where = where or CaseFilter(status=status)
     query = select(CASES).where(_visible(principal))
-    query = _filtered(query, where or CaseFilter(status=status))
+    query = _filtered(query, where)
+    at = CASES.c.updated_at if where.by_updated else CASES.c.opened_at
     if after is not None:
-        opened, case_id = after
-        query = query.where(
-            or_(
-                CASES.c.opened_at < opened,
-                and_(CASES.c.opened_at == opened, CASES.c.case_id < case_id),
-            )
-        )
-    query = query.order_by(CASES.c.opened_at.desc(), CASES.c.case_id.desc()).limit(limit)
+        last, case_id = after
+        query = query.where(or_(at < last, and_(at == last, CASES.c.case_id < case_id)))
+    query = query.order_by(at.desc(), CASES.c.case_id.desc()).limit(limit)
     async with engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 

@@ -26,7 +26,7 @@ CASES = Table(
     Column("withdrawn_at", String(40)),
     Column("erased_at", String(40)),
     Column("closed_at", String(40)),
-    Column("assignee", String(64), index=True),
+    Column("assignee", String(64)),
     Column("erasure_due_at", String(40), index=True),
     Column("locations", Integer, nullable=False),
     Column("hashes", Integer, nullable=False),
@@ -34,7 +34,12 @@ CASES = Table(
     Column("pin_generation", Integer, nullable=False, server_default="0"),
     Column("last_seq", BigInteger, nullable=False),
     Column("updated_at", String(40), nullable=False),
-    # the case list's order and its time filters (decision 35)
+    # the case list: newest first, scanned in index order until a page is full, within an
+    # organisation, a status or an assignee; by update time when filtered on it (decision 35)
     Index("ix_cases_opened", "opened_at", "case_id"),
     Index("ix_cases_updated", "updated_at", "case_id"),
+    Index("ix_cases_org_opened", "organisation", "opened_at", "case_id"),
+    Index("ix_cases_org_updated", "organisation", "updated_at", "case_id"),
+    Index("ix_cases_status_opened", "status", "opened_at", "case_id"),
+    Index("ix_cases_assignee_opened", "assignee", "opened_at", "case_id"),
 )
