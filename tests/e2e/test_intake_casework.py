@@ -505,6 +505,12 @@ async def test_the_victim_asks_for_erasure_herself_and_it_waits_its_stated_delay
     due = datetime.fromisoformat(asked.json()["erasure_takes_effect_at"].replace("Z", "+00:00"))
     assert timedelta(days=6, hours=23) < due - datetime.now(UTC) <= timedelta(days=7)
     assert asked.json()["status"] != "erased"  # not before the delay or her case worker
+    async with intake.client() as anonymous:
+        status = await anonymous.post(
+            "/v1/victim/status", json={"reference": access["reference"], "pin": access["pin"]}
+        )
+    # her page says it in words, as for every step
+    assert status.json()["steps"][-1]["what"] == "erasure of your personal data was requested"
     async with intake.client(keys["caseworker"]) as centre:
         shown = (await centre.get(f"/v1/cases/{opened['case_id']}")).json()
     assert shown["erasure_request"]["requested_by"] == "victim"

@@ -337,6 +337,13 @@ _VICTIM_STEPS = {
     "CaseReopened": "the case was reopened",
     "ConsentsChanged": "what you agree to was updated",
     "SpreadStatusChanged": "the case now records that the content was spread",
+    "ErasureRequested": "erasure of your personal data was requested",
+    "LegalAssessmentRecorded": "your case worker assessed the case under the law",
+    "OffenderDetailsRecorded": "what is known of the offender was recorded",
+    "PoliceReportDetailsRecorded": "the details of your police report were recorded",
+    "CaseAssigned": "a case worker was assigned to your case",
+    "CaseNoteAdded": "your case worker added a note to the case",
+    "ContactLogged": "a contact with you was recorded",
 }
 
 
