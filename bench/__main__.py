@@ -10,6 +10,7 @@
   (target 500/s, signed), MatchFound to notice delivered (p50/p99); 1,000 with --quick
 - audit: whole-log verification rate with signatures (target 30,000 events/s), replay and as-of
   of a 1,000-event case (target 25 ms each)
+- case list: find by reference and the filtered list at 100,000 cases, 16 clients (decision 35)
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
 """
@@ -22,6 +23,7 @@ import time
 
 from bench import (
     bench_audit,
+    bench_case_list,
     bench_eventlog,
     bench_hashmatch,
     bench_intake,
@@ -36,7 +38,7 @@ SIMPLE = {
     "referral": bench_referral,
     "audit": bench_audit,
 }
-ALL = ["eventlog", "intake", "hashmatch", "takedown", "referral", "audit"]
+ALL = ["eventlog", "intake", "hashmatch", "caselist", "takedown", "referral", "audit"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = f"bench/results/intake-{transport}.json"
                 argv_ = ["--transport", transport, "--get-case", "--out", out]
                 code |= bench_intake.main(argv_ + (["--quick"] if args.quick else []))
+        elif name == "caselist":
+            code = bench_case_list.main(["--seconds", "5"] if args.quick else [])
         else:
             sys.argv = ["bench_hashmatch"] + (["--sizes", "1000000"] if args.quick else [])
             code = bench_hashmatch.main()

@@ -936,7 +936,11 @@ async def test_after_erasure_no_hash_or_place_name_is_left_in_the_log_the_bank_o
             added, after_add = await feed_read(platform, start)
             ids = {c["id"] for c in added if c["value"] in hashes}
             assert len(ids) == 2
-            assert (await partner.post(f"/v1/cases/{case_id}/erase")).status_code == 200
+            async with intake.client(keys["caseworker"]) as caseworker:
+                erased = await caseworker.post(
+                    f"/v1/cases/{case_id}/erase", json={"reason": "victim_request"}
+                )
+            assert erased.status_code == 200, erased.text
             await caught_up(intake)
             await hashmatch.caught_up()
             removed = await feed_read(platform, after_add)

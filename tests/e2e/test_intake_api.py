@@ -53,6 +53,14 @@ async def partner(intake: RunningService, make_key: MakeKey) -> str:
 
 
 @pytest.fixture(scope="module")
+async def caseworker(intake: RunningService, make_key: MakeKey) -> str:
+    """The centre's case worker: only a case worker (or an admin) erases (decision 35)."""
+    key = await make_key("centre", "caseworker")
+    await caught_up(intake)
+    return key
+
+
+@pytest.fixture(scope="module")
 async def other_partner(intake: RunningService, make_key: MakeKey) -> str:
     key = await make_key(f"ngo-{uuid.uuid4().hex[:6]}", "partner")
     await caught_up(intake)
@@ -246,7 +254,7 @@ async def test_a_withdrawn_case_is_final_and_takes_no_new_facts(
 
 
 async def test_erasure_destroys_personal_data_but_the_history_replays_and_verifies(
-    intake: RunningService, partner: str, store: EventStore
+    intake: RunningService, partner: str, caseworker: str, store: EventStore
 ) -> None:
     async with intake.client(partner) as client:
         case = await open_case(client, age_group="minor")
@@ -262,7 +270,8 @@ async def test_erasure_destroys_personal_data_but_the_history_replays_and_verifi
         before = (await client.get(f"/v1/cases/{cid}")).json()
         assert before["pseudonym"] == "Sparrow"
         assert before["locations"][0]["url"] == "https://video.example/watch?v=abc"
-        erased = await client.post(f"/v1/cases/{cid}/erase")
+        async with intake.client(caseworker) as centre:
+            erased = await centre.post(f"/v1/cases/{cid}/erase", json={"reason": "victim_request"})
         assert erased.status_code == 200 and erased.json()["status"] == "erased"
         after = (await client.get(f"/v1/cases/{cid}")).json()
         assert after["pseudonym"] is None and after["contact"] is None
@@ -382,7 +391,7 @@ async def test_retrying_an_open_with_the_same_idempotency_key_returns_the_same_c
 
 
 async def test_replaying_an_open_after_the_case_was_erased_shows_no_reference_or_pin(
-    intake: RunningService, partner: str
+    intake: RunningService, partner: str, caseworker: str
 ) -> None:
     # F9: the replay (kept 24 h) still handed out the victim's access to an erased case
     key = str(uuid.uuid4())
@@ -391,7 +400,14 @@ async def test_replaying_an_open_after_the_case_was_erased_shows_no_reference_or
         first = await client.post("/v1/cases", json=body, headers={"Idempotency-Key": key})
         assert first.status_code == 201 and first.json()["victim_access"]["pin"]
         case_id = first.json()["case_id"]
-        assert (await client.post(f"/v1/cases/{case_id}/erase")).status_code == 200
+        async with intake.client(caseworker) as centre:
+            erased = await centre.post(f"/v1/cases/{case_id}/erase", json={"reason": "other"})
+        assert erased.status_code == 422  # says why, from a closed list
+        async with intake.client(caseworker) as centre:
+            erased = await centre.post(
+                f"/v1/cases/{case_id}/erase", json={"reason": "victim_request"}
+            )
+        assert erased.status_code == 200, erased.text
         replay = await client.post("/v1/cases", json=body, headers={"Idempotency-Key": key})
     assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json() == {"case_id": case_id, "status": "erased", "victim_access": None}

@@ -12,6 +12,7 @@ import pytest
 from ncii_contracts.intake import PersonalDataRead
 from ncii_events.envelope import canonical_json
 from ncii_events.store import EventStore
+from ncii_intake.domain import CASE_PERSONAL_FIELDS
 
 from tests.e2e.conftest import RunningService, caught_up
 from tests.e2e.test_intake_api import case_body
@@ -80,12 +81,11 @@ async def test_a_cases_personal_fields_are_shown_or_withheld_by_role(
         assert personal(detail) == (None, None, [(None, None)])
         assert not any(value in response.text for value in PERSONAL_VALUES)
         withheld = detail["personal_data_withheld"]
-        assert withheld["fields"] == [
-            "pseudonym",
-            "contact",
-            "locations[].platform",
-            "locations[].url",
-        ]
+        # decision 35 added the channels, offender, police report, notes and contact log
+        assert withheld["fields"] == list(CASE_PERSONAL_FIELDS)
+        assert {"pseudonym", "contact", "locations[].platform", "locations[].url"} <= set(
+            withheld["fields"]
+        )
         assert f"/v1/cases/{case_id}?reveal=personal&reason=" in withheld["how_to_read"]
         assert "safeguarding" in withheld["reasons"]
         assert detail["personal_data_erased"] is False
@@ -123,7 +123,7 @@ async def test_an_admins_reveal_records_who_why_and_where_in_the_log_then_return
         reason="partner_request",
         ticket="OPS-1234",
         endpoint="GET /v1/cases/{case_id}",
-        fields=["pseudonym", "contact", "locations[].platform", "locations[].url"],
+        fields=list(CASE_PERSONAL_FIELDS),
     )
     assert (recorded.envelope.actor.role, recorded.envelope.actor.organisation) == (
         "admin",

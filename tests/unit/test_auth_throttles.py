@@ -251,7 +251,7 @@ def test_a_reset_is_an_event_and_a_new_pin_moves_the_pin_generation() -> None:
     case = case.apply(reset, "2026-11-02T00:00:00Z")
     case = case.apply(VictimAccessReset(reset_by="partner", new_pin=False), "2026-11-03T00:00:00Z")
     assert (case.victim_access_resets, case.pin_generation) == (2, 1)
-    [erasure] = case.erase("partner")
+    [erasure] = case.erase("caseworker", "victim_request")
     erased = case.apply(erasure, "2026-11-04T00:00:00Z")
     with pytest.raises(CaseClosedError):
         erased.reset_victim_access("caseworker", new_pin=True)

@@ -134,16 +134,21 @@ def test_withdrawal_and_erasure_are_final_and_idempotent() -> None:
     assert withdrawn.status == "withdrawn" and withdrawn.withdraw("partner", "other") == []
     with pytest.raises(CaseClosedError, match="withdrawn"):
         withdrawn.report_location("l1", url="https://x.example", platform="X", channel_kind="forum")
-    [erased_event] = withdrawn.erase("partner")
+    [erased_event] = withdrawn.erase("caseworker", "victim_request")
     erased = withdrawn.apply(erased_event, "t")
-    assert erased.status == "erased" and erased.erase("partner") == [] and erased.pending(NOW) == []
+    assert (
+        erased.status == "erased"
+        and erased.erase("caseworker", "victim_request") == []
+        and erased.pending(NOW) == []
+    )
     with pytest.raises(CaseClosedError, match="erased"):
         erased.submit_hashes("s2", [MD5])
 
 
 def test_the_same_location_or_submission_twice_is_recorded_once() -> None:
     case = _case("minor")
-    [location] = case.report_location(
+    # the case was threatened: its first location also says the content spread (decision 35)
+    location, _spread = case.report_location(
         "l1", url="https://x.example", platform="X", channel_kind="forum"
     )
     assert location == _location()

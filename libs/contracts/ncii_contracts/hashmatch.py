@@ -16,7 +16,7 @@ Streams and aggregates:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,9 @@ from ncii_contracts.streams import CASES, REFERENCE
 Algorithm = Literal["pdq", "md5", "vpdq"]
 ListAlgorithm = Literal["pdq", "md5"]
 Verdict = Literal["blocked", "not_blocked", "false_positive"]
-WithdrawalReason = Literal["case_withdrawn", "case_erased", "false_positive"]
+WithdrawalReason = Literal[
+    "case_withdrawn", "case_erased", "false_positive", "share_hashes_consent_withdrawn"
+]
 SkipReason = Literal["duplicate", "low_quality", "invalid", "negative_bank"]
 FalsePositiveTarget = Literal["banked_hash", "reported_content"]
 ImportMode = Literal["add", "replace"]
@@ -68,8 +70,16 @@ class HashesBanked(DomainEvent, aggregate="banking"):
     poll_interval_ms: int
 
 
-class HashesWithdrawn(DomainEvent, aggregate="banking"):
-    """Hashes of a case left matching and the platforms' delta feed."""
+def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2 of an event whose v2 only adds a value to a closed set."""
+    return payload
+
+
+class HashesWithdrawn(DomainEvent, aggregate="banking", version=2, upcasters={1: _same_payload}):
+    """Hashes of a case left matching and the platforms' delta feed.
+
+    v2: ``reason`` may also be ``share_hashes_consent_withdrawn`` (the victim withdrew her
+    consent to sharing hashes; the case goes on: decision 35)."""
 
     reason: WithdrawalReason
     entry_keys: list[str]

@@ -18,7 +18,22 @@ HarmCategory = Literal[
     "synthetic_image_319_4",
     "threat_sextortion",
     "child_sexual_exploitation",
+    "sexual_audio_315_1",
 ]
+"""The legal category, complete (decision 35): Criminal Code 319-1 to 319-4 and 315-1 (sexual
+audio or images of non-public activity), sextortion, and child sexual exploitation."""
+HowObtained = Literal[
+    "secretly_recorded",
+    "recorded_by_force_or_threat",
+    "recorded_with_consent",
+    "sent_by_the_victim",
+    "taken_from_her_device_or_account",
+    "synthesised",
+    "unknown",
+]
+SexualContent = Literal["intercourse", "genitals_or_private_parts", "other_sexual_acts"]
+"""What the image shows against Criminal Code art. 10 para 8 (a sexual image)."""
+ContactChannel = Literal["phone", "email", "message", "in_person", "letter"]
 SpreadStatus = Literal["spread", "threatened"]
 ChannelKind = Literal[
     "messaging_app",
@@ -40,13 +55,6 @@ StaffRole = Literal["partner", "caseworker"]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Channel(_Frozen):
-    kind: ChannelKind
-    platform: str | None = Field(default=None, max_length=100)
-    """The service's name as people say it (e.g. LINE, Telegram), not an account or URL.
-    Free text, so ``CaseOpened.channels`` is personal as a whole."""
 
 
 def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +93,16 @@ class SubmittedHash(_Frozen):
     """vPDQ: the frame hashes of quality 50 or more, in order (one a second)."""
 
 
+class Channel(_Frozen):
+    kind: ChannelKind
+    platform: str | None = Field(default=None, max_length=100)
+    """The service's name as people say it (e.g. LINE, Telegram), not an account or URL.
+    Free text, so ``CaseOpened.channels`` is personal as a whole."""
+    stage: Literal["lured", "threatened", "spread"] | None = None
+    """What happened over this channel (the trail of the harm: lured or secretly recorded,
+    then threatened, then spread); the list's order is the order it happened in."""
+
+
 class CaseOpened(
     DomainEvent,
     aggregate="case",
@@ -96,7 +114,9 @@ class CaseOpened(
 
     v2: ``channels`` (their platform names are free text) is personal; v1 stored it in clear.
     v3: ``region`` (the city or county whose authority receives a minor's art. 7 report;
-    personal: it locates the victim); v2 has none (None: not known)."""
+    personal: it locates the victim; decision 34); ``harm_categories`` may be
+    ``sexual_audio_315_1`` and a channel may say its ``stage`` (decision 35). Earlier payloads
+    read unchanged (no region: not known)."""
 
     organisation: str
     reference: str
@@ -198,11 +218,136 @@ class CaseWithdrawn(DomainEvent, aggregate="case"):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 
 
-class CaseErased(DomainEvent, aggregate="case"):
-    """Final: the case's key is destroyed; its personal fields read as erased for ever, and its
-    hashes leave matching everywhere."""
+CloseReason = Literal["resolved", "no_further_action", "lost_contact"]
+ConsentName = Literal["takedown", "share_hashes", "referral", "contact"]
+ReopenCause = Literal["by_hand", "re_upload", "victim_returned"]
 
-    erased_by: WithdrawnBy
+
+class CaseClosed(DomainEvent, aggregate="case"):
+    """The work on the case is done for now; unlike a withdrawal it is not final: its hashes
+    stay in matching and new sightings still reach it (decision 35)."""
+
+    reason: CloseReason = "resolved"
+
+
+class CaseReopened(DomainEvent, aggregate="case"):
+    """A closed case is worked again: by hand, or by itself when a platform saw its content
+    again (``re_upload``: ``match_id`` names the sighting that did it)."""
+
+    cause: ReopenCause
+    match_id: str | None = None
+
+
+class ConsentsChanged(DomainEvent, aggregate="case"):
+    """The victim gave or withdrew consents after the opening: only the consents that change
+    are set (None: unchanged). Withdrawing ``share_hashes`` takes the case's banked hashes out
+    of matching; withdrawing ``takedown`` stops new takedowns from opening."""
+
+    takedown: bool | None = None
+    share_hashes: bool | None = None
+    referral: bool | None = None
+    contact: bool | None = None
+
+
+class SpreadStatusChanged(DomainEvent, aggregate="case"):
+    """The content that was only threatened is out (``spread``): set by hand, or by itself
+    when the first location is reported (``cause``)."""
+
+    spread_status: SpreadStatus
+    cause: Literal["by_hand", "location_reported"]
+
+
+ErasureReason = Literal[
+    "victim_request",
+    "opened_in_error",
+    "retention_ended",
+    "legal_obligation",
+    "not_recorded",
+]
+
+
+def _erasure_reason(payload: dict[str, Any]) -> dict[str, Any]:
+    """CaseErased v1 -> v2: erasures before decision 35 recorded no reason."""
+    return {"reason": "not_recorded", **payload}
+
+
+class CaseErased(DomainEvent, aggregate="case", version=2, upcasters={1: _erasure_reason}):
+    """Final: the case's key is destroyed; its personal fields read as erased for ever, and its
+    hashes leave matching everywhere.
+
+    v2: only a case worker or an admin erases, and says why (``reason``; decision 35). Who
+    it was is the envelope's actor."""
+
+    erased_by: Literal["victim", "partner", "caseworker", "admin"]
+    reason: ErasureReason = "not_recorded"
+
+
+class ErasureRequested(DomainEvent, aggregate="case"):
+    """Someone who may not erase alone asked for it: the partner that owns the case, or the
+    victim herself with her reference and PIN. A case worker (or an admin) confirms it with an
+    erasure; the victim's own request takes effect by itself after ``effective_after`` unless
+    the case is erased sooner (decision 35)."""
+
+    requested_by: Literal["victim", "partner"]
+    reason: ErasureReason
+    effective_after: str | None = None
+
+
+class LegalAssessmentRecorded(DomainEvent, aggregate="case"):
+    """A case worker's assessment of what the law counts: the legal categories (replacing
+    the opening's), how the image was obtained, and what it shows against art. 10 para 8 (the
+    eligibility check: a sexual image shows at least one)."""
+
+    categories: list[HarmCategory]
+    how_obtained: HowObtained
+    depicts: list[SexualContent]
+
+
+class OffenderDetailsRecorded(DomainEvent, aggregate="case"):
+    """What is known of the offender: personal data, encrypted under the case's key, so erasure
+    shreds it. Each recording replaces the previous one."""
+
+    known: bool
+    account_ids: Annotated[list[str] | None, PERSONAL] = None
+    ip_addresses: Annotated[list[str] | None, PERSONAL] = None
+    crime_group: Annotated[str | None, PERSONAL] = None
+    description: Annotated[str | None, PERSONAL] = None
+
+
+class PoliceReportDetailsRecorded(DomainEvent, aggregate="case"):
+    """Where and when the victim reported to the police; free text is personal."""
+
+    station: Annotated[str | None, PERSONAL] = None
+    report_number: Annotated[str | None, PERSONAL] = None
+    reported_on: str | None = None
+    """The date of the report (YYYY-MM-DD)."""
+    seizure_requested: bool = False
+    """Whether seizure of the offender's phone and devices was asked for."""
+
+
+class CaseAssigned(DomainEvent, aggregate="case"):
+    """The case's worker from now on: a principal of the organisation that owns the case
+    (None: nobody)."""
+
+    assignee: str | None
+
+
+class CaseNoteAdded(DomainEvent, aggregate="case"):
+    """A case worker's note: personal (free text about a victim's case)."""
+
+    note_id: str
+    text: Annotated[str | None, PERSONAL] = None
+
+
+class ContactLogged(DomainEvent, aggregate="case"):
+    """One contact with the victim (or on her behalf): when, how, which way; its summary is
+    personal."""
+
+    contact_id: str
+    at: str
+    channel: ContactChannel
+    direction: Literal["inbound", "outbound"]
+    summary: Annotated[str | None, PERSONAL] = None
 
 
 RevealReason = Literal[
@@ -248,4 +393,15 @@ INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseErased,
     PersonalDataRead,
     VictimAccessReset,
+    CaseClosed,
+    CaseReopened,
+    ConsentsChanged,
+    SpreadStatusChanged,
+    ErasureRequested,
+    LegalAssessmentRecorded,
+    OffenderDetailsRecorded,
+    PoliceReportDetailsRecorded,
+    CaseAssigned,
+    CaseNoteAdded,
+    ContactLogged,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncii_contracts.hashmatch import HASHMATCH_EVENTS
-from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
+from ncii_contracts.intake import CaseErased, CaseWithdrawn, ConsentsChanged, HashesSubmitted
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
@@ -28,7 +28,7 @@ SPEC: ServiceSpec[HashmatchApp] = ServiceSpec(
     projections=(BankProjection(), BankReferenceProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=HASHMATCH_EVENTS,
-    consumes=(HashesSubmitted, CaseWithdrawn, CaseErased),
+    consumes=(HashesSubmitted, CaseWithdrawn, CaseErased, ConsentsChanged),
     routers=[platforms.router, banks.router, false_positives.router],
     app=build,
     workers=workers,

@@ -9,10 +9,11 @@ import hmac
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from hashlib import sha256
 
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.intake import CaseOpened, RevealReason
+from ncii_contracts.intake import CaseOpened, ErasureReason, RevealReason
 from ncii_contracts.streams import CASES
 from ncii_events.auth import Principal
 from ncii_events.crypto import CaseKeys, MasterKey
@@ -29,10 +30,13 @@ from ncii_events.store import (
     Version,
     after_conflict,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_intake.domain import Case, History, may_see, personal_data_read, withdrawn_by_role
+from ncii_intake.domain import Case, History, may_see, personal_data_read
 
 IDS = uuid.UUID("6c7a0f0e-1d7b-4f59-9a53-2a8e3b1c0d11")
+SERVICE = Principal(principal_id="intake", organisation="ncii", role="service")
+"""Intake itself, for what it does on its own (a re-upload's reopening, a due erasure)."""
 Decision = Callable[[Case], Sequence[DomainEvent]]
 
 
@@ -92,9 +96,20 @@ def _loaded(
 
 
 class IntakeApp:
-    def __init__(self, store: EventStore, keys: CaseKeys, master: MasterKey) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        keys: CaseKeys,
+        master: MasterKey,
+        engine: AsyncEngine | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.keys = keys
+        self.clock = clock
+        """Now, for the victim's erasure delay (injected in tests)."""
+        self.engine = engine
+        """The read models' database (the re-upload reactor works its queue there)."""
         self._pin_secret = master.derive("ncii/victim-pin/v1")
 
     # -- the victim's PIN ----------------------------------------------------------------------
@@ -264,20 +279,56 @@ class IntakeApp:
         )
 
     async def erase(
-        self, case_id: str, principal: Principal, idempotency_key: str | None
+        self,
+        case_id: str,
+        principal: Principal,
+        idempotency_key: str | None,
+        reason: ErasureReason,
     ) -> LoadedCase:
-        """The event first (so the log says who asked, and when), then the key is destroyed.
-        Both steps are idempotent: a retry after a crash in between finishes the job."""
-        by = withdrawn_by_role(principal.role)
+        """The event first (so the log says who erased, why and when), then the key is
+        destroyed. Both steps are idempotent: a retry after a crash in between finishes the job."""
         loaded = await self.change(
             case_id,
             principal,
-            lambda c: c.erase(by),
+            lambda c: c.erase(principal.role, reason),
             actor_principal=principal,
             idempotency_key=idempotency_key,
         )
         await self.keys.erase(case_id)
         return loaded
+
+    async def request_erasure_for_victim(self, case_id: str) -> LoadedCase:
+        """The victim's own request (she proved who she is with the reference and PIN): it
+        takes effect after ``VICTIM_ERASURE_DELAY`` unless her case worker erases sooner."""
+        now = self.clock()
+        return await self.change(
+            case_id,
+            None,
+            lambda c: c.request_erasure("victim", "victim_request", now),
+            actor_principal=self._victim(await self.load(case_id)),
+        )
+
+    async def erase_if_due(self, case_id: str) -> bool:
+        """Erase a case whose victim asked for it and whose delay has passed (the sweeper's
+        step); True when it is erased now or was already."""
+        now = self.clock()
+        loaded = await self.change(
+            case_id,
+            None,
+            lambda c: c.erase("victim", "victim_request") if c.erasure_due(now) else [],
+            actor_principal=SERVICE,
+            idempotency_key=f"victim-erasure/{case_id}",
+        )
+        if loaded.case.erased_at is None:
+            return False
+        await self.keys.erase(case_id)
+        return True
+
+    @staticmethod
+    def _victim(loaded: LoadedCase) -> Principal:
+        return Principal(
+            principal_id="victim", organisation=loaded.case.organisation, role="victim"
+        )
 
     async def withdraw_for_victim(self, case_id: str) -> LoadedCase:
         """The victim's own withdrawal (they proved who they are with the reference and PIN)."""
@@ -295,4 +346,4 @@ class IntakeApp:
 
 async def build_intake_app(runtime: ServiceRuntime[IntakeApp]) -> IntakeApp:
     """Intake's application state (the spec's app factory)."""
-    return IntakeApp(runtime.store, runtime.keys, runtime.master)
+    return IntakeApp(runtime.store, runtime.keys, runtime.master, runtime.engine)

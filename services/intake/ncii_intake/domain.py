@@ -3,7 +3,9 @@
 - An adult case needs the person's explicit statement of non-consent before takedowns can start
   or hashes be shared (Criminal Code ch. 28-1). A minor's case needs none: any sexual image of a
   minor is exploitation, and the 24-hour reporting clock (art. 7) starts when staff learned of it.
-- Withdrawal and erasure are final: a closed case takes no new facts.
+- Withdrawal and erasure are final: such a case takes no new facts. Closing is not (decision
+  35): a closed case keeps its hashes in matching, takes new facts, and is reopened by hand or
+  by itself when its content is seen again.
 
 Decisions take plain values and return the events they decide on (none when nothing changes);
 the case folds events with the time they were recorded. Where the case stands in the log (its
@@ -21,24 +23,41 @@ from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashes import PDQ_MIN_QUALITY, HashItem
 from ncii_contracts.intake import (
     AgeGroup,
+    CaseAssigned,
+    CaseClosed,
     CaseErased,
+    CaseNoteAdded,
     CaseOpened,
+    CaseReopened,
     CaseWithdrawn,
     Channel,
     ChannelKind,
+    CloseReason,
+    ConsentName,
     Consents,
+    ConsentsChanged,
     Contact,
+    ContactChannel,
+    ContactLogged,
+    ErasureReason,
+    ErasureRequested,
     HarmCategory,
     HashesSubmitted,
+    HowObtained,
     IntakeChannel,
+    LegalAssessmentRecorded,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    OffenderDetailsRecorded,
     PersonalDataRead,
     PoliceReportDecision,
     PoliceReportDecisionRecorded,
+    PoliceReportDetailsRecorded,
     RevealReason,
+    SexualContent,
     SpreadStatus,
+    SpreadStatusChanged,
     SubmittedHash,
     VictimAccessReset,
     WithdrawnBy,
@@ -53,9 +72,50 @@ PERSONAL_DATA_READERS = ("partner", "caseworker")
 """Who reads a visible case's personal fields by default: the partner that opened it and the
 centre's case workers. Another case reader (``admin``, who administers banks) gets them withheld,
 and reads them only as a separate act with a reason, recorded first (decision 27)."""
-CASE_PERSONAL_FIELDS = ("pseudonym", "contact", "locations[].platform", "locations[].url")
+CASE_PERSONAL_FIELDS = (
+    "pseudonym",
+    "contact",
+    "channels",
+    "locations[].platform",
+    "locations[].url",
+    "offender",
+    "police_report.station",
+    "police_report.report_number",
+    "notes",
+    "contact_log",
+)
 """What a case read withholds: the personal fields a case's detail shows."""
-CaseStatus = Literal["awaiting_statement", "active", "withdrawn", "erased"]
+FIELD_READERS: dict[str, tuple[str, ...]] = {
+    # what each role's job needs (decision 35; the table is in the decision and the README)
+    "pseudonym": ("partner", "caseworker"),
+    "contact": ("partner", "caseworker"),
+    "channels": ("partner", "caseworker"),
+    "locations[].platform": ("partner", "caseworker"),
+    "locations[].url": ("partner", "caseworker"),
+    "offender": ("caseworker",),
+    "police_report.station": ("partner", "caseworker"),
+    "police_report.report_number": ("partner", "caseworker"),
+    "notes": ("partner", "caseworker"),
+    "contact_log": ("partner", "caseworker"),
+    "legal": ("partner", "caseworker"),
+}
+"""Who reads each field of a case's detail by default. Every other detail field (status,
+reference, consents, counts, the timeline, the assignee) goes to every case reader. An admin
+reads the personal ones only by revealing them (decision 27); the legal assessment (not
+personal) is a case worker's and the partner's business, not the bank administrator's, and
+the offender's details are the centre's (police referrals, notices), not the partner's."""
+REVEALABLE = ("admin",)
+"""Roles that may reveal what they get withheld, with a recorded reason (decision 27)."""
+
+
+def withheld_fields(role: str, *, revealed: bool = False) -> list[str]:
+    """The detail fields this role does not see: the one place the matrix is enforced."""
+    if revealed and role in REVEALABLE:
+        return []
+    return [name for name, roles in FIELD_READERS.items() if role not in roles]
+
+
+CaseStatus = Literal["awaiting_statement", "active", "closed", "withdrawn", "erased"]
 ReportState = Literal["filed", "due", "late"]
 StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
 WithdrawalReason = Literal["victim_request", "resolved", "opened_in_error", "other"]
@@ -87,6 +147,64 @@ class ConsentMissingError(CaseRuleError):
 
 class NotApplicableError(CaseRuleError):
     kind = "not-applicable"
+
+
+class AssigneeError(CaseRuleError):
+    """The assignee is not a worker of the organisation that owns the case (a 422)."""
+
+    kind = "assignee-not-of-this-organisation"
+
+
+ERASERS = ("caseworker", "admin")
+"""Who erases a case (decision 35); a partner asks for it (``ErasureRequested``)."""
+ASSIGNABLE_ROLES = ("partner", "caseworker")
+VICTIM_ERASURE_DELAY = timedelta(days=7)
+"""The victim's own erasure request takes effect by itself after this, unless her case worker
+confirms it sooner (decision 35): long enough for a case worker to reach her when the request
+was someone else's who learned her reference and PIN, short enough to be her decision."""
+COMPLAINT_CATEGORIES: frozenset[HarmCategory] = frozenset(
+    {"secret_recording_319_1", "distribution_without_consent_319_3", "sexual_audio_315_1"}
+)
+"""Offences prosecuted only on the victim's complaint (Criminal Code 319-6 for 319-1 and 319-3
+para 1; art. 319 for 315-1). The others are prosecuted ex officio."""
+
+
+@dataclass(frozen=True)
+class Prosecution:
+    """Whether prosecution needs the victim's complaint, derived from the legal categories, and
+    what follows from it, in words a case worker tells the victim."""
+
+    complaint_required: bool
+    categories_needing_complaint: list[HarmCategory]
+    consequence: str
+
+
+def prosecution(categories: Sequence[HarmCategory]) -> Prosecution:
+    needing = sorted(c for c in categories if c in COMPLAINT_CATEGORIES)
+    ex_officio = [c for c in categories if c not in COMPLAINT_CATEGORIES]
+    if needing and not ex_officio:
+        consequence = (
+            "prosecution needs the victim's complaint: nothing happens unless she files one, "
+            "within six months of learning who the offender is (Code of Criminal Procedure "
+            "art. 237); the decision is hers, record it with the police-report decision"
+        )
+    elif needing:
+        consequence = (
+            "part of the case is prosecuted ex officio once the police learn of it; the "
+            "complaint-only offences (" + ", ".join(needing) + ") need her complaint within "
+            "six months of learning who the offender is"
+        )
+    else:
+        consequence = (
+            "prosecuted ex officio: once the police or a prosecutor learn of it they act "
+            "whether or not she files a complaint; tell her before reporting"
+        )
+    return Prosecution(bool(needing) and not ex_officio, needing, consequence)
+
+
+def sexual_image(depicts: Sequence[SexualContent]) -> bool:
+    """The eligibility check (art. 10 para 8): the image shows at least one of its kinds."""
+    return bool(depicts)
 
 
 def parse_time(value: str) -> datetime:
@@ -144,11 +262,14 @@ def case_status(
     statement_recorded_at: str | None,
     withdrawn_at: str | None,
     erased_at: str | None,
+    closed_at: str | None = None,
 ) -> CaseStatus:
     if erased_at:
         return "erased"
     if withdrawn_at:
         return "withdrawn"
+    if closed_at:
+        return "closed"
     if age_group != "minor" and not statement_recorded_at:
         return "awaiting_statement"
     return "active"
@@ -196,6 +317,19 @@ class Case:
     withdrawn_at: str | None = None
     withdrawn_by: WithdrawnBy | None = None
     erased_at: str | None = None
+    closed_at: str | None = None
+    """Set while the case is closed (not final: a reopening clears it)."""
+    spread_status: SpreadStatus = "spread"
+    contact_consent: bool | None = None
+    """Whether the victim may be contacted, once she said so after the opening (None: what
+    the opening's contact details and preference say)."""
+    harm_categories: tuple[HarmCategory, ...] = ()
+    assignee: str | None = None
+    erasure_requested_by: str | None = None
+    erasure_effective_after: str | None = None
+    """When a victim's own erasure request takes effect by itself (None: no such request)."""
+    note_ids: frozenset[str] = field(default_factory=frozenset)
+    contact_ids: frozenset[str] = field(default_factory=frozenset)
     location_ids: frozenset[str] = field(default_factory=frozenset)
     submission_ids: frozenset[str] = field(default_factory=frozenset)
     hashes_submitted: int = 0
@@ -222,6 +356,8 @@ class Case:
                     consents=event.consents,
                     learned_at=event.learned_at,
                     opened_at=at,
+                    spread_status=event.spread_status,
+                    harm_categories=tuple(event.harm_categories),
                 )
             elif case is not None:
                 case = case.apply(event, at)
@@ -248,6 +384,37 @@ class Case:
             return replace(self, withdrawn_at=at, withdrawn_by=event.withdrawn_by)
         if isinstance(event, CaseErased):
             return replace(self, erased_at=at)
+        if isinstance(event, CaseClosed):
+            return replace(self, closed_at=at)
+        if isinstance(event, CaseReopened):
+            return replace(self, closed_at=None)
+        if isinstance(event, ConsentsChanged):
+            changed = {
+                name: value
+                for name in ("takedown", "share_hashes", "referral")
+                if (value := getattr(event, name)) is not None
+            }
+            return replace(
+                self,
+                consents=self.consents.model_copy(update=changed),
+                contact_consent=self.contact_consent if event.contact is None else event.contact,
+            )
+        if isinstance(event, SpreadStatusChanged):
+            return replace(self, spread_status=event.spread_status)
+        if isinstance(event, LegalAssessmentRecorded):
+            return replace(self, harm_categories=tuple(event.categories))
+        if isinstance(event, CaseAssigned):
+            return replace(self, assignee=event.assignee)
+        if isinstance(event, ErasureRequested):
+            return replace(
+                self,
+                erasure_requested_by=event.requested_by,
+                erasure_effective_after=event.effective_after or self.erasure_effective_after,
+            )
+        if isinstance(event, CaseNoteAdded):
+            return replace(self, note_ids=self.note_ids | {event.note_id})
+        if isinstance(event, ContactLogged):
+            return replace(self, contact_ids=self.contact_ids | {event.contact_id})
         if isinstance(event, VictimAccessReset):
             return replace(
                 self,
@@ -267,7 +434,14 @@ class Case:
             statement_recorded_at=self.statement_recorded_at,
             withdrawn_at=self.withdrawn_at,
             erased_at=self.erased_at,
+            closed_at=self.closed_at,
         )
+
+    def consent(self, name: ConsentName) -> bool | None:
+        """The consent as it stands (``contact``: None when never stated after the opening)."""
+        if name == "contact":
+            return self.contact_consent
+        return bool(getattr(self.consents, name))
 
     @property
     def may_act(self) -> bool:
@@ -284,7 +458,7 @@ class Case:
     def pending(self, now: datetime) -> list[str]:
         """What still has to happen, in words a case worker acts on."""
         items: list[str] = []
-        if self.status in ("withdrawn", "erased"):
+        if self.status in ("closed", "withdrawn", "erased"):
             return items
         if self.status == "awaiting_statement":
             items.append(
@@ -371,7 +545,7 @@ class Case:
         self._require_open()
         if location_id in self.location_ids:
             return []
-        return [
+        events: list[DomainEvent] = [
             LocationReported(
                 location_id=location_id,
                 platform=platform,
@@ -380,6 +554,10 @@ class Case:
                 url=url,
             )
         ]
+        if self.spread_status == "threatened":
+            # content found somewhere is content that spread, whatever the opening said
+            events.append(SpreadStatusChanged(spread_status="spread", cause="location_reported"))
+        return events
 
     def submit_hashes(self, submission_id: str, hashes: Sequence[HashItem]) -> list[DomainEvent]:
         """Hashes as computed on the victim's device; a video keeps only the frames good
@@ -387,8 +565,9 @@ class Case:
         self._require_open()
         if not self.consents.share_hashes:
             raise ConsentMissingError(
-                "the case does not consent to sharing hashes with platforms; "
-                "record that consent first"
+                "the case does not consent to sharing hashes with platforms; once the victim "
+                "gives it, record it with POST /v1/cases/"
+                f'{self.case_id}/consents {{"share_hashes": true}}, then submit again'
             )
         if self.status == "awaiting_statement":
             raise StatementRequiredError(
@@ -446,10 +625,183 @@ class Case:
             return []  # final, and asking twice is not an error
         return [CaseWithdrawn(withdrawn_by=by, reason=reason)]
 
-    def erase(self, by: WithdrawnBy) -> list[DomainEvent]:
+    def close(self, reason: CloseReason) -> list[DomainEvent]:
+        """Done for now: matching goes on, and the case still takes new facts."""
+        self._require_open()
+        if self.closed_at is not None:
+            return []
+        return [CaseClosed(reason=reason)]
+
+    def reopen(self) -> list[DomainEvent]:
+        """By hand. A withdrawn or erased case is final: the error says what to do instead."""
+        if self.erased_at:
+            raise CaseClosedError(
+                "this case's personal data was erased; it cannot be reopened: open a new case "
+                "with POST /v1/cases"
+            )
+        if self.withdrawn_at:
+            raise CaseClosedError(
+                "this case was withdrawn, which is final (its hashes left matching): it cannot "
+                "be reopened; open a new case with POST /v1/cases if the victim asks again"
+            )
+        if self.closed_at is None:
+            return []
+        return [CaseReopened(cause="by_hand")]
+
+    def reopen_on_match(self, match_id: str, seen_at: datetime) -> list[DomainEvent]:
+        """A platform saw the content of a closed case again (a re-upload): the case is worked
+        again, and says why. Anything but a closed case is left as it is, and so is a case
+        closed after the sighting was recorded (a replayed old match reopens nothing)."""
+        if self.status != "closed" or self.closed_at is None:
+            return []
+        if seen_at <= parse_time(self.closed_at):
+            return []
+        return [CaseReopened(cause="re_upload", match_id=match_id)]
+
+    def change_consents(self, changes: dict[ConsentName, bool]) -> list[DomainEvent]:
+        """Consents given or withdrawn after the opening: one event with those that change."""
+        self._require_open()
+        changed = {name: value for name, value in changes.items() if self.consent(name) != value}
+        if not changed:
+            return []
+        return [ConsentsChanged(**changed)]
+
+    def mark_spread(self) -> list[DomainEvent]:
+        """By hand: the content that was threatened is out."""
+        self._require_open()
+        if self.spread_status == "spread":
+            return []
+        return [SpreadStatusChanged(spread_status="spread", cause="by_hand")]
+
+    def erase(self, by_role: str, reason: ErasureReason) -> list[DomainEvent]:
+        """Only a case worker or an admin erases (the HTTP layer refuses others first); the
+        victim's own request erases by itself once due (``erasure_due``)."""
         if self.erased_at:
             return []
-        return [CaseErased(erased_by=by)]
+        if by_role not in (*ERASERS, "victim"):
+            raise CaseRuleError("only a case worker or an admin erases a case")
+        return [CaseErased(erased_by=by_role, reason=reason)]
+
+    def request_erasure(
+        self, by: Literal["victim", "partner"], reason: ErasureReason, now: datetime
+    ) -> list[DomainEvent]:
+        """Ask for erasure: a case worker confirms it; the victim's own request also takes
+        effect by itself after ``VICTIM_ERASURE_DELAY``. Asking again changes nothing."""
+        if self.erased_at:
+            return []
+        if self.erasure_requested_by == by:
+            return []
+        after = format_time(now + VICTIM_ERASURE_DELAY) if by == "victim" else None
+        return [ErasureRequested(requested_by=by, reason=reason, effective_after=after)]
+
+    def erasure_due(self, now: datetime) -> bool:
+        """The victim's request has waited its stated delay and nobody erased the case yet."""
+        return (
+            self.erased_at is None
+            and self.erasure_effective_after is not None
+            and now >= parse_time(self.erasure_effective_after)
+        )
+
+    def record_legal_assessment(
+        self,
+        categories: Sequence[HarmCategory],
+        how_obtained: HowObtained,
+        depicts: Sequence[SexualContent],
+    ) -> list[DomainEvent]:
+        self._require_open()
+        if self.is_minor is False and "child_sexual_exploitation" in categories:
+            raise NotApplicableError(
+                "child sexual exploitation is for a minor's case; this case is an adult's: "
+                "choose the Criminal Code category (319-1 to 319-4, 315-1) or sextortion"
+            )
+        return [
+            LegalAssessmentRecorded(
+                categories=list(categories), how_obtained=how_obtained, depicts=list(depicts)
+            )
+        ]
+
+    def record_offender(
+        self,
+        *,
+        known: bool,
+        account_ids: Sequence[str],
+        ip_addresses: Sequence[str],
+        crime_group: str | None,
+        description: str | None,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        return [
+            OffenderDetailsRecorded(
+                known=known,
+                account_ids=list(account_ids) or None,
+                ip_addresses=list(ip_addresses) or None,
+                crime_group=crime_group,
+                description=description,
+            )
+        ]
+
+    def record_police_report(
+        self,
+        *,
+        station: str | None,
+        report_number: str | None,
+        reported_on: str | None,
+        seizure_requested: bool,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        return [
+            PoliceReportDetailsRecorded(
+                station=station,
+                report_number=report_number,
+                reported_on=reported_on,
+                seizure_requested=seizure_requested,
+            )
+        ]
+
+    def assign(
+        self, assignee: str | None, assignee_organisation: str | None, assignee_role: str | None
+    ) -> list[DomainEvent]:
+        """To a worker of the organisation that owns the case (None: unassign)."""
+        self._require_open()
+        if assignee is not None and (
+            assignee_organisation != self.organisation or assignee_role not in ASSIGNABLE_ROLES
+        ):
+            raise AssigneeError(
+                "assign the case to a worker of the organisation that owns it (a partner or "
+                "case worker key of that organisation, by its principal id): this principal "
+                "is not one, or is unknown"
+            )
+        if assignee == self.assignee:
+            return []
+        return [CaseAssigned(assignee=assignee)]
+
+    def add_note(self, note_id: str, text: str) -> list[DomainEvent]:
+        self._require_open()
+        if note_id in self.note_ids:
+            return []
+        return [CaseNoteAdded(note_id=note_id, text=text)]
+
+    def log_contact(
+        self,
+        contact_id: str,
+        *,
+        at: datetime,
+        channel: ContactChannel,
+        direction: Literal["inbound", "outbound"],
+        summary: str | None,
+    ) -> list[DomainEvent]:
+        self._require_open()
+        if contact_id in self.contact_ids:
+            return []
+        return [
+            ContactLogged(
+                contact_id=contact_id,
+                at=format_time(at),
+                channel=channel,
+                direction=direction,
+                summary=summary,
+            )
+        ]
 
     def reset_victim_access(self, by_role: str, *, new_pin: bool) -> list[DomainEvent]:
         """Restore the victim's access (decision 25). Each call is a new reset: the caller's

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.intake import INTAKE_EVENTS
 from ncii_contracts.takedown import TAKEDOWN_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
 from ncii_intake.app import IntakeApp, build_intake_app
-from ncii_intake.http import cases, victim
+from ncii_intake.http import cases, victim, victim_erasure
 from ncii_intake.read_models.projections import CasesProjection
+from ncii_intake.reopen import ReopenQueueProjection, workers
 
 SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     name="intake",
@@ -20,16 +22,19 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     description=(
         "Partner NGOs and the centre's case workers open and work cases: the non-consent "
         "statement, where content was found, hashes computed on the victim's device, the minor's "
-        "24-hour reporting clock, withdrawal and erasure. Victims see and withdraw their case "
-        "with a reference and PIN."
+        "24-hour reporting clock, closing (matching goes on) and reopening, consents given and "
+        "withdrawn later, withdrawal and erasure. Victims see and withdraw their case with a "
+        "reference and PIN."
     ),
-    projections=(CasesProjection(),),
+    projections=(CasesProjection(), ReopenQueueProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=INTAKE_EVENTS,
-    # the victim's status counts her takedowns (ncii_intake.takedown_counts)
-    consumes=tuple(e for e in TAKEDOWN_EVENTS if e.aggregate == "takedown"),
-    routers=[cases.router, victim.router],
+    # re-uploads reopen closed cases (ncii_intake.reopen); the victim's status counts her
+    # takedowns (ncii_intake.takedown_counts)
+    consumes=(MatchFound, *(e for e in TAKEDOWN_EVENTS if e.aggregate == "takedown")),
+    routers=[cases.router, victim.router, victim_erasure.router],
     app=build_intake_app,
+    workers=workers,
     owns_case_keys=True,
 )
 

@@ -25,8 +25,9 @@ from ncii_contracts.hashmatch import (
     MatchFound,
     SightingsCounted,
     SkippedHash,
+    WithdrawalReason,
 )
-from ncii_contracts.intake import CaseErased, CaseWithdrawn, HashesSubmitted
+from ncii_contracts.intake import CaseErased, CaseWithdrawn, ConsentsChanged, HashesSubmitted
 from ncii_events.db import upsert
 from ncii_events.envelope import utc_now
 from ncii_events.ids import derived_uuid
@@ -238,6 +239,7 @@ class BankProjection(Projection):
         f"{CASES.prefix}.*.case.*.HashesSubmitted",
         f"{CASES.prefix}.*.case.*.CaseWithdrawn",
         f"{CASES.prefix}.*.case.*.CaseErased",
+        f"{CASES.prefix}.*.case.*.ConsentsChanged",
         f"{CASES.prefix}.*.banking.*.HashesWithdrawn",
         f"{CASES.prefix}.*.match.>",
     )
@@ -248,6 +250,11 @@ class BankProjection(Projection):
             self._submitted(conn, event, ev)
         elif isinstance(ev, CaseWithdrawn | CaseErased):
             self._closed(conn, event, "withdrawn" if isinstance(ev, CaseWithdrawn) else "erased")
+        elif isinstance(ev, ConsentsChanged) and ev.share_hashes is False:
+            # the victim withdrew her consent to sharing hashes: what is banked leaves matching
+            # and the feed; the case goes on, and hashes submitted after she gives it again
+            # are banked as usual (intake refuses them until then)
+            self._retire_case(conn, event, "withdrawn", "share_hashes_consent_withdrawn")
         elif isinstance(ev, HashesWithdrawn):
             changes = _Changes("c", event)
             rows: list[Any] = []
@@ -352,6 +359,15 @@ class BankProjection(Projection):
             {"case_id": case_id, "state": state, "at": event.envelope.occurred_at},
             ["case_id"],
         )
+        self._retire_case(
+            conn, event, state, "case_withdrawn" if state == "withdrawn" else "case_erased"
+        )
+
+    def _retire_case(
+        self, conn: Connection, event: RecordedEvent, state: str, reason: WithdrawalReason
+    ) -> None:
+        """Every matchable or listed entry of the case out, and HashesWithdrawn said once."""
+        case_id = event.case_id
         rows = conn.execute(
             select(ENTRIES.c.entry_key, ENTRIES.c.live, ENTRIES.c.listed).where(
                 ENTRIES.c.case_id == case_id,
@@ -372,7 +388,7 @@ class BankProjection(Projection):
                 case_id=case_id,
                 aggregate_id=case_id,
                 event=HashesWithdrawn(
-                    reason="case_withdrawn" if state == "withdrawn" else "case_erased",
+                    reason=reason,
                     entry_keys=was_live,
                     unmatchable_from=changes.at,
                 ),

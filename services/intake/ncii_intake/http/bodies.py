@@ -11,9 +11,14 @@ from ncii_contracts.intake import (
     AgeGroup,
     Channel,
     ChannelKind,
+    CloseReason,
+    ConsentName,
+    ContactChannel,
     HarmCategory,
+    HowObtained,
     IntakeChannel,
     PoliceReportDecision,
+    SexualContent,
     SpreadStatus,
 )
 from ncii_contracts.referral import Region
@@ -87,7 +92,7 @@ class OpenCase(RequestBody):
         description="a code name or nickname; never the person's real name"
     )
     age_group: AgeGroup = Field(description="the person's age group when the image was made")
-    harm_categories: list[HarmCategory] = Field(min_length=1, max_length=6)
+    harm_categories: list[HarmCategory] = Field(min_length=1, max_length=7)
     spread_status: SpreadStatus = Field(description="already spread, or only threatened")
     channels: list[Channel] = Field(default_factory=list, max_length=50)
     intake_channel: IntakeChannel
@@ -163,6 +168,37 @@ class Withdraw(RequestBody):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 
 
+class CloseCase(RequestBody):
+    reason: CloseReason = Field(
+        default="resolved",
+        description="why the work is done for now; the case's hashes stay in matching",
+    )
+
+
+class ChangeConsents(RequestBody):
+    """The consents the victim gives (true) or withdraws (false) now; leave out the others."""
+
+    takedown: bool | None = Field(default=None, description="platforms may be asked to remove it")
+    share_hashes: bool | None = Field(
+        default=None, description="hashes go to platforms (false takes them out of matching)"
+    )
+    referral: bool | None = Field(default=None, description="referral to counselling")
+    contact: bool | None = Field(default=None, description="the centre may contact her")
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> ChangeConsents:
+        if not self.changes():
+            raise ValueError(
+                "say which consents change: one or more of takedown, share_hashes, referral, "
+                "contact, each true (given) or false (withdrawn)"
+            )
+        return self
+
+    def changes(self) -> dict[ConsentName, bool]:
+        names: tuple[ConsentName, ...] = ("takedown", "share_hashes", "referral", "contact")
+        return {n: v for n in names if (v := getattr(self, n)) is not None}
+
+
 class VictimAccess(RequestBody):
     reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
     pin: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{8}$")]
@@ -174,3 +210,89 @@ class ResetVictimAccess(RequestBody):
         description="issue a new PIN (the old one stops working); false: keep the PIN and only "
         "clear the wrong attempts counted against the reference",
     )
+
+
+def _unique_items(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("list each value once")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_single_line),
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class RecordLegalAssessment(RequestBody):
+    """What the law counts, as the case worker assesses it (decision 35)."""
+
+    categories: Annotated[list[HarmCategory], AfterValidator(_unique_items)] = Field(
+        min_length=1, max_length=7, description="the legal categories; replaces the opening's"
+    )
+    how_obtained: HowObtained
+    depicts: Annotated[list[SexualContent], AfterValidator(_unique_items)] = Field(
+        max_length=3,
+        description=(
+            "what the image shows against art. 10 para 8 (empty: none of them, so it is not "
+            "a sexual image in law)"
+        ),
+    )
+
+
+class RecordOffender(RequestBody):
+    known: bool = Field(description="whether the victim knows who the offender is")
+    account_ids: list[Identifier] = Field(default_factory=list, max_length=50)
+    ip_addresses: list[
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Fa-f:.]{2,45}$")]
+    ] = Field(default_factory=list, max_length=50)
+    crime_group: Name | None = None
+    description: Text | None = None
+
+
+class RecordPoliceReport(RequestBody):
+    station: LongName | None = None
+    report_number: Name | None = None
+    reported_on: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = Field(
+        default=None, description="YYYY-MM-DD"
+    )
+    seizure_requested: bool = Field(
+        default=False, description="whether seizure of the offender's devices was requested"
+    )
+
+
+class AssignCase(RequestBody):
+    assignee: Identifier | None = Field(
+        description="the principal id of a worker of the organisation that owns the case; "
+        "null to unassign"
+    )
+
+
+class AddNote(RequestBody):
+    text: Text
+
+
+class LogContact(RequestBody):
+    at: PastTime
+    channel: ContactChannel
+    direction: Literal["inbound", "outbound"]
+    summary: Text | None = None
+
+
+class EraseCase(RequestBody):
+    reason: Literal["victim_request", "opened_in_error", "retention_ended", "legal_obligation"] = (
+        Field(description="why the case is erased (recorded with who erased it)")
+    )
+
+
+class RequestErasure(RequestBody):
+    reason: Literal["victim_request", "opened_in_error", "retention_ended", "legal_obligation"] = (
+        "victim_request"
+    )
+
+
+class VictimErasureRequest(VictimAccess):
+    """The victim's reference and PIN: her request takes effect after a stated delay unless
+    her case worker confirms it sooner."""

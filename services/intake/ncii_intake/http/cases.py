@@ -7,22 +7,42 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.intake import Consents, Contact, RevealReason
+from ncii_contracts.intake import AgeGroup, Consents, Contact, HarmCategory, RevealReason
 from ncii_events.auth import require_role
 from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found
+from ncii_events.http.fields import PastTime
 from ncii_events.http.limits import KiB, body_limit
-from ncii_events.ids import uuid7
+from ncii_events.ids import normalise_case_reference, uuid7
 from ncii_events.service import ServiceRoute, runtime_of
 
 from ncii_intake.app import CaseNotFoundError
-from ncii_intake.domain import CASE_READERS, Case, sees_personal_data, withdrawn_by_role
+from ncii_intake.domain import (
+    CASE_READERS,
+    ERASERS,
+    Case,
+    CaseStatus,
+    format_time,
+    sees_personal_data,
+    withdrawn_by_role,
+    withheld_fields,
+)
 from ncii_intake.http import App
 from ncii_intake.http.bodies import (
+    AddNote,
+    AssignCase,
+    ChangeConsents,
+    CloseCase,
+    EraseCase,
     FileMandatoryReport,
+    LogContact,
     OpenCase,
+    RecordLegalAssessment,
     RecordNonConsent,
+    RecordOffender,
     RecordPoliceDecision,
+    RecordPoliceReport,
     ReportLocation,
+    RequestErasure,
     SubmitHashes,
     Withdraw,
 )
@@ -32,10 +52,11 @@ from ncii_intake.http.views import (
     detail,
     mandatory_report_item,
     now,
-    summary,
+    summary_item,
 )
 from ncii_intake.http.writes import Caller, IfMatch, Writer
 from ncii_intake.read_models import queries
+from ncii_intake.read_models.queries import CaseFilter
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 #: A location is one address and a few names.
@@ -90,29 +111,77 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
     )
 
 
-@router.get("/cases", tags=["cases"])
+@router.get("/cases", tags=["cases"], response_model=CaseList)
 async def list_cases(
     request: Request,
     principal: Caller,
-    status: Literal["awaiting_statement", "active", "withdrawn", "erased"] | None = None,
+    status: CaseStatus | None = None,
+    reference: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="the case reference as read aloud: any case, spaces or dashes, "
+            "O for 0, I or L for 1",
+        ),
+    ] = None,
+    age_group: AgeGroup | None = None,
+    category: HarmCategory | None = None,
+    assignee: Annotated[str | None, Query(max_length=64)] = None,
+    opened_from: PastTime | None = None,
+    opened_before: PastTime | None = None,
+    updated_from: PastTime | None = None,
+    updated_before: PastTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-) -> CaseList:
-    """Your organisation's cases (all cases for the centre's case workers), newest first."""
+) -> JSONResponse:
+    """Your organisation's cases (all cases for the centre's case workers), newest first,
+    filtered by any of: reference (as read aloud), status, age group, category, assignee,
+    opened and updated time (from: inclusive, before: exclusive; filtered on update time,
+    the list is ordered by it). Page on with `cursor` (with the same filters)."""
     require_role(principal, *CASE_READERS)
+    normalised = None
+    if reference is not None:
+        try:
+            normalised = normalise_case_reference(reference)
+        except ValueError as exc:
+            raise Problem(
+                422,
+                "Invalid reference",
+                f"{exc}; read it again to the caller (spaces and dashes do not matter)",
+                errors=[{"field": "reference", "message": str(exc)}],
+            ) from None
     after = None
     if cursor is not None:
         position = decode_cursor(cursor)
         after = (str(position.get("o", "")), str(position.get("c", "")))
+    where = CaseFilter(
+        status=status,
+        reference=normalised,
+        age_group=age_group,
+        category=category,
+        assignee=assignee,
+        opened_from=format_time(opened_from) if opened_from else None,
+        opened_before=format_time(opened_before) if opened_before else None,
+        updated_from=format_time(updated_from) if updated_from else None,
+        updated_before=format_time(updated_before) if updated_before else None,
+    )
     rows = await queries.list_cases(
-        runtime_of(request).engine, principal, status=status, limit=limit + 1, after=after
+        runtime_of(request).engine, principal, limit=limit + 1, after=after, where=where
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (
-        encode_cursor({"o": rows[-1]["opened_at"], "c": rows[-1]["case_id"]}) if more else None
-    )
-    return CaseList(items=[summary(r) for r in rows], next_cursor=next_cursor)
+    at = "updated_at" if where.by_updated else "opened_at"
+    next_cursor = encode_cursor({"o": rows[-1][at], "c": rows[-1]["case_id"]}) if more else None
+    # plain data in the shape of CaseList (tested against it), not a model per row
+    return JSONResponse({"items": [summary_item(r) for r in rows], "next_cursor": next_cursor})
+
+
+@router.get("/caseload", tags=["cases"])
+async def caseload(request: Request, principal: Caller) -> JSONResponse:
+    """Open cases per assignee (null: not assigned) among the cases you see."""
+    require_role(principal, *CASE_READERS)
+    rows = await queries.caseload(runtime_of(request).engine, principal)
+    return JSONResponse({"items": rows})
 
 
 @router.get("/cases/{case_id}", tags=["cases"])
@@ -165,7 +234,8 @@ async def get_case(
     except CaseNotFoundError:
         raise not_found() from None
     response.headers["ETag"] = loaded.etag
-    return detail(loaded, history, withheld=withheld)
+    hidden = withheld_fields(principal.role, revealed=not withheld)
+    return detail(loaded, history, withheld=withheld, hidden=hidden)
 
 
 @router.post("/cases/{case_id}/non-consent", tags=["cases"])
@@ -252,11 +322,173 @@ async def withdraw_case(
     return await write.change(case_id, body, lambda c: c.withdraw(by, body.reason))
 
 
+@router.post("/cases/{case_id}/close", tags=["cases"])
+async def close_case(
+    case_id: str,
+    write: Writer,
+    command: Annotated[CloseCase | None, Body()] = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Close the case (resolved): not final. Its hashes stay in matching, new sightings and facts
+    still reach it, and a re-upload seen by a platform reopens it by itself. To stop matching,
+    withdraw it instead."""
+    body = command or CloseCase()
+    return await write.change(case_id, body, lambda c: c.close(body.reason), if_match=if_match)
+
+
+@router.post("/cases/{case_id}/reopen", tags=["cases"])
+async def reopen_case(case_id: str, write: Writer, if_match: IfMatch = None) -> JSONResponse:
+    """Work a closed case again. A withdrawn or erased case is final and cannot be reopened."""
+    return await write.change(case_id, None, lambda c: c.reopen(), if_match=if_match)
+
+
+@router.post("/cases/{case_id}/consents", tags=["cases"])
+async def change_consents(
+    case_id: str, body: ChangeConsents, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """The victim gives or withdraws consents after the opening (one event with those that
+    change). Withdrawing `share_hashes` takes the case's hashes out of matching; giving it lets
+    hashes be submitted."""
+    return await write.change(
+        case_id, body, lambda c: c.change_consents(body.changes()), if_match=if_match
+    )
+
+
+@router.post("/cases/{case_id}/spread", tags=["cases"])
+async def mark_spread(case_id: str, write: Writer, if_match: IfMatch = None) -> JSONResponse:
+    """The content that was only threatened is out (reporting a location does this by itself)."""
+    return await write.change(case_id, None, lambda c: c.mark_spread(), if_match=if_match)
+
+
 @router.post("/cases/{case_id}/erase", tags=["cases"])
-async def erase_case(case_id: str, write: Writer) -> JSONResponse:
+async def erase_case(case_id: str, body: EraseCase, write: Writer) -> JSONResponse:
     """Final: destroys the case's key. Its personal data reads as erased for ever; the log and
-    its hash chain stay intact; its hashes leave matching."""
-    return await write.run(None, lambda: write.app.erase(case_id, write.principal, write.key))
+    its hash chain stay intact; its hashes leave matching. Only a case worker or an admin
+    erases, with a reason (recorded with who did it); a partner asks for it with
+    `POST /v1/cases/{case_id}/erasure-request`."""
+    if write.principal.role == "partner":
+        raise Problem(
+            403,
+            "Forbidden",
+            "a partner may not erase a case alone: ask the centre with "
+            f"POST /v1/cases/{case_id}/erasure-request; a case worker confirms it",
+            kind="erasure-needs-caseworker",
+        )
+    return await write.run(
+        body,
+        lambda: write.app.erase(case_id, write.principal, write.key, body.reason),
+        roles=ERASERS,
+    )
+
+
+@router.post("/cases/{case_id}/erasure-request", tags=["cases"])
+async def request_erasure(case_id: str, body: RequestErasure, write: Writer) -> JSONResponse:
+    """A partner asks for the case to be erased (an event); a case worker confirms it with
+    `POST /v1/cases/{case_id}/erase`."""
+    at = now()
+    return await write.change(
+        case_id, body, lambda c: c.request_erasure("partner", body.reason, at), roles=("partner",)
+    )
+
+
+@router.post("/cases/{case_id}/legal-assessment", tags=["cases"])
+async def record_legal_assessment(
+    case_id: str, body: RecordLegalAssessment, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """A case worker's assessment: the legal categories, how the image was obtained, and what
+    it shows against art. 10 para 8 (the eligibility check). The case then shows whether
+    prosecution needs the victim's complaint, and what follows from it."""
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.record_legal_assessment(body.categories, body.how_obtained, body.depicts),
+        if_match=if_match,
+        roles=("caseworker",),
+    )
+
+
+@router.post("/cases/{case_id}/offender", tags=["cases"])
+async def record_offender(
+    case_id: str, body: RecordOffender, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """What is known of the offender (personal: encrypted, erased with the case)."""
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.record_offender(
+            known=body.known,
+            account_ids=body.account_ids,
+            ip_addresses=body.ip_addresses,
+            crime_group=body.crime_group,
+            description=body.description,
+        ),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/police-report", tags=["cases"])
+async def record_police_report(
+    case_id: str, body: RecordPoliceReport, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Where and when the victim reported to the police, and whether seizure of the
+    offender's devices was requested."""
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.record_police_report(
+            station=body.station,
+            report_number=body.report_number,
+            reported_on=body.reported_on,
+            seizure_requested=body.seizure_requested,
+        ),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/assignee", tags=["cases"])
+async def assign_case(
+    case_id: str, request: Request, body: AssignCase, write: Writer, if_match: IfMatch = None
+) -> JSONResponse:
+    """Assign the case to a worker of the organisation that owns it (null: unassign)."""
+    worker = (
+        await queries.principal(runtime_of(request).engine, body.assignee)
+        if body.assignee
+        else None
+    )
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.assign(
+            body.assignee,
+            worker.organisation if worker else None,
+            worker.role if worker else None,
+        ),
+        if_match=if_match,
+    )
+
+
+@router.post("/cases/{case_id}/notes", tags=["cases"])
+async def add_note(case_id: str, body: AddNote, write: Writer) -> JSONResponse:
+    """A case note (personal: encrypted, erased with the case)."""
+    note_id = str(uuid7())
+    return await write.change(case_id, body, lambda c: c.add_note(note_id, body.text))
+
+
+@router.post("/cases/{case_id}/contacts", tags=["cases"])
+async def log_contact(case_id: str, body: LogContact, write: Writer) -> JSONResponse:
+    """One contact with the victim in the contact log (its summary is personal)."""
+    contact_id = str(uuid7())
+    return await write.change(
+        case_id,
+        body,
+        lambda c: c.log_contact(
+            contact_id,
+            at=body.at,
+            channel=body.channel,
+            direction=body.direction,
+            summary=body.summary,
+        ),
+    )
 
 
 @router.get("/mandatory-reports", tags=["cases"])

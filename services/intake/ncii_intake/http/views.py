@@ -7,12 +7,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from ncii_contracts.intake import CaseOpened, LocationReported, RevealReason
+from ncii_contracts.intake import (
+    CaseNoteAdded,
+    CaseOpened,
+    ContactLogged,
+    ErasureRequested,
+    LegalAssessmentRecorded,
+    LocationReported,
+    OffenderDetailsRecorded,
+    PoliceReportDetailsRecorded,
+    RevealReason,
+)
 from ncii_events.store import RecordedEvent
 from pydantic import BaseModel
 
 from ncii_intake.app import LoadedCase
-from ncii_intake.domain import CASE_PERSONAL_FIELDS
+from ncii_intake.domain import CASE_PERSONAL_FIELDS, prosecution, sexual_image
 
 
 def now() -> datetime:
@@ -29,6 +39,8 @@ class CaseSummary(BaseModel):
     intake_channel: str
     learned_at: str
     opened_at: str
+    updated_at: str | None = None
+    assignee: str | None = None
     mandatory_report_due_at: str | None
     mandatory_report_filed_at: str | None
     locations: int
@@ -74,16 +86,33 @@ class CaseDetail(BaseModel):
     age_group: str
     pseudonym: str | None
     contact: dict[str, Any] | None
+    channels: list[dict[str, Any]] | None = None
+    """The trail of the harm: each channel with its stage (lured, threatened, spread), in the
+    order it happened."""
     personal_data_erased: bool
     personal_data_withheld: PersonalDataWithheld | None = None
     """Set when your role reads cases without their personal fields (they are null)."""
     consents: dict[str, Any]
+    spread_status: str
+    closed_at: str | None = None
+    """Set while the case is closed (not final: its hashes stay in matching; decision 35)."""
     learned_at: str
     opened_at: str
     statement_recorded_at: str | None
     mandatory_report: dict[str, Any] | None
     locations: list[dict[str, Any]]
     hashes_submitted: int
+    assignee: str | None = None
+    legal: dict[str, Any] | None = None
+    """The legal categories, how the image was obtained, the eligibility check (art. 10 para 8)
+    and whether prosecution needs the victim's complaint, with its consequence."""
+    offender: dict[str, Any] | None = None
+    police_report: dict[str, Any] | None = None
+    notes: list[dict[str, Any]] | None = None
+    contact_log: list[dict[str, Any]] | None = None
+    erasure_request: dict[str, Any] | None = None
+    fields_withheld: list[str] = []
+    """The fields your role does not read (null here): the role x field table of decision 35."""
     pending: list[str]
     timeline: list[TimelineEntry]
     version: int
@@ -96,22 +125,26 @@ class VictimView(BaseModel):
     steps: list[dict[str, str]]
 
 
-def summary(row: dict[str, Any]) -> CaseSummary:
-    return CaseSummary(
-        case_id=row["case_id"],
-        reference=row["reference"],
-        status=row["status"],
-        age_group=row["age_group"],
-        harm_categories=json.loads(row["harm_categories"]),
-        spread_status=row["spread_status"],
-        intake_channel=row["intake_channel"],
-        learned_at=row["learned_at"],
-        opened_at=row["opened_at"],
-        mandatory_report_due_at=row["report_due_at"],
-        mandatory_report_filed_at=row["report_filed_at"],
-        locations=row["locations"],
-        hashes=row["hashes"],
-    )
+def summary_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``CaseSummary`` as plain data: the list answers 200 of them per page, and building and
+    re-validating a model per row was most of a list request's time at 100k cases."""
+    return {
+        "case_id": row["case_id"],
+        "reference": row["reference"],
+        "status": row["status"],
+        "age_group": row["age_group"],
+        "harm_categories": json.loads(row["harm_categories"]),
+        "spread_status": row["spread_status"],
+        "intake_channel": row["intake_channel"],
+        "learned_at": row["learned_at"],
+        "opened_at": row["opened_at"],
+        "updated_at": row["updated_at"],
+        "assignee": row["assignee"],
+        "mandatory_report_due_at": row["report_due_at"],
+        "mandatory_report_filed_at": row["report_filed_at"],
+        "locations": row["locations"],
+        "hashes": row["hashes"],
+    }
 
 
 def mandatory_report_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -124,30 +157,106 @@ def mandatory_report_item(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _legal(case_categories: Sequence[str], ev: LegalAssessmentRecorded | None) -> dict[str, Any]:
+    categories = list(ev.categories) if ev else list(case_categories)
+    outlook = prosecution(categories)  # type: ignore[arg-type]
+    return {
+        "categories": categories,
+        "how_obtained": ev.how_obtained if ev else None,
+        "depicts": list(ev.depicts) if ev else None,
+        "sexual_image": sexual_image(ev.depicts) if ev else None,
+        "eligibility": (
+            "not yet checked: a case worker records what the image shows (art. 10 para 8)"
+            if ev is None
+            else "a sexual image in law (art. 10 para 8)"
+            if ev.depicts
+            else "shows none of art. 10 para 8's kinds: not a sexual image in law"
+        ),
+        "complaint_required": outlook.complaint_required,
+        "categories_needing_complaint": outlook.categories_needing_complaint,
+        "consequence": outlook.consequence,
+    }
+
+
 def detail(
-    loaded: LoadedCase, history: Sequence[RecordedEvent], *, withheld: bool = False
+    loaded: LoadedCase,
+    history: Sequence[RecordedEvent],
+    *,
+    withheld: bool = False,
+    hidden: Sequence[str] = (),
 ) -> CaseDetail:
     """The case for its reader; ``withheld``: without its personal fields (read from the log
-    without decrypting them, and nulled here whatever the log gave)."""
+    without decrypting them, and nulled here whatever the log gave). ``hidden``: the fields
+    the reader's role does not see (``withheld_fields``), nulled here whatever the log gave."""
     case = loaded.case
+    hide = set(hidden)
     pseudonym: str | None = None
     contact: dict[str, Any] | None = None
+    channels: list[dict[str, Any]] | None = None
     erased = False
     locations: list[dict[str, Any]] = []
+    assessment: LegalAssessmentRecorded | None = None
+    offender: dict[str, Any] | None = None
+    police: dict[str, Any] | None = None
+    notes: list[dict[str, Any]] = []
+    contacts: list[dict[str, Any]] = []
+    erasure: dict[str, Any] | None = None
     for recorded in history:
         ev = recorded.event
         erased = erased or bool(recorded.erased_fields)
+        at_ = recorded.envelope.occurred_at
+        if isinstance(ev, LegalAssessmentRecorded):
+            assessment = ev
+        elif isinstance(ev, OffenderDetailsRecorded):
+            offender = {
+                "known": ev.known,
+                "account_ids": ev.account_ids,
+                "ip_addresses": ev.ip_addresses,
+                "crime_group": ev.crime_group,
+                "description": ev.description,
+                "recorded_at": at_,
+            }
+        elif isinstance(ev, PoliceReportDetailsRecorded):
+            police = {
+                "station": None if "police_report.station" in hide else ev.station,
+                "report_number": (
+                    None if "police_report.report_number" in hide else ev.report_number
+                ),
+                "reported_on": ev.reported_on,
+                "seizure_requested": ev.seizure_requested,
+            }
+        elif isinstance(ev, CaseNoteAdded):
+            notes.append({"note_id": ev.note_id, "text": ev.text, "at": at_})
+        elif isinstance(ev, ContactLogged):
+            contacts.append(
+                {
+                    "contact_id": ev.contact_id,
+                    "at": ev.at,
+                    "channel": ev.channel,
+                    "direction": ev.direction,
+                    "summary": ev.summary,
+                }
+            )
+        elif isinstance(ev, ErasureRequested):
+            erasure = {
+                "requested_by": ev.requested_by,
+                "reason": ev.reason,
+                "requested_at": at_,
+                "takes_effect_at": ev.effective_after,
+                "how_to_confirm": f"a case worker: POST /v1/cases/{case.case_id}/erase",
+            }
         if isinstance(ev, CaseOpened):
             pseudonym = ev.pseudonym
             contact = ev.contact.model_dump() if ev.contact else None
+            channels = [c.model_dump() for c in ev.channels] if ev.channels is not None else None
         elif isinstance(ev, LocationReported):
             locations.append(
                 {
                     "location_id": ev.location_id,
-                    "platform": None if withheld else ev.platform,
+                    "platform": None if "locations[].platform" in hide else ev.platform,
                     "channel_kind": ev.channel_kind,
                     "first_seen_at": ev.first_seen_at,
-                    "url": None if withheld else ev.url,
+                    "url": None if "locations[].url" in hide else ev.url,
                     "reported_at": recorded.envelope.occurred_at,
                 }
             )
@@ -165,17 +274,28 @@ def detail(
         organisation=case.organisation,
         status=case.status,
         age_group=case.age_group,
-        pseudonym=None if withheld else pseudonym,
-        contact=None if withheld else contact,
+        pseudonym=None if "pseudonym" in hide else pseudonym,
+        contact=None if "contact" in hide else contact,
+        channels=None if "channels" in hide else channels,
         personal_data_erased=erased or case.erased_at is not None,
         personal_data_withheld=withheld_note(case.case_id) if withheld else None,
-        consents=case.consents.model_dump(),
+        consents={**case.consents.model_dump(), "contact": case.contact_consent},
+        spread_status=case.spread_status,
+        closed_at=case.closed_at,
         learned_at=case.learned_at,
         opened_at=case.opened_at,
         statement_recorded_at=case.statement_recorded_at,
         mandatory_report=report,
         locations=locations,
         hashes_submitted=case.hashes_submitted,
+        assignee=case.assignee,
+        legal=None if "legal" in hide else _legal(case.harm_categories, assessment),
+        offender=None if "offender" in hide else offender,
+        police_report=police,
+        notes=None if "notes" in hide else notes,
+        contact_log=None if "contact_log" in hide else contacts,
+        erasure_request=erasure,
+        fields_withheld=sorted(hide),
         pending=case.pending(at),
         timeline=[
             TimelineEntry(
@@ -213,6 +333,17 @@ _VICTIM_STEPS = {
     "CaseWithdrawn": "the case was withdrawn",
     "CaseErased": "your personal data was erased",
     "VictimAccessReset": "your case worker restored your access to this page",
+    "CaseClosed": "the case was closed; the fingerprints of your images are still watched for",
+    "CaseReopened": "the case was reopened",
+    "ConsentsChanged": "what you agree to was updated",
+    "SpreadStatusChanged": "the case now records that the content was spread",
+    "ErasureRequested": "erasure of your personal data was requested",
+    "LegalAssessmentRecorded": "your case worker assessed the case under the law",
+    "OffenderDetailsRecorded": "what is known of the offender was recorded",
+    "PoliceReportDetailsRecorded": "the details of your police report were recorded",
+    "CaseAssigned": "a case worker was assigned to your case",
+    "CaseNoteAdded": "your case worker added a note to the case",
+    "ContactLogged": "a contact with you was recorded",
 }
 
 

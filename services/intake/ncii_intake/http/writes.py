@@ -21,7 +21,7 @@ from ncii_events.store import ConcurrencyError
 from pydantic import BaseModel
 
 from ncii_intake.app import CaseNotFoundError, Decision, IntakeApp, LoadedCase, StaleVersionError
-from ncii_intake.domain import CASE_WRITERS, CaseRuleError
+from ncii_intake.domain import CASE_WRITERS, AssigneeError, CaseRuleError
 from ncii_intake.http import App
 from ncii_intake.http.views import case_state
 
@@ -48,6 +48,10 @@ def case_problems() -> Iterator[None]:
             "Conflict",
             "the case changed while this request was processed; reload it and retry",
             kind="concurrent-change",
+        ) from None
+    except AssigneeError as exc:
+        raise Problem(
+            422, "Not a worker of this case's organisation", exc.detail, kind=exc.kind
         ) from None
     except CaseRuleError as exc:
         raise Problem(409, "Not allowed in this case's state", exc.detail, kind=exc.kind) from None
@@ -80,10 +84,11 @@ class CaseWrite:
         *,
         status: int = 200,
         reveal: Reveal | None = None,
+        roles: tuple[str, ...] = CASE_WRITERS,
     ) -> JSONResponse:
         """Role check, then ``action`` once under the Idempotency-Key; answers the case's state."""
         # checked here, not in the dependency, so an invalid body is a 422 before any 403
-        require_role(self.principal, *CASE_WRITERS)
+        require_role(self.principal, *roles)
         self.limits.take(self.principal.principal_id, CASE_WRITES)
 
         async def handle() -> tuple[int, dict[str, Any]]:
@@ -100,6 +105,7 @@ class CaseWrite:
         decide: Decision,
         *,
         if_match: str | None = None,
+        roles: tuple[str, ...] = CASE_WRITERS,
     ) -> JSONResponse:
         """Load the case, let ``decide`` build its events, append them."""
         return await self.run(
@@ -112,6 +118,7 @@ class CaseWrite:
                 if_match=if_match,
                 idempotency_key=self.key,
             ),
+            roles=roles,
         )
 
 

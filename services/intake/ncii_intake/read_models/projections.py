@@ -8,13 +8,19 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ncii_contracts.intake import (
+    CaseAssigned,
+    CaseClosed,
     CaseErased,
     CaseOpened,
+    CaseReopened,
     CaseWithdrawn,
+    ErasureRequested,
     HashesSubmitted,
+    LegalAssessmentRecorded,
     LocationReported,
     MandatoryReportFiled,
     NonConsentRecorded,
+    SpreadStatusChanged,
     VictimAccessReset,
 )
 from ncii_events.projection import Projection
@@ -31,6 +37,7 @@ def _status(row: dict[str, Any]) -> str:
         statement_recorded_at=row["statement_recorded_at"],
         withdrawn_at=row["withdrawn_at"],
         erased_at=row["erased_at"],
+        closed_at=row["closed_at"],
     )
 
 
@@ -94,6 +101,9 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
             "report_filed_at": None,
             "withdrawn_at": None,
             "erased_at": None,
+            "closed_at": None,
+            "assignee": None,
+            "erasure_due_at": None,
             "locations": 0,
             "hashes": 0,
             "victim_access_resets": 0,
@@ -114,6 +124,18 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
         row["withdrawn_at"] = at
     elif isinstance(ev, CaseErased):
         row["erased_at"] = at
+    elif isinstance(ev, CaseClosed):
+        row["closed_at"] = at
+    elif isinstance(ev, CaseReopened):
+        row["closed_at"] = None
+    elif isinstance(ev, SpreadStatusChanged):
+        row["spread_status"] = ev.spread_status
+    elif isinstance(ev, ErasureRequested):
+        row["erasure_due_at"] = ev.effective_after or row["erasure_due_at"]
+    elif isinstance(ev, CaseAssigned):
+        row["assignee"] = ev.assignee
+    elif isinstance(ev, LegalAssessmentRecorded):
+        row["harm_categories"] = json.dumps(ev.categories)
     elif isinstance(ev, VictimAccessReset):
         row["victim_access_resets"] += 1
         row["pin_generation"] += 1 if ev.new_pin else 0

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ncii_events.auth import Principal
-from sqlalchemy import ColumnElement, and_, or_, select, true
+from ncii_events.auth import PRINCIPALS, Principal
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_intake.domain import case_scope, report_state
@@ -20,27 +20,71 @@ def _visible(principal: Principal) -> ColumnElement[bool]:
     return true() if scope is None else CASES.c.organisation == scope
 
 
+@dataclass(frozen=True)
+class CaseFilter:
+    """What a case worker looks a case up by (decision 35); None: any."""
+
+    status: str | None = None
+    reference: str | None = None
+    """Normalised (``normalise_case_reference``): as read aloud, typed any way."""
+    age_group: str | None = None
+    category: str | None = None
+    assignee: str | None = None
+    opened_from: str | None = None
+    opened_before: str | None = None
+    updated_from: str | None = None
+    updated_before: str | None = None
+
+    @property
+    def by_updated(self) -> bool:
+        """Filtered on update time: the list is ordered by it too (an index range, not a scan
+        of every newer case)."""
+        return self.updated_from is not None or self.updated_before is not None
+
+
+def _filtered(query: Select[Any], f: CaseFilter) -> Select[Any]:
+    c = CASES.c
+    if f.status is not None:
+        query = query.where(c.status == f.status)
+    if f.reference is not None:
+        query = query.where(c.reference == f.reference)
+    if f.age_group is not None:
+        query = query.where(c.age_group == f.age_group)
+    if f.category is not None:
+        # a JSON list of closed values: the quoted name matches one element exactly
+        query = query.where(c.harm_categories.contains(f'"{f.category}"'))
+    if f.assignee is not None:
+        query = query.where(c.assignee == f.assignee)
+    if f.opened_from is not None:
+        query = query.where(c.opened_at >= f.opened_from)
+    if f.opened_before is not None:
+        query = query.where(c.opened_at < f.opened_before)
+    if f.updated_from is not None:
+        query = query.where(c.updated_at >= f.updated_from)
+    if f.updated_before is not None:
+        query = query.where(c.updated_at < f.updated_before)
+    return query
+
+
 async def list_cases(
     engine: AsyncEngine,
     principal: Principal,
     *,
-    status: str | None,
+    status: str | None = None,
     limit: int,
     after: tuple[str, str] | None,
+    where: CaseFilter | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; ``after`` is the (opened_at, case_id) of the last row already seen."""
+    """Newest first (by update time when filtered on it: ``by_updated``); ``after`` is the
+    (time, case_id) of the last row already seen."""
+    where = where or CaseFilter(status=status)
     query = select(CASES).where(_visible(principal))
-    if status is not None:
-        query = query.where(CASES.c.status == status)
+    query = _filtered(query, where)
+    at = CASES.c.updated_at if where.by_updated else CASES.c.opened_at
     if after is not None:
-        opened, case_id = after
-        query = query.where(
-            or_(
-                CASES.c.opened_at < opened,
-                and_(CASES.c.opened_at == opened, CASES.c.case_id < case_id),
-            )
-        )
-    query = query.order_by(CASES.c.opened_at.desc(), CASES.c.case_id.desc()).limit(limit)
+        last, case_id = after
+        query = query.where(or_(at < last, and_(at == last, CASES.c.case_id < case_id)))
+    query = query.order_by(at.desc(), CASES.c.case_id.desc()).limit(limit)
     async with engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
@@ -82,3 +126,46 @@ async def mandatory_reports(
     for row in rows:
         row["report_state"] = report_state(row["report_due_at"], row["report_filed_at"], now)
     return rows
+
+
+@dataclass(frozen=True)
+class Worker:
+    organisation: str
+    role: str
+
+
+async def principal(engine: AsyncEngine, principal_id: str) -> Worker | None:
+    """A principal that is not revoked (an assignee must be one)."""
+    query = select(PRINCIPALS.c.organisation, PRINCIPALS.c.role).where(
+        PRINCIPALS.c.principal_id == principal_id, PRINCIPALS.c.revoked.is_(False)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return Worker(str(row[0]), str(row[1])) if row is not None else None
+
+
+async def caseload(engine: AsyncEngine, principal: Principal) -> list[dict[str, Any]]:
+    """Open cases (not closed, withdrawn or erased) per assignee, unassigned ones as None."""
+    query = (
+        select(CASES.c.assignee, func.count().label("open_cases"))
+        .where(_visible(principal))
+        .where(CASES.c.status.in_(("awaiting_statement", "active")))
+        .group_by(CASES.c.assignee)
+        .order_by(func.count().desc())
+    )
+    async with engine.connect() as conn:
+        return [
+            {"assignee": r[0], "open_cases": int(r[1])} for r in (await conn.execute(query)).all()
+        ]
+
+
+async def erasures_due(engine: AsyncEngine, now: str, limit: int = 50) -> list[str]:
+    """Cases whose victim asked for erasure and whose delay has passed (not erased yet)."""
+    query = (
+        select(CASES.c.case_id)
+        .where(CASES.c.erasure_due_at <= now, CASES.c.erased_at.is_(None))
+        .order_by(CASES.c.erasure_due_at)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [str(r[0]) for r in (await conn.execute(query)).all()]
