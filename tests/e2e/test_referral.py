@@ -320,7 +320,9 @@ async def test_a_minors_case_opens_its_report_to_the_authority_of_its_region_and
     adult = await open_case(intake, keys.partner, "adult")
 
     async def opened() -> dict[str, Any]:
-        (report,) = await reports_of(referral, keys.partner, case_id)
+        reports = await reports_of(referral, keys.partner, case_id)
+        assert len(reports) == 1, reports  # not projected yet: try again
+        (report,) = reports
         return report
 
     report = await eventually(opened, what="the minor's report due")
@@ -387,7 +389,9 @@ async def test_a_report_due_while_the_service_is_down_becomes_overdue_at_start_a
         case_id = await open_case(intake, keys.partner, "minor", learned_at=ago(hours=23))
 
         async def due() -> dict[str, Any]:
-            (report,) = await reports_of(own, keys.partner, case_id)
+            reports = await reports_of(own, keys.partner, case_id)
+            assert len(reports) == 1, reports  # not projected yet: try again
+            (report,) = reports
             assert report["status"] == "due"
             return report
 
@@ -504,7 +508,11 @@ async def test_a_counsellors_notes_and_the_contact_route_are_erased_with_the_cas
         referral, keys.counsellor, f"/v1/referrals/{referral_id}/notes", {"note": "she is safe"}
     )
     assert noted.is_success
-    assert (await post(intake, keys.partner, f"/v1/cases/{case_id}/erase")).is_success
+    # erasure is the case worker's, with a reason (decision 35)
+    erased = await post(
+        intake, keys.caseworker, f"/v1/cases/{case_id}/erase", {"reason": "victim_request"}
+    )
+    assert erased.is_success, erased.text
     await caught_up(referral)
 
     async def erased() -> dict[str, Any]:
@@ -536,7 +544,9 @@ async def test_a_report_filed_through_intakes_superseded_route_counts_and_is_nev
     assert filed.status_code == 200, filed.text
 
     async def counted() -> dict[str, Any]:
-        (report,) = await reports_of(referral, keys.partner, case_id)
+        reports = await reports_of(referral, keys.partner, case_id)
+        assert len(reports) == 1, reports  # not projected yet: try again
+        (report,) = reports
         assert report["status"] == "filed", report
         return report
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
+from typing import Any
 
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.intake import CaseOpened
@@ -32,7 +34,7 @@ from ncii_events.store import (
     Version,
 )
 from ncii_events.worker import LoopWorker
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_referral.read_models.schema import OUTBOX
@@ -40,6 +42,7 @@ from ncii_referral.read_models.schema import OUTBOX
 SERVICE_ACTOR = Actor(organisation="ncii", principal="referral", role="service")
 APPEND_ATTEMPTS = 5
 IDS = uuid.UUID("6a1d0f52-93c4-4b7e-8d25-0f4e9c1b7a38")
+log = logging.getLogger(__name__)
 
 
 def derived_id(*parts: str) -> str:
@@ -96,6 +99,15 @@ async def append_once(
                 raise
             await asyncio.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+async def holds(store: EventStore, ref: AggregateRef, event_id: str) -> bool:
+    """Whether the aggregate already holds ``event_id`` (read without decrypting)."""
+    return any(r.envelope.event_id == event_id for r in await store.load(ref, decrypt=False))
+
+
+class OutboxStuckError(RuntimeError):
+    """Nothing could be appended this round: the worker backs off and tries again."""
 
 
 def write_outbox(
@@ -157,26 +169,42 @@ class OutboxPublisher(LoopWorker):
                 )
             ).all()
         done = 0
+        stuck: set[tuple[str, str, str]] = set()
         for row in rows:
             if self._stopping.is_set():
                 break
-            event_class = self.registry.event_class(row.event_type)
-            event = self.registry.decode(
-                row.event_type, event_class.version, json.loads(row.payload)
-            )
-            if isinstance(event, MandatoryReportDue):
-                opened = await case_opened(self.store, row.case_id)
-                region = opened.region if opened is not None else None
-                event = event.model_copy(update={"region": region})
             ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
-            cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
-            await append_once(self.store, ref, event, row.event_id, cause)
+            key = (row.case_id, row.aggregate, row.aggregate_id)
+            if key in stuck:
+                continue  # an aggregate's events go in the order decided, after the stuck one
+            try:
+                await self._publish(row, ref)
+            except Exception as exc:
+                # one row that cannot be appended now (an outage, a case being erased) holds up
+                # its own aggregate only, never every report after it; it is retried next round
+                stuck.add(key)
+                log.warning("outbox row %s not appended yet (%s)", row.id, type(exc).__name__)
+                continue
             async with write_transaction(self.engine) as conn:
                 await conn.execute(
                     update(OUTBOX).where(OUTBOX.c.id == row.id).values(published_at=utc_now())
                 )
             done += 1
+        if stuck and not done:
+            raise OutboxStuckError(f"{len(stuck)} aggregates wait for an append")
         return done
+
+    async def _publish(self, row: Row[Any], ref: AggregateRef) -> None:
+        if await holds(self.store, ref, row.event_id):
+            return  # a replica, a replay or a rebuild: written already, nothing to decrypt
+        event_class = self.registry.event_class(row.event_type)
+        event = self.registry.decode(row.event_type, event_class.version, json.loads(row.payload))
+        if isinstance(event, MandatoryReportDue):
+            opened = await case_opened(self.store, row.case_id)
+            region = opened.region if opened is not None else None
+            event = event.model_copy(update={"region": region})
+        cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
+        await append_once(self.store, ref, event, row.event_id, cause)
 
     async def pending(self) -> int:
         async with self.engine.connect() as conn:
