@@ -256,6 +256,23 @@ async def test_without_consent_only_a_caseworker_offers_with_a_reason_and_no_con
     assert read.json()["contact"] is None and read.json()["pseudonym"] == "Sparrow"
 
 
+async def test_consent_given_after_the_opening_opens_the_gate_and_withdrawn_closes_it(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    partner_id = await register_partner(referral, keys.caseworker, keys.counsel_org)
+    case_id = await open_case(intake, keys.partner, "adult", referral_consent=False)
+    await case_known(referral, keys.partner, case_id)
+    assert (await offer(referral, keys.partner, case_id, partner_id)).status_code == 409
+    for given, status in ((True, 201), (False, 409)):
+        changed = await post(
+            intake, keys.partner, f"/v1/cases/{case_id}/consents", {"referral": given}
+        )
+        assert changed.is_success, changed.text
+        await caught_up(referral)
+        answer = await offer(referral, keys.partner, case_id, partner_id)
+        assert answer.status_code == status, answer.text
+
+
 async def test_the_programme_follows_the_age_and_bad_input_writes_nothing(
     intake: RunningService, referral: RunningService, keys: Keys
 ) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ncii_contracts.intake import CaseErased, CaseOpened, CaseWithdrawn, MandatoryReportFiled
+from ncii_contracts.intake import (
+    CaseErased,
+    CaseOpened,
+    CaseWithdrawn,
+    ConsentsChanged,
+    MandatoryReportFiled,
+)
 from ncii_contracts.referral import REFERRAL_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
@@ -28,7 +34,7 @@ SPEC: ServiceSpec[ReferralApp] = ServiceSpec(
     projections=(PartnersProjection(), ReferralsProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=REFERRAL_EVENTS,
-    consumes=(CaseOpened, CaseWithdrawn, CaseErased, MandatoryReportFiled),
+    consumes=(CaseOpened, ConsentsChanged, CaseWithdrawn, CaseErased, MandatoryReportFiled),
     routers=[partners.router, referrals.router, reports.router],
     app=build,
     workers=workers,

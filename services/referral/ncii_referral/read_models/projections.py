@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ncii_contracts.intake import CaseErased, CaseOpened, CaseWithdrawn, MandatoryReportFiled
+from ncii_contracts.intake import (
+    CaseErased,
+    CaseOpened,
+    CaseWithdrawn,
+    ConsentsChanged,
+    MandatoryReportFiled,
+)
 from ncii_contracts.referral import (
     GuidanceItemTicked,
     MandatoryReportDue,
@@ -94,6 +100,7 @@ class ReferralsProjection(Projection):
     decrypt: ClassVar[bool] = True
     subjects: ClassVar[tuple[str, ...]] = (
         f"{CASES.prefix}.*.case.*.CaseOpened",
+        f"{CASES.prefix}.*.case.*.ConsentsChanged",
         f"{CASES.prefix}.*.case.*.CaseWithdrawn",
         f"{CASES.prefix}.*.case.*.CaseErased",
         f"{CASES.prefix}.*.case.*.MandatoryReportFiled",
@@ -108,6 +115,14 @@ class ReferralsProjection(Projection):
         at = event.envelope.occurred_at
         if isinstance(ev, CaseOpened):
             self._case_opened(conn, event, ev)
+        elif isinstance(ev, ConsentsChanged):
+            # the gate reads the case's current consent (decision 33); open referrals stay
+            if ev.referral is not None:
+                conn.execute(
+                    update(CASE_ROWS)
+                    .where(CASE_ROWS.c.case_id == case_id)
+                    .values(consents_referral=ev.referral)
+                )
         elif isinstance(ev, (CaseWithdrawn, CaseErased)):
             reason = "case_withdrawn" if isinstance(ev, CaseWithdrawn) else "case_erased"
             conn.execute(
