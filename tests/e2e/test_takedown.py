@@ -341,6 +341,25 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
     ]
 
 
+async def test_a_location_opens_a_takedown_only_while_the_victim_consents_to_takedowns(
+    intake: RunningService, takedown: RunningService, keys: Keys
+) -> None:
+    case_id = await open_case(intake, keys.partner, "minor")
+
+    async def consent(given: bool) -> None:
+        async with intake.client(keys.partner) as client:
+            changed = await client.post(f"/v1/cases/{case_id}/consents", json={"takedown": given})
+        assert changed.status_code == 200, changed.text
+
+    await consent(False)
+    await report_location(intake, keys.partner, case_id, "a forum nobody registered")
+    await caught_up(takedown)
+    assert await takedowns(takedown, keys.partner, case_id) == []
+    await consent(True)
+    await report_location(intake, keys.partner, case_id, "another forum")
+    await one_takedown(takedown, keys.partner, case_id, "opened")
+
+
 async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
     intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
 ) -> None:

@@ -9,6 +9,7 @@ from ncii_contracts.intake import (
     CaseErased,
     CaseOpened,
     CaseWithdrawn,
+    ConsentsChanged,
     LocationReported,
     NonConsentRecorded,
 )
@@ -36,6 +37,7 @@ SPEC: ServiceSpec[TakedownApp] = ServiceSpec(
     emits=TAKEDOWN_EVENTS,
     consumes=(
         CaseOpened,
+        ConsentsChanged,
         NonConsentRecorded,
         LocationReported,
         CaseWithdrawn,

@@ -28,6 +28,7 @@ from ncii_contracts.intake import (
     CaseErased,
     CaseOpened,
     CaseWithdrawn,
+    ConsentsChanged,
     LocationReported,
     NonConsentRecorded,
 )
@@ -137,6 +138,7 @@ class TakedownsProjection(Projection):
     decrypt: ClassVar[bool] = True
     subjects: ClassVar[tuple[str, ...]] = (
         f"{CASES.prefix}.*.case.*.CaseOpened",
+        f"{CASES.prefix}.*.case.*.ConsentsChanged",
         f"{CASES.prefix}.*.case.*.NonConsentRecorded",
         f"{CASES.prefix}.*.case.*.LocationReported",
         f"{CASES.prefix}.*.case.*.CaseWithdrawn",
@@ -162,6 +164,14 @@ class TakedownsProjection(Projection):
                 },
                 ["case_id"],
             )
+        elif isinstance(ev, ConsentsChanged):
+            # new locations and sightings follow the current consent; notices already sent stay
+            if ev.takedown is not None:
+                conn.execute(
+                    update(CASE_ROWS)
+                    .where(CASE_ROWS.c.case_id == case_id)
+                    .values(consents_takedown=ev.takedown)
+                )
         elif isinstance(ev, NonConsentRecorded):
             conn.execute(
                 update(CASE_ROWS)
