@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -55,10 +55,13 @@ __all__ = [
     "AppendError",
     "Cause",
     "ConcurrencyError",
+    "Decide",
     "EventStore",
     "RecordedEvent",
     "UndecodableEventError",
     "Version",
+    "append_decided",
+    "append_once",
 ]
 
 WRONG_LAST_SEQUENCE = 10071
@@ -478,3 +481,45 @@ class EventStore:
             recorded = codec.decode(self._registry, seq, env, decrypt=decrypt, keys=keys)
             assert recorded is not None
         return recorded
+
+
+Decide = Callable[[list[RecordedEvent]], DomainEvent | None]
+"""A decision on an aggregate's history (read without decrypting): the event, or None."""
+
+
+async def append_decided(
+    store: EventStore, ref: AggregateRef, decide: Decide, event_id: str, cause: Cause
+) -> RecordedEvent | None:
+    """Load the aggregate, let ``decide`` build the event, append it under ``event_id`` with
+    the version read; the recorded event, or None when ``decide`` had nothing to add. When the
+    aggregate already holds ``event_id`` (a retry), that event. When another writer got in
+    between, reload and decide again (bounded, with jitter); ``ConcurrencyError`` after the
+    last attempt."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        history = await store.load(ref, decrypt=False)
+        for recorded in history:
+            if recorded.envelope.event_id == event_id:
+                return recorded
+        event = decide(history)
+        if event is None:
+            return None
+        try:
+            written = await store.append(
+                ref, [event], expected=Version.of(history), cause=cause, event_ids=[event_id]
+            )
+            return written[0]
+        except ConcurrencyError:
+            if attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            await after_conflict(attempt)
+    raise AssertionError("unreachable")
+
+
+async def append_once(
+    store: EventStore, ref: AggregateRef, event: DomainEvent, event_id: str, cause: Cause
+) -> RecordedEvent:
+    """Append ``event`` under ``event_id`` unless the aggregate already holds it; reload and
+    retry when another writer got in between."""
+    recorded = await append_decided(store, ref, lambda _history: event, event_id, cause)
+    assert recorded is not None
+    return recorded

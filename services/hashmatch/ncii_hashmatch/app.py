@@ -36,6 +36,8 @@ from ncii_events.store import (
     RecordedEvent,
     Version,
     after_conflict,
+    append_decided,
+    append_once,
 )
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import Worker
@@ -45,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch import domain, sightings
 from ncii_hashmatch.matcher import Hit, Matcher, Query
-from ncii_hashmatch.outbox import OutboxPublisher, append_decided, append_once
+from ncii_hashmatch.outbox import OutboxPublisher
 from ncii_hashmatch.read_models import queries
 from ncii_hashmatch.read_models.projections import MATCHER_POLL_MS
 from ncii_hashmatch.read_models.schema import split_hashes

@@ -19,7 +19,7 @@ from typing import Any
 from ncii_events.crypto import CaseErasedError
 from ncii_events.db import write_transaction
 from ncii_events.ids import derived_uuid
-from ncii_events.store import AggregateRef, Cause, EventStore
+from ncii_events.store import AggregateRef, Cause, EventStore, append_once
 from ncii_events.stream import REFERENCE_CASE
 from ncii_events.worker import LoopWorker
 from sqlalchemy import and_, case, delete, func, select
@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch import domain
-from ncii_hashmatch.outbox import SERVICE_ACTOR, append_once
+from ncii_hashmatch.outbox import SERVICE_ACTOR
 from ncii_hashmatch.read_models.schema import SIGHTING_WINDOWS as W
 
 IDS = uuid.UUID("f4f86c61-45fe-47a4-9759-5673aec9c82a")

@@ -12,7 +12,6 @@ message ids). The application's commands and the overdue sweeper append the same
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -28,10 +27,9 @@ from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
     Cause,
-    ConcurrencyError,
     EventStore,
     RecordedEvent,
-    Version,
+    append_once,
 )
 from ncii_events.worker import LoopWorker
 from sqlalchemy import Connection, Row, func, insert, select, update
@@ -40,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ncii_referral.read_models.schema import OUTBOX
 
 SERVICE_ACTOR = Actor(organisation="ncii", principal="referral", role="service")
-APPEND_ATTEMPTS = 5
 IDS = uuid.UUID("6a1d0f52-93c4-4b7e-8d25-0f4e9c1b7a38")
 log = logging.getLogger(__name__)
 
@@ -77,28 +74,6 @@ async def case_opened(store: EventStore, case_id: str) -> CaseOpened | None:
         if isinstance(recorded.event, CaseOpened):
             return recorded.event
     return None
-
-
-async def append_once(
-    store: EventStore, ref: AggregateRef, event: DomainEvent, event_id: str, cause: Cause
-) -> RecordedEvent:
-    """Append ``event`` under ``event_id`` unless the aggregate already holds it; reload and
-    retry when another writer got in between."""
-    for attempt in range(APPEND_ATTEMPTS):
-        history = await store.load(ref, decrypt=False)
-        for recorded in history:
-            if recorded.envelope.event_id == event_id:
-                return recorded
-        try:
-            written = await store.append(
-                ref, [event], expected=Version.of(history), cause=cause, event_ids=[event_id]
-            )
-            return written[0]
-        except ConcurrencyError:
-            if attempt == APPEND_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 async def holds(store: EventStore, ref: AggregateRef, event_id: str) -> bool:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ncii_events.store import Cause
+from ncii_events.store import Cause, append_once
 from ncii_events.worker import LoopWorker
 
 from ncii_takedown import domain
-from ncii_takedown.outbox import SERVICE_ACTOR, append_once, derived_id, takedown_ref
+from ncii_takedown.outbox import SERVICE_ACTOR, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
 
 if TYPE_CHECKING:

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from ncii_events.db import write_transaction
-from ncii_events.store import Cause
+from ncii_events.store import Cause, append_once
 from ncii_events.worker import LoopWorker
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
 from ncii_takedown import domain, mail
-from ncii_takedown.outbox import SERVICE_ACTOR, append_once, derived_id, takedown_ref
+from ncii_takedown.outbox import SERVICE_ACTOR, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
 from ncii_takedown.read_models.schema import DELIVERIES
 

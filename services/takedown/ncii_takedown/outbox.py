@@ -10,7 +10,6 @@ duplicate message ids). The application's commands and the workers append the sa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -22,10 +21,9 @@ from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
     Cause,
-    ConcurrencyError,
     EventStore,
     RecordedEvent,
-    Version,
+    append_once,
 )
 from ncii_events.worker import LoopWorker
 from sqlalchemy import Connection, func, insert, select, update
@@ -34,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ncii_takedown.read_models.schema import OUTBOX
 
 SERVICE_ACTOR = Actor(organisation="ncii", principal="takedown", role="service")
-APPEND_ATTEMPTS = 5
 IDS = uuid.UUID("0c2f7a3e-5b14-4d8e-9a61-3e7b2d9c4f10")
 
 
@@ -45,28 +42,6 @@ def derived_id(*parts: str) -> str:
 
 def takedown_ref(case_id: str, takedown_id: str) -> AggregateRef:
     return AggregateRef(case_id, "takedown", takedown_id)
-
-
-async def append_once(
-    store: EventStore, ref: AggregateRef, event: DomainEvent, event_id: str, cause: Cause
-) -> RecordedEvent:
-    """Append ``event`` under ``event_id`` unless the aggregate already holds it; reload and
-    retry when another writer got in between."""
-    for attempt in range(APPEND_ATTEMPTS):
-        history = await store.load(ref, decrypt=False)
-        for recorded in history:
-            if recorded.envelope.event_id == event_id:
-                return recorded
-        try:
-            written = await store.append(
-                ref, [event], expected=Version.of(history), cause=cause, event_ids=[event_id]
-            )
-            return written[0]
-        except ConcurrencyError:
-            if attempt == APPEND_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def write_outbox(
