@@ -11,20 +11,18 @@ The application's commands append their events the same way.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ncii_contracts.base import DomainEvent
-from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
+from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
 from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
-    Cause,
     EventStore,
     RecordedEvent,
-    append_once,
 )
-from ncii_events.worker import LoopWorker
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_hashmatch.read_models.schema import OUTBOX
@@ -63,12 +61,10 @@ def write_outbox(
     )
 
 
-class OutboxPublisher(LoopWorker):
+class OutboxPublisher(EventOutboxPublisher):
     """Appends the events the bank's projections decided on (outbox rows written in their
     checkpoint's transaction), in the order they were decided. Safe with several replicas:
     event ids are derived, so each event is written once."""
-
-    name = "outbox"
 
     def __init__(
         self,
@@ -79,46 +75,11 @@ class OutboxPublisher(LoopWorker):
         registry: EventRegistry,
         interval: float = 0.2,
     ) -> None:
-        super().__init__()
-        self.engine = engine
-        self.registry = registry
+        super().__init__(engine, OUTBOX, registry=registry, actor=SERVICE_ACTOR, interval=interval)
         self.stores = {"c": store, "r": ref_store}
-        self.interval = interval
-        self.published = 0
 
-    async def step(self) -> int:
-        return await self.publish_pending()
+    def store_for(self, row: Row[Any]) -> EventStore:
+        return self.stores[row.stream]
 
-    async def publish_pending(self, limit: int = 200) -> int:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(OUTBOX)
-                    .where(OUTBOX.c.published_at.is_(None))
-                    .order_by(OUTBOX.c.id)
-                    .limit(limit)
-                )
-            ).all()
-        done = 0
-        for row in rows:
-            if self._stopping.is_set():
-                break
-            event_class = self.registry.event_class(row.event_type)
-            event = self.registry.decode(
-                row.event_type, event_class.version, json.loads(row.payload)
-            )
-            ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
-            cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
-            await append_once(self.stores[row.stream], ref, event, row.event_id, cause)
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    update(OUTBOX).where(OUTBOX.c.id == row.id).values(published_at=utc_now())
-                )
-            done += 1
-        self.published += done
-        return done
-
-    async def pending(self) -> int:
-        async with self.engine.connect() as conn:
-            query = select(func.count()).where(OUTBOX.c.published_at.is_(None))
-            return int((await conn.execute(query)).scalar_one())
+    def ref_of(self, row: Row[Any]) -> AggregateRef:
+        return AggregateRef(row.case_id, row.aggregate, row.aggregate_id)

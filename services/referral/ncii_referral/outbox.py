@@ -13,33 +13,28 @@ message ids). The application's commands and the overdue sweeper append the same
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from typing import Any
 
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.intake import CaseOpened
 from ncii_contracts.referral import MandatoryReportDue
-from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
+from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
 from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
-    Cause,
     EventStore,
     RecordedEvent,
-    append_once,
 )
-from ncii_events.worker import LoopWorker
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_referral.read_models.schema import OUTBOX
 
 SERVICE_ACTOR = Actor(organisation="ncii", principal="referral", role="service")
 IDS = uuid.UUID("6a1d0f52-93c4-4b7e-8d25-0f4e9c1b7a38")
-log = logging.getLogger(__name__)
 
 
 def derived_id(*parts: str) -> str:
@@ -81,10 +76,6 @@ async def holds(store: EventStore, ref: AggregateRef, event_id: str) -> bool:
     return any(r.envelope.event_id == event_id for r in await store.load(ref, decrypt=False))
 
 
-class OutboxStuckError(RuntimeError):
-    """Nothing could be appended this round: the worker backs off and tries again."""
-
-
 def write_outbox(
     conn: Connection,
     source: RecordedEvent,
@@ -114,10 +105,8 @@ def write_outbox(
     )
 
 
-class OutboxPublisher(LoopWorker):
+class OutboxPublisher(EventOutboxPublisher):
     """Appends what the reactor decided, in the order it decided it."""
-
-    name = "outbox"
 
     def __init__(
         self,
@@ -127,61 +116,20 @@ class OutboxPublisher(LoopWorker):
         registry: EventRegistry,
         interval: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.engine = engine
+        super().__init__(engine, OUTBOX, registry=registry, actor=SERVICE_ACTOR, interval=interval)
         self.store = store
-        self.registry = registry
-        self.interval = interval
 
-    async def step(self) -> int:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(OUTBOX)
-                    .where(OUTBOX.c.published_at.is_(None))
-                    .order_by(OUTBOX.c.id)
-                    .limit(200)
-                )
-            ).all()
-        done = 0
-        stuck: set[tuple[str, str, str]] = set()
-        for row in rows:
-            if self._stopping.is_set():
-                break
-            ref = AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
-            key = (row.case_id, row.aggregate, row.aggregate_id)
-            if key in stuck:
-                continue  # an aggregate's events go in the order decided, after the stuck one
-            try:
-                await self._publish(row, ref)
-            except Exception as exc:
-                # one row that cannot be appended now (an outage, a case being erased) holds up
-                # its own aggregate only, never every report after it; it is retried next round
-                stuck.add(key)
-                log.warning("outbox row %s not appended yet (%s)", row.id, type(exc).__name__)
-                continue
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    update(OUTBOX).where(OUTBOX.c.id == row.id).values(published_at=utc_now())
-                )
-            done += 1
-        if stuck and not done:
-            raise OutboxStuckError(f"{len(stuck)} aggregates wait for an append")
-        return done
+    def store_for(self, row: Row[Any]) -> EventStore:
+        return self.store
 
-    async def _publish(self, row: Row[Any], ref: AggregateRef) -> None:
-        if await holds(self.store, ref, row.event_id):
-            return  # a replica, a replay or a rebuild: written already, nothing to decrypt
-        event_class = self.registry.event_class(row.event_type)
-        event = self.registry.decode(row.event_type, event_class.version, json.loads(row.payload))
+    def ref_of(self, row: Row[Any]) -> AggregateRef:
+        return AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
+
+    async def complete(self, row: Row[Any], event: DomainEvent) -> DomainEvent | None:
+        if await holds(self.store, self.ref_of(row), row.event_id):
+            return None  # a replica, a replay or a rebuild: written already, nothing to decrypt
         if isinstance(event, MandatoryReportDue):
             opened = await case_opened(self.store, row.case_id)
             region = opened.region if opened is not None else None
             event = event.model_copy(update={"region": region})
-        cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
-        await append_once(self.store, ref, event, row.event_id, cause)
-
-    async def pending(self) -> int:
-        async with self.engine.connect() as conn:
-            query = select(func.count()).where(OUTBOX.c.published_at.is_(None))
-            return int((await conn.execute(query)).scalar_one())
+        return event

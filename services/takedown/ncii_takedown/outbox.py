@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from ncii_contracts.base import DomainEvent
-from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
+from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
 from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
-    Cause,
     EventStore,
     RecordedEvent,
-    append_once,
 )
-from ncii_events.worker import LoopWorker
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_takedown.read_models.schema import OUTBOX
@@ -68,10 +66,8 @@ def write_outbox(
     )
 
 
-class OutboxPublisher(LoopWorker):
+class OutboxPublisher(EventOutboxPublisher):
     """Appends what the reactor decided, in the order it decided it."""
-
-    name = "outbox"
 
     def __init__(
         self,
@@ -81,41 +77,11 @@ class OutboxPublisher(LoopWorker):
         registry: EventRegistry,
         interval: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.engine = engine
+        super().__init__(engine, OUTBOX, registry=registry, actor=SERVICE_ACTOR, interval=interval)
         self.store = store
-        self.registry = registry
-        self.interval = interval
 
-    async def step(self) -> int:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(OUTBOX)
-                    .where(OUTBOX.c.published_at.is_(None))
-                    .order_by(OUTBOX.c.id)
-                    .limit(200)
-                )
-            ).all()
-        done = 0
-        for row in rows:
-            if self._stopping.is_set():
-                break
-            event_class = self.registry.event_class(row.event_type)
-            event = self.registry.decode(
-                row.event_type, event_class.version, json.loads(row.payload)
-            )
-            ref = takedown_ref(row.case_id, row.aggregate_id)
-            cause = Cause(SERVICE_ACTOR, row.correlation_id, row.causation_id)
-            await append_once(self.store, ref, event, row.event_id, cause)
-            async with write_transaction(self.engine) as conn:
-                await conn.execute(
-                    update(OUTBOX).where(OUTBOX.c.id == row.id).values(published_at=utc_now())
-                )
-            done += 1
-        return done
+    def store_for(self, row: Row[Any]) -> EventStore:
+        return self.store
 
-    async def pending(self) -> int:
-        async with self.engine.connect() as conn:
-            query = select(func.count()).where(OUTBOX.c.published_at.is_(None))
-            return int((await conn.execute(query)).scalar_one())
+    def ref_of(self, row: Row[Any]) -> AggregateRef:
+        return takedown_ref(row.case_id, row.aggregate_id)

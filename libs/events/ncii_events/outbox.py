@@ -1,0 +1,119 @@
+"""An event outbox's publisher: the events a reactor decided on, written as rows in the
+transaction that moved its checkpoint, appended to the log in the order they were decided.
+
+Hashmatch, takedown and referral each keep their own outbox table (their schemas differ in what
+else a row says: the stream, the aggregate); every table has ``id``, ``event_id``, ``case_id``,
+``event_type``, ``payload``, ``correlation_id``, ``causation_id`` and ``published_at``. Event ids
+are derived from what caused them, so a replay, a rebuild or a second replica writes each event
+once (``append_once``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from ncii_contracts.base import DomainEvent
+from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ncii_events.db import write_transaction
+from ncii_events.envelope import Actor, utc_now
+from ncii_events.registry import EventRegistry
+from ncii_events.store import AggregateRef, Cause, EventStore, append_once
+from ncii_events.worker import LoopWorker
+
+log = logging.getLogger(__name__)
+
+
+class OutboxStuckError(RuntimeError):
+    """Nothing could be appended this round: the worker backs off and tries again."""
+
+
+class OutboxPublisher(LoopWorker):
+    """Appends a service's outbox rows. A service says where a row's event goes
+    (``store_for``, ``ref_of``) and may complete the event before it is appended (``complete``)."""
+
+    name = "outbox"
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table,
+        *,
+        registry: EventRegistry,
+        actor: Actor,
+        interval: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.table = table
+        self.registry = registry
+        self.actor = actor
+        self.interval = interval
+        self.published = 0
+
+    def store_for(self, row: Row[Any]) -> EventStore:
+        raise NotImplementedError
+
+    def ref_of(self, row: Row[Any]) -> AggregateRef:
+        raise NotImplementedError
+
+    async def complete(self, row: Row[Any], event: DomainEvent) -> DomainEvent | None:
+        """The event to append for ``row``; None when it needs no append."""
+        return event
+
+    async def step(self) -> int:
+        return await self.publish_pending()
+
+    async def publish_pending(self, limit: int = 200) -> int:
+        table = self.table
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(table)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        done = 0
+        stuck: set[AggregateRef] = set()
+        for row in rows:
+            if self._stopping.is_set():
+                break
+            ref = self.ref_of(row)
+            if ref in stuck:
+                continue  # an aggregate's events go in the order decided, after the stuck one
+            try:
+                await self._publish(row, ref)
+            except Exception as exc:
+                # one row that cannot be appended now (an outage, a case being erased) holds up
+                # its own aggregate only, never every row after it; it is retried next round
+                stuck.add(ref)
+                log.warning("outbox row %s not appended yet (%s)", row.id, type(exc).__name__)
+                continue
+            async with write_transaction(self.engine) as conn:
+                await conn.execute(
+                    update(table).where(table.c.id == row.id).values(published_at=utc_now())
+                )
+            done += 1
+        self.published += done
+        if stuck and not done:
+            raise OutboxStuckError(f"{len(stuck)} aggregates wait for an append")
+        return done
+
+    async def _publish(self, row: Row[Any], ref: AggregateRef) -> None:
+        event_class = self.registry.event_class(row.event_type)
+        decoded = self.registry.decode(row.event_type, event_class.version, json.loads(row.payload))
+        event = await self.complete(row, decoded)
+        if event is None:
+            return
+        cause = Cause(self.actor, row.correlation_id, row.causation_id)
+        await append_once(self.store_for(row), ref, event, row.event_id, cause)
+
+    async def pending(self) -> int:
+        async with self.engine.connect() as conn:
+            query = select(func.count()).where(self.table.c.published_at.is_(None))
+            return int((await conn.execute(query)).scalar_one())
