@@ -6,6 +6,7 @@ idempotency records or replies; and the services work under exactly these permis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -399,11 +400,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, P
     """The three nodes of deploy/nats/cluster, on this machine's loopback, with a throwaway CA."""
     work = tmp_path_factory.mktemp("cluster")
     tls = _certificates(work / "tls")
-    ports = Ports(
-        client={n: free_port() for n in NODES},
-        route={n: free_port() for n in NODES},
-        monitor={n: free_port() for n in NODES},
-    )
+    # nine ports held open together until all are chosen: ports taken one at a time and
+    # released at once can come back twice, and a node then refuses its configuration
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(3 * len(NODES))]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        free = iter(int(s.getsockname()[1]) for s in sockets)
+        ports = Ports(*({n: next(free) for n in NODES} for _ in range(3)))
     processes = [
         subprocess.Popen(
             [str(nats_server_binary()), "-c", str(_node_config(n, work, tls, ports))],
