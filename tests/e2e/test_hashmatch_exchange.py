@@ -905,12 +905,10 @@ async def test_after_erasure_no_hash_or_place_name_is_left_in_the_log_the_bank_o
                 {"url": "https://f.example/t/1", "platform": forum, "channel_kind": "forum"},
             ),
             (
-                "mandatory-report",
-                {
-                    "filed_at": ago(minutes=1),
-                    "authority": authority,
-                    "authority_reference": file_no,
-                },
+                # a station's name and a file number (the art. 7 report, which held them before,
+                # is the referral service's now: decision 34)
+                "police-report",
+                {"station": authority, "report_number": file_no, "seizure_requested": True},
             ),
             (
                 "hashes",

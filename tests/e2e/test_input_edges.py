@@ -100,7 +100,7 @@ async def test_case_writes_with_dates_out_of_range_are_a_422_and_the_case_is_unc
                     "first_seen_at": when,
                 },
             ),
-            ("mandatory-report", {"filed_at": when, "authority": "Police"}),
+            ("contacts", {"at": when, "channel": "phone", "direction": "outbound"}),
         ]
         for path, body in writes:
             response = await client.post(f"/v1/cases/{case_id}/{path}", json=body)
@@ -216,7 +216,6 @@ def random_writes(rng: random.Random, now: datetime) -> list[tuple[str, dict[str
             "police-report-decision",
             {"decision": rng.choice(one_of(PoliceReportDecision))},
         ),
-        ("mandatory-report", {"filed_at": random_time(rng, now), "authority": "Police"}),
         ("withdraw", {"reason": rng.choice(["victim_request", "resolved", "other"])}),
     ]
     return rng.sample(writes, rng.randint(0, len(writes)))
@@ -247,10 +246,8 @@ async def test_every_case_write_the_api_accepts_is_applied_by_the_cases_projecti
             response = await client.get(f"/v1/cases/{case_id}")  # replayed from the log
             assert response.status_code == 200, response.text
             logged = response.json()
-            report = logged["mandatory_report"] or {}
             assert (projected[case_id]["status"], projected[case_id]["learned_at"]) == (
                 logged["status"],
                 logged["learned_at"],
             )
-            assert projected[case_id]["mandatory_report_filed_at"] == report.get("filed_at")
     assert dead_letters(intake) == []

@@ -194,42 +194,32 @@ async def test_hashes_without_the_consent_to_share_them_are_refused(
         assert refused.status_code == 409 and refused.json()["type"].endswith("consent-missing")
 
 
-async def test_a_minor_case_starts_the_24_hour_reporting_clock_from_when_staff_learned_of_it(
+async def test_intakes_old_mandatory_report_routes_are_gone_410_pointing_to_referral(
     intake: RunningService, partner: str
 ) -> None:
-    learned = datetime.now(UTC) - timedelta(hours=2)
-    late_learned = datetime.now(UTC) - timedelta(hours=25)
     async with intake.client(partner) as client:
-        due = await open_case(
-            client, age_group="minor", learned_at=learned.strftime("%Y-%m-%dT%H:%M:%SZ")
-        )
-        late = await open_case(
-            client, age_group="minor", learned_at=late_learned.strftime("%Y-%m-%dT%H:%M:%SZ")
-        )
-        adult = await open_case(client)
-        await caught_up(intake)
-        detail = (await client.get(f"/v1/cases/{due['case_id']}")).json()
-        due_at = datetime.fromisoformat(detail["mandatory_report"]["due_at"].replace("Z", "+00:00"))
-        assert abs((due_at - learned - timedelta(hours=24)).total_seconds()) < 1
-        assert detail["mandatory_report"]["state"] == "due"
-        assert any("24 hours" in p for p in detail["pending"])
-        reports = {
-            r["case_id"]: r for r in (await client.get("/v1/mandatory-reports")).json()["items"]
-        }
-        assert reports[due["case_id"]]["state"] == "due"
-        assert reports[late["case_id"]]["state"] == "late"
-        assert adult["case_id"] not in reports
-
+        case = await open_case(client, age_group="minor")
         filed = await client.post(
-            f"/v1/cases/{late['case_id']}/mandatory-report",
+            f"/v1/cases/{case['case_id']}/mandatory-report",
             json={"filed_at": ago(minutes=1), "authority": "Taipei City Social Welfare Dept."},
         )
-        assert filed.status_code == 200
+        assert filed.status_code == 410, filed.text
+        assert filed.headers["content-type"].startswith("application/problem+json")
+        assert f"POST /v1/cases/{case['case_id']}/reports/" in filed.json()["detail"]
+        listed = await client.get("/v1/mandatory-reports")
+        assert listed.status_code == 410 and "GET /v1/reports" in listed.json()["detail"]
         await caught_up(intake)
-        reports = {
-            r["case_id"] for r in (await client.get("/v1/mandatory-reports")).json()["items"]
-        }
-        assert late["case_id"] not in reports and due["case_id"] in reports
+        detail = (await client.get(f"/v1/cases/{case['case_id']}")).json()
+        assert [t["type"] for t in detail["timeline"]] == ["CaseOpened"]
+        # no clock of intake's own: the report shows once referral opened it (test_referral)
+        assert detail["mandatory_report"] is None
+        assert not any("24 hours" in p for p in detail["pending"])
+        summary = (await client.get("/v1/cases")).json()["items"][0]
+        assert not [k for k in summary if k.startswith("mandatory_report")]
+        spec = (await client.get("/openapi.json")).json()["paths"]
+        moved = spec["/v1/cases/{case_id}/mandatory-report"]["post"]
+        assert moved["deprecated"] is True and "referral" in moved["description"]
+        assert spec["/v1/mandatory-reports"]["get"]["deprecated"] is True
 
 
 async def test_a_withdrawn_case_is_final_and_takes_no_new_facts(

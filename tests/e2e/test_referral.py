@@ -548,29 +548,35 @@ async def test_a_counsellors_notes_and_the_contact_route_are_erased_with_the_cas
     assert refused.status_code == 409
 
 
-async def test_a_report_filed_through_intakes_superseded_route_counts_and_is_never_overdue(
+async def test_intakes_case_shows_the_report_as_referral_records_it_due_then_filed(
     intake: RunningService, referral: RunningService, keys: Keys
 ) -> None:
-    case_id = await open_case(intake, keys.partner, "minor", learned_at=ago(hours=30))
+    case_id = await open_case(intake, keys.partner, "minor", learned_at=ago(hours=3))
+
+    async def shown() -> dict[str, Any]:
+        detail = (await get(intake, keys.partner, f"/v1/cases/{case_id}")).json()
+        assert detail["mandatory_report"] is not None, detail  # referral has not opened it yet
+        return dict(detail)
+
+    detail = await eventually(shown, what="referral's report in intake's case")
+    report = detail["mandatory_report"]
+    assert report["state"] == "due" and report["report_id"]
+    (due,) = await reports_of(referral, keys.partner, case_id)
+    assert (report["report_id"], report["due_at"]) == (due["report_id"], due["due_at"])
+    path = f"/v1/cases/{case_id}/reports/{report['report_id']}/filing"
+    assert any(path in p for p in detail["pending"])
     filed = await post(
-        intake,
+        referral,
         keys.partner,
-        f"/v1/cases/{case_id}/mandatory-report",
-        {"filed_at": ago(hours=29), "authority": "Kaohsiung City social affairs"},
+        path,
+        {
+            "filed_at": ago(minutes=5),
+            "authority_region": "kaohsiung_city",
+            "authority_reference": "KH-7",
+        },
     )
     assert filed.status_code == 200, filed.text
-
-    async def counted() -> dict[str, Any]:
-        reports = await reports_of(referral, keys.partner, case_id)
-        assert len(reports) == 1, reports  # not projected yet: try again
-        (report,) = reports
-        assert report["status"] == "filed", report
-        return report
-
-    report = await eventually(counted, what="intake's filing counted")
-    assert report["late"] is False
-    await caught_up(referral)
-    (report,) = await reports_of(referral, keys.partner, case_id)
-    assert report["status"] == "filed"  # the sweep (every 0.2 s) never marked it overdue
-    staff = await get(referral, keys.caseworker, "/v1/reports?limit=500")
-    assert case_id not in {r["case_id"] for r in staff.json()["items"]}
+    detail = (await get(intake, keys.partner, f"/v1/cases/{case_id}")).json()
+    assert detail["mandatory_report"]["state"] == "filed"
+    assert detail["mandatory_report"]["late"] is False
+    assert not any(path in p for p in detail["pending"])

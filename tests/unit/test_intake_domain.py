@@ -13,15 +13,24 @@ from ncii_contracts.intake import (
     Consents,
     HashesSubmitted,
     LocationReported,
+    MandatoryReportFiled,
     NonConsentRecorded,
     SubmittedHash,
 )
+from ncii_contracts.referral import (
+    MandatoryReportDue,
+    MandatoryReportOverdue,
+    MandatoryReportSubmitted,
+)
 from ncii_intake.domain import (
+    Art7Report,
     Case,
     CaseClosedError,
     ConsentMissingError,
     NotApplicableError,
     StatementRequiredError,
+    art7_pending,
+    art7_report,
     case_scope,
     case_status,
     may_see,
@@ -118,13 +127,45 @@ def test_a_videos_frames_below_quality_50_are_not_submitted() -> None:
     assert (event.organisation, event.age_group) == ("o", "minor")
 
 
-def test_the_minors_report_is_due_24_hours_after_staff_learned_of_it_then_late() -> None:
-    case = _case("minor", learned="2026-11-23T13:00:00.000000Z")
-    assert case.mandatory_report_due_at == "2026-11-24T13:00:00.000000Z"
-    assert case.mandatory_report_state(NOW) == "due"
-    assert case.mandatory_report_state(NOW + timedelta(hours=2)) == "late"
-    assert any("24 hours" in p for p in case.pending(NOW))
-    assert _case("adult").mandatory_report_state(NOW) is None
+def test_the_minors_report_shown_by_intake_is_the_one_referral_records() -> None:
+    due = MandatoryReportDue(
+        report_id="r1",
+        learned_at="2026-11-23T13:00:00.000000Z",
+        due_at="2026-11-24T13:00:00.000000Z",
+    )
+    overdue = MandatoryReportOverdue(
+        report_id="r1", due_at=due.due_at, detected_at="2026-11-24T13:00:01.000000Z"
+    )
+    filed = MandatoryReportSubmitted(
+        report_id="r1", filed_at="2026-11-24T14:00:00.000000Z", late=True
+    )
+    assert art7_report([]) is None
+    report = art7_report([due])
+    assert report == Art7Report("r1", "2026-11-24T13:00:00.000000Z", "due")
+    pending = art7_pending("c1", report)
+    assert pending is not None and "POST /v1/cases/c1/reports/r1/filing" in pending
+    assert art7_report([due, overdue]) == Art7Report("r1", due.due_at, "overdue")
+    assert "OVERDUE" in (art7_pending("c1", art7_report([due, overdue])) or "")
+    done = art7_report([due, overdue, filed])
+    assert done == Art7Report("r1", due.due_at, "filed", "2026-11-24T14:00:00.000000Z", True)
+    assert art7_pending("c1", done) is None
+    # intake no longer computes a clock of its own: the case says nothing of a report
+    assert not any("24 hours" in p for p in _case("minor").pending(NOW))
+
+
+def test_a_report_filed_through_intake_before_the_clock_moved_still_reads_as_filed() -> None:
+    old = MandatoryReportFiled(filed_at="2026-11-23T20:00:00.000000Z", authority="x")
+    due = MandatoryReportDue(
+        report_id="r1",
+        learned_at="2026-11-23T13:00:00.000000Z",
+        due_at="2026-11-24T13:00:00.000000Z",
+    )
+    for events in ([old, due], [due, old]):
+        report = art7_report(events)
+        assert report is not None and (report.state, report.filed_at) == ("filed", old.filed_at)
+    case = _case("minor")
+    assert case.apply(old, "t") == case  # replays, and changes nothing of the case
+    assert not hasattr(case, "file_mandatory_report")
 
 
 def test_withdrawal_and_erasure_are_final_and_idempotent() -> None:

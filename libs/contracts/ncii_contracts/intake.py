@@ -204,7 +204,10 @@ class MandatoryReportFiled(
     Prevention Act art. 7: within 24 hours of staff learning of it).
 
     v2: ``authority`` (which local authority names the victim's city) and
-    ``authority_reference`` (a pointer into the authority's record of a minor) are personal."""
+    ``authority_reference`` (a pointer into the authority's record of a minor) are personal.
+
+    No longer written (decision 34): the report is the referral service's
+    (``MandatoryReportSubmitted``). Old logs hold it; every reader still decodes it."""
 
     filed_at: str
     authority: Annotated[str | None, PERSONAL] = Field(default=None, max_length=200)

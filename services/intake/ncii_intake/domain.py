@@ -2,7 +2,9 @@
 
 - An adult case needs the person's explicit statement of non-consent before takedowns can start
   or hashes be shared (Criminal Code ch. 28-1). A minor's case needs none: any sexual image of a
-  minor is exploitation, and the 24-hour reporting clock (art. 7) starts when staff learned of it.
+  minor is exploitation, and the 24-hour report to the local authority (art. 7) is due from when
+  staff learned of it: the referral service keeps that clock (decision 34); intake only shows
+  what referral recorded (``art7_report``).
 - Withdrawal and erasure are final: such a case takes no new facts. Closing is not (decision
   35): a closed case keeps its hashes in matching, takes new facts, and is reopened by hand or
   by itself when its content is seen again.
@@ -62,10 +64,13 @@ from ncii_contracts.intake import (
     VictimAccessReset,
     WithdrawnBy,
 )
-from ncii_contracts.referral import Region
+from ncii_contracts.referral import (
+    MandatoryReportDue,
+    MandatoryReportOverdue,
+    MandatoryReportSubmitted,
+    Region,
+)
 
-MANDATORY_REPORT_HOURS = 24
-REPORT_WINDOW = timedelta(hours=MANDATORY_REPORT_HOURS)
 CASE_READERS = ("partner", "caseworker", "admin")
 CASE_WRITERS = ("partner", "caseworker")
 PERSONAL_DATA_READERS = ("partner", "caseworker")
@@ -116,7 +121,7 @@ def withheld_fields(role: str, *, revealed: bool = False) -> list[str]:
 
 
 CaseStatus = Literal["awaiting_statement", "active", "closed", "withdrawn", "erased"]
-ReportState = Literal["filed", "due", "late"]
+ReportState = Literal["due", "overdue", "filed"]
 StatementMethod = Literal["written", "verbal", "signed_form", "online_form"]
 WithdrawalReason = Literal["victim_request", "resolved", "opened_in_error", "other"]
 History = Iterable[tuple[DomainEvent, str]]
@@ -275,20 +280,51 @@ def case_status(
     return "active"
 
 
-def report_due_at(age_group: AgeGroup, learned_at: str) -> str | None:
-    """A minor's case must be reported to the authority within 24 hours of staff learning of
-    it (art. 7); an adult's case has no such report."""
-    if age_group != "minor":
-        return None
-    return format_time(parse_time(learned_at) + REPORT_WINDOW)
+@dataclass(frozen=True)
+class Art7Report:
+    """The minor's report to the local authority as the referral service records it (decision
+    34): intake shows it, referral keeps its clock, marks it overdue and records its filing."""
+
+    report_id: str | None
+    due_at: str | None
+    state: ReportState
+    filed_at: str | None = None
+    late: bool | None = None
 
 
-def report_state(due_at: str | None, filed_at: str | None, now: datetime) -> ReportState | None:
-    if due_at is None:
+def art7_report(events: Iterable[DomainEvent | None]) -> Art7Report | None:
+    """The case's art. 7 report from its events (every aggregate of the case, log order): the
+    referral service's ``MandatoryReportDue``, ``...Overdue`` and ``...Submitted``, and a
+    filing intake recorded before the clock moved (``MandatoryReportFiled``, old logs)."""
+    report: Art7Report | None = None
+    old_filing: MandatoryReportFiled | None = None
+    for event in events:
+        if isinstance(event, MandatoryReportDue):
+            report = Art7Report(event.report_id, event.due_at, "due")
+            if old_filing is not None:
+                report = replace(report, state="filed", filed_at=old_filing.filed_at)
+        elif isinstance(event, MandatoryReportFiled):
+            old_filing = event
+            base = report or Art7Report(None, None, "due")
+            report = replace(base, state="filed", filed_at=event.filed_at)
+        elif report is not None and isinstance(event, MandatoryReportOverdue):
+            if report.state == "due":
+                report = replace(report, state="overdue")
+        elif report is not None and isinstance(event, MandatoryReportSubmitted):
+            report = replace(report, state="filed", filed_at=event.filed_at, late=event.late)
+    return report
+
+
+def art7_pending(case_id: str, report: Art7Report | None) -> str | None:
+    """The pending item for a report not filed yet, in words a case worker acts on."""
+    if report is None or report.state == "filed":
         return None
-    if filed_at is not None:
-        return "filed"
-    return "late" if now > parse_time(due_at) else "due"
+    late = " - OVERDUE" if report.state == "overdue" else ""
+    return (
+        f"report to the local authority within 24 hours (art. 7): due {report.due_at}{late}; "
+        f"file it with the referral service: POST /v1/cases/{case_id}/reports/"
+        f"{report.report_id}/filing"
+    )
 
 
 def withdrawn_by_role(role: str) -> WithdrawnBy:
@@ -313,7 +349,6 @@ class Case:
     learned_at: str
     opened_at: str
     statement_recorded_at: str | None = None
-    mandatory_report_filed_at: str | None = None
     withdrawn_at: str | None = None
     withdrawn_by: WithdrawnBy | None = None
     erased_at: str | None = None
@@ -378,8 +413,6 @@ class Case:
             return replace(
                 self, consents=self.consents.model_copy(update={"police_report": event.decision})
             )
-        if isinstance(event, MandatoryReportFiled):
-            return replace(self, mandatory_report_filed_at=event.filed_at)
         if isinstance(event, CaseWithdrawn):
             return replace(self, withdrawn_at=at, withdrawn_by=event.withdrawn_by)
         if isinstance(event, CaseErased):
@@ -448,13 +481,6 @@ class Case:
         """Takedowns may start and hashes be shared (the legal ground exists)."""
         return self.status == "active"
 
-    @property
-    def mandatory_report_due_at(self) -> str | None:
-        return report_due_at(self.age_group, self.learned_at)
-
-    def mandatory_report_state(self, now: datetime) -> ReportState | None:
-        return report_state(self.mandatory_report_due_at, self.mandatory_report_filed_at, now)
-
     def pending(self, now: datetime) -> list[str]:
         """What still has to happen, in words a case worker acts on."""
         items: list[str] = []
@@ -464,12 +490,6 @@ class Case:
             items.append(
                 "record the person's explicit statement of non-consent to distribution: "
                 "takedowns cannot start and hashes cannot be shared until then"
-            )
-        state = self.mandatory_report_state(now)
-        if state in ("due", "late"):
-            items.append(
-                f"report to the local authority within 24 hours (art. 7): due "
-                f"{self.mandatory_report_due_at}{' - LATE' if state == 'late' else ''}"
             )
         if self.consents.takedown and not self.location_ids:
             items.append("report where the content was found, so takedowns can be requested")
@@ -603,22 +623,6 @@ class Case:
         if decision == self.consents.police_report:
             return []
         return [PoliceReportDecisionRecorded(decision=decision)]
-
-    def file_mandatory_report(
-        self, filed_at: datetime, authority: str, authority_reference: str | None = None
-    ) -> list[DomainEvent]:
-        self._require_open()
-        if not self.is_minor:
-            raise NotApplicableError("the 24-hour report to the authority is for minors' cases")
-        if self.mandatory_report_filed_at is not None:
-            return []
-        return [
-            MandatoryReportFiled(
-                filed_at=format_time(filed_at),
-                authority=authority,
-                authority_reference=authority_reference,
-            )
-        ]
 
     def withdraw(self, by: WithdrawnBy, reason: WithdrawalReason) -> list[DomainEvent]:
         if self.withdrawn_at or self.erased_at:

@@ -158,12 +158,6 @@ class RecordPoliceDecision(RequestBody):
     decision: PoliceReportDecision
 
 
-class FileMandatoryReport(RequestBody):
-    filed_at: PastTime
-    authority: LongName
-    authority_reference: Name | None = None
-
-
 class Withdraw(RequestBody):
     reason: Literal["victim_request", "resolved", "opened_in_error", "other"] = "victim_request"
 

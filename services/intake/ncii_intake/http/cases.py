@@ -33,7 +33,6 @@ from ncii_intake.http.bodies import (
     ChangeConsents,
     CloseCase,
     EraseCase,
-    FileMandatoryReport,
     LogContact,
     OpenCase,
     RecordLegalAssessment,
@@ -50,7 +49,6 @@ from ncii_intake.http.views import (
     CaseDetail,
     CaseList,
     detail,
-    mandatory_report_item,
     now,
     summary_item,
 )
@@ -298,16 +296,31 @@ async def record_police_decision(
     )
 
 
-@router.post("/cases/{case_id}/mandatory-report", tags=["cases"])
-async def file_mandatory_report(
-    case_id: str, body: FileMandatoryReport, write: Writer, if_match: IfMatch = None
-) -> JSONResponse:
-    """Record that a minor's case was reported to the local authority (art. 7, 24 hours)."""
-    return await write.change(
-        case_id,
-        body,
-        lambda c: c.file_mandatory_report(body.filed_at, body.authority, body.authority_reference),
-        if_match=if_match,
+MOVED: dict[int | str, dict[str, Any]] = {
+    410: {"description": "moved to the referral service (decision 34)"}
+}
+
+
+@router.post(
+    "/cases/{case_id}/mandatory-report",
+    tags=["cases"],
+    deprecated=True,
+    status_code=410,
+    responses=MOVED,
+)
+async def file_mandatory_report(case_id: str, principal: Caller) -> JSONResponse:
+    """**Gone** (decision 34): the minor's art. 7 report is the referral service's. Read the
+    case's report there with `GET /v1/cases/{case_id}/reports` and record its filing with
+    `POST /v1/cases/{case_id}/reports/{report_id}/filing`. Answers 410 and writes nothing."""
+    require_role(principal, *CASE_READERS)
+    raise Problem(
+        410,
+        "Moved to the referral service",
+        "intake no longer records the art. 7 report: on the referral service, find the "
+        f"report with GET /v1/cases/{case_id}/reports, then file it with "
+        f"POST /v1/cases/{case_id}/reports/{{report_id}}/filing "
+        "(filed_at, authority_region, authority_reference)",
+        kind="moved-to-referral",
     )
 
 
@@ -491,9 +504,17 @@ async def log_contact(case_id: str, body: LogContact, write: Writer) -> JSONResp
     )
 
 
-@router.get("/mandatory-reports", tags=["cases"])
-async def list_mandatory_reports(request: Request, principal: Caller) -> JSONResponse:
-    """Minors' cases whose report to the local authority is due or late (art. 7: 24 hours)."""
+@router.get(
+    "/mandatory-reports", tags=["cases"], deprecated=True, status_code=410, responses=MOVED
+)
+async def list_mandatory_reports(principal: Caller) -> JSONResponse:
+    """**Gone** (decision 34): the reports due and overdue are the referral service's staff
+    view, `GET /v1/reports[?status=due|overdue]`. Answers 410."""
     require_role(principal, *CASE_READERS)
-    rows = await queries.mandatory_reports(runtime_of(request).engine, principal, now())
-    return JSONResponse({"items": [mandatory_report_item(r) for r in rows]})
+    raise Problem(
+        410,
+        "Moved to the referral service",
+        "the art. 7 reports due and overdue are listed by the referral service: "
+        "GET /v1/reports (status=due or overdue), as a case worker or admin",
+        kind="moved-to-referral",
+    )

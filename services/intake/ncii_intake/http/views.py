@@ -22,7 +22,13 @@ from ncii_events.store import RecordedEvent
 from pydantic import BaseModel
 
 from ncii_intake.app import LoadedCase
-from ncii_intake.domain import CASE_PERSONAL_FIELDS, prosecution, sexual_image
+from ncii_intake.domain import (
+    CASE_PERSONAL_FIELDS,
+    art7_pending,
+    art7_report,
+    prosecution,
+    sexual_image,
+)
 
 
 def now() -> datetime:
@@ -41,8 +47,6 @@ class CaseSummary(BaseModel):
     opened_at: str
     updated_at: str | None = None
     assignee: str | None = None
-    mandatory_report_due_at: str | None
-    mandatory_report_filed_at: str | None
     locations: int
     hashes: int
 
@@ -100,6 +104,9 @@ class CaseDetail(BaseModel):
     opened_at: str
     statement_recorded_at: str | None
     mandatory_report: dict[str, Any] | None
+    """A minor's art. 7 report as the referral service records it (decision 34: its clock,
+    overdue event and filing are referral's): due, overdue or filed; null until referral opened
+    it, and for an adult's case."""
     locations: list[dict[str, Any]]
     hashes_submitted: int
     assignee: str | None = None
@@ -140,20 +147,8 @@ def summary_item(row: dict[str, Any]) -> dict[str, Any]:
         "opened_at": row["opened_at"],
         "updated_at": row["updated_at"],
         "assignee": row["assignee"],
-        "mandatory_report_due_at": row["report_due_at"],
-        "mandatory_report_filed_at": row["report_filed_at"],
         "locations": row["locations"],
         "hashes": row["hashes"],
-    }
-
-
-def mandatory_report_item(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "case_id": row["case_id"],
-        "reference": row["reference"],
-        "learned_at": row["learned_at"],
-        "due_at": row["report_due_at"],
-        "state": row["report_state"],
     }
 
 
@@ -261,13 +256,21 @@ def detail(
                 }
             )
     at = now()
+    art7 = art7_report(r.event for r in history) if case.is_minor else None
     report = None
-    if case.is_minor:
+    pending = case.pending(at)
+    if art7 is not None:
         report = {
-            "due_at": case.mandatory_report_due_at,
-            "filed_at": case.mandatory_report_filed_at,
-            "state": case.mandatory_report_state(at),
+            "report_id": art7.report_id,
+            "due_at": art7.due_at,
+            "state": art7.state,
+            "filed_at": art7.filed_at,
+            "late": art7.late,
+            "see": f"the referral service keeps it: GET /v1/cases/{case.case_id}/reports",
         }
+        item = art7_pending(case.case_id, art7)
+        if item is not None and case.status not in ("closed", "withdrawn", "erased"):
+            pending.append(item)
     return CaseDetail(
         case_id=case.case_id,
         reference=case.reference,
@@ -296,7 +299,7 @@ def detail(
         contact_log=None if "contact_log" in hide else contacts,
         erasure_request=erasure,
         fields_withheld=sorted(hide),
-        pending=case.pending(at),
+        pending=pending,
         timeline=[
             TimelineEntry(
                 seq=n,
@@ -330,6 +333,7 @@ _VICTIM_STEPS = {
     "HashesSubmitted": "fingerprints (hashes) of the images were shared for blocking",
     "PoliceReportDecisionRecorded": "your decision about reporting to the police was recorded",
     "MandatoryReportFiled": "the case was reported to the authority, as the law requires",
+    "MandatoryReportSubmitted": "the case was reported to the authority, as the law requires",
     "CaseWithdrawn": "the case was withdrawn",
     "CaseErased": "your personal data was erased",
     "VictimAccessReset": "your case worker restored your access to this page",
@@ -347,6 +351,11 @@ _VICTIM_STEPS = {
 }
 
 
+_VICTIM_REPORT_STEPS = frozenset({"MandatoryReportSubmitted"})
+"""Steps of other aggregates the victim sees: the referral service's filing of her report to
+the authority (decision 34), which intake recorded itself before."""
+
+
 def victim_view(loaded: LoadedCase, events: Sequence[RecordedEvent]) -> VictimView:
     """The victim's view: status and the case's own steps, in words, no personal data."""
     case = loaded.case
@@ -357,6 +366,6 @@ def victim_view(loaded: LoadedCase, events: Sequence[RecordedEvent]) -> VictimVi
         steps=[
             {"at": r.envelope.occurred_at, "what": _VICTIM_STEPS.get(r.type, r.type)}
             for r in events
-            if r.envelope.aggregate == "case"
+            if r.envelope.aggregate == "case" or r.type in _VICTIM_REPORT_STEPS
         ],
     )

@@ -1,5 +1,6 @@
-"""Intake's cases read model: each event folded into its case's row. The row's status and
-report deadline come from the domain's rules (``case_status``, ``report_due_at``)."""
+"""Intake's cases read model: each event folded into its case's row. The row's status comes
+from the domain's rules (``case_status``). The minor's art. 7 report is the referral service's
+(decision 34): no column here."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from ncii_contracts.intake import (
     HashesSubmitted,
     LegalAssessmentRecorded,
     LocationReported,
-    MandatoryReportFiled,
     NonConsentRecorded,
     SpreadStatusChanged,
     VictimAccessReset,
@@ -27,7 +27,7 @@ from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from sqlalchemy import Connection, MetaData, bindparam, insert, select, update
 
-from ncii_intake.domain import case_status, report_due_at
+from ncii_intake.domain import case_status
 from ncii_intake.read_models.schema import CASES, METADATA
 
 
@@ -97,8 +97,6 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
             "learned_at": ev.learned_at,
             "opened_at": at,
             "statement_recorded_at": None,
-            "report_due_at": report_due_at(ev.age_group, ev.learned_at),
-            "report_filed_at": None,
             "withdrawn_at": None,
             "erased_at": None,
             "closed_at": None,
@@ -118,8 +116,6 @@ def fold(rows: dict[str, dict[str, Any]], event: RecordedEvent) -> None:
         row["locations"] += 1
     elif isinstance(ev, HashesSubmitted):
         row["hashes"] += ev.count
-    elif isinstance(ev, MandatoryReportFiled):
-        row["report_filed_at"] = ev.filed_at
     elif isinstance(ev, CaseWithdrawn):
         row["withdrawn_at"] = at
     elif isinstance(ev, CaseErased):

@@ -1,17 +1,16 @@
-"""What intake's API reads from the ``cases`` table. Who sees which rows, and when a report is
-late, are the domain's rules (``case_scope``, ``report_state``), not restated here."""
+"""What intake's API reads from the ``cases`` table. Who sees which rows is the domain's rule
+(``case_scope``), not restated here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ncii_events.auth import PRINCIPALS, Principal
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_intake.domain import case_scope, report_state
+from ncii_intake.domain import case_scope
 from ncii_intake.read_models.schema import CASES
 
 
@@ -108,24 +107,6 @@ async def victim_access(engine: AsyncEngine, reference: str) -> VictimAccessRow 
     if row is None:
         return None
     return VictimAccessRow(str(row[0]), int(row[1]), int(row[2]))
-
-
-async def mandatory_reports(
-    engine: AsyncEngine, principal: Principal, now: datetime
-) -> list[dict[str, Any]]:
-    """Minors' cases whose report to the authority is not yet filed: due, or late."""
-    query = (
-        select(CASES)
-        .where(_visible(principal))
-        .where(CASES.c.report_due_at.is_not(None), CASES.c.report_filed_at.is_(None))
-        .where(CASES.c.withdrawn_at.is_(None), CASES.c.erased_at.is_(None))
-        .order_by(CASES.c.report_due_at)
-    )
-    async with engine.connect() as conn:
-        rows = [dict(r) for r in (await conn.execute(query)).mappings().all()]
-    for row in rows:
-        row["report_state"] = report_state(row["report_due_at"], row["report_filed_at"], now)
-    return rows
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,6 @@ CASES = Table(
     Column("learned_at", String(40), nullable=False),
     Column("opened_at", String(40), nullable=False),
     Column("statement_recorded_at", String(40)),
-    Column("report_due_at", String(40), index=True),
-    Column("report_filed_at", String(40)),
     Column("withdrawn_at", String(40)),
     Column("erased_at", String(40)),
     Column("closed_at", String(40)),
