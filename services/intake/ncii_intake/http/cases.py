@@ -504,9 +504,7 @@ async def log_contact(case_id: str, body: LogContact, write: Writer) -> JSONResp
     )
 
 
-@router.get(
-    "/mandatory-reports", tags=["cases"], deprecated=True, status_code=410, responses=MOVED
-)
+@router.get("/mandatory-reports", tags=["cases"], deprecated=True, status_code=410, responses=MOVED)
 async def list_mandatory_reports(principal: Caller) -> JSONResponse:
     """**Gone** (decision 34): the reports due and overdue are the referral service's staff
     view, `GET /v1/reports[?status=due|overdue]`. Answers 410."""
