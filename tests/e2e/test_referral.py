@@ -580,3 +580,111 @@ async def test_intakes_case_shows_the_report_as_referral_records_it_due_then_fil
     assert detail["mandatory_report"]["state"] == "filed"
     assert detail["mandatory_report"]["late"] is False
     assert not any(path in p for p in detail["pending"])
+
+
+# -- consent withdrawn, offender known (decision 36) --------------------------------------------
+
+
+async def statuses(service: RunningService, key: str, case_id: str) -> dict[str, str]:
+    listed = await get(service, key, f"/v1/cases/{case_id}/referrals")
+    return {r["referral_id"]: r["status"] for r in listed.json()["items"]}
+
+
+async def test_withdrawing_consent_revokes_her_open_referrals_as_events_and_hides_her_contact(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    partner_id = await register_partner(referral, keys.caseworker, keys.counsel_org)
+    case_id = await open_case(intake, keys.partner, "adult", referral_consent=False)
+    await case_known(referral, keys.partner, case_id)
+    override = {"reason": "safeguarding_risk", "explanation": "she said she is not safe"}
+    on_override = await offer(referral, keys.caseworker, case_id, partner_id, override=override)
+    assert on_override.status_code == 201, on_override.text
+    given = await post(intake, keys.partner, f"/v1/cases/{case_id}/consents", {"referral": True})
+    assert given.is_success, given.text
+    await caught_up(referral)
+    ids: dict[str, str] = {}
+    for name in ("offered", "accepted", "completed"):
+        made = await offer(referral, keys.partner, case_id, partner_id)
+        assert made.status_code == 201, made.text
+        ids[name] = made.json()["referral_id"]
+    await caught_up(referral)
+    for name, steps in (("accepted", ["accept"]), ("completed", ["accept", "complete"])):
+        for step in steps:
+            done = await post(referral, keys.counsellor, f"/v1/referrals/{ids[name]}/{step}")
+            assert done.is_success, done.text
+    before = await get(referral, keys.counsellor, f"/v1/referrals/{ids['accepted']}")
+    assert before.json()["contact"] == {"kind": "email", "value": "sparrow@example.org"}
+
+    withdrawn = await post(
+        intake, keys.partner, f"/v1/cases/{case_id}/consents", {"referral": False}
+    )
+    assert withdrawn.is_success, withdrawn.text
+
+    async def revoked() -> dict[str, str]:
+        now = await statuses(referral, keys.partner, case_id)
+        assert now[ids["offered"]] == "revoked" and now[ids["accepted"]] == "revoked", now
+        return now
+
+    now = await eventually(revoked, what="her open referrals revoked")
+    assert now[ids["completed"]] == "completed"  # over already: stays as it ended
+    assert now[on_override.json()["referral_id"]] == "offered"  # rests on its reason
+    # the counsellor keeps her notes and the pseudonym, not her contact route
+    after = await get(referral, keys.counsellor, f"/v1/referrals/{ids['accepted']}")
+    assert after.json()["contact"] is None and after.json()["status"] == "revoked"
+    done = await get(referral, keys.counsellor, f"/v1/referrals/{ids['completed']}")
+    assert done.json()["contact"] is None
+    # each revocation is an event the service wrote, in the case's timeline
+    detail = (await get(intake, keys.caseworker, f"/v1/cases/{case_id}")).json()
+    revocations = [t for t in detail["timeline"] if t["type"] == "ReferralRevoked"]
+    assert [t["actor_role"] for t in revocations] == ["service", "service"]
+    # and a new offer needs an override again
+    assert (await offer(referral, keys.partner, case_id, partner_id)).status_code == 409
+
+
+async def test_an_offender_known_in_intake_brings_the_seizure_guidance_and_a_minors_suspect_clock(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    item = "offender_known_ask_police_to_seize_devices"
+    adult = await open_case(intake, keys.partner, "adult")
+    minor = await open_case(intake, keys.partner, "minor", region="hualien_county")
+    await case_known(referral, keys.partner, adult)
+    await case_known(referral, keys.partner, minor)
+    for case_id in (adult, minor):
+        items = (await get(referral, keys.partner, f"/v1/cases/{case_id}/guidance")).json()
+        assert item not in [i["item"] for i in items["items"]]
+        recorded = await post(
+            intake,
+            keys.caseworker,
+            f"/v1/cases/{case_id}/offender",
+            {"known": True, "account_ids": ["ex-boyfriend-77"]},
+        )
+        assert recorded.is_success, recorded.text
+
+    for case_id in (adult, minor):
+
+        async def advised(case_id: str = case_id) -> bool:
+            found = (await get(referral, keys.partner, f"/v1/cases/{case_id}/guidance")).json()
+            assert item in [i["item"] for i in found["items"]], found
+            return True
+
+        await eventually(advised, what="the seizure guidance")
+
+    async def suspect_due() -> dict[str, Any]:
+        by_kind = {r["kind"]: r for r in await reports_of(referral, keys.partner, minor)}
+        assert "known_suspect" in by_kind, by_kind
+        return by_kind["known_suspect"]
+
+    report = await eventually(suspect_due, what="the minor's suspect report")
+    assert report["status"] == "due" and report["authority"].startswith("Hualien County")
+    learned = datetime.fromisoformat(report["learned_at"].replace("Z", "+00:00"))
+    due = datetime.fromisoformat(report["due_at"].replace("Z", "+00:00"))
+    assert due - learned == timedelta(hours=24)
+    # opened by hand too: the same report, once per case
+    by_hand = await post(
+        referral, keys.partner, f"/v1/cases/{minor}/reports/suspect", {"learned_at": ago(hours=1)}
+    )
+    assert by_hand.status_code == 201 and by_hand.json()["report_id"] == report["report_id"]
+    await caught_up(referral)
+    assert [r["kind"] for r in await reports_of(referral, keys.partner, adult)] == []
+    kinds = sorted(r["kind"] for r in await reports_of(referral, keys.partner, minor))
+    assert kinds == ["known_suspect", "victim_minor"]

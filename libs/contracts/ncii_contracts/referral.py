@@ -83,7 +83,11 @@ Need = Literal[
 ]
 ContactKind = Literal["phone", "email"]
 DeclineReason = Literal["no_capacity", "outside_region", "service_not_offered", "other"]
-RevokeReason = Literal["victim_request", "offered_in_error", "case_closed", "other"]
+RevokeReason = Literal[
+    "victim_request", "offered_in_error", "case_closed", "other", "consent_withdrawn"
+]
+"""``consent_withdrawn``: the referral service's own, when the victim withdraws her consent to
+referral (decision 36); staff pick one of the others."""
 FollowUpOutcome = Literal["reached_doing_better", "reached_needs_more", "not_reached"]
 ConsentBasis = Literal["victim_consent", "caseworker_override"]
 OverrideReason = Literal["safeguarding_risk", "victim_unreachable_urgent", "legal_obligation"]
@@ -162,6 +166,9 @@ class ReferralCompleted(DomainEvent, aggregate="referral"):
 
 
 class ReferralRevoked(DomainEvent, aggregate="referral"):
+    """Staff ended an offered or accepted referral, or the service did because the victim
+    withdrew the consent it rested on (``consent_withdrawn``, decision 36)."""
+
     referral_id: str
     revoked_at: str
     reason: RevokeReason

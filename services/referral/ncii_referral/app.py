@@ -406,7 +406,9 @@ class ReferralApp:
                 harm_categories=frozenset(row.harm_categories.split(",")),
                 spread_status=row.spread_status,
                 on_social_platform=row.on_social_platform,
-                offender_known=row.offender_known,
+                # a suspect report opened, or intake's offender details say known (decision 36)
+                offender_known=row.offender_known
+                or await queries.offender_known(self.engine, case_id),
             )
         )
         return list(items), await queries.ticked(self.engine, case_id)

@@ -343,6 +343,27 @@ class Referral:
         return [CounsellorNoteAdded(referral_id=self.referral_id, note_id=note_id, note=note)]
 
 
+OPEN: frozenset[str] = frozenset({"offered", "accepted"})
+
+
+def revoked_by_withdrawal(status: str, consent_basis: str) -> bool:
+    """Whether the victim withdrawing her consent to referral ends this referral (decision
+    36): one that rests on her consent and is still open (offered, or accepted and not yet
+    completed). One a case worker made on an override rests on its reason, not on her consent,
+    and stays; a declined, completed or revoked one is over already."""
+    return consent_basis == "victim_consent" and status in OPEN
+
+
+def revoke_on_withdrawal(referral: Referral, at: str) -> list[DomainEvent]:
+    """The service's revocation when she withdrew her consent: none when the referral is no
+    longer open (a counsellor completed it meanwhile) or did not rest on her consent."""
+    if not revoked_by_withdrawal(referral.status, referral.consent_basis):
+        return []
+    return [
+        ReferralRevoked(referral_id=referral.referral_id, revoked_at=at, reason="consent_withdrawn")
+    ]
+
+
 def _past(command: str) -> str:
     return {
         "accept": "accepted",

@@ -10,6 +10,7 @@ from ncii_contracts.intake import (
     CaseWithdrawn,
     ConsentsChanged,
     MandatoryReportFiled,
+    OffenderDetailsRecorded,
 )
 from ncii_contracts.referral import REFERRAL_EVENTS
 from ncii_events.serve import serve
@@ -17,7 +18,11 @@ from ncii_events.service import ServiceSpec
 
 from ncii_referral.app import ReferralApp, build, workers
 from ncii_referral.http import partners, referrals, reports
-from ncii_referral.read_models.projections import PartnersProjection, ReferralsProjection
+from ncii_referral.read_models.projections import (
+    OffendersProjection,
+    PartnersProjection,
+    ReferralsProjection,
+)
 
 SPEC: ServiceSpec[ReferralApp] = ServiceSpec(
     name="referral",
@@ -31,10 +36,17 @@ SPEC: ServiceSpec[ReferralApp] = ServiceSpec(
         "learned of the case and marked overdue on time, and the known suspect's; the case's "
         "guidance checklist."
     ),
-    projections=(PartnersProjection(), ReferralsProjection()),
+    projections=(PartnersProjection(), ReferralsProjection(), OffendersProjection()),
     migrations=Path(__file__).parent / "migrations",
     emits=REFERRAL_EVENTS,
-    consumes=(CaseOpened, ConsentsChanged, CaseWithdrawn, CaseErased, MandatoryReportFiled),
+    consumes=(
+        CaseOpened,
+        ConsentsChanged,
+        CaseWithdrawn,
+        CaseErased,
+        MandatoryReportFiled,
+        OffenderDetailsRecorded,
+    ),
     routers=[partners.router, referrals.router, reports.router],
     app=build,
     workers=workers,

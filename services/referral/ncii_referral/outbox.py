@@ -18,19 +18,23 @@ from typing import Any
 
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.intake import CaseOpened
-from ncii_contracts.referral import MandatoryReportDue
+from ncii_contracts.referral import MandatoryReportDue, ReferralRevoked, SuspectReportDue
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
 from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
+    Cause,
     EventStore,
     RecordedEvent,
+    append_decided,
 )
+from ncii_events.stream import CASES
 from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ncii_referral.domain import Referral, revoke_on_withdrawal
 from ncii_referral.read_models.schema import OUTBOX
 
 SERVICE_ACTOR = Actor(organisation="ncii", principal="referral", role="service")
@@ -64,11 +68,13 @@ def case_ref(case_id: str) -> AggregateRef:
 
 
 async def case_opened(store: EventStore, case_id: str) -> CaseOpened | None:
-    """The case's CaseOpened, decrypted (its personal fields None once erased)."""
-    for recorded in await store.load(case_ref(case_id)):
-        if isinstance(recorded.event, CaseOpened):
-            return recorded.event
-    return None
+    """The case's CaseOpened alone, decrypted (its personal fields None once erased): one
+    direct get, so nothing else of the case (the offender's details, notes) is decrypted."""
+    found = await store.read_from(
+        1, limit=1, decrypt=True, subject=CASES.subject(case_id, "case", case_id, "CaseOpened")
+    )
+    first = found[0].event if found else None
+    return first if isinstance(first, CaseOpened) else None
 
 
 async def holds(store: EventStore, ref: AggregateRef, event_id: str) -> bool:
@@ -125,10 +131,42 @@ class OutboxPublisher(EventOutboxPublisher):
     def ref_of(self, row: Row[Any]) -> AggregateRef:
         return AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
 
+    async def _publish(self, row: Row[Any], ref: AggregateRef) -> None:
+        if row.event_type != ReferralRevoked.event_type:
+            await super()._publish(row, ref)
+            return
+        # the service's revocation on a withdrawn consent (decision 36): decided on the
+        # referral's history at append time, so one a counsellor completed meanwhile stays so
+        event = self.registry.decode(
+            row.event_type, ReferralRevoked.version, json.loads(row.payload)
+        )
+        assert isinstance(event, ReferralRevoked)
+
+        def decide(history: list[RecordedEvent]) -> DomainEvent | None:
+            referral = Referral.replay(
+                (r.event, r.envelope.occurred_at) for r in history if r.event is not None
+            )
+            if referral is None:
+                return None
+            found = revoke_on_withdrawal(referral, event.revoked_at)
+            return found[0] if found else None
+
+        cause = Cause(self.actor, row.correlation_id, row.causation_id)
+        await append_decided(self.store, ref, decide, row.event_id, cause)
+
+    async def _minor_and_open(self, case_id: str) -> bool:
+        """Read without decrypting: a minor's case, neither withdrawn nor erased."""
+        history = await self.store.load(case_ref(case_id), decrypt=False)
+        opened = next((r.event for r in history if isinstance(r.event, CaseOpened)), None)
+        closed = any(r.type in ("CaseWithdrawn", "CaseErased") for r in history)
+        return opened is not None and opened.age_group == "minor" and not closed
+
     async def complete(self, row: Row[Any], event: DomainEvent) -> DomainEvent | None:
         if await holds(self.store, self.ref_of(row), row.event_id):
             return None  # a replica, a replay or a rebuild: written already, nothing to decrypt
-        if isinstance(event, MandatoryReportDue):
+        if isinstance(event, SuspectReportDue) and not await self._minor_and_open(row.case_id):
+            return None  # the offender became known in an adult's case, or a closed one
+        if isinstance(event, (MandatoryReportDue, SuspectReportDue)):
             opened = await case_opened(self.store, row.case_id)
             region = opened.region if opened is not None else None
             event = event.model_copy(update={"region": region})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from ncii_contracts.referral import (
     DeclineReason,
@@ -12,7 +12,6 @@ from ncii_contracts.referral import (
     OverrideReason,
     PartnerService,
     Region,
-    RevokeReason,
 )
 from ncii_events.http.fields import PastTime, RequestBody
 from pydantic import Field, StringConstraints, field_validator
@@ -65,8 +64,12 @@ class OfferReferral(RequestBody):
     _unique = field_validator("needs")(_once)
 
 
+StaffRevokeReason = Literal["victim_request", "offered_in_error", "case_closed", "other"]
+"""What staff revoke for (``consent_withdrawn`` is the service's own: decision 36)."""
+
+
 class Revoke(RequestBody):
-    reason: RevokeReason
+    reason: StaffRevokeReason
 
 
 class Decline(RequestBody):

@@ -195,12 +195,20 @@ async def my_referrals(
 @router.get("/referrals/{referral_id}", tags=["counsellors"])
 async def read_referral(referral_id: str, principal: Caller, app: App) -> JSONResponse:
     """A referral addressed to your organisation: the pseudonym, the needs, the one contact
-    route when the victim consented to it, and your notes. Nothing else of the case."""
+    route while the victim consents to referral, and your notes. Nothing else of the case."""
     require_role(principal, *COUNSELLOR)
     with command_problems():
         row, offered, events = await app.referral_for_partner(principal, referral_id)
     contact = None
-    if isinstance(offered, ReferralOffered) and offered.contact_kind and offered.contact_value:
+    # the contact route only while she consents to referral (withdrawn: decision 36)
+    case = await queries.case(app.engine, row.case_id)
+    consents = case is not None and bool(case.consents_referral)
+    if (
+        consents
+        and isinstance(offered, ReferralOffered)
+        and offered.contact_kind
+        and offered.contact_value
+    ):
         contact = {"kind": offered.contact_kind, "value": offered.contact_value}
     notes = [
         {"note_id": e.event.note_id, "note": e.event.note, "at": e.envelope.occurred_at}

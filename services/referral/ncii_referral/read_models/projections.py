@@ -20,6 +20,7 @@ from ncii_contracts.intake import (
     CaseWithdrawn,
     ConsentsChanged,
     MandatoryReportFiled,
+    OffenderDetailsRecorded,
 )
 from ncii_contracts.referral import (
     GuidanceItemTicked,
@@ -43,11 +44,12 @@ from ncii_events.stream import CASES, REFERENCE, StreamSpec
 from sqlalchemy import Connection, MetaData, insert, select, update
 
 from ncii_referral import domain
-from ncii_referral.outbox import derived_id, minor_report_id, write_outbox
+from ncii_referral.outbox import derived_id, minor_report_id, suspect_report_id, write_outbox
 from ncii_referral.read_models.schema import CASES as CASE_ROWS
 from ncii_referral.read_models.schema import (
     GUIDANCE,
     METADATA,
+    OFFENDERS,
     PARTNERS,
     REFERRALS,
     REPORTS,
@@ -116,13 +118,23 @@ class ReferralsProjection(Projection):
         if isinstance(ev, CaseOpened):
             self._case_opened(conn, event, ev)
         elif isinstance(ev, ConsentsChanged):
-            # the gate reads the case's current consent (decision 33); open referrals stay
+            # the gate reads the case's current consent (decision 33); withdrawing it ends the
+            # open referrals that rest on it (decision 36)
             if ev.referral is not None:
                 conn.execute(
                     update(CASE_ROWS)
                     .where(CASE_ROWS.c.case_id == case_id)
                     .values(consents_referral=ev.referral)
                 )
+            if ev.referral is False:
+                rows = conn.execute(
+                    select(REFERRALS.c.referral_id, REFERRALS.c.status, REFERRALS.c.consent_basis)
+                    .where(REFERRALS.c.case_id == case_id)
+                    .order_by(REFERRALS.c.offered_at, REFERRALS.c.referral_id)
+                ).all()
+                for row in rows:
+                    if domain.revoked_by_withdrawal(row.status, row.consent_basis):
+                        self._revoke_for_withdrawal(conn, event, row.referral_id)
         elif isinstance(ev, (CaseWithdrawn, CaseErased)):
             reason = "case_withdrawn" if isinstance(ev, CaseWithdrawn) else "case_erased"
             conn.execute(
@@ -156,6 +168,16 @@ class ReferralsProjection(Projection):
                         updated_at=at,
                     )
                 )
+                consents = conn.execute(
+                    select(CASE_ROWS.c.consents_referral).where(CASE_ROWS.c.case_id == case_id)
+                ).first()
+                if (
+                    ev.consent_basis == "victim_consent"
+                    and consents is not None
+                    and not consents[0]
+                ):
+                    # offered on a consent she withdrew before the offer reached the log
+                    self._revoke_for_withdrawal(conn, event, ev.referral_id)
         elif ev is not None and type(ev) in STATUS_OF:
             conn.execute(
                 update(REFERRALS)
@@ -213,6 +235,25 @@ class ReferralsProjection(Projection):
                     insert(GUIDANCE).values(case_id=case_id, item=ev.item, ticked_at=ev.ticked_at)
                 )
 
+    def _revoke_for_withdrawal(
+        self, conn: Connection, event: RecordedEvent, referral_id: str
+    ) -> None:
+        """``ReferralRevoked`` (consent_withdrawn) through the outbox, once per referral and
+        cause; the publisher appends it only while the referral is still open."""
+        revoked = ReferralRevoked(
+            referral_id=referral_id,
+            revoked_at=event.envelope.occurred_at,
+            reason="consent_withdrawn",
+        )
+        write_outbox(
+            conn,
+            event,
+            aggregate="referral",
+            aggregate_id=referral_id,
+            event=revoked,
+            event_id=derived_id(referral_id, "consent_withdrawn", event.envelope.event_id),
+        )
+
     def _filed_in_intake(self, conn: Connection, case_id: str, filed_at: str) -> None:
         row = conn.execute(
             select(REPORTS.c.report_id, REPORTS.c.due_at).where(
@@ -262,6 +303,45 @@ class ReferralsProjection(Projection):
             learned_at=ev.learned_at,
             due_at=domain.report_due_at(ev.learned_at),
         )
+        write_outbox(
+            conn,
+            event,
+            aggregate="mandatory_report",
+            aggregate_id=report_id,
+            event=due,
+            event_id=derived_id(report_id, "due"),
+        )
+
+
+class OffendersProjection(Projection):
+    """Whether a case's offender is known, from intake's ``OffenderDetailsRecorded`` read
+    without decrypting it (decision 36): its ``known`` is clear, the offender's accounts,
+    addresses and description stay ciphertext here. The offender becoming known shows the
+    "ask the police to seize the devices" guidance for any case, and in a minor's case opens
+    the known suspect's report (art. 7 para 2, due 24 hours after it was recorded) through the
+    outbox; the publisher appends it only for a minor's case still open, once per case (the
+    same ids as ``POST /v1/cases/{id}/reports/suspect``, whichever comes first)."""
+
+    name: ClassVar[str] = "offenders"
+    metadata: ClassVar[MetaData] = METADATA
+    stream: ClassVar[StreamSpec] = CASES
+    subjects: ClassVar[tuple[str, ...]] = (f"{CASES.prefix}.*.case.*.OffenderDetailsRecorded",)
+
+    def apply(self, conn: Connection, event: RecordedEvent) -> None:
+        ev = event.event
+        if not isinstance(ev, OffenderDetailsRecorded):
+            return
+        at = event.envelope.occurred_at
+        upsert(
+            conn,
+            OFFENDERS,
+            {"case_id": event.case_id, "known": ev.known, "recorded_at": at},
+            ["case_id"],
+        )
+        if not ev.known:
+            return
+        report_id = suspect_report_id(event.case_id)
+        due = SuspectReportDue(report_id=report_id, learned_at=at, due_at=domain.report_due_at(at))
         write_outbox(
             conn,
             event,

@@ -8,7 +8,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ncii_referral.read_models.schema import CASES, GUIDANCE, PARTNERS, REFERRALS, REPORTS
+from ncii_referral.read_models.schema import (
+    CASES,
+    GUIDANCE,
+    OFFENDERS,
+    PARTNERS,
+    REFERRALS,
+    REPORTS,
+)
 
 
 async def _first(engine: AsyncEngine, query: Any) -> Any:
@@ -102,3 +109,9 @@ async def open_reports(
 async def ticked(engine: AsyncEngine, case_id: str) -> dict[str, str]:
     rows = await _all(engine, select(GUIDANCE).where(GUIDANCE.c.case_id == case_id))
     return {r.item: r.ticked_at for r in rows}
+
+
+async def offender_known(engine: AsyncEngine, case_id: str) -> bool:
+    """Whether intake's latest offender details say the offender is known."""
+    row = await _first(engine, select(OFFENDERS.c.known).where(OFFENDERS.c.case_id == case_id))
+    return bool(row[0]) if row is not None else False

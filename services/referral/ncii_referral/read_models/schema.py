@@ -7,6 +7,7 @@ region and the authority's reference stay encrypted in the log (decision 0033).
 * ``rf_referrals``: one row per referral: its partner, service and state.
 * ``rf_reports``: one row per art. 7 report (the minor's, the known suspect's): due, filed,
   overdue; the sweep and the staff view read it.
+* ``rf_offenders``: whether the case's offender is known (intake's OffenderDetailsRecorded).
 * ``rf_guidance``: the items staff ticked, per case.
 * ``rf_outbox``: events the reactor decided on, written in the checkpoint's transaction.
 """
@@ -77,6 +78,16 @@ REPORTS = Table(
     Column("overdue_at", String(40)),
     # the sweep and the staff view: open reports by their due time
     Index("ix_rf_reports_status_due", "status", "due_at"),
+)
+
+OFFENDERS = Table(
+    # whether the offender is known, from intake's OffenderDetailsRecorded read without
+    # decrypting it (only ``known`` is clear; decision 36): guidance and the suspect clock
+    "rf_offenders",
+    METADATA,
+    Column("case_id", String(36), primary_key=True),
+    Column("known", Boolean, nullable=False),
+    Column("recorded_at", String(40), nullable=False),
 )
 
 GUIDANCE = Table(

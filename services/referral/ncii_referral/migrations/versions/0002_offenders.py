@@ -1,0 +1,27 @@
+"""referral read model: whether a case's offender is known (decision 36)
+
+Revision ID: referral_0002_offenders
+Revises: referral_0001
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "referral_0002_offenders"
+down_revision = "referral_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "rf_offenders",
+        sa.Column("case_id", sa.String(36), primary_key=True),
+        sa.Column("known", sa.Boolean(), nullable=False),
+        sa.Column("recorded_at", sa.String(40), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("rf_offenders")
