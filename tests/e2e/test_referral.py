@@ -688,3 +688,68 @@ async def test_an_offender_known_in_intake_brings_the_seizure_guidance_and_a_min
     assert [r["kind"] for r in await reports_of(referral, keys.partner, adult)] == []
     kinds = sorted(r["kind"] for r in await reports_of(referral, keys.partner, minor))
     assert kinds == ["known_suspect", "victim_minor"]
+
+
+async def test_a_declined_referral_takes_no_answer_and_bad_input_is_a_4xx_that_writes_nothing(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    partner_id = await register_partner(referral, keys.caseworker, keys.counsel_org)
+    adult = await open_case(intake, keys.partner, "adult")
+    await case_known(referral, keys.partner, adult)
+    made = await offer(referral, keys.partner, adult, partner_id)
+    referral_id = made.json()["referral_id"]
+    await caught_up(referral)
+    path = f"/v1/referrals/{referral_id}"
+    bad_reason = await post(referral, keys.counsellor, f"{path}/decline", {"reason": "busy"})
+    assert bad_reason.status_code == 422
+    declined = await post(referral, keys.counsellor, f"{path}/decline", {"reason": "no_capacity"})
+    assert declined.json()["status"] == "declined"
+    for step in ("accept", "complete", "decline"):
+        again = await post(referral, keys.counsellor, f"{path}/{step}", {"reason": "other"})
+        assert again.status_code in (409, 422), again.text  # final (422: decline's body)
+    assert (await post(referral, keys.counsellor, f"{path}/accept")).status_code == 409
+    # staff never revoke "for" a withdrawn consent: that one is the service's own
+    second = (await offer(referral, keys.partner, adult, partner_id)).json()["referral_id"]
+    revoke = f"/v1/cases/{adult}/referrals/{second}/revoke"
+    assert (
+        await post(referral, keys.partner, revoke, {"reason": "consent_withdrawn"})
+    ).status_code == 422
+    # a report that does not exist, a suspect report for an adult's case: 4xx
+    filing = {
+        "filed_at": ago(minutes=1),
+        "authority_region": "taipei_city",
+        "authority_reference": "X",
+    }
+    missing = await post(
+        referral, keys.partner, f"/v1/cases/{adult}/reports/{uuid.uuid4()}/filing", filing
+    )
+    assert missing.status_code == 404
+    adult_suspect = await post(
+        referral, keys.partner, f"/v1/cases/{adult}/reports/suspect", {"learned_at": ago(hours=1)}
+    )
+    assert adult_suspect.status_code == 422 and "minor" in adult_suspect.json()["detail"]
+    await caught_up(referral)
+    assert await reports_of(referral, keys.partner, adult) == []
+    assert await statuses(referral, keys.partner, adult) == {
+        referral_id: "declined",
+        second: "offered",
+    }
+
+
+async def test_a_counsellor_reads_only_the_referrals_addressed_to_her_organisation(
+    intake: RunningService, referral: RunningService, keys: Keys
+) -> None:
+    case_id = await open_case(intake, keys.partner, "minor")
+    await case_known(referral, keys.partner, case_id)
+    for path in (
+        f"/v1/cases/{case_id}/referrals",
+        f"/v1/cases/{case_id}/reports",
+        f"/v1/cases/{case_id}/guidance",
+        "/v1/reports",
+        "/v1/partners",
+    ):
+        assert (await get(referral, keys.counsellor, path)).status_code == 403, path
+    assert (await get(intake, keys.counsellor, f"/v1/cases/{case_id}")).status_code == 403
+    assert (await get(intake, keys.counsellor, "/v1/cases")).status_code == 403
+    refused = await post(referral, keys.counsellor, "/v1/partners", partner_body(keys.counsel_org))
+    assert refused.status_code == 403

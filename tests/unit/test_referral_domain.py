@@ -76,7 +76,7 @@ EVENT_OF = {
     "note": CounsellorNoteAdded,
 }
 STATES = ("offered", "accepted", "declined", "completed", "revoked")
-ROLES = ("partner", "caseworker", "counsellor")
+ROLES = ("partner", "caseworker", "counsellor", "admin")
 TABLE = [(c, s, role) for c in COMMANDS for s in STATES for role in ROLES]
 
 
