@@ -122,3 +122,60 @@ async def test_a_report_filed_in_the_log_before_the_read_model_knows_is_never_ma
     assert await overdue_events(store, case_id, report_id) == []
     row = await queries.report(engine, report_id)
     assert row.status == "due"  # the projection, not the sweeper, moves the row
+
+
+async def test_a_revocation_for_a_withdrawn_consent_is_appended_only_while_the_referral_is_open(
+    engine: AsyncEngine, store: EventStore
+) -> None:
+    from ncii_contracts.referral import ReferralCompleted, ReferralOffered, ReferralRevoked
+    from ncii_referral.outbox import referral_ref, write_outbox
+
+    case_id = str(uuid.uuid4())
+    actor = Actor(organisation="centre", principal="cw", role="caseworker")
+    refs = {}
+    for name in ("open", "completed"):
+        referral_id = str(uuid.uuid4())
+        offered = ReferralOffered(
+            referral_id=referral_id,
+            partner_id="p1",
+            partner_organisation="counsel",
+            service="counselling",
+            needs=["emotional_support"],
+            consent_basis="victim_consent",
+            age_group="adult",
+        )
+        events: list[object] = [offered]
+        if name == "completed":  # a counsellor completed it after the withdrawal was projected
+            events.append(ReferralCompleted(referral_id=referral_id, completed_at="t"))
+        written = await store.append(
+            referral_ref(case_id, referral_id),
+            events,  # type: ignore[arg-type]
+            expected=NEW,
+            cause=Cause(actor, "c", "c"),
+        )
+        refs[name] = (referral_id, written[0])
+    async with engine.begin() as conn:
+        for referral_id, source in refs.values():
+            revoked = ReferralRevoked(
+                referral_id=referral_id, revoked_at="t", reason="consent_withdrawn"
+            )
+            await conn.run_sync(
+                lambda c, r=revoked, s=source, i=referral_id: write_outbox(
+                    c,
+                    s,
+                    aggregate="referral",
+                    aggregate_id=i,
+                    event=r,
+                    event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, i)),
+                )
+            )
+    publisher = OutboxPublisher(engine, store, registry=store.registry)
+    assert await publisher.publish_pending() == 2
+    assert await publisher.publish_pending() == 0  # each row once
+
+    async def kinds(name: str) -> list[str]:
+        referral_id = refs[name][0]
+        return [e.type for e in await store.load(referral_ref(case_id, referral_id))]
+
+    assert await kinds("open") == ["ReferralOffered", "ReferralRevoked"]
+    assert await kinds("completed") == ["ReferralOffered", "ReferralCompleted"]
