@@ -179,3 +179,35 @@ async def test_a_revocation_for_a_withdrawn_consent_is_appended_only_while_the_r
 
     assert await kinds("open") == ["ReferralOffered", "ReferralRevoked"]
     assert await kinds("completed") == ["ReferralOffered", "ReferralCompleted"]
+
+
+async def test_the_staff_view_pages_due_and_overdue_reports_together_in_due_order(
+    engine: AsyncEngine,
+) -> None:
+    rows = [
+        {
+            "report_id": f"{i:04d}-{uuid.uuid4()}"[:36],
+            "case_id": str(uuid.uuid4()),
+            "kind": "victim_minor",
+            "status": ("due", "overdue", "filed")[i % 3],
+            "learned_at": domain.format_time(DUE),
+            "due_at": domain.format_time(DUE + timedelta(minutes=(i * 7) % 11)),
+        }
+        for i in range(30)
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(insert(REPORTS), rows)
+    expected = sorted(
+        ((r["due_at"], r["report_id"]) for r in rows if r["status"] != "filed"),
+    )
+    seen: list[tuple[str, str]] = []
+    after = None
+    while True:
+        page = await queries.open_reports(engine, None, after, 3)
+        seen += [(r.due_at, r.report_id) for r in page]
+        if len(page) < 3:
+            break
+        after = seen[-1]
+    assert seen == expected and len(seen) == 20
+    overdue = await queries.open_reports(engine, "overdue", None, 100)
+    assert [r.status for r in overdue] == ["overdue"] * 10

@@ -94,16 +94,23 @@ async def open_reports(
     engine: AsyncEngine, status: str | None, after: tuple[str, str] | None, limit: int
 ) -> Sequence[Any]:
     """The staff view: reports not filed (due, or overdue), the earliest due first; keyset
-    paged on (due_at, report_id)."""
+    paged on (due_at, report_id). Each status is one range of the index on (status, due_at,
+    report_id) read in order up to ``limit`` rows; both are merged here (``status IN (...)``
+    ordered by due time made the database sort every open report: decision 36)."""
     statuses = ("due", "overdue") if status is None else (status,)
-    query = select(REPORTS).where(REPORTS.c.status.in_(statuses))
-    if after is not None:
-        query = query.where(
-            (REPORTS.c.due_at > after[0])
-            | ((REPORTS.c.due_at == after[0]) & (REPORTS.c.report_id > after[1]))
-        )
-    query = query.order_by(REPORTS.c.due_at, REPORTS.c.report_id).limit(limit)
-    return await _all(engine, query)
+    rows: list[Any] = []
+    async with engine.connect() as conn:
+        for one in statuses:
+            query = select(REPORTS).where(REPORTS.c.status == one)
+            if after is not None:
+                query = query.where(
+                    (REPORTS.c.due_at > after[0])
+                    | ((REPORTS.c.due_at == after[0]) & (REPORTS.c.report_id > after[1]))
+                )
+            query = query.order_by(REPORTS.c.due_at, REPORTS.c.report_id).limit(limit)
+            rows += (await conn.execute(query)).all()
+    rows.sort(key=lambda r: (r.due_at, r.report_id))
+    return rows[:limit]
 
 
 async def ticked(engine: AsyncEngine, case_id: str) -> dict[str, str]:

@@ -76,8 +76,9 @@ REPORTS = Table(
     Column("filed_at", String(40)),
     Column("late", Boolean),
     Column("overdue_at", String(40)),
-    # the sweep and the staff view: open reports by their due time
-    Index("ix_rf_reports_status_due", "status", "due_at"),
+    # the sweep and the staff view: open reports of a status in due order, read in index order
+    # up to a page (no sort; decision 36)
+    Index("ix_rf_reports_status_due_id", "status", "due_at", "report_id"),
 )
 
 OFFENDERS = Table(

@@ -1,4 +1,5 @@
-"""referral read model: whether a case's offender is known (decision 36)
+"""referral read model: whether a case's offender is known; open reports read in index order
+(decision 36)
 
 Revision ID: referral_0002_offenders
 Revises: referral_0001
@@ -21,7 +22,11 @@ def upgrade() -> None:
         sa.Column("known", sa.Boolean(), nullable=False),
         sa.Column("recorded_at", sa.String(40), nullable=False),
     )
+    op.drop_index("ix_rf_reports_status_due", "rf_reports")
+    op.create_index("ix_rf_reports_status_due_id", "rf_reports", ["status", "due_at", "report_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_rf_reports_status_due_id", "rf_reports")
+    op.create_index("ix_rf_reports_status_due", "rf_reports", ["status", "due_at"])
     op.drop_table("rf_offenders")
