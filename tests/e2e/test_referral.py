@@ -24,6 +24,8 @@ from tests.e2e.conftest import RunningService, caught_up, start_service, stop_se
 from tests.support.eventually import eventually
 
 MakeKey = Callable[[str, str], Awaitable[str]]
+OPENED: dict[str, dict[str, Any]] = {}
+"""What intake answered each opening (the victim's reference and PIN among it)."""
 FAST = {"NCII_REFERRAL_SWEEP_INTERVAL_S": "0.2"}
 
 
@@ -130,6 +132,7 @@ async def open_case(
     async with intake.client(key) as client:
         response = await client.post("/v1/cases", json=body)
     assert response.status_code == 201, response.text
+    OPENED[response.json()["case_id"]] = response.json()
     return str(response.json()["case_id"])
 
 
@@ -580,6 +583,16 @@ async def test_intakes_case_shows_the_report_as_referral_records_it_due_then_fil
     assert detail["mandatory_report"]["state"] == "filed"
     assert detail["mandatory_report"]["late"] is False
     assert not any(path in p for p in detail["pending"])
+    # the victim sees the filing as a step of her case, as when intake recorded it
+    access = OPENED[case_id]["victim_access"]
+    async with intake.client(None) as client:
+        status = await client.post(
+            "/v1/victim/status", json={"reference": access["reference"], "pin": access["pin"]}
+        )
+    assert status.status_code == 200, status.text
+    steps = [s["what"] for s in status.json()["steps"]]
+    assert "the case was reported to the authority, as the law requires" in steps
+    assert not [s for s in steps if "Mandatory" in s or "Referral" in s]
 
 
 # -- consent withdrawn, offender known (decision 36) --------------------------------------------

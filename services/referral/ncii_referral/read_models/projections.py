@@ -1,13 +1,16 @@
-"""How the log becomes referral's read models, and the reactor (decision 0033).
+"""How the log becomes referral's read models, and the reactor (decisions 0033, 0036).
 
 ``PartnersProjection`` follows the reference stream (the registry). ``ReferralsProjection``
-follows the cases' stream: intake's case facts and referral's own events. Its one effect
-besides rows: a minor's ``CaseOpened`` opens the art. 7 report (``MandatoryReportDue``, due 24
-hours after ``learned_at``) through the outbox, in the checkpoint's transaction, under an id
-derived from the case, so a replay writes it once.
-
+follows the cases' stream: intake's case facts and referral's own events. Its effects besides
+rows, through the outbox in the checkpoint's transaction under ids derived from their cause (a
+replay writes each once): a minor's ``CaseOpened`` opens the art. 7 report
+(``MandatoryReportDue``, due 24 hours after ``learned_at``); her consent to referral withdrawn
+revokes the open referrals that rest on it (``ReferralRevoked``, ``consent_withdrawn``).
 It reads decrypted events (it needs to know whether a case's channels include a social platform,
 for guidance) and stores nothing personal.
+
+``OffendersProjection`` reads intake's offender details without decrypting them: whether the
+offender is known, and a minor's suspect report when the offender becomes known.
 """
 
 from __future__ import annotations
