@@ -408,3 +408,6 @@ INTAKE_EVENTS: tuple[type[DomainEvent], ...] = (
     CaseNoteAdded,
     ContactLogged,
 )
+INTAKE_RETIRED: tuple[type[DomainEvent], ...] = (MandatoryReportFiled,)
+"""In ``INTAKE_EVENTS`` (old logs hold them; every reader decodes them) but no longer written by
+anyone: the art. 7 report is the referral service's (decision 36)."""

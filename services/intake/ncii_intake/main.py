@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncii_contracts.hashmatch import MatchFound
-from ncii_contracts.intake import INTAKE_EVENTS, MandatoryReportFiled
+from ncii_contracts.intake import INTAKE_EVENTS, INTAKE_RETIRED, MandatoryReportFiled
 from ncii_contracts.referral import (
     MandatoryReportDue,
     MandatoryReportOverdue,
@@ -35,7 +35,7 @@ SPEC: ServiceSpec[IntakeApp] = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     # MandatoryReportFiled is no longer written (decision 34: the art. 7 report is referral's);
     # intake still reads it in old logs
-    emits=tuple(e for e in INTAKE_EVENTS if e is not MandatoryReportFiled),
+    emits=tuple(e for e in INTAKE_EVENTS if e not in INTAKE_RETIRED),
     # re-uploads reopen closed cases (ncii_intake.reopen); the victim's status counts her
     # takedowns (ncii_intake.takedown_counts); a case shows its art. 7 report as referral
     # records it (decision 34)
