@@ -624,7 +624,11 @@ async def test_each_role_reads_the_fields_its_job_needs(
             ("notes", {"text": "note"}),
             ("contacts", {"at": ago(minutes=1), "channel": "phone", "direction": "inbound"}),
         ]:
-            response = await partner.post(f"/v1/cases/{case_id}/{route}", json=body)
+            response = await partner.post(
+                f"/v1/cases/{case_id}/{route}",
+                json=body,
+                headers={"Idempotency-Key": f"{route}-{case_id}"},
+            )
             assert response.status_code == 200, (route, response.text)
         views = {
             "partner": (await partner.get(f"/v1/cases/{case_id}")).json(),
