@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ncii_contracts.base import DomainEvent
@@ -133,7 +134,7 @@ async def list_cases(
     updated_before: PastTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-) -> JSONResponse:
+) -> Response:
     """Your organisation's cases (all cases for the centre's case workers), newest first,
     filtered by any of: reference (as read aloud), status, age group, category, assignee,
     opened and updated time (from: inclusive, before: exclusive; filtered on update time,
@@ -172,8 +173,10 @@ async def list_cases(
     rows = rows[:limit]
     at = "updated_at" if where.by_updated else "opened_at"
     next_cursor = encode_cursor({"o": rows[-1][at], "c": rows[-1]["case_id"]}) if more else None
-    # plain data in the shape of CaseList (tested against it), not a model per row
-    return JSONResponse({"items": [summary_item(r) for r in rows], "next_cursor": next_cursor})
+    # plain data in the shape of CaseList (tested against it), not a model per row, encoded
+    # by orjson (the stored category lists go out as they are: ``summary_item``)
+    page = {"items": [summary_item(r) for r in rows], "next_cursor": next_cursor}
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 @router.get("/caseload", tags=["cases"])

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from ncii_events.auth import PRINCIPALS, Principal
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_intake.domain import case_scope, report_state
+from ncii_intake.read_models.reader import read
 from ncii_intake.read_models.schema import CASES
 
 
@@ -66,6 +67,48 @@ def _filtered(query: Select[Any], f: CaseFilter) -> Select[Any]:
     return query
 
 
+SUMMARY_COLUMNS = (
+    "case_id",
+    "reference",
+    "status",
+    "age_group",
+    "harm_categories",
+    "spread_status",
+    "intake_channel",
+    "learned_at",
+    "opened_at",
+    "updated_at",
+    "assignee",
+    "report_due_at",
+    "report_filed_at",
+    "locations",
+    "hashes",
+)
+"""What a case list shows of each case (``views.summary_item``): nothing else is read."""
+
+
+def list_query(
+    principal: Principal,
+    *,
+    limit: int,
+    after: tuple[str, str] | None,
+    where: CaseFilter,
+) -> Select[Any]:
+    """The page's query: newest first (by update time when filtered on it: ``by_updated``);
+    ``after`` is the (time, case_id) of the last row already seen."""
+    query = select(*(CASES.c[name] for name in SUMMARY_COLUMNS)).where(_visible(principal))
+    query = _filtered(query, where)
+    at = CASES.c.updated_at if where.by_updated else CASES.c.opened_at
+    if after is not None:
+        last, case_id = after
+        query = query.where(or_(at < last, and_(at == last, CASES.c.case_id < case_id)))
+    return query.order_by(at.desc(), CASES.c.case_id.desc()).limit(limit)
+
+
+def _rows(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
+    return [row._asdict() for row in conn.execute(query)]
+
+
 async def list_cases(
     engine: AsyncEngine,
     principal: Principal,
@@ -75,18 +118,12 @@ async def list_cases(
     after: tuple[str, str] | None,
     where: CaseFilter | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first (by update time when filtered on it: ``by_updated``); ``after`` is the
-    (time, case_id) of the last row already seen."""
-    where = where or CaseFilter(status=status)
-    query = select(CASES).where(_visible(principal))
-    query = _filtered(query, where)
-    at = CASES.c.updated_at if where.by_updated else CASES.c.opened_at
-    if after is not None:
-        last, case_id = after
-        query = query.where(or_(at < last, and_(at == last, CASES.c.case_id < case_id)))
-    query = query.order_by(at.desc(), CASES.c.case_id.desc()).limit(limit)
-    async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+    """A page of the case list (``list_query``), as ``SUMMARY_COLUMNS`` per case, read in one
+    step (``reader.read``)."""
+    query = list_query(
+        principal, limit=limit, after=after, where=where or CaseFilter(status=status)
+    )
+    return await read(engine, _rows, query)
 
 
 @dataclass(frozen=True)
