@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         service.wait(15)
         server.stop()
     result = {
-        "benchmark": "case list at scale (decision 35)",
+        "benchmark": "case list at scale (decisions 35, 46)",
         "machine": platform.platform(),
         "cases": args.cases,
         "find_by_reference": find,
