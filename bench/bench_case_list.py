@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
 import statistics
@@ -172,8 +173,21 @@ def _list_paths(rng: random.Random) -> list[str]:
     return paths
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used (Linux ``/proc``): what a request costs
+    the service, whatever else the machine runs (the latencies depend on that too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(
-    url: str, key: str, paths: list[str], clients: int, seconds: float, want: int | None
+    url: str,
+    key: str,
+    paths: list[str],
+    clients: int,
+    seconds: float,
+    want: int | None,
+    pid: int | None = None,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[int] = []
@@ -201,8 +215,10 @@ async def _measure(
             await client.close()
 
     started = time.perf_counter()
+    cpu_before = _cpu_seconds(pid) if pid else 0.0
     await asyncio.gather(*(loop(c) for c in range(clients)))
     elapsed = time.perf_counter() - started
+    cpu = (_cpu_seconds(pid) - cpu_before) if pid else None
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     return {
@@ -212,6 +228,10 @@ async def _measure(
         "p50_ms": round(q[49], 2),
         "p99_ms": round(q[98], 2),
         "max_ms": round(latencies[-1], 2),
+        "service_cpu_ms_per_request": round(1000 * cpu / len(latencies), 3)
+        if cpu is not None
+        else None,
+        "service_cpu_share": round(cpu / elapsed, 2) if cpu is not None else None,
         "errors": len(errors),
         "wrong_answers": len(wrong),
         "p50_ms_by_filter": {
@@ -244,21 +264,25 @@ def main(argv: list[str] | None = None) -> int:
             for r in rng.sample(references, 2000)
         ]
         asyncio.run(_measure(url, key, find_paths[:50], 4, 1.0, None))  # warm-up
-        find = asyncio.run(_measure(url, key, find_paths, args.clients, args.seconds, 1))
+        pid = service.pid
+        find = asyncio.run(_measure(url, key, find_paths, args.clients, args.seconds, 1, pid))
         print(f"find by reference: {find}", flush=True)
-        lists = asyncio.run(_measure(url, key, _list_paths(rng), args.clients, args.seconds, None))
+        lists = asyncio.run(
+            _measure(url, key, _list_paths(rng), args.clients, args.seconds, None, pid)
+        )
         print(f"filtered list:     {lists}", flush=True)
     finally:
         service.terminate()
         service.wait(15)
         server.stop()
     result = {
-        "benchmark": "case list at scale (decision 35)",
+        "benchmark": "case list at scale (decisions 35, 46)",
         "machine": platform.platform(),
         "cases": args.cases,
         "find_by_reference": find,
         "filtered_list": lists,
         "target_p99_ms": TARGET_P99_MS,
+        "load_average_after": os.getloadavg()[0],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

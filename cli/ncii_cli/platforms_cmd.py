@@ -1,5 +1,6 @@
 """``ncii platforms``: the takedown service's platform registry, over its staff API (so the
-registration is checked, recorded as an event and answered the same way as from any client).
+registration is checked, recorded as an event and answered the same way as from any client),
+and which hash-sharing programmes a platform receives from hashmatch (decision 39).
 Only typer is imported at the top (decision 18)."""
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ KINDS = "social, video, forum, dating, cloud_or_image_host, messaging or content
 REGIMES = "tw, us_take_it_down, uk or eu_dsa"
 
 
-def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
+def _call(
+    method: str, url: str, key: str | None, body: Any = None, service: str = "takedown"
+) -> Any:
     import httpx
 
     if not key:
@@ -40,13 +43,13 @@ def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
-        typer.echo(f"error: could not reach takedown at {url}: {type(exc).__name__}", err=True)
+        typer.echo(f"error: could not reach {service} at {url}: {type(exc).__name__}", err=True)
         raise typer.Exit(1) from exc
     payload = response.json() if response.content else {}
     if not response.is_success:
         detail = payload.get("detail", response.reason_phrase) if isinstance(payload, dict) else ""
         errors = payload.get("errors", []) if isinstance(payload, dict) else []
-        typer.echo(f"error: takedown answered HTTP {response.status_code}: {detail}", err=True)
+        typer.echo(f"error: {service} answered HTTP {response.status_code}: {detail}", err=True)
         for item in errors:
             typer.echo(f"  {item.get('field')}: {item.get('message')}", err=True)
         raise typer.Exit(2 if response.status_code == 422 else 1)
@@ -115,3 +118,48 @@ def list_platforms(
             f"{p['platform_id']}  {p['name']}  {p['kind']}  {p['jurisdiction']}  "
             f"{','.join(p['regimes'])}  {p['channel']}  hash-lists={p['takes_hash_lists']}"
         )
+
+
+HashmatchUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--hashmatch-url", envvar="NCII_HASHMATCH_URL", help="Hashmatch service base URL."
+    ),
+]
+PROGRAMMES = ("adults", "child_protection")
+
+
+@platforms_app.command("programmes")
+def programmes(
+    organisation: Annotated[
+        str, typer.Argument(help="the organisation of the platform's API keys (role platform)")
+    ],
+    programme: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="adults or child_protection (repeat for both); with --none, no programme"
+        ),
+    ] = None,
+    none: Annotated[bool, typer.Option("--none", help="subscribe to no programme")] = False,
+    hashmatch_url: HashmatchUrlOption = "http://127.0.0.1:18103",
+    key: KeyOption = None,
+) -> None:
+    """Show, or set, the hash-sharing programmes a platform receives (its look-ups and delta
+    feed): `adults` banks hold adults' hashes, `child_protection` banks minors'.
+
+    Examples: `ncii platforms programmes photohost` (show);
+    `ncii platforms programmes photohost --programme adults --programme child_protection`
+    """
+    url = f"{hashmatch_url.rstrip('/')}/v1/platforms/{organisation}/programmes"
+    chosen = list(programme or [])
+    unknown = [p for p in chosen if p not in PROGRAMMES]
+    if unknown or (none and chosen):
+        typer.echo("error: --programme is adults or child_protection; --none alone", err=True)
+        raise typer.Exit(2)
+    if chosen or none:
+        answer = _call("PUT", url, key, {"programmes": chosen}, service="hashmatch")
+    else:
+        answer = _call("GET", url, key, service="hashmatch")
+    shown = ", ".join(answer["programmes"]) or "none"
+    default = "" if answer.get("recorded", True) else " (the default: never set)"
+    typer.echo(f"{answer['platform']}: {shown}{default}")

@@ -100,12 +100,24 @@ def hashmatch(
 
 @pytest.fixture(scope="module")
 async def keys(make_key: MakeKey, hashmatch: Hashmatch) -> dict[str, str]:
+    platforms = {
+        name: f"platform-{uuid.uuid4().hex[:6]}" for name in ("platform", "other_platform")
+    }
     made = {
-        "platform": await make_key(f"platform-{uuid.uuid4().hex[:6]}", "platform"),
-        "other_platform": await make_key(f"platform-{uuid.uuid4().hex[:6]}", "platform"),
+        **{name: await make_key(org, "platform") for name, org in platforms.items()},
         "caseworker": await make_key("centre", "caseworker"),
         "partner": await make_key(f"ngo-{uuid.uuid4().hex[:6]}", "partner"),
     }
+    await hashmatch.caught_up()
+    # these platforms receive both programmes: the tests bank minors' hashes as well as
+    # adults' (a platform never subscribed gets the adults' only: decision 39)
+    async with hashmatch.client(made["caseworker"]) as caseworker:
+        for org in platforms.values():
+            response = await caseworker.put(
+                f"/v1/platforms/{org}/programmes",
+                json={"programmes": ["adults", "child_protection"]},
+            )
+            assert response.status_code == 200, response.text
     await hashmatch.caught_up()
     return made
 

@@ -385,7 +385,11 @@ async def test_notes_and_the_contact_log_are_personal(
     await caught_up(intake)
     async with intake.client(keys["partner"]) as partner:
         case_id = (await _open(partner, age_group="minor"))["case_id"]
-        note = await partner.post(f"/v1/cases/{case_id}/notes", json={"text": "called her mother"})
+        note = await partner.post(
+            f"/v1/cases/{case_id}/notes",
+            json={"text": "called her mother"},
+            headers={"Idempotency-Key": "note-1"},
+        )
         assert note.status_code == 200, note.text
         logged = await partner.post(
             f"/v1/cases/{case_id}/contacts",
@@ -402,6 +406,50 @@ async def test_notes_and_the_contact_log_are_personal(
     assert shown["contact_log"][0]["summary"] == "agreed a safe time to call"
     raw = str([r.envelope.payload for r in await case_store.read_case(case_id, decrypt=False)])
     assert "called her mother" not in raw and "safe time" not in raw
+
+
+async def test_a_retried_note_or_contact_is_recorded_once_and_a_note_needs_a_key(
+    intake: RunningService, keys: dict[str, str], case_store: EventStore
+) -> None:
+    await caught_up(intake)
+    async with intake.client(keys["partner"]) as partner:
+        case_id = (await _open(partner, age_group="minor"))["case_id"]
+        notes = f"/v1/cases/{case_id}/notes"
+        # a note without a key: nothing could tell its retry from a second note
+        refused = await partner.post(notes, json={"text": "left a message"})
+        assert refused.status_code == 428, refused.text
+        assert refused.json()["type"].endswith("/idempotency-key-required")
+        assert "Idempotency-Key" in refused.json()["detail"]
+        for _ in range(2):  # the same key twice: one note
+            sent = await partner.post(
+                notes, json={"text": "left a message"}, headers={"Idempotency-Key": "n-a"}
+            )
+            assert sent.status_code == 200, sent.text
+        other = await partner.post(
+            notes, json={"text": "left a message"}, headers={"Idempotency-Key": "n-b"}
+        )
+        assert other.status_code == 200, other.text
+        # a contact without a key, sent twice (a retry): its time, channel and direction say
+        # it is the same contact
+        contact = {
+            "at": ago(minutes=30),
+            "channel": "phone",
+            "direction": "inbound",
+            "summary": "she called back",
+        }
+        for _ in range(2):
+            logged = await partner.post(f"/v1/cases/{case_id}/contacts", json=contact)
+            assert logged.status_code == 200, logged.text
+        # another contact at another time is another one
+        later = await partner.post(
+            f"/v1/cases/{case_id}/contacts", json={**contact, "at": ago(minutes=5)}
+        )
+        assert later.status_code == 200, later.text
+        shown = (await partner.get(f"/v1/cases/{case_id}")).json()
+    assert [n["text"] for n in shown["notes"]] == ["left a message", "left a message"]
+    assert len(shown["contact_log"]) == 2
+    types = [r.envelope.type for r in await case_store.read_case(case_id, decrypt=False)]
+    assert types.count("CaseNoteAdded") == 2 and types.count("ContactLogged") == 2
 
 
 async def test_find_a_case_by_its_reference_typed_the_way_people_type_it(
@@ -576,7 +624,11 @@ async def test_each_role_reads_the_fields_its_job_needs(
             ("notes", {"text": "note"}),
             ("contacts", {"at": ago(minutes=1), "channel": "phone", "direction": "inbound"}),
         ]:
-            response = await partner.post(f"/v1/cases/{case_id}/{route}", json=body)
+            response = await partner.post(
+                f"/v1/cases/{case_id}/{route}",
+                json=body,
+                headers={"Idempotency-Key": f"{route}-{case_id}"},
+            )
             assert response.status_code == 200, (route, response.text)
         views = {
             "partner": (await partner.get(f"/v1/cases/{case_id}")).json(),

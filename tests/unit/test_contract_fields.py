@@ -52,6 +52,7 @@ REVIEWED: dict[str, str] = {
     "FalsePositiveConfirmed.bank": "a bank's name",
     "MatchFound.platform": "the reporting platform's organisation id (a party, not a victim)",
     "MatchFeedbackReceived.platform": "the platform's organisation id",
+    "PlatformProgrammesChanged.platform": "the platform's organisation id",
     # hashes that are no victim's
     "ListedHash.value": "a hash of an imported list: belongs to no case",
     "MatchFeedbackReceived.content_value": "the hash of the platform's own content",

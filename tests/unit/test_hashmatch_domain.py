@@ -179,6 +179,31 @@ def test_each_partner_organisation_gets_its_own_case_bank_with_a_valid_name() ->
         assert domain.list_bank_error(name) is not None  # lists cannot be imported there
 
 
+def test_a_minors_hashes_go_to_a_child_protection_bank_no_adults_bank_is_named_like() -> None:
+    assert domain.programme_of_case("minor") == "child_protection"
+    assert domain.programme_of_case("adult") == "adults"
+    orgs = ("ngo-taipei", "ngo-taipei-child", "ngo_taipei__child", "x" * 100, "台北")
+    adults = {domain.case_bank_name(o) for o in orgs}
+    children = {domain.case_bank_name(o, "child_protection") for o in orgs}
+    assert not adults & children and len(adults) == len(children) == len(orgs)
+    for name in adults | children:
+        assert domain.bank_name_error(name) is None, name
+    assert {domain.case_bank_programme(n) for n in adults} == {"adults"}
+    assert {domain.case_bank_programme(n) for n in children} == {"child_protection"}
+    assert domain.case_bank_programme("STOPNCII_2026") is None
+
+
+def test_a_banks_programme_is_set_once_and_a_case_banks_follows_its_name() -> None:
+    assert domain.bank_programme("LIST_A", None, None) == "adults"
+    assert domain.bank_programme("LIST_A", None, "child_protection") == "child_protection"
+    assert domain.bank_programme("LIST_A", "child_protection", None) == "child_protection"
+    with pytest.raises(domain.ProgrammeFixed):
+        domain.bank_programme("LIST_A", "child_protection", "adults")
+    assert domain.bank_programme("ORG_X__CHILD", None, None) == "child_protection"
+    with pytest.raises(domain.ProgrammeFixed):
+        domain.bank_programme("ORG_X", None, "child_protection")
+
+
 @pytest.mark.parametrize("name", ["lower", "1ABC", "A", "A-B", "ORG_X", "NEGATIVE", "A" * 64])
 def test_a_list_bank_name_must_be_upper_snake_and_not_reserved(name: str) -> None:
     assert domain.list_bank_error(name) is not None

@@ -10,8 +10,13 @@ Streams and aggregates:
   SightingsCounted, MatchFeedbackReceived) for hashes that came from a case;
 * on the reference stream (``nciiref.<aggregate>.<id>.<Type>``): ``bank/<name>``
   (BankConfigured), ``hash_list/<import_id>`` (HashListImported), ``negative_bank/<negative_id>``
-  (FalsePositiveConfirmed), and ``match/<match_uuid>`` for matches of imported-list entries,
-  which belong to no case.
+  (FalsePositiveConfirmed), ``platform_programmes/<uuid of the platform's organisation>``
+  (PlatformProgrammesChanged), and ``match/<match_uuid>`` for matches of imported-list
+  entries, which belong to no case.
+
+Programmes (decision 39): a minor's hashes go to a child-protection bank, an adult's to an
+adults' bank; every bank belongs to one programme, and a platform receives (look-ups, the
+feed) only the programmes it subscribes to.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ WithdrawalReason = Literal[
 SkipReason = Literal["duplicate", "low_quality", "invalid", "negative_bank"]
 FalsePositiveTarget = Literal["banked_hash", "reported_content"]
 ImportMode = Literal["add", "replace"]
+Programme = Literal["adults", "child_protection"]
+"""Which hash-sharing programme a bank belongs to: ``child_protection`` holds minors' hashes
+(shared only with platforms enrolled in it), ``adults`` adults' hashes (decision 39)."""
 
 
 class _Frozen(BaseModel):
@@ -87,8 +95,17 @@ class HashesWithdrawn(DomainEvent, aggregate="banking", version=2, upcasters={1:
     """When the bank committed the removal; no look-up answered after it returns them."""
 
 
-class BankConfigured(DomainEvent, aggregate="bank", streams=(REFERENCE,)):
-    """A bank's settings, all of them (a PUT): later events replace earlier ones."""
+class BankConfigured(
+    DomainEvent,
+    aggregate="bank",
+    streams=(REFERENCE,),
+    version=2,
+    upcasters={1: _same_payload},
+):
+    """A bank's settings, all of them (a PUT): later events replace earlier ones.
+
+    v2: ``programme``, the hash-sharing programme the bank belongs to (decision 39); v1 banks
+    were all in the adults' programme."""
 
     bank: str
     enabled: bool
@@ -96,6 +113,7 @@ class BankConfigured(DomainEvent, aggregate="bank", streams=(REFERENCE,)):
     match_dihedral: bool
     vpdq_query_match_percent: int
     vpdq_compared_match_percent: int
+    programme: Programme = "adults"
 
 
 class HashListImported(DomainEvent, aggregate="hash_list", streams=(REFERENCE,)):
@@ -178,6 +196,16 @@ class FalsePositiveConfirmed(DomainEvent, aggregate="negative_bank", streams=(RE
     value: str
 
 
+class PlatformProgrammesChanged(DomainEvent, aggregate="platform_programmes", streams=(REFERENCE,)):
+    """A platform's subscription to the hash-sharing programmes, all of it (later events
+    replace earlier ones): its look-ups match, and its delta feed lists, only the banks of
+    these programmes. An empty list: none (the platform gets no matches and no hashes)."""
+
+    platform: str
+    """The platform's organisation (of its API keys, role ``platform``)."""
+    programmes: list[Programme]
+
+
 HASHMATCH_EVENTS: tuple[type[DomainEvent], ...] = (
     HashesBanked,
     HashesWithdrawn,
@@ -187,4 +215,5 @@ HASHMATCH_EVENTS: tuple[type[DomainEvent], ...] = (
     SightingsCounted,
     MatchFeedbackReceived,
     FalsePositiveConfirmed,
+    PlatformProgrammesChanged,
 )

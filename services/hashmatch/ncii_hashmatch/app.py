@@ -13,14 +13,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ncii_contracts.hashmatch import (
+    BankConfigured,
     FalsePositiveConfirmed,
     FalsePositiveTarget,
     ImportMode,
     MatchFeedbackReceived,
+    PlatformProgrammesChanged,
+    Programme,
     Verdict,
 )
 from ncii_events.auth import Principal
@@ -142,11 +145,52 @@ class HashmatchApp:
         settings: domain.BankSettings,
         principal: Principal,
         idempotency_key: str | None,
-    ) -> None:
-        event = domain.bank_configured(name, settings)
+        programme: Programme | None = None,
+    ) -> domain.BankSettings:
+        """Record the bank's settings. ``programme``: asked for a new list bank (None: adults,
+        or what the bank has); an existing bank's programme never changes (BankRuleError)."""
         ref = AggregateRef(REFERENCE_CASE, "bank", name)
+        # the bank's own log first (the read model may not have applied its last settings
+        # yet), then the read model (a list bank created by an import has no settings event)
+        configured = [
+            r.event
+            for r in await self.ref_store.load(ref, decrypt=False)
+            if isinstance(r.event, BankConfigured)
+        ]
+        current = (
+            configured[-1].programme
+            if configured
+            else await queries.bank_programme(self.engine, name)
+        )
+        settings = replace(settings, programme=domain.bank_programme(name, current, programme))
+        event = domain.bank_configured(name, settings)
         event_id = self._event_id(principal, idempotency_key, "bank", name)
         await append_once(self.ref_store, ref, event, event_id, _cause(principal, event_id))
+        return settings
+
+    async def set_platform_programmes(
+        self,
+        platform: str,
+        programmes: Sequence[Programme],
+        principal: Principal,
+        idempotency_key: str | None,
+    ) -> PlatformProgrammesChanged:
+        """Record a platform's whole subscription (decision 39). The same subscription again
+        records nothing: the aggregate's last event already says it."""
+        aggregate = str(derived_uuid(IDS, "platform_programmes", platform))
+        ref = AggregateRef(REFERENCE_CASE, "platform_programmes", aggregate)
+        event = domain.platform_programmes(platform, programmes)
+
+        def decide(history: list[RecordedEvent]) -> PlatformProgrammesChanged | None:
+            last = history[-1].event if history else None
+            if isinstance(last, PlatformProgrammesChanged) and last == event:
+                return None
+            return event
+
+        key = idempotency_key or uuid7().hex
+        event_id = self._derived(principal.principal_id, key, "programmes", platform)
+        await append_decided(self.ref_store, ref, decide, event_id, _cause(principal, event_id))
+        return event
 
     async def import_list(
         self,
@@ -201,7 +245,8 @@ class HashmatchApp:
         every sighting adds to the window's tally, which becomes one SightingsCounted when the
         window closes (``sightings``). ``sighting_id`` names this report; the log keeps one
         MatchFound per platform, entry and window, whatever the url and seen_at."""
-        hits = (await self.matcher.lookup([query]))[0]
+        programmes, _ = await queries.platform_programmes(self.engine, principal.organisation)
+        hits = (await self.matcher.lookup([query], programmes))[0]
         if not hits:
             raise NoMatchError
         org = principal.organisation

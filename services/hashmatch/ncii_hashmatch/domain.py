@@ -30,10 +30,12 @@ from ncii_contracts.hashmatch import (
     ListedHash,
     MatchFeedbackReceived,
     MatchFound,
+    PlatformProgrammesChanged,
+    Programme,
     SightingsCounted,
     Verdict,
 )
-from ncii_contracts.intake import SubmittedHash
+from ncii_contracts.intake import AgeGroup, SubmittedHash
 
 # -- limits and defaults ---------------------------------------------------------------------------
 
@@ -85,6 +87,12 @@ class ReportedContentIsBanked(BankRuleError):
         self.status = status
 
 
+class ProgrammeFixed(BankRuleError):
+    """A bank's programme was asked to change (decision 39)."""
+
+    kind = "bank-programme-fixed"
+
+
 class ReportedContentNearBanked(BankRuleError):
     """Confirming a reported content within the match threshold of the banked hash, without
     saying that the evidence was reviewed (decision 27)."""
@@ -97,6 +105,9 @@ class ReportedContentNearBanked(BankRuleError):
 
 @dataclass(frozen=True)
 class BankSettings:
+    programme: Programme = "adults"
+    """The hash-sharing programme the bank belongs to (decision 39): fixed once the bank
+    exists; a case bank's follows from its name."""
     enabled: bool = True
     pdq_threshold: int = DEFAULT_PDQ_THRESHOLD
     match_dihedral: bool = True
@@ -117,17 +128,68 @@ class BankSettings:
 DEFAULT_SETTINGS = BankSettings()
 
 
-def case_bank_name(organisation: str) -> str:
-    """The bank of a partner organisation's case hashes: ``ORG_`` + its name in upper snake case
-    (a short digest keeps two organisations whose names differ only in punctuation apart)."""
+PROGRAMMES: tuple[Programme, ...] = ("adults", "child_protection")
+CHILD_PROTECTION_SUFFIX = "__CHILD"
+"""Ends the name of a partner's child-protection case bank. A slug never holds two underscores
+in a row (runs of other characters become one), so no organisation's adults' bank can end so."""
+DEFAULT_PLATFORM_PROGRAMMES: tuple[Programme, ...] = ("adults",)
+"""What a platform whose subscription was never recorded receives: the adults' programme only.
+Minors' hashes go to the platforms enrolled in the child-protection programme, by name."""
+
+
+def programme_of_case(age_group: AgeGroup) -> Programme:
+    """A minor's hashes belong to the child-protection programme, an adult's to the adults'."""
+    return "child_protection" if age_group == "minor" else "adults"
+
+
+def case_bank_name(organisation: str, programme: Programme = "adults") -> str:
+    """The bank of a partner organisation's case hashes in one programme: ``ORG_`` + its name in
+    upper snake case (a short digest keeps two organisations whose names differ only in
+    punctuation apart), and ``__CHILD`` for its minors' hashes."""
     slug = re.sub(r"[^A-Z0-9]+", "_", organisation.upper()).strip("_")[:40] or "X"
     if slug.lower().replace("_", "-") != organisation:
         slug += "_" + hashlib.sha256(organisation.encode()).hexdigest()[:6].upper()
-    return CASE_BANK_PREFIX + slug
+    suffix = CHILD_PROTECTION_SUFFIX if programme == "child_protection" else ""
+    return CASE_BANK_PREFIX + slug + suffix
 
 
 def is_case_bank(name: str) -> bool:
     return name.startswith(CASE_BANK_PREFIX)
+
+
+def case_bank_programme(name: str) -> Programme | None:
+    """The programme a case bank belongs to by its name; None for a list bank (its settings
+    say it)."""
+    if not is_case_bank(name):
+        return None
+    return "child_protection" if name.endswith(CHILD_PROTECTION_SUFFIX) else "adults"
+
+
+def bank_programme(name: str, current: Programme | None, asked: Programme | None) -> Programme:
+    """The programme a bank's configuration records: a case bank's is its name's; a list
+    bank's is what it has (``current``, None when it does not exist yet), else what is asked,
+    else adults. Raises BankRuleError when ``asked`` would move an existing bank (its hashes
+    were given to the other programme's platforms: import the list into a new bank instead)."""
+    fixed = case_bank_programme(name) or current
+    if fixed is None:
+        return asked or "adults"
+    if asked is not None and asked != fixed:
+        raise ProgrammeFixed(
+            f"this bank belongs to the {fixed} programme and a bank's programme cannot change "
+            "(its hashes went to that programme's platforms): import the list into a new bank "
+            f"configured with programme {asked!r}"
+        )
+    return fixed
+
+
+def platform_programmes(
+    platform: str, programmes: Iterable[Programme]
+) -> PlatformProgrammesChanged:
+    """A platform's whole subscription, de-duplicated, in a stable order."""
+    chosen = set(programmes)
+    return PlatformProgrammesChanged(
+        platform=platform, programmes=[p for p in PROGRAMMES if p in chosen]
+    )
 
 
 def list_bank_error(name: str) -> str | None:
@@ -467,6 +529,7 @@ def bank_configured(name: str, settings: BankSettings) -> BankConfigured:
     """A bank's settings, all of them (later events replace earlier ones)."""
     return BankConfigured(
         bank=name,
+        programme=settings.programme,
         enabled=settings.enabled,
         pdq_threshold=settings.pdq_threshold,
         match_dihedral=settings.match_dihedral,

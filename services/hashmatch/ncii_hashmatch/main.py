@@ -18,7 +18,8 @@ SPEC: ServiceSpec[HashmatchApp] = ServiceSpec(
     port=18103,
     title="Hashmatch",
     description=(
-        "The hash bank (one bank per partner organisation for case hashes, named banks for "
+        "The hash bank (one bank per partner organisation and programme for case hashes: "
+        "minors' in the child-protection programme, adults' in the adults'; named banks for "
         "imported lists, a negative bank of confirmed false positives), exact matching of "
         "PDQ (with rotations and flips), MD5 and vPDQ, and the platform exchange: look-ups, "
         "sightings, a delta feed of the hash list and feedback. Withdrawn and erased cases' "

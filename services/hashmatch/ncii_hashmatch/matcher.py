@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,15 @@ def _hashes(concatenated: list[str], count: int) -> NDArray[np.uint8]:
     if len(raw) != count * 32:
         raise ValueError("a banked hash is not 64 hex characters")
     return np.frombuffer(raw, dtype=np.uint8).reshape(count, 32)
+
+
+def _programme(banks: dict[str, domain.BankSettings], name: str) -> str:
+    """The programme of a bank: a case bank's name says it; a list bank's settings do (one
+    never configured is in the adults' programme, as the bank's projection records it)."""
+    programme = domain.case_bank_programme(name)
+    if programme is not None:
+        return programme
+    return banks.get(name, domain.DEFAULT_SETTINGS).programme
 
 
 def _bank_checkpoints(conn: Connection) -> dict[str, int]:
@@ -255,14 +264,16 @@ class Matcher(LoopWorker):
                     if r.kind == "add" and r.live
                 )
                 removes = [r for r in rows if r.kind in ("remove", "unmatch")]
+                if banks is not None:
+                    # before the adds: a list bank's entries match only once its programme
+                    # is known here (decision 39)
+                    self.banks = banks
                 if adds:
                     await asyncio.to_thread(self._add, adds)
                 if removes:
                     await asyncio.to_thread(self._remove, removes)
                 if negs:
                     self._add_negatives(negs)
-                if banks is not None:
-                    self.banks = banks
                 cursors = dict(self.cursors)
                 for r in rows:
                     cursors[r.stream] = max(cursors.get(r.stream, 0), int(r.key))
@@ -357,9 +368,13 @@ class Matcher(LoopWorker):
                 c_hit.add(fid & ((1 << FRAME_BITS) - 1))
         return raw
 
-    async def lookup(self, queries: Sequence[Query]) -> list[list[Hit]]:
+    async def lookup(
+        self, queries: Sequence[Query], programmes: Collection[str] = domain.PROGRAMMES
+    ) -> list[list[Hit]]:
         """Matches per item, after thresholds, rotations, liveness, vPDQ shares and the
-        negative bank; at most ``MAX_MATCHES_PER_ITEM`` per item, closest first."""
+        negative bank; at most ``MAX_MATCHES_PER_ITEM`` per item, closest first. Only entries
+        of banks in ``programmes`` (the platform's subscription, decision 39) match: the others
+        are dropped before anything is counted, as if they were not in the bank."""
         raw = await asyncio.to_thread(self.search, queries)
         self.stats.lookups += 1
         self.stats.items += len(queries)
@@ -376,8 +391,10 @@ class Matcher(LoopWorker):
             return results
         async with self.engine.connect() as conn:
             rows = await conn.run_sync(entries_by_ids, sorted(wanted))
-        live = {e: r for e, r in rows.items() if r.live}
         banks = self.banks
+        live = {
+            e: r for e, r in rows.items() if r.live and _programme(banks, str(r.bank)) in programmes
+        }
         settings = {e: banks.get(r.bank, domain.DEFAULT_SETTINGS) for e, r in live.items()}
         algorithms = {e: str(r.algorithm) for e, r in live.items()}
         chosen = domain.best_matches(

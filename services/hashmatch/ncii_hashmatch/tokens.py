@@ -8,6 +8,8 @@
 * A **public bank id** is an HMAC of the bank's name: platforms can keep per-bank policies
   for imported lists. Every partner organisation's case bank has the same public id
   (decision 26): a stable id per organisation told platforms which hashes came from one NGO.
+  In each programme (decision 39): the adults' case banks share one id, the child-protection
+  case banks another, which only platforms subscribed to that programme ever see.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from ncii_events.crypto import MasterKey
 from ncii_events.ids import derived_uuid
 
-from ncii_hashmatch.domain import is_case_bank
+from ncii_hashmatch.domain import CHILD_PROTECTION_SUFFIX, case_bank_programme
 
 MATCH_PREFIX = "m_"
 BANK_PREFIX = "b_"
@@ -63,7 +65,13 @@ class Tokens:
         return cls(match_key, master.derive("ncii/hashmatch/bank-id/v1"))
 
     def bank_id(self, name: str) -> str:
-        public = CASE_BANKS if is_case_bank(name) else name
+        programme = case_bank_programme(name)
+        if programme is None:
+            public = name
+        elif programme == "adults":
+            public = CASE_BANKS
+        else:
+            public = CASE_BANKS + CHILD_PROTECTION_SUFFIX
         digest = hmac.new(self._bank_key, public.encode(), hashlib.sha256).digest()
         return BANK_PREFIX + base64.b32encode(digest[:10]).decode().lower()
 

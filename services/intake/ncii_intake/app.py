@@ -40,6 +40,29 @@ SERVICE = Principal(principal_id="intake", organisation="ncii", role="service")
 Decision = Callable[[Case], Sequence[DomainEvent]]
 
 
+def note_id(case_id: str, principal_id: str, idempotency_key: str) -> str:
+    """A case note's id, from the writer's Idempotency-Key: a retry is the same note, also
+    after the idempotency record expired (decision 46)."""
+    return str(derived_uuid(IDS, case_id, principal_id, idempotency_key, "note"))
+
+
+def contact_id(
+    case_id: str,
+    principal_id: str,
+    idempotency_key: str | None,
+    *,
+    at: str,
+    channel: str,
+    direction: str,
+) -> str:
+    """A contact's id: from the Idempotency-Key when the writer sent one, else from what makes
+    the contact itself (its time, channel and direction, all in clear; never its personal
+    summary), so a retry without a key is the same contact (decision 46)."""
+    if idempotency_key is not None:
+        return str(derived_uuid(IDS, case_id, principal_id, idempotency_key, "contact"))
+    return str(derived_uuid(IDS, case_id, "contact", at, channel, direction))
+
+
 class CaseNotFoundError(Exception):
     """Not there, or not visible to this principal: callers cannot tell which."""
 

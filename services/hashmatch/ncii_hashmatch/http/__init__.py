@@ -55,6 +55,9 @@ def command_problems() -> Iterator[None]:
             kind="concurrent-change",
         ) from None
     except domain.BankRuleError as exc:
-        raise Problem(
-            exc.status, "Not possible for this match", exc.detail, kind=exc.kind
-        ) from None
+        title = (
+            "Not possible for this bank"
+            if isinstance(exc, domain.ProgrammeFixed)
+            else "Not possible for this match"
+        )
+        raise Problem(exc.status, title, exc.detail, kind=exc.kind) from None

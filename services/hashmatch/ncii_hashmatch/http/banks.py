@@ -17,8 +17,8 @@ from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
 
 from ncii_hashmatch import domain
-from ncii_hashmatch.http import BANK_STAFF, App, Caller
-from ncii_hashmatch.http.bodies import BankSettingsIn
+from ncii_hashmatch.http import BANK_STAFF, App, Caller, command_problems
+from ncii_hashmatch.http.bodies import BankSettingsIn, PlatformProgrammesIn
 from ncii_hashmatch.http.views import BankList, bank_out
 from ncii_hashmatch.read_models import queries
 
@@ -58,14 +58,23 @@ async def configure_bank(
     idempotent: IdempotentWrite,
 ) -> JSONResponse:
     """Set a bank's settings (all of them): enabled, the PDQ distance threshold (inclusive,
-    default 31), matching of rotations/flips, and vPDQ's frame shares."""
+    default 31), matching of rotations/flips, and vPDQ's frame shares; for a new list bank,
+    its programme (`adults` or `child_protection`; fixed once the bank exists: 409)."""
     require_role(principal, *BANK_STAFF)
     _check_bank_name(domain.bank_name_error(name))
     settings = body.settings()
 
     async def handle() -> tuple[int, dict[str, Any]]:
-        await state.configure_bank(name, settings, principal, idempotent.key)
-        return 200, {"name": name, "public_id": state.tokens.bank_id(name), **body.model_dump()}
+        with command_problems():
+            recorded = await state.configure_bank(
+                name, settings, principal, idempotent.key, body.programme
+            )
+        return 200, {
+            "name": name,
+            "public_id": state.tokens.bank_id(name),
+            **body.model_dump(),
+            "programme": recorded.programme,
+        }
 
     return await idempotent.run(principal.principal_id, body, handle)
 
@@ -195,6 +204,47 @@ async def export_bank(state: App, name: BankName, principal: Caller) -> Response
             "Content-Disposition": f'attachment; filename="{name}.txt"',
         },
     )
+
+
+PlatformName = Annotated[
+    str, Path(min_length=1, max_length=100, description="the platform's organisation")
+]
+
+
+@router.get("/platforms/{organisation}/programmes", tags=["banks"])
+async def get_platform_programmes(
+    state: App, organisation: PlatformName, principal: Caller
+) -> JSONResponse:
+    """Which hash-sharing programmes a platform (the organisation of its `platform` keys)
+    receives in its look-ups and its delta feed; `recorded: false` is the default (adults)."""
+    require_role(principal, *BANK_STAFF)
+    programmes, recorded = await queries.platform_programmes(state.engine, organisation)
+    return JSONResponse(
+        {"platform": organisation, "programmes": list(programmes), "recorded": recorded}
+    )
+
+
+@router.put("/platforms/{organisation}/programmes", tags=["banks"])
+async def set_platform_programmes(
+    state: App,
+    organisation: PlatformName,
+    body: PlatformProgrammesIn,
+    principal: Caller,
+    idempotent: IdempotentWrite,
+) -> JSONResponse:
+    """Subscribe a platform to hash-sharing programmes (all of them at once: this replaces its
+    subscription). `child_protection` banks hold minors' hashes; `adults` banks adults'. Its
+    look-ups then match, and its delta feed lists, only those programmes' banks; a feed
+    cursor issued before the change starts the list again (`reset: true`)."""
+    require_role(principal, *BANK_STAFF)
+
+    async def handle() -> tuple[int, dict[str, Any]]:
+        event = await state.set_platform_programmes(
+            organisation, body.programmes, principal, idempotent.key
+        )
+        return 200, {"platform": organisation, "programmes": event.programmes, "recorded": True}
+
+    return await idempotent.run(principal.principal_id, body, handle)
 
 
 @router.get("/matcher/status", tags=["banks"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ncii_contracts.hashes import PDQ_MIN_QUALITY
-from ncii_contracts.hashmatch import FalsePositiveTarget, ListAlgorithm, Verdict
+from ncii_contracts.hashmatch import FalsePositiveTarget, ListAlgorithm, Programme, Verdict
 from ncii_events.http.fields import Hex64, PastTime, WebAddress
 from ncii_events.http.fields import RequestBody as _Body
 from pydantic import Field, model_validator
@@ -136,6 +136,15 @@ class Feedback(_Body):
 
 
 class BankSettingsIn(_Body):
+    programme: Programme | None = Field(
+        default=None,
+        description=(
+            "the hash-sharing programme of a new list bank: adults (the default) or "
+            "child_protection (minors' images: only platforms enrolled in it receive them). "
+            "Case banks follow their name (ORG_..., ORG_...__CHILD); an existing bank's "
+            "programme cannot change"
+        ),
+    )
     enabled: bool = True
     pdq_threshold: int = Field(
         default=domain.DEFAULT_PDQ_THRESHOLD,
@@ -152,7 +161,18 @@ class BankSettingsIn(_Body):
     )
 
     def settings(self) -> domain.BankSettings:
-        return domain.BankSettings(**self.model_dump())
+        """The settings asked (the programme is resolved against the bank's own)."""
+        return domain.BankSettings(**self.model_dump(exclude={"programme"}))
+
+
+class PlatformProgrammesIn(_Body):
+    programmes: list[Programme] = Field(
+        max_length=len(domain.PROGRAMMES),
+        description=(
+            "every programme the platform receives (replaces its subscription): adults, "
+            "child_protection, both, or none ([])"
+        ),
+    )
 
 
 class ConfirmFalsePositive(_Body):

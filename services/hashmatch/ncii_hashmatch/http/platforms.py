@@ -29,6 +29,8 @@ from ncii_hashmatch.http.views import ChangePage, ItemResult, LookupResult, chan
 from ncii_hashmatch.read_models import queries
 
 log = logging.getLogger("ncii.hashmatch.api")
+#: What a feed cursor issued before programmes existed was issued for: every bank.
+FEED_BEFORE_PROGRAMMES = "adults,child_protection"
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 #: One video of the most frames an item may have (20,000, about 2.2 MB) with room to spare,
 #: or 1,000 image hashes with their rotations (decision 21).
@@ -53,7 +55,8 @@ async def lookup(
     request: Request, state: App, body: Lookup, principal: Caller, limits: Limits
 ) -> LookupResult:
     """Look up a batch of up to 1,000 hashes. Each match has its distance, an opaque bank id
-    and an opaque match id (for a sighting or feedback). A PDQ item may carry the 8 rotations
+    and an opaque match id (for a sighting or feedback). Only the banks of the hash-sharing
+    programmes you are subscribed to are searched. A PDQ item may carry the 8 rotations
     and flips of the image (`ncii hash --dihedral`) to catch rotated or flipped copies even in
     banks that hold no rotations. Look-ups are reads: nothing is recorded but a count.
 
@@ -62,7 +65,8 @@ async def lookup(
     require_role(principal, *PLATFORMS)
     limits.settle(principal.principal_id, LOOKUPS, body.cost, taken_before_body(request))
     t0 = time.perf_counter()
-    results = await state.matcher.lookup([item.query() for item in body.items])
+    programmes, _ = await queries.platform_programmes(state.engine, principal.organisation)
+    results = await state.matcher.lookup([item.query() for item in body.items], programmes)
     matched = sum(1 for r in results if r)
     log.info(
         "lookup: %d items, %d matched, %.1f ms",
@@ -130,21 +134,34 @@ async def hash_changes(
     hash already removed is not listed at all. Case hashes are released in windows (every
     `NCII_HASHMATCH_FEED_WINDOW_S`, 300 s by default) and mixed within each, so the feed does
     not show which hashes came from one submission; look-ups match them at once. The cursor is
-    valid on every replica."""
+    valid on every replica. Only the banks of the hash-sharing programmes you are subscribed
+    to are listed; when your subscription changes, the next page says `reset: true` and
+    starts the list again: drop the hashes you hold and rebuild them from that page on."""
     require_role(principal, *PLATFORMS)
+    programmes, _ = await queries.platform_programmes(state.engine, principal.organisation)
+    subscribed = ",".join(programmes)
     position = queries.FeedPosition()
+    reset = False
     if cursor is not None:
         try:
-            position = queries.FeedPosition.of(decode_cursor(cursor))
+            doc = decode_cursor(cursor)
+            position = queries.FeedPosition.of(doc)
+            issued_for = str(doc.get("p", FEED_BEFORE_PROGRAMMES))
         except (KeyError, TypeError, ValueError):
             raise Problem(422, "Invalid cursor", "cursor is not one this API returned") from None
+        if issued_for != subscribed:
+            # the subscription changed since this cursor: the list starts again
+            position, reset = queries.FeedPosition(), True
     released = queries.released_before(state.clock(), state.feed.window_s)
-    page = await queries.feed(state.engine, position, limit, released, state.feed.window_cap)
+    page = await queries.feed(
+        state.engine, position, limit, released, state.feed.window_cap, programmes
+    )
     listed = (change(state.tokens, principal.organisation, r) for r in page.rows)
     return ChangePage(
         items=[c for c in listed if c is not None],
-        next_cursor=encode_cursor(page.position.doc()),
+        next_cursor=encode_cursor({**page.position.doc(), "p": subscribed}),
         has_more=page.has_more,
+        reset=reset,
     )
 
 

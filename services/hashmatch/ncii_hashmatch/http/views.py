@@ -52,12 +52,16 @@ class ChangePage(BaseModel):
     items: list[Change]
     next_cursor: str
     has_more: bool
+    reset: bool = False
+    """Your subscription to the programmes changed since the cursor you sent: this page starts
+    the list again; drop what you hold and rebuild it from here (decision 39)."""
 
 
 class BankOut(BaseModel):
     name: str
     public_id: str
     kind: str
+    programme: str
     enabled: bool
     pdq_threshold: int
     match_dihedral: bool

@@ -23,6 +23,8 @@ from ncii_contracts.hashmatch import (
     HashListImported,
     MatchFeedbackReceived,
     MatchFound,
+    PlatformProgrammesChanged,
+    Programme,
     SightingsCounted,
     SkippedHash,
     WithdrawalReason,
@@ -46,6 +48,7 @@ from ncii_hashmatch.read_models.schema import (
     MATCHES,
     METADATA,
     NEGATIVES,
+    PLATFORM_PROGRAMMES,
     in_chunks,
 )
 from ncii_hashmatch.tokens import match_uuid
@@ -94,7 +97,13 @@ class _Changes:
             self.rows = []
 
 
-def _ensure_bank(conn: Connection, name: str, kind: str, organisation: str | None) -> None:
+def _ensure_bank(
+    conn: Connection,
+    name: str,
+    kind: str,
+    organisation: str | None,
+    programme: Programme = "adults",
+) -> None:
     if conn.execute(select(BANKS.c.name).where(BANKS.c.name == name)).first() is not None:
         return
     s = domain.DEFAULT_SETTINGS
@@ -103,6 +112,7 @@ def _ensure_bank(conn: Connection, name: str, kind: str, organisation: str | Non
             name=name,
             kind=kind,
             organisation=organisation,
+            programme=domain.case_bank_programme(name) or programme,
             enabled=s.enabled,
             pdq_threshold=s.pdq_threshold,
             match_dihedral=s.match_dihedral,
@@ -281,8 +291,11 @@ class BankProjection(Projection):
         ).first()
         if closed is not None:
             return  # withdrawn or erased before this was applied: never matchable
-        bank = domain.case_bank_name(ev.organisation)
-        _ensure_bank(conn, bank, "case", ev.organisation)
+        # a minor's hashes go to her partner's child-protection bank, an adult's to its
+        # adults' bank (decision 39)
+        programme = domain.programme_of_case(ev.age_group)
+        bank = domain.case_bank_name(ev.organisation, programme)
+        _ensure_bank(conn, bank, "case", ev.organisation, programme)
         already = {
             (r[0], r[1])
             for r in conn.execute(
@@ -405,6 +418,7 @@ class BankReferenceProjection(Projection):
         f"{REFERENCE.prefix}.bank.>",
         f"{REFERENCE.prefix}.hash_list.>",
         f"{REFERENCE.prefix}.negative_bank.>",
+        f"{REFERENCE.prefix}.platform_programmes.>",
         f"{REFERENCE.prefix}.match.>",
     )
 
@@ -412,6 +426,17 @@ class BankReferenceProjection(Projection):
         ev = event.event
         if isinstance(ev, BankConfigured):
             self._configured(conn, event, ev)
+        elif isinstance(ev, PlatformProgrammesChanged):
+            upsert(
+                conn,
+                PLATFORM_PROGRAMMES,
+                {
+                    "platform": ev.platform,
+                    "programmes": ",".join(ev.programmes),
+                    "updated_at": event.envelope.occurred_at,
+                },
+                ["platform"],
+            )
         elif isinstance(ev, HashListImported):
             self._imported(conn, event, ev)
         elif isinstance(ev, FalsePositiveConfirmed):
@@ -421,11 +446,12 @@ class BankReferenceProjection(Projection):
 
     def _configured(self, conn: Connection, event: RecordedEvent, ev: BankConfigured) -> None:
         kind = "case" if domain.is_case_bank(ev.bank) else "list"
-        _ensure_bank(conn, ev.bank, kind, None)
+        _ensure_bank(conn, ev.bank, kind, None, ev.programme)
         conn.execute(
             update(BANKS)
             .where(BANKS.c.name == ev.bank)
             .values(
+                programme=domain.case_bank_programme(ev.bank) or ev.programme,
                 enabled=ev.enabled,
                 pdq_threshold=ev.pdq_threshold,
                 match_dihedral=ev.match_dihedral,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ncii_contracts.hashmatch import Programme
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,7 @@ from ncii_hashmatch.read_models.schema import (
     ENTRIES,
     MATCHES,
     NEGATIVES,
+    PLATFORM_PROGRAMMES,
     in_chunks,
 )
 
@@ -27,6 +29,7 @@ from ncii_hashmatch.read_models.schema import (
 
 def settings_of(row: Any) -> domain.BankSettings:
     return domain.BankSettings(
+        programme="child_protection" if row.programme == "child_protection" else "adults",
         enabled=bool(row.enabled),
         pdq_threshold=int(row.pdq_threshold),
         match_dihedral=bool(row.match_dihedral),
@@ -201,20 +204,30 @@ def released_before(now: float, window_s: int) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
 
 
-def _feed_select() -> Any:
-    return select(
-        CHANGES.c.stream,
-        CHANGES.c.key,
-        CHANGES.c.kind,
-        CHANGES.c.mix,
-        ENTRIES.c.entry_key,
-        ENTRIES.c.bank,
-        ENTRIES.c.algorithm,
-        ENTRIES.c.media,
-        ENTRIES.c.value,
-        ENTRIES.c.aliases,
-        ENTRIES.c.listed,
-    ).select_from(CHANGES.outerjoin(ENTRIES, ENTRIES.c.entry_key == CHANGES.c.entry_key))
+def _feed_select(programmes: Sequence[Programme]) -> Any:
+    """Feed rows of the banks of ``programmes`` only: a platform never sees (nor counts) the
+    entries of a programme it is not subscribed to (decision 39)."""
+    return (
+        select(
+            CHANGES.c.stream,
+            CHANGES.c.key,
+            CHANGES.c.kind,
+            CHANGES.c.mix,
+            ENTRIES.c.entry_key,
+            ENTRIES.c.bank,
+            ENTRIES.c.algorithm,
+            ENTRIES.c.media,
+            ENTRIES.c.value,
+            ENTRIES.c.aliases,
+            ENTRIES.c.listed,
+        )
+        .select_from(
+            CHANGES.join(ENTRIES, ENTRIES.c.entry_key == CHANGES.c.entry_key).join(
+                BANKS, BANKS.c.name == ENTRIES.c.bank
+            )
+        )
+        .where(BANKS.c.programme.in_(list(programmes)))
+    )
 
 
 def _window_end(conn: Connection, after: int, released: str, cap: int) -> int | None:
@@ -237,7 +250,12 @@ def _window_end(conn: Connection, after: int, released: str, cap: int) -> int | 
 
 
 def feed_page(
-    conn: Connection, at: FeedPosition, limit: int, released: str, window_cap: int
+    conn: Connection,
+    at: FeedPosition,
+    limit: int,
+    released: str,
+    window_cap: int,
+    programmes: Sequence[Programme] = domain.PROGRAMMES,
 ) -> FeedPage:
     """A page of the delta feed after ``at``.
 
@@ -245,7 +263,9 @@ def feed_page(
     (``released``), at most ``window_cap`` changes, given in the order of their ``mix`` (a
     digest), so one submission's hashes or one case's removals are neither consecutive nor
     told apart from the other cases' changes of the window. Imported lists belong to no case:
-    their changes follow in log order."""
+    their changes follow in log order. Windows are the same for every platform; a page holds
+    only the changes of ``programmes``' banks, so it may be shorter than ``limit`` (or empty)
+    while ``has_more`` says to go on."""
     pos = at
     if pos.window_end is None:
         end = _window_end(conn, pos.c, released, window_cap)
@@ -258,7 +278,7 @@ def feed_page(
             return FeedPage([], at, False)  # a replica behind the window: ask again later
         window = list(
             conn.execute(
-                _feed_select()
+                _feed_select(programmes)
                 .where(
                     CHANGES.c.stream == "c",
                     CHANGES.c.key > pos.c,
@@ -281,7 +301,7 @@ def feed_page(
     room = limit - len(rows)
     lists = list(
         conn.execute(
-            _feed_select()
+            _feed_select(programmes)
             .where(CHANGES.c.stream == "r", CHANGES.c.key > pos.r, CHANGES.c.kind.in_(FEED_KINDS))
             .order_by(CHANGES.c.key)
             .limit(room)
@@ -294,11 +314,44 @@ def feed_page(
 
 
 async def feed(
-    engine: AsyncEngine, at: FeedPosition, limit: int, released: str, window_cap: int
+    engine: AsyncEngine,
+    at: FeedPosition,
+    limit: int,
+    released: str,
+    window_cap: int,
+    programmes: Sequence[Programme] = domain.PROGRAMMES,
 ) -> FeedPage:
     """The delta feed's page (``feed_page``), on one connection."""
     async with engine.connect() as conn:
-        return await conn.run_sync(feed_page, at, limit, released, window_cap)
+        return await conn.run_sync(feed_page, at, limit, released, window_cap, programmes)
+
+
+async def bank_programme(engine: AsyncEngine, name: str) -> Programme | None:
+    """The programme a bank belongs to, or None when it does not exist (yet)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(BANKS.c.programme).where(BANKS.c.name == name))).first()
+    if row is None:
+        return None
+    return "child_protection" if row.programme == "child_protection" else "adults"
+
+
+async def platform_programmes(
+    engine: AsyncEngine, platform: str
+) -> tuple[tuple[Programme, ...], bool]:
+    """The programmes a platform is subscribed to, and whether that was recorded (False: the
+    default, ``domain.DEFAULT_PLATFORM_PROGRAMMES``)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(PLATFORM_PROGRAMMES.c.programmes).where(
+                    PLATFORM_PROGRAMMES.c.platform == platform
+                )
+            )
+        ).first()
+    if row is None:
+        return domain.DEFAULT_PLATFORM_PROGRAMMES, False
+    named = set(str(row.programmes).split(","))
+    return tuple(p for p in domain.PROGRAMMES if p in named), True
 
 
 async def banks(engine: AsyncEngine) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@
   feed's cursor is valid on any replica. Kinds: ``add`` and ``remove`` (matching and the feed),
   ``unmatch`` (matching only; the feed's removal follows on the case's stream), ``negative``
   (a hash entered the negative bank) and ``settings`` (a bank's settings changed).
+* ``hm_banks``: every bank, with the programme it belongs to (``adults`` or
+  ``child_protection``, decision 39); ``hm_platform_programmes``: each platform's subscription.
 * ``hm_outbox``: events the bank decided to record (HashesBanked, HashesWithdrawn), written in
   the same transaction as the change and appended to the log by the outbox publisher.
 * ``hm_sighting_windows`` (not a projection): the running count of a platform's sightings of
@@ -47,6 +49,7 @@ BANKS = Table(
     Column("name", String(64), primary_key=True),
     Column("kind", String(8), nullable=False),  # case | list
     Column("organisation", String(100)),
+    Column("programme", String(20), nullable=False, server_default="adults"),
     Column("enabled", Boolean, nullable=False),
     Column("pdq_threshold", Integer, nullable=False),
     Column("match_dihedral", Boolean, nullable=False),
@@ -127,6 +130,15 @@ MATCHES = Table(
     Column("content_algorithm", String(8)),
     Column("content_value", String(64)),
     Column("fp_confirmed", Boolean, nullable=False),
+)
+
+PLATFORM_PROGRAMMES = Table(
+    "hm_platform_programmes",
+    METADATA,
+    # a platform's subscription (decision 39); a platform without a row has the default
+    Column("platform", String(100), primary_key=True),
+    Column("programmes", String(60), nullable=False),  # comma-separated, possibly empty
+    Column("updated_at", String(40), nullable=False),
 )
 
 OUTBOX = Table(

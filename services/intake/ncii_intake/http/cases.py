@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ncii_contracts.base import DomainEvent
@@ -15,7 +16,7 @@ from ncii_events.http.limits import KiB, body_limit
 from ncii_events.ids import normalise_case_reference, uuid7
 from ncii_events.service import ServiceRoute, runtime_of
 
-from ncii_intake.app import CaseNotFoundError
+from ncii_intake.app import CaseNotFoundError, contact_id, note_id
 from ncii_intake.domain import (
     CASE_READERS,
     ERASERS,
@@ -131,7 +132,7 @@ async def list_cases(
     updated_before: PastTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-) -> JSONResponse:
+) -> Response:
     """Your organisation's cases (all cases for the centre's case workers), newest first,
     filtered by any of: reference (as read aloud), status, age group, category, assignee,
     opened and updated time (from: inclusive, before: exclusive; filtered on update time,
@@ -170,8 +171,10 @@ async def list_cases(
     rows = rows[:limit]
     at = "updated_at" if where.by_updated else "opened_at"
     next_cursor = encode_cursor({"o": rows[-1][at], "c": rows[-1]["case_id"]}) if more else None
-    # plain data in the shape of CaseList (tested against it), not a model per row
-    return JSONResponse({"items": [summary_item(r) for r in rows], "next_cursor": next_cursor})
+    # plain data in the shape of CaseList (tested against it), not a model per row, encoded
+    # by orjson (the stored category lists go out as they are: ``summary_item``)
+    page = {"items": [summary_item(r) for r in rows], "next_cursor": next_cursor}
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 @router.get("/caseload", tags=["cases"])
@@ -482,20 +485,32 @@ async def assign_case(
 
 @router.post("/cases/{case_id}/notes", tags=["cases"])
 async def add_note(case_id: str, body: AddNote, write: Writer) -> JSONResponse:
-    """A case note (personal: encrypted, erased with the case)."""
-    note_id = str(uuid7())
-    return await write.change(case_id, body, lambda c: c.add_note(note_id, body.text))
+    """A case note (personal: encrypted, erased with the case). Send an `Idempotency-Key`
+    (a new one per note, the same one when you retry): a note has nothing else by which a
+    retry could be told from a second note, so a note without it is refused (428)."""
+    note = note_id(case_id, write.principal.principal_id, write.required_key())
+    return await write.change(case_id, body, lambda c: c.add_note(note, body.text))
 
 
 @router.post("/cases/{case_id}/contacts", tags=["cases"])
 async def log_contact(case_id: str, body: LogContact, write: Writer) -> JSONResponse:
-    """One contact with the victim in the contact log (its summary is personal)."""
-    contact_id = str(uuid7())
+    """One contact with the victim in the contact log (its summary is personal). A contact is
+    its time, channel and direction: the same three again is the same contact (a retry), and
+    records nothing new. With an `Idempotency-Key`, the key says which contact it is instead
+    (two contacts at the same second are then two)."""
+    contact = contact_id(
+        case_id,
+        write.principal.principal_id,
+        write.key,
+        at=format_time(body.at),
+        channel=body.channel,
+        direction=body.direction,
+    )
     return await write.change(
         case_id,
         body,
         lambda c: c.log_contact(
-            contact_id,
+            contact,
             at=body.at,
             channel=body.channel,
             direction=body.direction,

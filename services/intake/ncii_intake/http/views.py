@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, get_args
 
+import orjson
 from ncii_contracts.intake import (
     CaseNoteAdded,
     CaseOpened,
@@ -140,7 +140,8 @@ def summary_item(row: dict[str, Any]) -> dict[str, Any]:
         "reference": row["reference"],
         "status": row["status"],
         "age_group": row["age_group"],
-        "harm_categories": json.loads(row["harm_categories"]),
+        # stored as the JSON list it is shown as: given as it is, not parsed and encoded again
+        "harm_categories": orjson.Fragment(row["harm_categories"]),
         "spread_status": row["spread_status"],
         "intake_channel": row["intake_channel"],
         "learned_at": row["learned_at"],
