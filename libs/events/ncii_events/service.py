@@ -336,6 +336,17 @@ def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,  # served by install_docs, without a CDN
         redoc_url=None,
+        # FastAPI's own telemetry is off (decision 49): its server span records the path and
+        # the query (``?reference=`` is a victim's case reference), trusts a client's
+        # traceparent, logs validation errors with the values sent, and runs on every request
+        # once a tracer provider is set, exported or not. ``install_http_tracing`` does it.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.runtime = runtime
     install_error_handlers(app)
