@@ -15,9 +15,11 @@ import logging
 from typing import Any
 
 from ncii_contracts.base import DomainEvent
+from opentelemetry import trace
 from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ncii_events import tracing
 from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.registry import EventRegistry
@@ -25,6 +27,7 @@ from ncii_events.store import AggregateRef, Cause, EventStore, append_once
 from ncii_events.worker import LoopWorker
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("ncii.events")
 
 
 class OutboxStuckError(RuntimeError):
@@ -111,7 +114,25 @@ class OutboxPublisher(LoopWorker):
         if event is None:
             return
         cause = Cause(self.actor, row.correlation_id, row.causation_id)
-        await append_once(self.store_for(row), ref, event, row.event_id, cause)
+        if not tracing.exporting():
+            await append_once(self.store_for(row), ref, event, row.event_id, cause)
+            return
+        # A child of the span that handled the event which caused the row, when this process
+        # handled it (decision 49): the appended event's traceparent goes on with that trace.
+        with _tracer.start_as_current_span(
+            f"ncii.outbox.publish {row.event_type}",
+            context=tracing.recall(row.causation_id),
+            kind=trace.SpanKind.INTERNAL,
+            attributes={
+                "ncii.handler": self.name,
+                "ncii.event_type": row.event_type,
+                "ncii.event_id": row.event_id,
+                "ncii.case_id": ref.case_id,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ):
+            await append_once(self.store_for(row), ref, event, row.event_id, cause)
 
     async def pending(self) -> int:
         async with self.engine.connect() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,6 +21,7 @@ from ncii_contracts.base import DomainEvent
 from ncii_contracts.principals import PRINCIPAL_EVENTS
 from pydantic import BaseModel
 
+from ncii_events import metrics
 from ncii_events.asyncapi import asyncapi_document
 from ncii_events.auth import Authenticator, Principal, PrincipalsProjection
 from ncii_events.crypto import MasterKey
@@ -29,6 +31,7 @@ from ncii_events.http.docs import install_docs
 from ncii_events.http.limits import PRINCIPAL_SCOPE_KEY, guarded_route
 from ncii_events.http.rate_limits import RateLimits, budgets_from
 from ncii_events.keys import NatsCaseKeys
+from ncii_events.metrics import Reading, Sampled
 from ncii_events.projection import Projection, ProjectionRunner
 from ncii_events.registry import EventRegistry
 from ncii_events.settings import Settings
@@ -70,6 +73,9 @@ class ServiceSpec(Generic[AppT]):
     workers: Callable[[AppT], Sequence[Worker]] | None = None
     """What runs beside the projections (reactors, followers), from the application state.
     Every projection commit nudges them."""
+    gauges: Callable[[AppT], Sequence[Sampled]] | None = None
+    """Gauges read from its database (overdue deadlines), sampled while metrics are exported
+    (decision 49)."""
     owns_case_keys: bool = False
     """Creates and erases case keys (the service that owns cases). Every other service reads
     them only; its NATS user may not write the key bucket (decision 22)."""
@@ -98,6 +104,8 @@ class ServiceRuntime(Generic[AppT]):
         self.registry = EventRegistry(*spec.emits, *spec.consumes, *PRINCIPAL_EVENTS)
         self.workers: list[Worker] = []
         self._app: AppT | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._provided: list[tuple[str, Callable[[], Sequence[Reading]]]] = []
         self.rate_limits = RateLimits(budgets_from(self.settings))
         """Per-principal budgets of this process (decision 24)."""
 
@@ -166,6 +174,34 @@ class ServiceRuntime(Generic[AppT]):
                 self.workers = list(self.spec.workers(self._app))
         for worker in self.workers:
             await worker.start()
+        if metrics.enabled():
+            self._measure()
+
+    def _measure(self) -> None:
+        """Projection lag from the runners; the spec's gauges sampled from the database."""
+        self._provided.append((metrics.PROJECTION_LAG, self._lags))
+        gauges = list(self.spec.gauges(self.app)) if self.spec.gauges is not None else []
+        readings: list[Sequence[Reading]] = [() for _ in gauges]
+        for i, gauge in enumerate(gauges):
+            self._provided.append((gauge.instrument, functools.partial(_latest, readings, i)))
+        for instrument, provider in self._provided:
+            metrics.provide(instrument, provider)
+        if gauges:
+            self._sampler = asyncio.create_task(
+                self._sample(gauges, readings), name="metrics-sampler"
+            )
+
+    def _lags(self) -> list[Reading]:
+        return [(r.lag, {"ncii.projection": r.name}) for r in self.runners]
+
+    async def _sample(self, gauges: Sequence[Sampled], readings: list[Sequence[Reading]]) -> None:
+        while True:
+            for i, gauge in enumerate(gauges):
+                try:
+                    readings[i] = await gauge.read()
+                except Exception as exc:  # the type only, as everywhere
+                    log.warning("gauge %s not read (%s)", gauge.instrument, type(exc).__name__)
+            await asyncio.sleep(self.settings.otel_export_interval)
 
     def _committed(self, _seq: int) -> None:
         for worker in self.workers:
@@ -177,6 +213,14 @@ class ServiceRuntime(Generic[AppT]):
         return [*self.runners, *self.workers]
 
     async def stop(self) -> None:
+        for instrument, provider in self._provided:
+            metrics.withdraw(instrument, provider)
+        self._provided = []
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sampler
+            self._sampler = None
         for worker in reversed(self.everything):
             with contextlib.suppress(Exception):
                 await worker.stop()
@@ -213,6 +257,10 @@ class ServiceRuntime(Generic[AppT]):
         """Until everything written to the log before the call is applied (read-your-writes)."""
         for worker in self.everything:
             await worker.wait_caught_up(timeout)
+
+
+def _latest(readings: list[Sequence[Reading]], i: int) -> Sequence[Reading]:
+    return readings[i]
 
 
 def runtime_of(request: Request) -> ServiceRuntime[Any]:
@@ -259,7 +307,13 @@ class Health(BaseModel):
 
 def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure(spec.name, log_format=settings.log_format, exporter=settings.otel_exporter)
+    configure(
+        spec.name,
+        log_format=settings.log_format,
+        exporter=settings.telemetry_exporter(),
+        endpoint=settings.otlp_endpoint,
+        interval=settings.otel_export_interval,
+    )
     runtime = ServiceRuntime(spec, settings)
 
     @contextlib.asynccontextmanager
@@ -282,6 +336,17 @@ def create_app(spec: ServiceSpec[Any], settings: Settings | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,  # served by install_docs, without a CDN
         redoc_url=None,
+        # FastAPI's own telemetry is off (decision 49): its server span records the path and
+        # the query (``?reference=`` is a victim's case reference), trusts a client's
+        # traceparent, logs validation errors with the values sent, and runs on every request
+        # once a tracer provider is set, exported or not. ``install_http_tracing`` does it.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.runtime = runtime
     install_error_handlers(app)

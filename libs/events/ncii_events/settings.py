@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -67,9 +68,21 @@ class Settings(BaseSettings):
         description='one service\'s port under `ncii run`, as JSON: {"intake": 19101}',
     )
     log_format: str = Field(default="text", description="text (development) or json")
-    otel_exporter: str | None = Field(
+    otel_exporter: Literal["console", "otlp"] | None = Field(
         default=None,
-        description="console: print spans; unset: spans carry ids but are not recorded",
+        description="console: print spans and metrics (development); otlp: send them over "
+        "OTLP/HTTP to NCII_OTLP_ENDPOINT (or the standard OTEL_EXPORTER_OTLP_ENDPOINT); unset: "
+        "otlp when one of those is set, else spans carry ids but nothing is recorded",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="an OTLP/HTTP collector's base URL (http://127.0.0.1:4318): spans go to "
+        "/v1/traces, metrics to /v1/metrics",
+    )
+    otel_export_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between exports of spans (at most) and of metrics",
     )
     stream_replicas: int = 1
     http_header_timeout: float = Field(
@@ -164,6 +177,14 @@ class Settings(BaseSettings):
 
     def effective_nats_url(self) -> str:
         return self.nats_url or self.embedded_nats_url()
+
+    def telemetry_exporter(self) -> Literal["console", "otlp"] | None:
+        """Where spans and metrics go: as set, else OTLP when an endpoint is configured."""
+        if self.otel_exporter is not None:
+            return self.otel_exporter
+        if self.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return "otlp"
+        return None
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

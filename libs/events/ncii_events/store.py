@@ -27,7 +27,7 @@ from nats.js.errors import APIError, BadRequestError
 from ncii_contracts.base import DomainEvent
 from opentelemetry import trace
 
-from ncii_events import codec, tracing
+from ncii_events import codec, metrics, tracing
 from ncii_events.crypto import CaseKeys, encrypt_field
 from ncii_events.envelope import Envelope
 from ncii_events.ids import uuid7, uuid7_str
@@ -143,9 +143,13 @@ class EventStore:
                 kind=trace.SpanKind.PRODUCER,
                 attributes={
                     "ncii.aggregate": ref.aggregate,
+                    "ncii.case_id": ref.case_id,
                     "ncii.event_types": ",".join(e.event_type for e in events),
                     "messaging.batch.message_count": len(events),
                 },
+                # an exception's message may quote a value: neither recorded nor the status's
+                record_exception=False,
+                set_status_on_exception=False,
             )
             if tracing.exporting()
             else contextlib.nullcontext()
@@ -157,6 +161,10 @@ class EventStore:
             else:
                 seqs = await self._publish_batch(ref, encoded, expected)
             written = [s for s in seqs if s is not None]
+            if metrics.enabled():
+                metrics.appended(
+                    [e.envelope.type for n, e in zip(seqs, encoded, strict=True) if n is not None]
+                )
             if len(written) != len(encoded):
                 # An earlier attempt with the same event ids was already written: return that.
                 return await self._already_written(ref, [e.envelope.event_id for e in encoded])

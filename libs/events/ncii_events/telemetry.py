@@ -8,14 +8,21 @@ import sys
 import time
 
 from fastapi import FastAPI
+from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ncii_events import tracing
+from ncii_events import metrics, tracing
 
 _configured = False
 
@@ -51,7 +58,17 @@ class _Formatter(logging.Formatter):
         return line
 
 
-def configure(service: str, *, log_format: str = "text", exporter: str | None = None) -> None:
+def configure(
+    service: str,
+    *,
+    log_format: str = "text",
+    exporter: str | None = None,
+    endpoint: str | None = None,
+    interval: float = 5.0,
+) -> None:
+    """Logs, and spans and metrics for ``exporter`` (``console``, ``otlp``, or None: spans carry
+    ids and nothing is recorded). OTLP goes to ``endpoint`` (a base URL), else to where the
+    standard ``OTEL_EXPORTER_OTLP_*`` variables say. Once per process."""
     global _configured
     if _configured:
         return
@@ -63,16 +80,43 @@ def configure(service: str, *, log_format: str = "text", exporter: str | None = 
     root.setLevel(logging.INFO)
     for noisy in ("uvicorn.access", "nats", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    resource = Resource.create({"service.name": f"ncii-{service}"})
     # Without an exporter spans are not recorded (they cost CPU for nothing), but they still
     # carry trace ids, which go into the logs and into each event's traceparent.
     provider = TracerProvider(
-        resource=Resource.create({"service.name": f"ncii-{service}"}),
-        sampler=ParentBased(ALWAYS_ON if exporter else ALWAYS_OFF),
+        resource=resource, sampler=ParentBased(ALWAYS_ON if exporter else ALWAYS_OFF)
     )
+    millis = max(1, int(interval * 1000))
     if exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        provider.add_span_processor(
+            BatchSpanProcessor(ConsoleSpanExporter(), schedule_delay_millis=millis)
+        )
+        _meter_provider(resource, ConsoleMetricExporter(), millis)
+    elif exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = endpoint.rstrip("/") if endpoint else None
+        spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
+        provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=millis))
+        _meter_provider(
+            resource, OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None), millis
+        )
     tracing.set_exporting(bool(exporter))
     trace.set_tracer_provider(provider)
+
+
+def _meter_provider(resource: Resource, exporter: MetricExporter, millis: int) -> None:
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=millis)
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    otel_metrics.set_meter_provider(provider)
+    metrics.install(provider.get_meter("ncii"))
+
+
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+"""Methods named as they are; any other is ``_OTHER`` (a client chooses it: no open-ended label)."""
 
 
 class _HttpTracing:
@@ -88,9 +132,15 @@ class _HttpTracing:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+        started = time.perf_counter()
+        # record_exception=False: an exception's message may quote a request's body; the type
+        # is recorded instead (error.type)
         with self.tracer.start_as_current_span(
-            f"HTTP {method}", kind=trace.SpanKind.SERVER
+            f"HTTP {method}",
+            kind=trace.SpanKind.SERVER,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             status = {"code": 0}
 
@@ -101,6 +151,11 @@ class _HttpTracing:
 
             try:
                 await self.app(scope, receive, send_with_status)
+            except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(trace.StatusCode.ERROR)
+                status["code"] = status["code"] or 500
+                raise
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None)
@@ -109,6 +164,10 @@ class _HttpTracing:
                     span.set_attribute("http.route", template)
                 span.set_attribute("http.request.method", method)
                 span.set_attribute("http.response.status_code", status["code"])
+                if metrics.enabled():
+                    metrics.http_served(
+                        time.perf_counter() - started, template, method, status["code"]
+                    )
 
 
 def install_http_tracing(app: FastAPI, service: str) -> None:

@@ -16,7 +16,7 @@ from ncii_contracts.referral import REFERRAL_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_referral.app import ReferralApp, build, workers
+from ncii_referral.app import ReferralApp, build, gauges, workers
 from ncii_referral.http import partners, referrals, reports
 from ncii_referral.read_models.projections import (
     OffendersProjection,
@@ -50,6 +50,7 @@ SPEC: ServiceSpec[ReferralApp] = ServiceSpec(
     routers=[partners.router, referrals.router, reports.router],
     app=build,
     workers=workers,
+    gauges=gauges,
 )
 
 

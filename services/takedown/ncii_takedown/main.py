@@ -17,7 +17,7 @@ from ncii_contracts.takedown import TAKEDOWN_EVENTS
 from ncii_events.serve import serve
 from ncii_events.service import ServiceSpec
 
-from ncii_takedown.app import TakedownApp, build, workers
+from ncii_takedown.app import TakedownApp, build, gauges, workers
 from ncii_takedown.http import cases, notices, platforms
 from ncii_takedown.read_models.projections import PlatformsProjection, TakedownsProjection
 
@@ -47,6 +47,7 @@ SPEC: ServiceSpec[TakedownApp] = ServiceSpec(
     routers=[cases.router, notices.router, platforms.router],
     app=build,
     workers=workers,
+    gauges=gauges,
 )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, delete
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ncii_events import tracing
 from ncii_events.db import migrate_runtime, write_transaction
 from ncii_events.projection import checkpoints, dead_letters
 from ncii_events.projection.base import Projection, subject_matches
@@ -38,6 +39,10 @@ from ncii_events.worker import LoopWorker
 
 log = logging.getLogger("ncii.projection")
 _tracer = trace.get_tracer("ncii.events")
+
+EVENT_SPANS = 256
+"""At most this many per-event spans per batch (a catch-up of a million traced events would
+otherwise fill the exporter's queue; the batch's span still counts them all)."""
 
 _OUTAGES = (OperationalError, InterfaceError, OSError, TimeoutError)
 """Errors of the database or the network, retried for ever; not the event's fault."""
@@ -87,6 +92,12 @@ class ProjectionRunner(LoopWorker):
     @property
     def last_seq(self) -> int:
         return self.checkpoint
+
+    @property
+    def lag(self) -> int:
+        """Events of the log, as last seen, after the checkpoint (the ``ncii.projection.lag``
+        gauge: no I/O, so the metrics exporter's thread can read it)."""
+        return max(0, self._known_last - self.checkpoint)
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -272,6 +283,8 @@ class ProjectionRunner(LoopWorker):
     async def _commit(self, events: list[RecordedEvent], end: int) -> bool:
         """Apply ``events`` and move the checkpoint to ``end``; False when another replica
         moved it first. One by one (retries, dead letters) when the batch fails."""
+        if not tracing.exporting():
+            return await self._commit_now(events, end)
         with _tracer.start_as_current_span(
             "ncii.projection.apply",
             kind=trace.SpanKind.CONSUMER,
@@ -279,19 +292,70 @@ class ProjectionRunner(LoopWorker):
                 "ncii.projection": self.projection.name,
                 "messaging.batch.message_count": len(events),
             },
-        ):
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as batch:
+            handled = self._event_spans(events, batch.get_span_context())
             try:
-                won = await self._transaction(events, end)
-            except _OUTAGES:
+                won = await self._commit_now(events, end)
+            except BaseException as exc:
+                for span in (batch, *handled):
+                    span.set_attribute("error.type", type(exc).__name__)
+                    span.set_status(trace.StatusCode.ERROR)
                 raise
-            except Exception:
-                log.warning("batch failed in %s; applying one by one", self.projection.name)
-                return await self._one_by_one(events, end)
-            if won:
-                self.applied += len(events)
-                self.checkpoint = end
-                self._committed()
+            finally:
+                for span in handled:
+                    span.end()
             return won
+
+    def _event_spans(
+        self, events: list[RecordedEvent], batch: trace.SpanContext
+    ) -> list[trace.Span]:
+        """A span per event the batch handles (up to ``EVENT_SPANS``), each a child of the span
+        that appended the event (its ``traceparent``) and linked to the batch's: the producer's
+        trace goes on through this service. Each is remembered for the outbox publisher."""
+        spans: list[trace.Span] = []
+        for event in events:
+            if len(spans) >= EVENT_SPANS:
+                break
+            env = event.envelope
+            parent = tracing.parent_of(env.traceparent)
+            if parent is None:
+                continue
+            span = _tracer.start_span(
+                f"ncii.handle {env.type}",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "ncii.handler": self.projection.name,
+                    "ncii.event_type": env.type,
+                    "ncii.event_id": env.event_id,
+                    "ncii.case_id": env.case_id,
+                    "ncii.seq": event.seq,
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "process",
+                },
+                links=[trace.Link(batch)],
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+            tracing.remember(env.event_id, span.get_span_context())
+            spans.append(span)
+        return spans
+
+    async def _commit_now(self, events: list[RecordedEvent], end: int) -> bool:
+        try:
+            won = await self._transaction(events, end)
+        except _OUTAGES:
+            raise
+        except Exception:
+            log.warning("batch failed in %s; applying one by one", self.projection.name)
+            return await self._one_by_one(events, end)
+        if won:
+            self.applied += len(events)
+            self.checkpoint = end
+            self._committed()
+        return won
 
     async def _transaction(
         self,

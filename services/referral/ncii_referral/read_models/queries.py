@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_referral.read_models.schema import (
@@ -26,6 +26,16 @@ async def _first(engine: AsyncEngine, query: Any) -> Any:
 async def _all(engine: AsyncEngine, query: Any) -> Sequence[Any]:
     async with engine.connect() as conn:
         return (await conn.execute(query)).all()
+
+
+async def overdue_counts(engine: AsyncEngine) -> list[tuple[str, int]]:
+    """Art. 7 reports past their due time and not filed, by kind."""
+    query = (
+        select(REPORTS.c.kind, func.count())
+        .where(REPORTS.c.status == "overdue")
+        .group_by(REPORTS.c.kind)
+    )
+    return [(str(kind), int(n)) for kind, n in await _all(engine, query)]
 
 
 async def partner(engine: AsyncEngine, partner_id: str) -> Any:

@@ -88,6 +88,16 @@ async def overdue(engine: AsyncEngine, limit: int) -> Sequence[Any]:
     return await _all(engine, query)
 
 
+async def overdue_counts(engine: AsyncEngine) -> list[tuple[str, int]]:
+    """Notices past their deadline and not answered, by status (overdue, escalated)."""
+    query = (
+        select(TAKEDOWNS.c.status, func.count())
+        .where(TAKEDOWNS.c.status.in_(("overdue", "escalated")))
+        .group_by(TAKEDOWNS.c.status)
+    )
+    return [(str(status), int(n)) for status, n in await _all(engine, query)]
+
+
 async def deliveries_due(engine: AsyncEngine, now_text: str, limit: int) -> Sequence[Any]:
     query = (
         select(DELIVERIES)
