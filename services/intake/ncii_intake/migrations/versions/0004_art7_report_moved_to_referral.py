@@ -1,6 +1,6 @@
 """intake read model: the minor's art. 7 report moved to referral (decision 34): drop its columns
 
-Revision ID: intake_0004_art7_moved_to_referral
+Revision ID: intake_0004_art7_to_referral
 Revises: intake_0003_casework
 Create Date: 2026-11-30
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
-revision = "intake_0004_art7_moved_to_referral"
+revision = "intake_0004_art7_to_referral"
 down_revision = "intake_0003_casework"
 branch_labels = None
 depends_on = None
