@@ -289,7 +289,11 @@ async def test_no_personal_value_reaches_a_span_a_metric_or_a_log_line(
             },
         )
         assert offender.status_code == 200, offender.text
-        noted = await client.post(f"/v1/cases/{case_id}/notes", json={"text": note})
+        noted = await client.post(
+            f"/v1/cases/{case_id}/notes",
+            json={"text": note},
+            headers={"Idempotency-Key": f"note-{tag}"},
+        )
         assert noted.status_code in (200, 201), noted.text
         # refused bodies carry personal values too: the 422 and its span must not keep them
         refused = await client.post(
