@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from ncii_audit.app import AuditApp
+from ncii_audit.app import AuditApp, settle_heap
 from ncii_audit.verify import verify_store
 from ncii_contracts import ALL_EVENTS
 from ncii_contracts.intake import PoliceReportDecisionRecorded
@@ -68,6 +68,7 @@ async def run(events: int, workers: int | None) -> dict[str, object]:
         verify_s = time.perf_counter() - started
         assert report.bad == 0 and report.checked == total, report
         auditor = AuditApp(store, keys_doc, allowed, None)
+        settle_heap()  # as the audit service does once started
         actor = Actor("centre", "a", "auditor")
         t0 = time.perf_counter()
         history = await auditor.replay(big, actor)

@@ -3,6 +3,7 @@ only after the read is recorded. The HTTP routes and ``ncii audit`` both use it.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,15 @@ REVEALED_FIELDS = sorted({n for names in PERSONAL_FIELDS.values() for n in names
 
 class CaseNotFoundError(LookupError):
     pass
+
+
+def settle_heap() -> None:
+    """Move every object alive now (modules, contracts, the application) out of the garbage
+    collector's reach: a replay makes thousands of objects, each batch of them starts a
+    collection, and the oldest generation's would walk everything loaded at start-up: ~40% of
+    reading a 1,000-event case (decision 51). Called once start-up is done."""
+    gc.collect()
+    gc.freeze()
 
 
 class CachedPublicKeys(PublicKeys):
@@ -222,9 +232,11 @@ async def build_audit_app(runtime: ServiceRuntime[AuditApp]) -> AuditApp:
     store = EventStore(
         runtime.nc, runtime.keys, registry=REGISTRY, spec=CASES, signing=runtime.signing
     )
-    return AuditApp(
+    app = AuditApp(
         store,
         public_keys_doc(runtime.settings),
         allowed_signers(emitters()),
         runtime.signing,
     )
+    settle_heap()
+    return app
