@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
-from ncii_audit import verify
-from ncii_audit.verify import OrderedChecks, check_batch
+from ncii_audit import verify_worker
+from ncii_audit.verify import OrderedChecks
+from ncii_audit.verify_worker import check_batch
 from ncii_contracts.intake import HashesSubmitted, SubmittedHash
 from ncii_events import codec
 from ncii_events.audit import ChainReport, ChainVerifier, SignaturePolicy
@@ -92,7 +93,7 @@ def _rehashed(**changes: Any) -> Callable[[bytes], bytes]:
 
 
 def _by_workers(stored: list[tuple[int, bytes]]) -> ChainReport:
-    verify._init("NCII", KEYS, {t: sorted(s) for t, s in ALLOWED.items()})
+    verify_worker._init("NCII", KEYS, {t: sorted(s) for t, s in ALLOWED.items()})
     ordered = OrderedChecks()
     ordered.feed(check_batch(stored))
     return ordered.report()
@@ -153,7 +154,7 @@ def test_a_log_without_damage_verifies_on_the_lean_path_alone(
     def envelope_path(seq: int, data: bytes) -> Any:
         raise AssertionError(f"event {seq} left the lean path")
 
-    monkeypatch.setattr(verify, "check_envelope", envelope_path)
+    monkeypatch.setattr(verify_worker, "check_envelope", envelope_path)
     report = _by_workers(_log())
     assert (report.checked, report.verified, report.bad) == (3, 3, 0)
     assert report == _by_chain_verifier(_log())
