@@ -228,13 +228,14 @@ def bundle(
 ) -> None:
     """A case bundle for the police or a court: the history (personal fields withheld), the
     evidence hashes, every envelope as stored (the chain proof) and the audit signer's
-    detached signature; plus a printable HTML page. Needs the audit service's signing key.
+    detached signature; plus printable HTML and PDF renderings beside it (not signed: the JSON
+    is what verifies, and they say so). Needs the audit service's signing key.
 
     Example: `ncii audit bundle 0196a3c2-... --out case.json` then, anywhere,
     `ncii audit verify-bundle case.json --public-key <audit's base64 public key>`
     """
     from ncii_audit.app import AUDIT, AuditApp, CaseNotFoundError
-    from ncii_audit.bundle import render_html
+    from ncii_audit.bundle import render_html, render_pdf
     from ncii_events.envelope import Actor
     from ncii_events.settings import Settings
     from ncii_events.signing import SigningKeyError, own_signing_key
@@ -263,7 +264,12 @@ def bundle(
     out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     page = out.with_suffix(".html")
     page.write_text(render_html(document))
-    _console().print(f"wrote {out} and {page}; signed by audit key {signing.key_id}")
+    printable = out.with_suffix(".pdf")
+    printable.write_bytes(render_pdf(document))
+    _console().print(
+        f"wrote {out} (signed by audit key {signing.key_id}: the file to verify), and its "
+        f"printable renderings {page} and {printable}"
+    )
 
 
 def _key_id(b64: str) -> str | None:

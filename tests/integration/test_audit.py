@@ -297,6 +297,7 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     made = await _cli(own_server, keys_dir, tmp_path, "bundle", case, "--out", str(out))
     assert made.exit_code == 0, made.output
     assert "Case bundle" in out.with_suffix(".html").read_text()
+    assert out.with_suffix(".pdf").read_bytes().startswith(b"%PDF-")
     # offline: no server, the public keys file names the audit key
     checked = CliRunner().invoke(
         cli,

@@ -121,3 +121,75 @@ def test_without_public_keys_a_replay_says_signatures_were_not_checked() -> None
     history = build_history("c1", [recorded], None, personal_fields={}, shown=False)
     assert [e.check for e in history.entries] == [UNCHECKED]
     assert history.summary()["signatures_checked"] is False
+
+
+def test_the_bundle_pdf_holds_history_evidence_and_chain_proof_and_points_to_the_json() -> None:
+    import io
+
+    from ncii_audit.bundle import bundle_body, digest_of, render_pdf, sign_bundle
+    from ncii_audit.history import build_history
+    from ncii_contracts.intake import PoliceReportDecisionRecorded
+    from ncii_contracts.takedown import EvidencePreserved
+    from ncii_events import codec
+    from ncii_events.audit import SignaturePolicy
+    from ncii_events.envelope import Actor
+    from ncii_events.model import AggregateRef, Cause, RecordedEvent
+    from ncii_events.signing import PublicKeys, SigningKey, allowed_signers, public_b64
+    from pypdf import PdfReader
+
+    intake, takedown, audit = (SigningKey.generate(s) for s in ("intake", "takedown", "audit"))
+    keys = {k.signer: [public_b64(k.public_key)] for k in (intake, takedown)}
+    allowed = allowed_signers(
+        {"intake": [PoliceReportDecisionRecorded], "takedown": [EvidencePreserved]}
+    )
+    case, capture = "0196a3c2-0000-7000-8000-00000000000b", "cd" * 32
+    written = [
+        (
+            AggregateRef(case, "case", case),
+            PoliceReportDecisionRecorded(decision="declined"),
+            intake,
+        ),
+        (
+            AggregateRef(case, "takedown", "t1"),
+            EvidencePreserved(
+                takedown_id="t1",
+                captured_at="2026-11-30T08:00:00Z",
+                capture_method="screenshot",
+                capture_sha256=capture,
+            ),
+            takedown,
+        ),
+    ]
+    events = []
+    for seq, (ref, event, signing) in enumerate(written, start=1):
+        encoded = codec.encode(
+            ref,
+            event,
+            event.model_dump(mode="json"),
+            event_id=f"e{seq}",
+            prev_hash=GENESIS,
+            cause=Cause(Actor("centre", "p", "caseworker"), "c", "c"),
+            actor_doc={"organisation": "centre", "principal": "p", "role": "caseworker"},
+            traceparent=None,
+            signing=signing,
+            stream="NCII",
+        )
+        events.append(RecordedEvent(seq=seq, envelope=encoded.envelope, event=event))
+    policy = SignaturePolicy("NCII", PublicKeys(keys), allowed)
+    history = build_history(case, events, policy, personal_fields={}, shown=False)
+    assert history.ok
+    history_json = {"summary": history.summary(), "events": [e.to_json() for e in history.entries]}
+    document = sign_bundle(bundle_body(history_json, events, "NCII", keys, allowed), audit)
+
+    text = "\n".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(document))).pages
+    )
+    flat = " ".join(text.split())
+    assert case in flat and "PoliceReportDecisionRecorded" in flat and "EvidencePreserved" in flat
+    assert capture in flat  # the evidence capture's hash
+    for recorded in events:  # the chain proof: each event's hash and signer
+        assert recorded.envelope.hash in flat
+    assert f"signed by takedown key {takedown.key_id}" in flat
+    assert digest_of(document["bundle"]) in flat and document["signature"]["value"] in flat
+    assert "ncii audit verify-bundle FILE.json --public-key KEY" in flat
+    assert "not signed and proves nothing by itself" in flat
