@@ -123,6 +123,8 @@ def replay(
         if as_of is not None:
             for state in fold(history):
                 write(json.dumps({"state": state.to_json()}, sort_keys=True) + "\n")
+            for folded in history.domain or []:
+                write(json.dumps({"domain": folded}, sort_keys=True) + "\n")
         write(json.dumps({"summary": history.summary()}, sort_keys=True) + "\n")
     else:
         _render(history, with_state=as_of is not None)
@@ -148,6 +150,11 @@ def _render(history: CaseHistory, *, with_state: bool) -> None:
     if with_state:
         for state in fold(history):
             out.print(f"[bold]{state.aggregate} {state.aggregate_id}[/]: {state.fields}")
+        for folded in history.domain or []:
+            out.print(
+                f"[bold]{folded['aggregate']} {folded['aggregate_id']}[/] as "
+                f"{folded['folded_by']} folds it: {folded.get('error') or folded['state']}"
+            )
     verdict = "[green]chain and signatures hold[/]" if history.ok else "[red]broken[/]"
     out.print(
         f"{len(history.entries)} events, {history.verified} verified: {verdict}"

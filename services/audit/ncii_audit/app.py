@@ -7,7 +7,7 @@ import gc
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,8 @@ from ncii_events.store import EventStore
 from ncii_events.stream import CASES
 
 from ncii_audit.bundle import bundle_body, sign_bundle
-from ncii_audit.history import CaseHistory, build_history
+from ncii_audit.folds import domain_states, published_folds
+from ncii_audit.history import CaseHistory, build_history, occurred_by
 
 AUDIT = "audit"
 """The audit service's signer: its reveals and its case bundles."""
@@ -159,7 +160,7 @@ class AuditApp:
         if reveal is not None:
             await self.record_read(case_id, actor, reveal)
             events = await self.store.read_case(case_id, decrypt=True)
-        return build_history(
+        history = build_history(
             case_id,
             events,
             self.policy,
@@ -167,6 +168,10 @@ class AuditApp:
             shown=reveal is not None,
             as_of=as_of,
         )
+        if as_of is None:
+            return history
+        domain = domain_states(case_id, occurred_by(events, as_of), published_folds())
+        return replace(history, domain=domain)
 
     async def record_read(self, case_id: str, actor: Actor, reveal: Reveal) -> RecordedEvent:
         read_id = str(uuid7())

@@ -84,6 +84,9 @@ class CaseHistory:
     bad: int
     as_of: str | None = None
     signatures_checked: bool = True
+    domain: list[dict[str, Any]] | None = None
+    """With ``as_of``: the aggregates folded by their own services' domain code (decision 52,
+    ``ncii_audit.folds``)."""
 
     @property
     def ok(self) -> bool:
@@ -195,6 +198,13 @@ def build_history(
         as_of=None if limit is None else limit.isoformat().replace("+00:00", "Z"),
         signatures_checked=policy is not None,
     )
+
+
+def occurred_by(events: Sequence[RecordedEvent], as_of: datetime) -> list[RecordedEvent]:
+    """The events that occurred up to ``as_of`` (the rule ``build_history`` cuts by)."""
+    limit = as_of.astimezone(UTC)
+    limit_text = limit.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return [e for e in events if not _after(e.envelope.occurred_at, limit, limit_text)]
 
 
 def _actor(actor: Actor) -> dict[str, str]:
