@@ -66,18 +66,18 @@ PublicKeysOption = Annotated[
 async def _history(
     case: str, keys: dict[str, list[str]], as_of: datetime | None
 ) -> CaseHistory | None:
-    from ncii_audit.app import AuditApp, CaseNotFoundError, settle_heap
+    from ncii_audit.app import AuditApp, CaseNotFoundError, settled_heap
     from ncii_events.envelope import Actor
 
     from ncii_cli.log_access import log_access
 
     async with log_access() as access:
         app = AuditApp(access.store, keys, _allowed(), None)
-        settle_heap()
-        try:
-            return await app.replay(case, Actor("-", "cli", "auditor"), as_of=as_of)
-        except CaseNotFoundError:
-            return None
+        with settled_heap():
+            try:
+                return await app.replay(case, Actor("-", "cli", "auditor"), as_of=as_of)
+            except CaseNotFoundError:
+                return None
 
 
 def _time(text: str | None) -> datetime | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import gc
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,18 @@ def settle_heap() -> None:
     reading a 1,000-event case (decision 51). Called once start-up is done."""
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """``settle_heap`` for the span of one command (``ncii audit replay``), then the frozen
+    objects are handed back to the collector: the command's process may be a longer-lived
+    one's (a test's) that should not keep them for good."""
+    settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class CachedPublicKeys(PublicKeys):
