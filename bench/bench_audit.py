@@ -1,7 +1,9 @@
 """Auditor benchmarks (issue 13): ``ncii audit verify``'s rate over a log of N signed events on
 worker processes, and replay / as-of of a 1,000-event case (first read: every signature
 verified; later reads: signatures remembered, hashes and links recomputed). Its own NATS server
-on a temporary store; results in bench/results/audit.json."""
+on a temporary store; results in bench/results/audit.json. Beside the wall rate, the CPU each
+process spent per event (reader, verify workers, NATS server) and the load average it ran
+under: on a shared machine the wall rate follows the load (figures: decision 51)."""
 
 from __future__ import annotations
 
