@@ -1,13 +1,17 @@
 """Auditor benchmarks (issue 13): ``ncii audit verify``'s rate over a log of N signed events on
 worker processes, and replay / as-of of a 1,000-event case (first read: every signature
 verified; later reads: signatures remembered, hashes and links recomputed). Its own NATS server
-on a temporary store; results in bench/results/audit.json."""
+on a temporary store; results in bench/results/audit.json. Beside the wall rate, the CPU each
+process spent per event (reader, verify workers, NATS server) and the load average it ran
+under: on a shared machine the wall rate follows the load (figures: decision 51)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -15,7 +19,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from ncii_audit.app import AuditApp
+import psutil
+from ncii_audit.app import AuditApp, settle_heap
 from ncii_audit.verify import verify_store
 from ncii_contracts import ALL_EVENTS
 from ncii_contracts.intake import PoliceReportDecisionRecorded
@@ -63,37 +68,68 @@ async def run(events: int, workers: int | None) -> dict[str, object]:
                 version = Version(written[-1].seq, written[-1].envelope.hash, version.count + 10)
             versions[case] = version
         total = await store.last_sequence()
+        load = os.getloadavg()[0]
+        cpu_before = _cpu_seconds(server)
         started = time.perf_counter()
         report = await verify_store(store, keys_doc, allowed, workers=workers)
         verify_s = time.perf_counter() - started
+        cpu_after = _cpu_seconds(server)
+        split = [after - before for after, before in zip(cpu_after, cpu_before, strict=True)]
+        verify_cpu_s = sum(split)
         assert report.bad == 0 and report.checked == total, report
         auditor = AuditApp(store, keys_doc, allowed, None)
+        settle_heap()  # as the audit service does once started
         actor = Actor("centre", "a", "auditor")
         t0 = time.perf_counter()
         history = await auditor.replay(big, actor)
         first_ms = (time.perf_counter() - t0) * 1000
         assert len(history.entries) == 1000 and history.ok
-        replays, as_ofs = [], []
+        replays, as_ofs, replay_cpu = [], [], []
         middle = datetime.fromisoformat(history.entries[499].occurred_at.replace("Z", "+00:00"))
         for _ in range(20):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await auditor.replay(big, actor)
             replays.append((time.perf_counter() - t0) * 1000)
+            replay_cpu.append((time.process_time() - c0) * 1000)
             t0 = time.perf_counter()
             await auditor.replay(big, actor, as_of=middle)
             as_ofs.append((time.perf_counter() - t0) * 1000)
         await nc.close()
     finally:
         server.stop()
+    cores = len(os.sched_getaffinity(0))
     return {
         "events": total,
+        "load_average_1min_before_verify": round(load, 1),
         "verify_workers": workers or "one per core",
         "verify_seconds": round(verify_s, 2),
         "verify_events_per_s": round(total / verify_s),
+        # CPU spent by this process, its worker processes and the NATS server, per event: what
+        # the rate would be on idle cores (the machine is shared, so the wall rate wanders)
+        "verify_cpu_us_per_event": round(verify_cpu_s / total * 1e6, 1),
+        "verify_cpu_us_per_event_reader_workers_nats": [round(t / total * 1e6, 1) for t in split],
+        f"verify_cpu_bound_events_per_s_on_{cores}_idle_cores": round(cores * total / verify_cpu_s),
         "replay_1000_first_ms": round(first_ms, 1),
         "replay_1000_median_ms": round(statistics.median(replays), 1),
         "as_of_1000_median_ms": round(statistics.median(as_ofs), 1),
+        "replay_1000_cpu_median_ms": round(statistics.median(replay_cpu), 1),
     }
+
+
+def _cpu_seconds(server: EmbeddedNats) -> tuple[float, float, float]:
+    """User and system CPU of this process (the reader), its finished children (the verify
+    workers, once their pool is shut down) and the NATS server."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nats = 0.0
+    if server.process is not None:
+        times = psutil.Process(server.process.pid).cpu_times()
+        nats = times.user + times.system
+    return (
+        own.ru_utime + own.ru_stime,
+        children.ru_utime + children.ru_stime,
+        nats,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

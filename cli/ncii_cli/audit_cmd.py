@@ -66,17 +66,18 @@ PublicKeysOption = Annotated[
 async def _history(
     case: str, keys: dict[str, list[str]], as_of: datetime | None
 ) -> CaseHistory | None:
-    from ncii_audit.app import AuditApp, CaseNotFoundError
+    from ncii_audit.app import AuditApp, CaseNotFoundError, settled_heap
     from ncii_events.envelope import Actor
 
     from ncii_cli.log_access import log_access
 
     async with log_access() as access:
         app = AuditApp(access.store, keys, _allowed(), None)
-        try:
-            return await app.replay(case, Actor("-", "cli", "auditor"), as_of=as_of)
-        except CaseNotFoundError:
-            return None
+        with settled_heap():
+            try:
+                return await app.replay(case, Actor("-", "cli", "auditor"), as_of=as_of)
+            except CaseNotFoundError:
+                return None
 
 
 def _time(text: str | None) -> datetime | None:
@@ -122,6 +123,8 @@ def replay(
         if as_of is not None:
             for state in fold(history):
                 write(json.dumps({"state": state.to_json()}, sort_keys=True) + "\n")
+            for folded in history.domain or []:
+                write(json.dumps({"domain": folded}, sort_keys=True) + "\n")
         write(json.dumps({"summary": history.summary()}, sort_keys=True) + "\n")
     else:
         _render(history, with_state=as_of is not None)
@@ -147,6 +150,11 @@ def _render(history: CaseHistory, *, with_state: bool) -> None:
     if with_state:
         for state in fold(history):
             out.print(f"[bold]{state.aggregate} {state.aggregate_id}[/]: {state.fields}")
+        for folded in history.domain or []:
+            out.print(
+                f"[bold]{folded['aggregate']} {folded['aggregate_id']}[/] as "
+                f"{folded['folded_by']} folds it: {folded.get('error') or folded['state']}"
+            )
     verdict = "[green]chain and signatures hold[/]" if history.ok else "[red]broken[/]"
     out.print(
         f"{len(history.entries)} events, {history.verified} verified: {verdict}"
@@ -227,13 +235,14 @@ def bundle(
 ) -> None:
     """A case bundle for the police or a court: the history (personal fields withheld), the
     evidence hashes, every envelope as stored (the chain proof) and the audit signer's
-    detached signature; plus a printable HTML page. Needs the audit service's signing key.
+    detached signature; plus printable HTML and PDF renderings beside it (not signed: the JSON
+    is what verifies, and they say so). Needs the audit service's signing key.
 
     Example: `ncii audit bundle 0196a3c2-... --out case.json` then, anywhere,
     `ncii audit verify-bundle case.json --public-key <audit's base64 public key>`
     """
     from ncii_audit.app import AUDIT, AuditApp, CaseNotFoundError
-    from ncii_audit.bundle import render_html
+    from ncii_audit.bundle import render_html, render_pdf
     from ncii_events.envelope import Actor
     from ncii_events.settings import Settings
     from ncii_events.signing import SigningKeyError, own_signing_key
@@ -262,7 +271,12 @@ def bundle(
     out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     page = out.with_suffix(".html")
     page.write_text(render_html(document))
-    _console().print(f"wrote {out} and {page}; signed by audit key {signing.key_id}")
+    printable = out.with_suffix(".pdf")
+    printable.write_bytes(render_pdf(document))
+    _console().print(
+        f"wrote {out} (signed by audit key {signing.key_id}: the file to verify), and its "
+        f"printable renderings {page} and {printable}"
+    )
 
 
 def _key_id(b64: str) -> str | None:

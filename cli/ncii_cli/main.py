@@ -502,7 +502,8 @@ def deadletters_retry(
 def projections_rebuild(
     service: Annotated[str, typer.Option(help="whose read models")],
 ) -> None:
-    """Drop a service's read models and replay the whole log into them. Stop the service first.
+    """Drop a service's read models and replay the whole log into them, with a progress bar,
+    the count and the rate per projection. Stop the service first.
 
     Example: `ncii projections rebuild --service intake`
     """
@@ -510,6 +511,7 @@ def projections_rebuild(
     from ncii_events.projection import ProjectionRunner, reset
     from ncii_events.service import projections_of
     from ncii_events.settings import Settings
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ncii_cli.log_access import log_access
 
@@ -525,16 +527,51 @@ def projections_rebuild(
             projections = projections_of(spec)
             await reset(engine, projections)
             async with log_access(with_keys=True) as access:
-                for projection in projections:
-                    store = access.store_for(projection.stream)
-                    runner = ProjectionRunner(None, engine, store, projection, batch_size=1000)
-                    await runner.start()
-                    try:
-                        await runner.wait_caught_up(timeout=3600)
-                    finally:
-                        await runner.stop()
-                    applied += runner.applied
-                    err.print(f"{projection.name}: {runner.applied} events applied")
+                with Progress(
+                    TextColumn("rebuilding {task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.completed:,.0f}/{task.total:,.0f} read"),
+                    TextColumn("{task.fields[applied]:,} applied"),
+                    TextColumn("{task.fields[rate]} events/s"),
+                    TimeElapsedColumn(),
+                    console=err.rich(),
+                    transient=True,
+                ) as bar:
+                    for projection in projections:
+                        store = access.store_for(projection.stream)
+                        last = await store.last_sequence()
+                        task = bar.add_task(projection.name, total=last, applied=0, rate="-")
+                        started = time.perf_counter()
+                        runner = ProjectionRunner(None, engine, store, projection, batch_size=1000)
+
+                        def tick(
+                            checkpoint: int,
+                            task: Any = task,
+                            t0: float = started,
+                            last: int = last,
+                            runner: ProjectionRunner = runner,
+                        ) -> None:
+                            rate = checkpoint / max(time.perf_counter() - t0, 1e-9)
+                            bar.update(
+                                task,
+                                completed=min(checkpoint, last),
+                                applied=runner.applied,
+                                rate=f"{rate:,.0f}",
+                            )
+
+                        runner.on_commit = tick
+                        await runner.start()
+                        try:
+                            await runner.wait_caught_up(timeout=3600)
+                        finally:
+                            await runner.stop()
+                        seconds = time.perf_counter() - started
+                        applied += runner.applied
+                        err.print(
+                            f"{projection.name}: {runner.applied:,} events applied, "
+                            f"{runner.checkpoint:,} read in {seconds:.2f} s "
+                            f"({runner.checkpoint / max(seconds, 1e-9):,.0f} events/s)"
+                        )
         finally:
             await engine.dispose()
         return applied

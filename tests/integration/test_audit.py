@@ -284,7 +284,7 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     as_of = lines[0]["event"]["occurred_at"]
     past = await _cli(own_server, keys_dir, tmp_path, "replay", case, "--json", "--as-of", as_of)
     kinds = [next(iter(json.loads(line))) for line in past.output.splitlines()]
-    assert kinds == ["event", "state", "summary"], past.output
+    assert kinds == ["event", "state", "domain", "summary"], past.output
     table = await _cli(own_server, keys_dir, tmp_path, "replay", case)
     assert table.exit_code == 0 and "chain and signatures hold" in table.output
 
@@ -297,6 +297,7 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     made = await _cli(own_server, keys_dir, tmp_path, "bundle", case, "--out", str(out))
     assert made.exit_code == 0, made.output
     assert "Case bundle" in out.with_suffix(".html").read_text()
+    assert out.with_suffix(".pdf").read_bytes().startswith(b"%PDF-")
     # offline: no server, the public keys file names the audit key
     checked = CliRunner().invoke(
         cli,

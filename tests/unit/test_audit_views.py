@@ -3,6 +3,8 @@ whole-log verify applies to its workers' results."""
 
 from __future__ import annotations
 
+import json
+
 from ncii_audit.bundle import bundle_body
 from ncii_audit.history import CaseHistory, Entry, fold
 from ncii_audit.verify import _UNSIGNED, Checked, OrderedChecks
@@ -121,3 +123,132 @@ def test_without_public_keys_a_replay_says_signatures_were_not_checked() -> None
     history = build_history("c1", [recorded], None, personal_fields={}, shown=False)
     assert [e.check for e in history.entries] == [UNCHECKED]
     assert history.summary()["signatures_checked"] is False
+
+
+def test_the_bundle_pdf_holds_history_evidence_and_chain_proof_and_points_to_the_json() -> None:
+    import io
+
+    from ncii_audit.bundle import bundle_body, digest_of, render_pdf, sign_bundle
+    from ncii_audit.history import build_history
+    from ncii_contracts.intake import PoliceReportDecisionRecorded
+    from ncii_contracts.takedown import EvidencePreserved
+    from ncii_events import codec
+    from ncii_events.audit import SignaturePolicy
+    from ncii_events.envelope import Actor
+    from ncii_events.model import AggregateRef, Cause, RecordedEvent
+    from ncii_events.signing import PublicKeys, SigningKey, allowed_signers, public_b64
+    from pypdf import PdfReader
+
+    intake, takedown, audit = (SigningKey.generate(s) for s in ("intake", "takedown", "audit"))
+    keys = {k.signer: [public_b64(k.public_key)] for k in (intake, takedown)}
+    allowed = allowed_signers(
+        {"intake": [PoliceReportDecisionRecorded], "takedown": [EvidencePreserved]}
+    )
+    case, capture = "0196a3c2-0000-7000-8000-00000000000b", "cd" * 32
+    written = [
+        (
+            AggregateRef(case, "case", case),
+            PoliceReportDecisionRecorded(decision="declined"),
+            intake,
+        ),
+        (
+            AggregateRef(case, "takedown", "t1"),
+            EvidencePreserved(
+                takedown_id="t1",
+                captured_at="2026-11-30T08:00:00Z",
+                capture_method="screenshot",
+                capture_sha256=capture,
+            ),
+            takedown,
+        ),
+    ]
+    events = []
+    for seq, (ref, event, signing) in enumerate(written, start=1):
+        encoded = codec.encode(
+            ref,
+            event,
+            event.model_dump(mode="json"),
+            event_id=f"e{seq}",
+            prev_hash=GENESIS,
+            cause=Cause(Actor("centre", "p", "caseworker"), "c", "c"),
+            actor_doc={"organisation": "centre", "principal": "p", "role": "caseworker"},
+            traceparent=None,
+            signing=signing,
+            stream="NCII",
+        )
+        events.append(RecordedEvent(seq=seq, envelope=encoded.envelope, event=event))
+    policy = SignaturePolicy("NCII", PublicKeys(keys), allowed)
+    history = build_history(case, events, policy, personal_fields={}, shown=False)
+    assert history.ok
+    history_json = {"summary": history.summary(), "events": [e.to_json() for e in history.entries]}
+    document = sign_bundle(bundle_body(history_json, events, "NCII", keys, allowed), audit)
+
+    text = "\n".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(document))).pages
+    )
+    flat = " ".join(text.split())
+    assert case in flat and "PoliceReportDecisionRecorded" in flat and "EvidencePreserved" in flat
+    assert capture in flat  # the evidence capture's hash
+    for recorded in events:  # the chain proof: each event's hash and signer
+        assert recorded.envelope.hash in flat
+    assert f"signed by takedown key {takedown.key_id}" in flat
+    assert digest_of(document["bundle"]) in flat and document["signature"]["value"] in flat
+    assert "ncii audit verify-bundle FILE.json --public-key KEY" in flat
+    assert "not signed and proves nothing by itself" in flat
+
+
+def test_as_of_folds_each_aggregate_by_its_own_services_published_domain_code() -> None:
+    from datetime import UTC, datetime
+
+    from ncii_audit.folds import domain_states, published_folds
+    from ncii_audit.history import occurred_by
+    from ncii_contracts.intake import CaseOpened, Consents, NonConsentRecorded
+    from ncii_events import codec
+    from ncii_events.envelope import Actor, Envelope
+    from ncii_events.model import AggregateRef, Cause, RecordedEvent
+
+    folds = published_folds()
+    assert {"case", "takedown", "referral"} <= set(folds)
+    assert folds["case"].service == "intake"
+    case = "0196a3c2-0000-7000-8000-00000000000c"
+    opened = CaseOpened(
+        organisation="o",
+        reference="AAAA-BBBB-CCCC",
+        age_group="adult",
+        harm_categories=["threat_sextortion"],
+        spread_status="threatened",
+        channels=[],
+        intake_channel="phone",
+        learned_at="2026-11-30T07:00:00.000000Z",
+        consents=Consents(takedown=True, share_hashes=True, referral=True),
+    )
+    stated = NonConsentRecorded(stated_at="2026-11-30T09:00:00.000000Z", method="written")
+    events = []
+    for seq, (event, at) in enumerate(
+        [(opened, "2026-11-30T08:00:00.000000Z"), (stated, "2026-11-30T09:00:00.000000Z")], 1
+    ):
+        encoded = codec.encode(
+            AggregateRef(case, "case", case),
+            event,
+            event.model_dump(mode="json"),
+            event_id=f"e{seq}",
+            prev_hash=GENESIS,
+            cause=Cause(Actor("o", "p", "caseworker"), "c", "c"),
+            actor_doc={"organisation": "o", "principal": "p", "role": "caseworker"},
+            traceparent=None,
+            signing=None,
+            stream="NCII",
+        )
+        doc = {**encoded.envelope.to_dict(), "occurred_at": at}
+        events.append(RecordedEvent(seq=seq, envelope=Envelope.from_dict(doc), event=event))
+
+    def status_at(hour: int) -> object:
+        when = datetime(2026, 11, 30, hour, 30, tzinfo=UTC)
+        [folded] = domain_states(case, occurred_by(events, when), folds)
+        assert folded["folded_by"] == "intake" and folded["aggregate"] == "case"
+        assert json.loads(json.dumps(folded)) == folded  # JSON values only
+        return folded["state"]["status"]
+
+    # intake's own rule: an adult's case acts only once her statement is recorded
+    assert status_at(8) == "awaiting_statement"
+    assert status_at(9) == "active"

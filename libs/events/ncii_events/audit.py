@@ -6,8 +6,13 @@ Every event's hash and its link to the previous event of its aggregate (decision
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
 
 from ncii_events.envelope import GENESIS, Envelope
 from ncii_events.signing import PublicKeys
@@ -161,3 +166,30 @@ def verify_chain(
     verifier = ChainVerifier(signatures)
     verifier.feed(events)
     return verifier.report()
+
+
+# -- published folds (decision 52) ---------------------------------------------------------------
+
+FOLDS_GROUP = "ncii.folds"
+"""The entry-point group in which a service publishes, per aggregate it owns, its own domain's
+fold for auditors: ``fold(case_id, aggregate_id, history) -> dict | None`` with ``history`` the
+aggregate's decoded events and their times, oldest first, and the result JSON values
+(``plain_state``) including what the service derives from them (a status, a due time)."""
+
+
+def plain_state(value: Any) -> Any:
+    """A domain state as JSON values: dataclasses field by field, sets sorted, tuples as lists,
+    contracts' models as their JSON, times as ISO 8601."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_state(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, frozenset | set):
+        return sorted((plain_state(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [plain_state(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_state(v) for k, v in value.items()}
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 if TYPE_CHECKING:
     from ncii_events.settings import Settings
@@ -132,10 +133,15 @@ def load_signing_key(path: Path, signer: str) -> SigningKey:
 
 
 class PublicKeys:
-    """The public keys in configuration: signer -> its keys by id (several after a rotation)."""
+    """The public keys in configuration: signer -> its keys by id (several after a rotation).
+
+    Signatures are checked with libsodium (PyNaCl): the same Ed25519 over the same bytes as
+    ``cryptography``, which signs, at about half the cost per verification on this machine
+    (~50 µs against ~95-110 µs): what ``ncii audit verify`` spends most of its time on
+    (decision 51). Keys are parsed with ``cryptography``, as they always were."""
 
     def __init__(self, keys: Mapping[str, Sequence[str] | str]) -> None:
-        self._by_signer: dict[str, dict[str, Ed25519PublicKey]] = {}
+        self._by_signer: dict[str, dict[str, bytes]] = {}
         for signer, values in keys.items():
             listed = [values] if isinstance(values, str) else list(values)
             for value in listed:
@@ -146,7 +152,7 @@ class PublicKeys:
                     raise ValueError(
                         f"the public key of {signer} is not base64 of a 32-byte Ed25519 key"
                     ) from None
-                self._by_signer.setdefault(signer, {})[key_id(public)] = public
+                self._by_signer.setdefault(signer, {})[key_id(public)] = raw
 
     @classmethod
     def from_file(cls, path: Path) -> PublicKeys:
@@ -172,8 +178,11 @@ class PublicKeys:
             return f"key {kid!r} is not one of {signer}'s public keys in the configuration"
         try:
             raw = base64.b64decode(signature, validate=True)
-            public.verify(raw, signed_message(stream, digest))
-        except (InvalidSignature, ValueError, binascii.Error):
+            if len(raw) != 64:  # crypto_sign_open would read a short one's message as signature
+                raise ValueError("an Ed25519 signature is 64 bytes")
+            crypto_sign_open(raw + signed_message(stream, digest), public)
+        except (BadSignatureError, ValueError, TypeError, AttributeError, binascii.Error):
+            # TypeError, AttributeError: a signature or hash that is not a string at all
             return f"signature does not verify with {signer}'s key (forged, or altered)"
         return None
 

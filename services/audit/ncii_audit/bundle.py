@@ -179,3 +179,94 @@ Verify the JSON file offline: <code>ncii audit verify-bundle FILE.json --public-
 {rows}
 </table></body></html>
 """
+
+
+PDF_NOTE = (
+    "This PDF is a printable rendering of a case bundle; it is not signed and proves nothing "
+    "by itself. The verifiable artefact is the JSON file it was made from: the audit "
+    "service's Ed25519 signature covers that file's bundle, and every event in it carries its "
+    "hash, its link to the previous event of its aggregate and its writer's signature. Check "
+    "the JSON file offline with: ncii audit verify-bundle FILE.json --public-key KEY (the "
+    "audit service's published public key). The bundle digest below ties this page to that "
+    "file."
+)
+
+
+def _latin(text: object) -> str:
+    """The PDF's built-in fonts hold Latin-1 only: anything else is shown as '?' (names, ids
+    and hashes are ASCII; the JSON keeps every character)."""
+    return str(text).encode("latin-1", "replace").decode("latin-1")
+
+
+def render_pdf(document: Mapping[str, Any]) -> bytes:
+    """A printable PDF of the bundle: summary, how to verify, the bundle's signature and digest,
+    the evidence hashes, the history, and the chain proof (every event's hash, previous hash,
+    signer and key). The JSON stays what is verified (decision 52)."""
+    from fpdf import FPDF
+
+    body = document["bundle"]
+    signature = document["signature"]
+    summary = body["summary"]
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.set_title(_latin(f"Case bundle {body['case_id']}"))
+    pdf.set_creator("ncii audit bundle")
+    pdf.add_page()
+
+    def heading(text: str) -> None:
+        pdf.ln(2)
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.multi_cell(0, 6, _latin(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 9)
+
+    def line(text: str, *, mono: bool = False) -> None:
+        pdf.set_font("Courier" if mono else "Helvetica", "", 7 if mono else 9)
+        pdf.multi_cell(0, 3.6 if mono else 4.5, _latin(text), new_x="LMARGIN", new_y="NEXT")
+
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.multi_cell(0, 8, "Case bundle", new_x="LMARGIN", new_y="NEXT")
+    line(f"Case {body['case_id']}, stream {body['stream']}, made {body['created_at']}.")
+    line(
+        f"{summary['events']} events, {summary['verified']} verified, {summary['bad']} bad; "
+        f"first break: {summary['first_break'] or 'none'}."
+    )
+    heading("How to verify")
+    line(PDF_NOTE)
+    heading("Bundle signature")
+    line(f"signer {signature['signer']}, key id {signature['key_id']}, {signature['algorithm']}")
+    line(f"bundle digest (SHA-256 of its canonical JSON): {digest_of(body)}", mono=True)
+    line(f"signature: {signature['value']}", mono=True)
+    for signer, keys in sorted(body["public_keys"].items()):
+        for key in keys:
+            line(f"public key of {signer}: {key}", mono=True)
+    heading(f"Evidence ({len(body['evidence'])})")
+    if not body["evidence"]:
+        line("No event of this case carries or points to evidence.")
+    for item in body["evidence"]:
+        line(f"event {item['position']}: {item['type']}, id {item['event_id']}")
+        line(f"  event hash      {item['hash']}", mono=True)
+        if item.get("capture_sha256"):
+            line(f"  capture SHA-256 {item['capture_sha256']}", mono=True)
+    heading(f"History ({len(body['history'])} events, log order)")
+    for entry in body["history"]:
+        actor = entry["actor"]
+        line(
+            f"{entry['position']}. {entry['occurred_at']}  {entry['type']} "
+            f"(v{entry['schema_version']}, {entry['aggregate']})  by {actor['role']} "
+            f"{actor['principal']} of {actor['organisation']}; written by {entry['signer']}; "
+            f"check: {entry['check']}"
+        )
+    heading("Chain proof (every event as stored: hash, link, signer)")
+    for envelope in body["envelopes"]:
+        line(
+            f"seq {envelope['seq']}  {envelope['type']}  event {envelope['event_id']}  "
+            f"{envelope['aggregate']} {envelope['aggregate_id']}"
+        )
+        line(f"  prev  {envelope['prev_hash']}", mono=True)
+        line(f"  hash  {envelope['hash']}", mono=True)
+        signer = envelope.get("signer")
+        line(
+            f"  signed by {signer} key {envelope.get('key_id')}" if signer else "  unsigned",
+            mono=True,
+        )
+    return bytes(pdf.output())

@@ -8,13 +8,13 @@ not import one another, and intake's domain is intake's to change.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from ncii_events.audit import ChainVerifier, SignaturePolicy
+from ncii_events.envelope import Actor
 from ncii_events.store import RecordedEvent
 
 OK = "ok"
@@ -24,9 +24,11 @@ verified one."""
 UNSIGNED = "unsigned (written before signing began)"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
-    """One event of the case, as the history shows it."""
+    """One event of the case, as the history shows it. Slots, not frozen: a replay makes a
+    thousand of them, and a frozen dataclass sets each of 17 fields through
+    ``object.__setattr__``."""
 
     position: int
     """1, 2, 3, ... in the case (not the stream's sequence: decision 27, F18)."""
@@ -82,6 +84,9 @@ class CaseHistory:
     bad: int
     as_of: str | None = None
     signatures_checked: bool = True
+    domain: list[dict[str, Any]] | None = None
+    """With ``as_of``: the aggregates folded by their own services' domain code (decision 52,
+    ``ncii_audit.folds``)."""
 
     @property
     def ok(self) -> bool:
@@ -99,21 +104,13 @@ class CaseHistory:
         }
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe payload values (bytes as base64)."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _payload(recorded: RecordedEvent) -> dict[str, Any]:
-    if recorded.event is None:  # a type this program does not know: the stored payload
-        return {k: _plain(v) for k, v in recorded.envelope.payload.items()}
-    return {k: _plain(v) for k, v in recorded.event.model_dump(mode="json").items()}
+    """The payload as JSON values: the decoded event's (upcast to the current version, personal
+    fields as the read left them), or for a type this program does not know, the stored one
+    (parsed JSON already: a copy, since the caller blanks personal fields in it)."""
+    if recorded.event is None:
+        return dict(recorded.envelope.payload)
+    return recorded.event.model_dump(mode="json")
 
 
 def build_history(
@@ -132,6 +129,11 @@ def build_history(
     verifier = ChainVerifier(policy)
     entries: list[Entry] = []
     limit = as_of.astimezone(UTC) if as_of is not None else None
+    # the store writes ``occurred_at`` as utc_now does (fixed width, Z): such a time compares
+    # as text; any other form is parsed
+    limit_text = limit.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if limit is not None else ""
+    actors: dict[Actor, dict[str, str]] = {}
+    no_fields: frozenset[str] = frozenset()
     for position, recorded in enumerate(events, start=1):
         env = recorded.envelope
         bad_before = verifier.bad
@@ -143,10 +145,10 @@ def build_history(
             check = UNSIGNED
         else:
             check = OK if policy is not None else UNCHECKED
-        if limit is not None and _parse(env.occurred_at) > limit:
+        if limit is not None and _after(env.occurred_at, limit, limit_text):
             continue
         personal: dict[str, str] = {}
-        for name in personal_fields.get(env.type, frozenset()):
+        for name in personal_fields.get(env.type, no_fields):
             if env.payload.get(name) is None:
                 continue
             if name in recorded.erased_fields:
@@ -169,11 +171,7 @@ def build_history(
                 aggregate=env.aggregate,
                 aggregate_id=env.aggregate_id,
                 occurred_at=env.occurred_at,
-                actor={
-                    "organisation": env.actor.organisation,
-                    "principal": env.actor.principal,
-                    "role": env.actor.role,
-                },
+                actor=actors.get(env.actor) or actors.setdefault(env.actor, _actor(env.actor)),
                 correlation_id=env.correlation_id,
                 causation_id=env.causation_id,
                 signer=env.signer,
@@ -200,6 +198,27 @@ def build_history(
         as_of=None if limit is None else limit.isoformat().replace("+00:00", "Z"),
         signatures_checked=policy is not None,
     )
+
+
+def occurred_by(events: Sequence[RecordedEvent], as_of: datetime) -> list[RecordedEvent]:
+    """The events that occurred up to ``as_of`` (the rule ``build_history`` cuts by)."""
+    limit = as_of.astimezone(UTC)
+    limit_text = limit.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return [e for e in events if not _after(e.envelope.occurred_at, limit, limit_text)]
+
+
+def _actor(actor: Actor) -> dict[str, str]:
+    return {"organisation": actor.organisation, "principal": actor.principal, "role": actor.role}
+
+
+def _after(occurred_at: str, limit: datetime, limit_text: str) -> bool:
+    if (
+        len(occurred_at) == 27 == len(limit_text)
+        and occurred_at[-1] == "Z"
+        and occurred_at[10] == "T"
+    ):
+        return occurred_at > limit_text
+    return _parse(occurred_at) > limit
 
 
 def _parse(text: str) -> datetime:

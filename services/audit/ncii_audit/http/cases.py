@@ -89,7 +89,9 @@ async def replay_case(
     link and signature verified (`check`; `summary.first_break` names the first bad event).
     Personal fields are null (`personal` says which are withheld or erased) unless
     `reveal=personal&reason=...`: then a `PersonalDataRead` is recorded first. `as_of`: only
-    the events up to that time, and `state`, the case's aggregates as they stood."""
+    the events up to that time, `state`, the case's aggregates as they stood (each field's
+    latest value), and `domain`, each aggregate folded by its own service's domain code (the
+    case's status, a report's due time, a takedown's or a referral's state)."""
     require_role(principal, *AUDITORS)
     when = _as_of(as_of)
     asked = _reveal(reveal, reason, ticket, REPLAY_ENDPOINT)
@@ -103,6 +105,7 @@ async def replay_case(
     }
     if when is not None:
         body["state"] = [s.to_json() for s in fold(history)]
+        body["domain"] = history.domain or []
     return body
 
 
