@@ -62,11 +62,11 @@ def _opened(organisation: str, age_group: str, channel: str, category: str) -> C
     return CaseOpened(
         organisation=organisation,
         reference="ABCD-EFGH-JKLM",
-        age_group=age_group,  # type: ignore[arg-type]
-        harm_categories=[category],  # type: ignore[list-item]
+        age_group=age_group,
+        harm_categories=[category],
         spread_status="spread",
         channels=[Channel(kind="messaging_app", platform=SECRET)],
-        intake_channel=channel,  # type: ignore[arg-type]
+        intake_channel=channel,
         learned_at="2026-11-01T00:00:00.000000Z",
         consents=Consents(takedown=True, share_hashes=True, referral=True),
         pseudonym=SECRET,
@@ -103,8 +103,8 @@ def _request(takedown: str, platform: str, regime: str, hours: int) -> TakedownR
         notice_id=f"n-{takedown}",
         platform_id=platform,
         channel="webhook",
-        regimes=[regime],  # type: ignore[list-item]
-        deadline_regime=regime,  # type: ignore[arg-type]
+        regimes=[regime],
+        deadline_regime=regime,
         deadline_hours=hours,
         legal=True,
     )
@@ -138,39 +138,263 @@ def scenario(prefix: str) -> list[Step]:
     p1, p2 = f"{prefix}-p1", f"{prefix}-p2"
     ta1, ta2, tb1, tc1 = (f"{prefix}-{x}" for x in ("ta1", "ta2", "tb1", "tc1"))
     steps: list[tuple[str, str, str, DomainEvent, str]] = [
-        (a, "case", a, _opened("ngo-a", "adult", "phone", "distribution_without_consent_319_3"), "2026-10-30T09:00:00.000000Z"),
-        (b, "case", b, _opened("ngo-b", "minor", "web_form", "child_sexual_exploitation"), "2026-11-01T09:00:00.000000Z"),
-        (c, "case", c, _opened("ngo-a", "adult", "phone", "threat_sextortion"), "2026-11-01T10:00:00.000000Z"),
-        (d, "case", d, _opened("ngo-a", "minor", "partner_api", "child_sexual_exploitation"), "2026-11-02T09:00:00.000000Z"),
-        (a, "case", a, LocationReported(location_id=f"{prefix}-la1", channel_kind="social_platform", platform=SECRET, url=f"https://x.invalid/{SECRET}"), "2026-11-01T00:00:00.000000Z"),
+        (
+            a,
+            "case",
+            a,
+            _opened("ngo-a", "adult", "phone", "distribution_without_consent_319_3"),
+            "2026-10-30T09:00:00.000000Z",
+        ),
+        (
+            b,
+            "case",
+            b,
+            _opened("ngo-b", "minor", "web_form", "child_sexual_exploitation"),
+            "2026-11-01T09:00:00.000000Z",
+        ),
+        (
+            c,
+            "case",
+            c,
+            _opened("ngo-a", "adult", "phone", "threat_sextortion"),
+            "2026-11-01T10:00:00.000000Z",
+        ),
+        (
+            d,
+            "case",
+            d,
+            _opened("ngo-a", "minor", "partner_api", "child_sexual_exploitation"),
+            "2026-11-02T09:00:00.000000Z",
+        ),
+        (
+            a,
+            "case",
+            a,
+            LocationReported(
+                location_id=f"{prefix}-la1",
+                channel_kind="social_platform",
+                platform=SECRET,
+                url=f"https://x.invalid/{SECRET}",
+            ),
+            "2026-11-01T00:00:00.000000Z",
+        ),
         (a, "takedown", ta1, _opened_takedown(ta1, p1), "2026-11-01T00:00:01.000000Z"),
         (a, "takedown", ta1, _request(ta1, p1, "tw", 72), "2026-11-01T00:00:02.000000Z"),
-        (a, "takedown", ta1, _sent(ta1, "2026-11-01T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"), "2026-11-01T00:00:03.000000Z"),
-        (a, "takedown", ta1, ContentRemoved(takedown_id=ta1, notice_id=f"n-{ta1}", removed_at="2026-11-01T10:00:00.000000Z"), "2026-11-01T10:00:00.000000Z"),
+        (
+            a,
+            "takedown",
+            ta1,
+            _sent(ta1, "2026-11-01T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"),
+            "2026-11-01T00:00:03.000000Z",
+        ),
+        (
+            a,
+            "takedown",
+            ta1,
+            ContentRemoved(
+                takedown_id=ta1, notice_id=f"n-{ta1}", removed_at="2026-11-01T10:00:00.000000Z"
+            ),
+            "2026-11-01T10:00:00.000000Z",
+        ),
         (a, "takedown", ta2, _opened_takedown(ta2, p2), "2026-11-02T00:00:00.000000Z"),
-        (a, "takedown", ta2, _request(ta2, p2, "us_take_it_down", 48), "2026-11-02T00:00:01.000000Z"),
-        (a, "takedown", ta2, _sent(ta2, "2026-11-02T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"), "2026-11-02T00:00:02.000000Z"),
-        (a, "takedown", ta2, TakedownOverdue(takedown_id=ta2, notice_id=f"n-{ta2}", deadline_at="2026-11-04T00:00:00.000000Z", deadline_regime="us_take_it_down", legal=True, detected_at="2026-11-04T00:00:01.000000Z"), "2026-11-04T00:00:01.000000Z"),
-        (a, "referral", f"{prefix}-ra1", ReferralOffered(referral_id=f"{prefix}-ra1", partner_id="partner-1", partner_organisation="partner-x", service="counselling", needs=["emotional_support"], consent_basis="victim_consent", age_group="adult", pseudonym=SECRET), "2026-11-02T01:00:00.000000Z"),
-        (a, "referral", f"{prefix}-ra1", ReferralCompleted(referral_id=f"{prefix}-ra1", completed_at="2026-11-09T00:00:00.000000Z"), "2026-11-09T00:00:00.000000Z"),
-        (a, "match", f"{prefix}-ma1", MatchFound(match_id=f"{prefix}-ma1", sighting_id="s1", bank="b", entry_key="k", algorithm="pdq", distance=3, platform=f"plat-facespace-{prefix}", seen_at="2026-11-05T00:00:00.000000Z", url=f"https://x.invalid/{SECRET}"), "2026-11-05T00:00:00.000000Z"),
-        (a, "match", f"{prefix}-ma1", SightingsCounted(match_id=f"{prefix}-ma1", entry_key="k", platform=f"plat-facespace-{prefix}", window_start="2026-11-05T00:00:00.000000Z", window_end="2026-11-05T01:00:00.000000Z", sightings=5, first_seen_at="2026-11-05T00:00:00.000000Z", last_seen_at="2026-11-05T00:30:00.000000Z"), "2026-11-05T01:00:01.000000Z"),
-        (b, "mandatory_report", f"{prefix}-rb", MandatoryReportDue(report_id=f"{prefix}-rb", learned_at="2026-11-01T00:00:00.000000Z", due_at="2026-11-02T00:00:00.000000Z"), "2026-11-01T09:00:01.000000Z"),
-        (b, "mandatory_report", f"{prefix}-rb", MandatoryReportOverdue(report_id=f"{prefix}-rb", due_at="2026-11-02T00:00:00.000000Z", detected_at="2026-11-02T00:00:01.000000Z"), "2026-11-02T00:00:01.000000Z"),
+        (
+            a,
+            "takedown",
+            ta2,
+            _request(ta2, p2, "us_take_it_down", 48),
+            "2026-11-02T00:00:01.000000Z",
+        ),
+        (
+            a,
+            "takedown",
+            ta2,
+            _sent(ta2, "2026-11-02T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"),
+            "2026-11-02T00:00:02.000000Z",
+        ),
+        (
+            a,
+            "takedown",
+            ta2,
+            TakedownOverdue(
+                takedown_id=ta2,
+                notice_id=f"n-{ta2}",
+                deadline_at="2026-11-04T00:00:00.000000Z",
+                deadline_regime="us_take_it_down",
+                legal=True,
+                detected_at="2026-11-04T00:00:01.000000Z",
+            ),
+            "2026-11-04T00:00:01.000000Z",
+        ),
+        (
+            a,
+            "referral",
+            f"{prefix}-ra1",
+            ReferralOffered(
+                referral_id=f"{prefix}-ra1",
+                partner_id="partner-1",
+                partner_organisation="partner-x",
+                service="counselling",
+                needs=["emotional_support"],
+                consent_basis="victim_consent",
+                age_group="adult",
+                pseudonym=SECRET,
+            ),
+            "2026-11-02T01:00:00.000000Z",
+        ),
+        (
+            a,
+            "referral",
+            f"{prefix}-ra1",
+            ReferralCompleted(
+                referral_id=f"{prefix}-ra1", completed_at="2026-11-09T00:00:00.000000Z"
+            ),
+            "2026-11-09T00:00:00.000000Z",
+        ),
+        (
+            a,
+            "match",
+            f"{prefix}-ma1",
+            MatchFound(
+                match_id=f"{prefix}-ma1",
+                sighting_id="s1",
+                bank="b",
+                entry_key="k",
+                algorithm="pdq",
+                distance=3,
+                platform=f"plat-facespace-{prefix}",
+                seen_at="2026-11-05T00:00:00.000000Z",
+                url=f"https://x.invalid/{SECRET}",
+            ),
+            "2026-11-05T00:00:00.000000Z",
+        ),
+        (
+            a,
+            "match",
+            f"{prefix}-ma1",
+            SightingsCounted(
+                match_id=f"{prefix}-ma1",
+                entry_key="k",
+                platform=f"plat-facespace-{prefix}",
+                window_start="2026-11-05T00:00:00.000000Z",
+                window_end="2026-11-05T01:00:00.000000Z",
+                sightings=5,
+                first_seen_at="2026-11-05T00:00:00.000000Z",
+                last_seen_at="2026-11-05T00:30:00.000000Z",
+            ),
+            "2026-11-05T01:00:01.000000Z",
+        ),
+        (
+            b,
+            "mandatory_report",
+            f"{prefix}-rb",
+            MandatoryReportDue(
+                report_id=f"{prefix}-rb",
+                learned_at="2026-11-01T00:00:00.000000Z",
+                due_at="2026-11-02T00:00:00.000000Z",
+            ),
+            "2026-11-01T09:00:01.000000Z",
+        ),
+        (
+            b,
+            "mandatory_report",
+            f"{prefix}-rb",
+            MandatoryReportOverdue(
+                report_id=f"{prefix}-rb",
+                due_at="2026-11-02T00:00:00.000000Z",
+                detected_at="2026-11-02T00:00:01.000000Z",
+            ),
+            "2026-11-02T00:00:01.000000Z",
+        ),
         (b, "takedown", tb1, _opened_takedown(tb1, p1), "2026-11-03T00:00:00.000000Z"),
         (b, "takedown", tb1, _request(tb1, p1, "tw", 24), "2026-11-03T00:00:01.000000Z"),
-        (b, "takedown", tb1, _sent(tb1, "2026-11-03T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"), "2026-11-03T00:00:02.000000Z"),
-        (b, "takedown", tb1, TakedownRefused(takedown_id=tb1, notice_id=f"n-{tb1}", refused_at="2026-11-05T00:00:00.000000Z", reason="not_sexual_content"), "2026-11-05T00:00:00.000000Z"),
+        (
+            b,
+            "takedown",
+            tb1,
+            _sent(tb1, "2026-11-03T00:00:00.000000Z", "2026-11-04T00:00:00.000000Z"),
+            "2026-11-03T00:00:02.000000Z",
+        ),
+        (
+            b,
+            "takedown",
+            tb1,
+            TakedownRefused(
+                takedown_id=tb1,
+                notice_id=f"n-{tb1}",
+                refused_at="2026-11-05T00:00:00.000000Z",
+                reason="not_sexual_content",
+            ),
+            "2026-11-05T00:00:00.000000Z",
+        ),
         (b, "case", b, CaseClosed(reason="resolved"), "2026-11-20T00:00:00.000000Z"),
         (c, "takedown", tc1, _opened_takedown(tc1, p1), "2026-11-01T11:00:00.000000Z"),
-        (c, "referral", f"{prefix}-rc1", ReferralOffered(referral_id=f"{prefix}-rc1", partner_id="partner-1", partner_organisation="partner-x", service="legal_advice", needs=["legal_advice"], consent_basis="victim_consent", age_group="adult"), "2026-11-01T12:00:00.000000Z"),
-        (c, "match", f"{prefix}-mc1", MatchFound(match_id=f"{prefix}-mc1", sighting_id="s2", bank="b", entry_key="k2", algorithm="pdq", distance=1, platform=f"plat-facespace-{prefix}", seen_at="2026-11-06T00:00:00.000000Z"), "2026-11-06T00:00:00.000000Z"),
-        (c, "case", c, CaseErased(erased_by="caseworker", reason="victim_request"), "2026-11-07T00:00:00.000000Z"),
-        (c, "takedown", tc1, TakedownCancelled(takedown_id=tc1, reason="case_erased"), "2026-11-07T00:00:01.000000Z"),
-        (d, "mandatory_report", f"{prefix}-rd", MandatoryReportDue(report_id=f"{prefix}-rd", learned_at="2026-11-02T00:00:00.000000Z", due_at="2026-11-03T00:00:00.000000Z"), "2026-11-02T09:00:01.000000Z"),
-        (d, "mandatory_report", f"{prefix}-rd", MandatoryReportSubmitted(report_id=f"{prefix}-rd", filed_at="2026-11-02T12:00:00.000000Z", late=False), "2026-11-02T12:00:00.000000Z"),
+        (
+            c,
+            "referral",
+            f"{prefix}-rc1",
+            ReferralOffered(
+                referral_id=f"{prefix}-rc1",
+                partner_id="partner-1",
+                partner_organisation="partner-x",
+                service="legal_advice",
+                needs=["legal_advice"],
+                consent_basis="victim_consent",
+                age_group="adult",
+            ),
+            "2026-11-01T12:00:00.000000Z",
+        ),
+        (
+            c,
+            "match",
+            f"{prefix}-mc1",
+            MatchFound(
+                match_id=f"{prefix}-mc1",
+                sighting_id="s2",
+                bank="b",
+                entry_key="k2",
+                algorithm="pdq",
+                distance=1,
+                platform=f"plat-facespace-{prefix}",
+                seen_at="2026-11-06T00:00:00.000000Z",
+            ),
+            "2026-11-06T00:00:00.000000Z",
+        ),
+        (
+            c,
+            "case",
+            c,
+            CaseErased(erased_by="caseworker", reason="victim_request"),
+            "2026-11-07T00:00:00.000000Z",
+        ),
+        (
+            c,
+            "takedown",
+            tc1,
+            TakedownCancelled(takedown_id=tc1, reason="case_erased"),
+            "2026-11-07T00:00:01.000000Z",
+        ),
+        (
+            d,
+            "mandatory_report",
+            f"{prefix}-rd",
+            MandatoryReportDue(
+                report_id=f"{prefix}-rd",
+                learned_at="2026-11-02T00:00:00.000000Z",
+                due_at="2026-11-03T00:00:00.000000Z",
+            ),
+            "2026-11-02T09:00:01.000000Z",
+        ),
+        (
+            d,
+            "mandatory_report",
+            f"{prefix}-rd",
+            MandatoryReportSubmitted(
+                report_id=f"{prefix}-rd", filed_at="2026-11-02T12:00:00.000000Z", late=False
+            ),
+            "2026-11-02T12:00:00.000000Z",
+        ),
         (d, "case", d, CaseWithdrawn(withdrawn_by="victim"), "2026-11-10T00:00:00.000000Z"),
-    ]  # fmt: skip
+    ]
     return [Step(*s) for s in steps]
 
 
@@ -188,7 +412,9 @@ async def append_scenario(store: EventStore, ref_store: EventStore, prefix: str)
     (each aggregate's events with the version it stands at)."""
     for platform in platforms(prefix):
         ref = AggregateRef(REFERENCE_CASE, "platform", platform.platform_id)
-        await ref_store.append(ref, [platform], expected=await _version(ref_store, ref), cause=CAUSE)
+        await ref_store.append(
+            ref, [platform], expected=await _version(ref_store, ref), cause=CAUSE
+        )
     await append_steps(store, scenario(prefix))
 
 

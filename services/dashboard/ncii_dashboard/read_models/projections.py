@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashmatch import MatchFeedbackReceived, MatchFound, SightingsCounted
 from ncii_contracts.intake import (
     CaseClosed,
@@ -48,6 +49,7 @@ from ncii_contracts.takedown import (
     ContentRemoved,
     NoticeSent,
     PlatformRegistered,
+    PlatformUpdated,
     RequestFulfilled,
     TakedownAcknowledged,
     TakedownCancelled,
@@ -126,15 +128,11 @@ REFERRAL_EVENTS = (
     ReferralRevoked,
 )
 MATCH_EVENTS = (MatchFound, SightingsCounted, MatchFeedbackReceived)
-CONSUMES = (
-    *CASE_EVENTS,
-    *TAKEDOWN_EVENTS,
-    *REPORT_EVENTS,
-    *REFERRAL_EVENTS,
-    *MATCH_EVENTS,
-    PlatformRegistered,
-)
-"""Every event the dashboard reads (``PlatformUpdated`` is a ``PlatformRegistered``)."""
+CASE_STREAM = (*CASE_EVENTS, *TAKEDOWN_EVENTS, *REPORT_EVENTS, *REFERRAL_EVENTS, *MATCH_EVENTS)
+REFERENCE_STREAM = (PlatformRegistered, PlatformUpdated, *MATCH_EVENTS)
+CONSUMES: tuple[type[DomainEvent], ...] = tuple(dict.fromkeys((*CASE_STREAM, *REFERENCE_STREAM)))
+"""Every event the dashboard reads, and nothing else: its subjects name each type, so its NATS
+user may read no other (notes, reasons, evidence records are never delivered to it)."""
 
 
 def hours_between(start: str | None, end: str | None) -> float | None:
@@ -209,9 +207,8 @@ class PlatformsProjection(Projection):
     name: ClassVar[str] = "dashboard_platforms"
     metadata: ClassVar[MetaData] = METADATA
     stream: ClassVar[StreamSpec] = REFERENCE
-    subjects: ClassVar[tuple[str, ...]] = (
-        f"{REFERENCE.prefix}.platform.>",
-        f"{REFERENCE.prefix}.match.>",
+    subjects: ClassVar[tuple[str, ...]] = tuple(
+        f"{REFERENCE.prefix}.{e.aggregate}.*.{e.event_type}" for e in REFERENCE_STREAM
     )
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
@@ -237,12 +234,8 @@ class CasesProjection(Projection):
     name: ClassVar[str] = "dashboard_cases"
     metadata: ClassVar[MetaData] = METADATA
     stream: ClassVar[StreamSpec] = CASES
-    subjects: ClassVar[tuple[str, ...]] = (
-        *(f"{CASES.prefix}.*.case.*.{e.event_type}" for e in CASE_EVENTS),
-        f"{CASES.prefix}.*.takedown.>",
-        f"{CASES.prefix}.*.mandatory_report.>",
-        f"{CASES.prefix}.*.referral.>",
-        f"{CASES.prefix}.*.match.>",
+    subjects: ClassVar[tuple[str, ...]] = tuple(
+        f"{CASES.prefix}.*.{e.aggregate}.*.{e.event_type}" for e in CASE_STREAM
     )
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
