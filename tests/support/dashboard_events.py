@@ -428,3 +428,32 @@ async def _version(store: EventStore, ref: AggregateRef) -> Any:
     from ncii_events.model import Version
 
     return Version.of(await store.load(ref, decrypt=False))
+
+
+async def more_removals(store: EventStore, prefix: str) -> None:
+    """After the scenario: one case more (open, adult) and a third FaceSpace takedown of case
+    ``a``, removed (FaceSpace: 3 takedowns, 2 removed)."""
+    a = case_ids(prefix)["a"]
+    e = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{prefix}/e"))
+    ta3, p1 = f"{prefix}-ta3", f"{prefix}-p1"
+    await append_steps(
+        store,
+        [
+            Step(e, "case", e, _opened("ngo-a", "adult", "phone", "threat_sextortion"), _T),
+            Step(a, "takedown", ta3, _opened_takedown(ta3, p1), _T),
+            Step(a, "takedown", ta3, _request(ta3, p1, "tw", 72), _T),
+            Step(a, "takedown", ta3, _sent(ta3, _T, "2026-12-04T00:00:00.000000Z"), _T),
+            Step(
+                a,
+                "takedown",
+                ta3,
+                ContentRemoved(
+                    takedown_id=ta3, notice_id=f"n-{ta3}", removed_at="2026-12-01T20:00:00.000000Z"
+                ),
+                _T,
+            ),
+        ],
+    )
+
+
+_T = "2026-12-01T00:00:00.000000Z"
