@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -194,6 +195,8 @@ async def test_staff_see_the_counts_update_by_themselves_in_headless_chromium(
     from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
     from tests.support.dashboard_events import more_removals
 
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 (one stat, before anything runs)
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make chromium` (Debian's package)")
     prefix = uuid.uuid4().hex[:8]
     await append_scenario(store, ref_store, prefix)
     await caught_up(dashboard)
