@@ -1,61 +1,89 @@
-"""The dashboard's application state: its engine and a cache of computed views.
+"""The dashboard's application state: its engine and a cache of computed answers.
 
 Every view is a function of the dashboard's tables, which change only when a projection commits.
-So a view is computed once per state of the tables (the projections' checkpoints, read from the
-runners in memory) and served from memory until a checkpoint moves; concurrent requests for a
-view being computed wait for that one computation. Staff see a state at most one commit old.
+So an answer is computed once per state of the tables (the projections' checkpoints, read from
+the runners in memory: ``version``) and served from memory, already encoded, until a checkpoint
+moves. Then the next request starts one computation in the background and, while it runs, is
+answered with the previous answer at once (each answer names the ``version`` it reflects):
+staff never wait for a computation once a view has been computed, and at most one computation
+per view runs at a time however many requests arrive. Only the first request for a view waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ncii_events.projection import ProjectionRunner
 from ncii_events.service import ServiceRuntime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-View = Callable[[AsyncConnection], Awaitable[Any]]
+log = logging.getLogger("ncii.dashboard")
+
+Compute = Callable[[AsyncConnection, str], Awaitable[bytes]]
+"""Reads the tables and returns the encoded answer, given the version it reflects."""
+
+
+@dataclass
+class _Computation:
+    version: tuple[int, ...]
+    task: asyncio.Task[bytes]
 
 
 @dataclass
 class DashboardApp:
     engine: AsyncEngine
     runners: Sequence[ProjectionRunner] = ()
-    _cache: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-    _computing: dict[str, tuple[tuple[int, ...], asyncio.Task[Any]]] = field(default_factory=dict)
+    _answers: dict[str, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
+    _running: dict[str, _Computation] = field(default_factory=dict)
 
     def version(self) -> tuple[int, ...]:
         """The state of the tables: every dashboard projection's checkpoint."""
         return tuple(r.checkpoint for r in self.runners)
 
-    def version_tag(self) -> str:
-        return "-".join(str(v) for v in self.version())
+    @staticmethod
+    def tag(version: tuple[int, ...]) -> str:
+        return "-".join(str(v) for v in version)
 
-    async def view(self, name: str, compute: View) -> Any:
-        """``compute``'s answer for the tables as they are now (from memory when unchanged)."""
+    async def answer(self, name: str, compute: Compute) -> bytes:
+        """The answer ``name`` for the tables as they are, or, while that one is being
+        computed, the last one computed."""
         version = self.version()
-        cached = self._cache.get(name)
+        cached = self._answers.get(name)
         if cached is not None and cached[0] == version:
             return cached[1]
-        running = self._computing.get(name)
-        if running is None or running[0] != version:
-            task = asyncio.ensure_future(self._compute(compute))
-            running = self._computing[name] = (version, task)
-        value = await asyncio.shield(running[1])
-        # Only an answer at least as new as the one cached replaces it.
-        current = self._cache.get(name)
-        if current is None or current[0] <= version:
-            self._cache[name] = (version, value)
-        if self._computing.get(name) is running:
-            del self._computing[name]
-        return value
+        running = self._running.get(name)
+        if running is None:
+            running = self._start(name, version, compute)
+        if cached is not None:
+            return cached[1]
+        return await asyncio.shield(running.task)
 
-    async def _compute(self, compute: View) -> Any:
-        async with self.engine.connect() as conn:
-            return await compute(conn)
+    def _start(self, name: str, version: tuple[int, ...], compute: Compute) -> _Computation:
+        async def run() -> bytes:
+            async with self.engine.connect() as conn:
+                return await compute(conn, self.tag(version))
+
+        task = asyncio.ensure_future(run())
+        running = self._running[name] = _Computation(version, task)
+
+        def done(finished: asyncio.Task[bytes]) -> None:
+            if self._running.get(name) is running:
+                del self._running[name]
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            if error is not None:
+                log.warning("the %s view could not be computed: %s", name, type(error).__name__)
+                return
+            current = self._answers.get(name)
+            if current is None or current[0] <= version:
+                self._answers[name] = (version, finished.result())
+
+        task.add_done_callback(done)
+        return running
 
 
 async def build(runtime: ServiceRuntime[DashboardApp]) -> DashboardApp:
