@@ -33,6 +33,9 @@ from ncii_contracts.intake import (
     SpreadStatusChanged,
 )
 from ncii_contracts.referral import (
+    ConsentOverridden,
+    CounsellorNoteAdded,
+    FollowUpRecorded,
     MandatoryReportDue,
     MandatoryReportOverdue,
     MandatoryReportSubmitted,
@@ -47,6 +50,7 @@ from ncii_contracts.referral import (
 )
 from ncii_contracts.takedown import (
     ContentRemoved,
+    EvidencePreserved,
     NoticeSent,
     PlatformRegistered,
     PlatformUpdated,
@@ -130,11 +134,17 @@ REFERRAL_EVENTS = (
     ReferralRevoked,
 )
 MATCH_EVENTS = (MatchFound, SightingsCounted, MatchFeedbackReceived)
+WHOLE_AGGREGATES = ("takedown", "match", "referral", "mandatory_report")
+"""Aggregates of the cases stream read whole (one subject each, the most frequent first: the
+runner tries a stream's subjects in order for every event); their other events are decoded,
+never decrypted, and ignored (evidence records, follow-ups, counsellors' notes, overrides)."""
+IGNORED = (EvidencePreserved, ConsentOverridden, FollowUpRecorded, CounsellorNoteAdded)
 CASE_STREAM = (*CASE_EVENTS, *TAKEDOWN_EVENTS, *REPORT_EVENTS, *REFERRAL_EVENTS, *MATCH_EVENTS)
 REFERENCE_STREAM = (PlatformRegistered, PlatformUpdated, *MATCH_EVENTS)
-CONSUMES: tuple[type[DomainEvent], ...] = tuple(dict.fromkeys((*CASE_STREAM, *REFERENCE_STREAM)))
-"""Every event the dashboard reads, and nothing else: its subjects name each type, so its NATS
-user may read no other (notes, reasons, evidence records are never delivered to it)."""
+CONSUMES: tuple[type[DomainEvent], ...] = tuple(
+    dict.fromkeys((*CASE_STREAM, *IGNORED, *REFERENCE_STREAM))
+)
+"""Every event type the dashboard's subjects take in (its registry must decode each)."""
 
 
 def hours_between(start: str | None, end: str | None) -> float | None:
@@ -376,8 +386,9 @@ class CasesProjection(Projection):
     name: ClassVar[str] = "dashboard_cases"
     metadata: ClassVar[MetaData] = METADATA
     stream: ClassVar[StreamSpec] = CASES
-    subjects: ClassVar[tuple[str, ...]] = tuple(
-        f"{CASES.prefix}.*.{e.aggregate}.*.{e.event_type}" for e in CASE_STREAM
+    subjects: ClassVar[tuple[str, ...]] = (
+        *(f"{CASES.prefix}.*.{aggregate}.>" for aggregate in WHOLE_AGGREGATES),
+        *(f"{CASES.prefix}.*.case.*.{e.event_type}" for e in CASE_EVENTS),
     )
 
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
