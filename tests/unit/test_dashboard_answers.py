@@ -1,6 +1,7 @@
 """The dashboard's answers: computed once per state of the read models; when the state moves,
 one computation runs while every request meanwhile gets the previous answer at once; the first
-request for a view waits for it. On real SQLite, with the projections' checkpoints moved by hand."""
+request for a view waits for it; a view is not computed again sooner than its interval. On real
+SQLite, with the projections' checkpoints moved by hand."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ async def test_one_computation_per_state_and_the_previous_answer_while_it_runs(
 ) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
     runner = Checkpoint()
-    app = DashboardApp(engine=engine, runners=[runner])  # type: ignore[list-item]
+    app = DashboardApp(
+        engine=engine,
+        runners=[runner],  # type: ignore[list-item]
+        min_interval=0.0,
+        spacing=0.0,
+    )
     release, started = asyncio.Event(), asyncio.Event()
     calls: list[str] = []
 
@@ -58,5 +64,25 @@ async def test_one_computation_per_state_and_the_previous_answer_while_it_runs(
         await running.task
         assert await app.answer("v", compute) == b"7:1"
         assert calls == ["0", "7"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_view_is_not_computed_again_within_its_interval(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
+    runner = Checkpoint()
+    app = DashboardApp(engine=engine, runners=[runner], min_interval=3600.0)  # type: ignore[list-item]
+    calls: list[str] = []
+
+    async def compute(conn: AsyncConnection, version: str) -> bytes:
+        calls.append(version)
+        return version.encode()
+
+    try:
+        assert await app.answer("v", compute) == b"0"
+        runner.checkpoint = 3
+        assert await app.answer("v", compute) == b"0"  # within the hour: the previous answer
+        assert calls == ["0"]
+        assert await app.answer("other", compute) == b"3"  # each view has its own interval
     finally:
         await engine.dispose()

@@ -7,12 +7,16 @@ moves. Then the next request starts one computation in the background and, while
 answered with the previous answer at once (each answer names the ``version`` it reflects):
 staff never wait for a computation once a view has been computed, and at most one computation
 per view runs at a time however many requests arrive. Only the first request for a view waits.
+A view is computed again at most every ``min_interval`` seconds, and never sooner than four
+times its last computation's duration after it: while events keep arriving, computations take
+at most a quarter of the process's time and requests the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,14 +34,21 @@ Compute = Callable[[AsyncConnection, str], Awaitable[bytes]]
 class _Computation:
     version: tuple[int, ...]
     task: asyncio.Task[bytes]
+    started: float
 
 
 @dataclass
 class DashboardApp:
     engine: AsyncEngine
     runners: Sequence[ProjectionRunner] = ()
+    min_interval: float = 1.0
+    spacing: float = 4.0
+    """A view is computed again no sooner than ``spacing`` times its last computation's
+    duration after it ended (and ``min_interval``)."""
     _answers: dict[str, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
     _running: dict[str, _Computation] = field(default_factory=dict)
+    _next: dict[str, float] = field(default_factory=dict)
+    """When each view may be computed again (monotonic seconds)."""
 
     def version(self) -> tuple[int, ...]:
         """The state of the tables: every dashboard projection's checkpoint."""
@@ -55,10 +66,12 @@ class DashboardApp:
         if cached is not None and cached[0] == version:
             return cached[1]
         running = self._running.get(name)
+        if cached is not None:
+            if running is None and time.monotonic() >= self._next.get(name, 0.0):
+                self._start(name, version, compute)
+            return cached[1]
         if running is None:
             running = self._start(name, version, compute)
-        if cached is not None:
-            return cached[1]
         return await asyncio.shield(running.task)
 
     def _start(self, name: str, version: tuple[int, ...], compute: Compute) -> _Computation:
@@ -67,11 +80,13 @@ class DashboardApp:
                 return await compute(conn, self.tag(version))
 
         task = asyncio.ensure_future(run())
-        running = self._running[name] = _Computation(version, task)
+        running = self._running[name] = _Computation(version, task, time.monotonic())
 
         def done(finished: asyncio.Task[bytes]) -> None:
             if self._running.get(name) is running:
                 del self._running[name]
+            now = time.monotonic()
+            self._next[name] = now + max(self.min_interval, self.spacing * (now - running.started))
             if finished.cancelled():
                 return
             error = finished.exception()
