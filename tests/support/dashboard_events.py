@@ -37,6 +37,7 @@ from ncii_contracts.takedown import (
     TakedownRequested,
 )
 from ncii_events.envelope import Actor
+from ncii_events.ids import new_case_reference
 from ncii_events.store import AggregateRef, Cause, EventStore
 from ncii_events.stream import REFERENCE_CASE
 
@@ -61,7 +62,7 @@ class Step:
 def _opened(organisation: str, age_group: str, channel: str, category: str) -> CaseOpened:
     return CaseOpened(
         organisation=organisation,
-        reference="ABCD-EFGH-JKLM",
+        reference=new_case_reference(),  # intake's read model holds each once
         age_group=age_group,
         harm_categories=[category],
         spread_status="spread",
