@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit integration e2e bench bench-quick env clean help
+.PHONY: run test lint typecheck unit integration e2e bench bench-quick env chromium clean help
 
 help:
 	@echo "make run     start NATS (embedded) and every service; Ctrl-C stops them"
@@ -27,6 +27,13 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/p
 
 env: $(VENV)/.synced
 
+# The browser tests drive Debian's Chromium through Playwright's client (Playwright's own browser
+# downloads are not used): installed here when missing, with a font for the zh-TW page.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei; }
+
 run: env
 	$(BIN)/ncii run
 
@@ -43,10 +50,10 @@ unit: env
 integration: env
 	$(BIN)/pytest tests/integration -q
 
-e2e: env
+e2e: env chromium
 	$(BIN)/pytest tests/e2e -q
 
-test: env lint typecheck
+test: env chromium lint typecheck
 	$(BIN)/pytest -q
 
 bench: env

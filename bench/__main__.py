@@ -11,6 +11,8 @@
 - audit: whole-log verification rate with signatures (target 30,000 events/s), replay and as-of
   of a 1,000-event case (target 25 ms each)
 - case list: find by reference and the filtered list at 100,000 cases, 16 clients (decision 35)
+- dashboard: rebuilding its projections from 1,000,000 events (time and rate; 60,000 with
+  --quick), its JSON endpoints at 100,000 cases, 16 clients (p99 under 50 ms)
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.
 """
@@ -24,6 +26,7 @@ import time
 from bench import (
     bench_audit,
     bench_case_list,
+    bench_dashboard,
     bench_eventlog,
     bench_hashmatch,
     bench_intake,
@@ -37,8 +40,18 @@ SIMPLE = {
     "takedown": bench_takedown,
     "referral": bench_referral,
     "audit": bench_audit,
+    "dashboard": bench_dashboard,
 }
-ALL = ["eventlog", "intake", "hashmatch", "caselist", "takedown", "referral", "audit"]
+ALL = [
+    "eventlog",
+    "intake",
+    "hashmatch",
+    "caselist",
+    "takedown",
+    "referral",
+    "audit",
+    "dashboard",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ def test_without_settings_ncii_run_keeps_the_embedded_default_ports(
         "hashmatch": 18103,
         "referral": 18104,
         "audit": 18105,
+        "dashboard": 18106,
     }
 
 
@@ -39,6 +40,7 @@ def test_one_base_port_moves_nats_and_every_service_in_the_order_of_their_defaul
         "hashmatch": 20003,
         "referral": 20004,
         "audit": 20005,
+        "dashboard": 20006,
     }
 
 

@@ -1,0 +1,1 @@
+"""The staff dashboard: aggregate read models, their JSON API and a browser page."""

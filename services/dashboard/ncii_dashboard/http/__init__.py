@@ -1,0 +1,1 @@
+"""The dashboard's routes: the JSON API and the page."""
