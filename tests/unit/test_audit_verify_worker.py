@@ -134,6 +134,13 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     ),
     "actor not an object": _doc_change(actor="someone"),
     "link to another hash": _rehashed(prev_hash="e" * 64),
+    "case id not a string": _doc_change(case_id=[1]),
+    "case id not a string, hashed again": _rehashed(case_id=[1]),
+    "aggregate id a number, not a string, hashed again": _rehashed(aggregate_id=7),
+    "key id not a string, hashed again": _rehashed(key_id=[1]),
+    "type not a string, hashed again": _rehashed(type=7),
+    "event id null": _doc_change(event_id=None),
+    "payload not an object, hashed again": _rehashed(payload=[1]),
     "not JSON": lambda data: data[:40],
     "JSON, not an object": lambda data: b"[1, 2, 3]",
     "white space added, content the same": lambda data: orjson.dumps(
@@ -146,6 +153,21 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
 def test_the_workers_verdict_on_a_damaged_event_is_the_chain_verifiers(damage: str) -> None:
     stored = _log(DAMAGE[damage])
     assert _by_workers(stored) == _by_chain_verifier(stored)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    sorted(
+        d
+        for d in DAMAGE
+        if "not a string" in d or "not an object, hashed" in d or d == "event id null"
+    ),
+)
+def test_a_field_of_the_wrong_type_is_named_unreadable_not_a_crash(damage: str) -> None:
+    for report in (_by_workers(_log(DAMAGE[damage])), _by_chain_verifier(_log(DAMAGE[damage]))):
+        assert report.first_break is not None
+        assert report.first_break.seq == 2
+        assert "unreadable" in report.first_break.reason
 
 
 def test_a_log_without_damage_verifies_on_the_lean_path_alone(

@@ -109,6 +109,9 @@ class ChainVerifier:
             if env is None:
                 self.checked += 1
                 self.mark_bad(seq, "?", "", "unreadable: not an event envelope")
+            elif (mistyped := env.mistyped_field()) is not None:
+                self.checked += 1
+                self.mark_bad(seq, "?", "", f"unreadable: {mistyped} is not of its type")
             else:
                 self.feed((RecordedEvent(seq=seq, envelope=env, event=None),))
 

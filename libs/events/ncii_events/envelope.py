@@ -38,6 +38,21 @@ class Actor:
     role: str
 
 
+_TEXT_FIELDS = (
+    "event_id",
+    "type",
+    "case_id",
+    "aggregate",
+    "aggregate_id",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "prev_hash",
+    "hash",
+)
+_OPTIONAL_TEXT_FIELDS = ("traceparent", "signer", "key_id", "signature")
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One event as stored in the log. ``payload`` holds personal fields in encrypted form."""
@@ -97,6 +112,23 @@ class Envelope:
                 set_slot(env, get(name))
             return env
         return cls(**doc)
+
+    def mistyped_field(self) -> str | None:
+        """The first field whose stored value is not of its type (``from_json`` does not check:
+        the log's own writers never store one), for verifiers reading bytes that may have been
+        tampered with: such an event is unreadable, not a crash."""
+        for name in _TEXT_FIELDS:
+            if type(getattr(self, name)) is not str:
+                return name
+        for name in _OPTIONAL_TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                return name
+        if type(self.schema_version) is not int:
+            return "schema_version"
+        if type(self.payload) is not dict:
+            return "payload"
+        return None
 
     def computed_hash(self) -> str:
         # Built by hand, not with to_dict: asdict deep-copies the payload, which was most of

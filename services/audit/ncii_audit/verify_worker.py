@@ -94,6 +94,11 @@ def check_one(seq: int, data: bytes) -> Row:
             and type(doc["event_id"]) is str
             and type(doc["type"]) is str
             and type(doc["prev_hash"]) is str
+            and type(doc["case_id"]) is str
+            and type(doc["aggregate"]) is str
+            and type(doc["aggregate_id"]) is str
+            and type(doc["payload"]) is dict
+            and type(doc["schema_version"]) is int
         )
     except Exception:  # not even a document with those fields: the Envelope path names it
         lean = False
@@ -117,6 +122,9 @@ def check_envelope(seq: int, data: bytes) -> Row:
         env = Envelope.from_json(data)
     except Exception:  # whatever the bytes are, the auditor is told where they are
         return (seq, "?", "", None, "", "", False, "unreadable: not an event envelope")
+    mistyped = env.mistyped_field()
+    if mistyped is not None:  # tampered bytes of the right shape: named, not a crash
+        return (seq, "?", "", None, "", "", False, f"unreadable: {mistyped} is not of its type")
     link = (env.case_id, env.aggregate, env.aggregate_id)
     content_ok = env.computed_hash() == env.hash
     verdict: str | None
