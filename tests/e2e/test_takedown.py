@@ -260,6 +260,20 @@ def types(item: dict[str, Any]) -> list[str]:
     return [e["type"] for e in item["timeline"]]
 
 
+async def retention_scheduled(
+    service: RunningService, key: str, case_id: str, count: int = 1
+) -> list[dict[str, Any]]:
+    """The case's takedowns once every one has ended and scheduled its evidence's erasure."""
+
+    async def found() -> list[dict[str, Any]]:
+        items = await takedowns(service, key, case_id)
+        assert len(items) == count, items
+        assert all(i["evidence_erase_at"] for i in items), items
+        return items
+
+    return await eventually(found, what="the evidence's retention scheduled")
+
+
 # -- a webhook notice, from the location to the removal -------------------------------------------
 
 
@@ -330,7 +344,8 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
             return bool((await own.get("/v1/notices")).json()["items"] == [])
 
         await eventually(settled, what="the removed notice leaving the open list")
-    (item,) = await one_takedown(takedown, keys.partner, case_id, "removed")
+    (item,) = await retention_scheduled(takedown, keys.partner, case_id)
+    assert item["status"] == "removed"
     assert types(item) == [
         "TakedownOpened",
         "EvidencePreserved",
@@ -338,6 +353,7 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
         "NoticeSent",
         "TakedownAcknowledged",
         "ContentRemoved",
+        "EvidenceRetentionScheduled",  # the evidence is kept 180 days from the end
     ]
 
 
@@ -499,8 +515,9 @@ async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answer
             f"/v1/notices/{item['notice_id']}/done", json={"done_at": ago(minutes=1)}
         )
         assert done.status_code == 200 and done.json()["status"] == "fulfilled"
-    (item,) = await one_takedown(takedown, keys.partner, case_id, "fulfilled")
-    assert types(item)[-1] == "RequestFulfilled" and item["purpose"] == "freeze_account"
+    (item,) = await retention_scheduled(takedown, keys.partner, case_id)
+    assert item["status"] == "fulfilled" and item["purpose"] == "freeze_account"
+    assert types(item)[-2:] == ["RequestFulfilled", "EvidenceRetentionScheduled"]
 
 
 async def test_the_victim_sees_in_plain_words_how_many_places_were_reported_removed_pending(

@@ -98,6 +98,9 @@ REVIEWED: dict[str, str] = {
             "TakedownEscalated": ("takedown_id", "notice_id"),
             "TakedownCancelled": ("takedown_id", "notice_id"),
             "RequestFulfilled": ("takedown_id", "notice_id"),
+            "EvidenceRetentionScheduled": ("takedown_id",),
+            # the evidence records' event ids
+            "EvidenceErased": ("takedown_id", "erased", "kept"),
         }.items()
         for field in fields
     },
@@ -114,6 +117,8 @@ REVIEWED: dict[str, str] = {
             "TakedownEscalated": ("escalated_at", "due_at"),
             "TimelineEntry": ("occurred_at",),
             "RequestFulfilled": ("fulfilled_at",),
+            "EvidenceRetentionScheduled": ("ended_at", "erase_at"),
+            "EvidenceErased": ("erased_at",),
         }.items()
         for field in fields
     },
