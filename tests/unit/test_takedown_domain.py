@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.takedown import Regime, TakedownOpened, TakedownRequested
+from ncii_contracts.takedown import (
+    EvidenceErased,
+    EvidenceRetentionScheduled,
+    Regime,
+    TakedownCancelled,
+    TakedownOpened,
+    TakedownRequested,
+)
 from ncii_takedown import domain
 from ncii_takedown.domain import CaseFacts, Takedown
 
@@ -446,3 +453,58 @@ def test_a_takedown_opened_before_notices_had_a_purpose_reads_as_a_removal() -> 
     v1 = {"takedown_id": "t1", "source": "location", "source_event_id": "e1"}
     event = registry.decode("TakedownOpened", 1, v1)
     assert isinstance(event, TakedownOpened) and event.purpose == "removal"
+
+
+# -- retention (decision 0032) and consent withdrawn (decision 0044) ------------------------------
+
+
+@pytest.mark.parametrize("status", sorted(domain.FINAL))
+def test_an_ended_takedown_keeps_its_evidence_180_days_from_its_end(status: str) -> None:
+    (event,) = at(status).schedule_retention(T0)
+    assert isinstance(event, EvidenceRetentionScheduled)
+    assert event.erase_at == domain.format_time(NOW + timedelta(days=180)) and event.days == 180
+    scheduled = at(status).apply(event, T0)
+    assert scheduled.erase_at == event.erase_at
+    assert scheduled.schedule_retention(T0) == []  # once
+
+
+@pytest.mark.parametrize("status", sorted(set(TABLE) - domain.FINAL))
+def test_a_running_takedown_schedules_no_erasure(status: str) -> None:
+    with pytest.raises(domain.TransitionError):
+        at(status).schedule_retention(T0)
+
+
+def test_evidence_is_erased_only_once_its_retention_ran_out() -> None:
+    (scheduled,) = at("removed").schedule_retention(T0)
+    kept = at("removed").apply(scheduled, T0)
+    due = NOW + timedelta(days=180)
+    with pytest.raises(domain.TransitionError):
+        kept.erase_evidence(due - timedelta(seconds=1), erased=["e1"], kept=[])
+    with pytest.raises(domain.TransitionError):
+        at("sent").erase_evidence(due, erased=["e1"], kept=[])  # nothing scheduled
+    (erased,) = kept.erase_evidence(due, erased=["e1"], kept=["e0"])
+    assert isinstance(erased, EvidenceErased)
+    assert (erased.erased, erased.kept) == (["e1"], ["e0"])
+    assert kept.apply(erased, T0).erase_evidence(due, erased=["e1"], kept=[]) == []
+
+
+def test_no_evidence_is_added_once_the_takedown_is_in_retention() -> None:
+    (scheduled,) = at("refused").schedule_retention(T0)
+    with pytest.raises(domain.TransitionError):
+        at("refused").apply(scheduled, T0).record_evidence(
+            captured_at=T0,
+            capture_method="screenshot",
+            capture_sha256="c" * 64,
+            url=None,
+            preserved_by=None,
+            offender_account=None,
+            offender_ip=None,
+        )
+
+
+@pytest.mark.parametrize("status", sorted(set(TABLE) - domain.FINAL))
+def test_withdrawn_consent_cancels_a_removal_but_not_a_freeze_or_preserve(status: str) -> None:
+    (event,) = at(status).cancel_for_consent()
+    assert isinstance(event, TakedownCancelled) and event.reason == "consent_withdrawn"
+    for purpose in ("freeze_account", "preserve_data"):
+        assert replace(at(status), purpose=purpose).cancel_for_consent() == []
