@@ -66,9 +66,9 @@ class TakedownSettings(BaseSettings):
     )
     max_attempts: int = Field(default=domain.MAX_ATTEMPTS, ge=1, le=30)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
-    delivery_batch: int = Field(default=100, ge=1, le=1000, description="rows read per round")
+    delivery_batch: int = Field(default=500, ge=1, le=1000, description="rows read per round")
     delivery_concurrency: int = Field(
-        default=16, ge=1, le=256, description="deliveries in flight at once"
+        default=64, ge=1, le=256, description="deliveries in flight at once"
     )
     smtp_host: str | None = Field(
         default=None, description="the mail server for e-mail notices; unset: sent by hand"
@@ -477,6 +477,20 @@ class TakedownApp:
     ) -> tuple[domain.Takedown, dict[str, Any]] | None:
         """The notice of a takedown as the platform receives it (None when there is none or the
         case's personal data was erased: a notice without its URL is no notice)."""
+        draft = await self.compose(case_id, takedown_id, sent_at=sent_at)
+        return None if draft is None else (draft.takedown, draft.document)
+
+    async def compose(
+        self,
+        case_id: str,
+        takedown_id: str,
+        *,
+        sent_at: str | None = None,
+        platform: Any = None,
+    ) -> NoticeDraft | None:
+        """The notice, with the takedown it was composed from and that takedown's version in
+        the log (one read of the case: the deliverer appends ``NoticeSent`` on that version).
+        ``platform``: its registry row when the caller has it already."""
         events = await self.store.read_case(case_id, decrypt=True)
         own = await self.unseal(
             [
@@ -509,7 +523,8 @@ class TakedownApp:
                 ip = e.event.offender_ip or ip
         if url is None and (takedown.purpose == "removal" or account is None):
             return None  # erased, or nothing left to act on (a freeze names only the account)
-        platform = await queries.platform(self.engine, takedown.platform_id)
+        if platform is None or platform.platform_id != takedown.platform_id:
+            platform = await queries.platform(self.engine, takedown.platform_id)
         if platform is None:
             return None
         document = domain.notice_document(
@@ -522,7 +537,15 @@ class TakedownApp:
             notifier=self.notifier,
             sent_at=sent_at or takedown.sent_at or self.now_text(),
         )
-        return takedown, document
+        return NoticeDraft(takedown, document, Version.of(own))
+
+
+@dataclass(frozen=True)
+class NoticeDraft:
+    takedown: domain.Takedown
+    document: dict[str, Any]
+    version: Version
+    """The takedown's version in the log when the notice was composed."""
 
 
 async def build(

@@ -407,6 +407,12 @@ class TakedownsProjection(Projection):
             values["erase_at"] = ev.erase_at
         elif isinstance(ev, EvidenceErased):
             values["evidence_erased_at"] = ev.erased_at
+        if isinstance(ev, NoticeSent):  # the hot path (one per delivered notice): no reads
+            conn.execute(
+                update(TAKEDOWNS).where(TAKEDOWNS.c.takedown_id == takedown_id).values(**values)
+            )
+            self._settle(conn, ev.notice_id, "delivered", at)
+            return
         before = self._row(conn, takedown_id)
         if before is None:
             return
