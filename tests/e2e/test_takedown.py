@@ -810,9 +810,23 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
     intake: RunningService,
     takedown: RunningService,
     keys: Keys,
+    receiver: Receiver,
 ) -> None:
+    receiver.fail_first = 1
     own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
     try:
+        authority = await register(
+            own,
+            keys.caseworker,
+            platform_body(
+                unique("Competent Authority"),
+                kind="authority",
+                jurisdiction="TW",
+                channel="webhook",
+                webhook_url=receiver.url,
+            ),
+        )
+        receiver.secret = authority["webhook_secret"]
         name = unique("Forum")
         platform = await register(own, keys.caseworker, platform_body(name))
         assert platform["channel"] == "web_form"
@@ -857,6 +871,35 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         assert [t for t, _, _ in timeline][-2:] == ["NoticeSent", "TakedownOverdue"]
         assert record["verified"] is True and record["authority"] == "local authority"
         assert record["due_at"] == item["deadline"]["due_at"]
+
+        # the escalation reaches the authority registered for Taiwan's regime, signed, after a
+        # refusal, with the notice as sent and the timeline as the log holds it
+        def arrived() -> dict[str, Any]:
+            assert receiver.accepted, receiver.attempts
+            return receiver.accepted[0]
+
+        sent = await eventually(arrived, what="the escalation delivered to the authority")
+        assert receiver.bad_signatures == 0 and len(receiver.attempts) >= 2
+        assert {a["webhook-id"] for a in receiver.attempts} == {f"{item['notice_id']}:escalation"}
+        document = sent["payload"]
+        assert document["type"] == "ncii.takedown.escalation" and document["regime"] == "tw"
+        assert document["notice"]["notice_id"] == item["notice_id"]
+        assert document["notice"]["urls"] and document["platform"] == name
+        assert document["deadline_at"] == item["deadline"]["due_at"]
+        escalation = record["escalation_event"]
+        assert [(e["type"], e["event_id"], e["hash"]) for e in document["timeline"]] == [
+            *timeline,
+            ("TakedownEscalated", escalation["event_id"], escalation["hash"]),
+        ]
+        assert "Sparrow" not in str(document)
+
+        async def recorded() -> dict[str, Any]:
+            (found,) = await takedowns(restarted, keys.partner, case_id)
+            assert types(found)[-1] == "EscalationSent", types(found)
+            return found
+
+        found = await eventually(recorded, what="the escalation recorded as sent")
+        assert found["timeline"][-1]["type"] == "EscalationSent"
     finally:
         stop_service(restarted)
 

@@ -101,6 +101,7 @@ REVIEWED: dict[str, str] = {
             "EvidenceRetentionScheduled": ("takedown_id",),
             # the evidence records' event ids
             "EvidenceErased": ("takedown_id", "erased", "kept"),
+            "EscalationSent": ("takedown_id", "notice_id", "authority_id"),
         }.items()
         for field in fields
     },
@@ -119,6 +120,7 @@ REVIEWED: dict[str, str] = {
             "RequestFulfilled": ("fulfilled_at",),
             "EvidenceRetentionScheduled": ("ended_at", "erase_at"),
             "EvidenceErased": ("erased_at",),
+            "EscalationSent": ("sent_at",),
         }.items()
         for field in fields
     },

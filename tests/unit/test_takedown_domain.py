@@ -508,3 +508,54 @@ def test_withdrawn_consent_cancels_a_removal_but_not_a_freeze_or_preserve(status
     assert isinstance(event, TakedownCancelled) and event.reason == "consent_withdrawn"
     for purpose in ("freeze_account", "preserve_data"):
         assert replace(at(status), purpose=purpose).cancel_for_consent() == []
+
+
+def test_an_escalation_is_sent_to_the_authority_once_and_only_after_it_was_escalated() -> None:
+    from ncii_contracts.takedown import EscalationSent
+
+    with pytest.raises(domain.TransitionError):
+        at("overdue").escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=1)
+    (escalated,) = at("overdue").escalate(T0, "iWIN")
+    t = at("overdue").apply(escalated, T0)
+    (sent,) = t.escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=2)
+    assert isinstance(sent, EscalationSent) and (sent.authority_id, sent.attempts) == ("a1", 2)
+    assert (
+        t.apply(sent, T0).escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=3)
+        == []
+    )
+
+
+def test_the_authority_gets_the_notice_as_sent_and_the_timeline_ending_with_the_escalation() -> (
+    None
+):
+    from ncii_contracts.takedown import TakedownEscalated, TimelineEntry
+
+    t = replace(at("overdue"), deadline_at="2026-11-30T10:00:00.000000Z")
+    entry = TimelineEntry(event_id="e1", type="NoticeSent", occurred_at=T0, hash="h" * 64)
+    (record,) = t.escalate(T0, "iWIN", timeline=[entry])
+    assert isinstance(record, TakedownEscalated)
+    notifier = domain.Notifier("centre", "desk", "desk@centre.example", "+886")
+    notice = domain.notice_document(
+        t,
+        platform_name="PhotoHost",
+        age_group="minor",
+        url="https://photohost.example/p/1",
+        offender_account=None,
+        offender_ip=None,
+        notifier=notifier,
+        sent_at=T0,
+    )
+    document = domain.escalation_document(
+        notice,
+        record,
+        escalation_event_id="e2",
+        escalation_hash="k" * 64,
+        escalation_occurred_at=T0,
+        authority_name="Ministry",
+        notifier=notifier,
+    )
+    assert document["type"] == "ncii.takedown.escalation" and document["notice"] == notice
+    assert document["regime"] == "tw" and "art. 8" in document["legal_basis"]
+    assert [e["event_id"] for e in document["timeline"]] == ["e1", "e2"]
+    assert document["timeline"][-1]["type"] == "TakedownEscalated"
+    assert document["escalation_due_at"] == "2026-11-30T10:00:00.000000Z"

@@ -26,8 +26,17 @@ from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_contracts.streams import REFERENCE
 
 PlatformKind = Literal[
-    "social", "video", "forum", "dating", "cloud_or_image_host", "messaging", "content_farm"
+    "social",
+    "video",
+    "forum",
+    "dating",
+    "cloud_or_image_host",
+    "messaging",
+    "content_farm",
+    "authority",
 ]
+"""``authority``: not a platform but the authority an overdue notice is escalated to under the
+regimes it lists (registered like a platform: its channel, its webhook secret; decision 0044)."""
 NoticeChannel = Literal["webhook", "email", "web_form"]
 """How a platform receives notices: a signed webhook (Standard Webhooks), an e-mail, or a web
 form that a case worker fills in and confirms as sent."""
@@ -272,6 +281,19 @@ class TakedownCancelled(DomainEvent, aggregate="takedown", version=2, upcasters=
     reason: CancelReason
 
 
+class EscalationSent(DomainEvent, aggregate="takedown"):
+    """The escalation record (with its timeline) reached the authority registered for the
+    notice's regime: its webhook receiver answered 2xx, or its mail server accepted it."""
+
+    takedown_id: str
+    notice_id: str
+    authority_id: str
+    """The authority's id in the registry (``PlatformRegistered`` with kind ``authority``)."""
+    channel: NoticeChannel
+    sent_at: str
+    attempts: int = 1
+
+
 RETENTION_DAYS = 180
 """How long evidence records are kept after their takedown ends (decision 0032)."""
 
@@ -316,4 +338,5 @@ TAKEDOWN_EVENTS: tuple[type[DomainEvent], ...] = (
     RequestFulfilled,
     EvidenceRetentionScheduled,
     EvidenceErased,
+    EscalationSent,
 )

@@ -523,6 +523,7 @@ class TakedownApp:
                 ip = e.event.offender_ip or ip
         if url is None and (takedown.purpose == "removal" or account is None):
             return None  # erased, or nothing left to act on (a freeze names only the account)
+        escalated = next((e for e in reversed(own) if isinstance(e.event, TakedownEscalated)), None)
         if platform is None or platform.platform_id != takedown.platform_id:
             platform = await queries.platform(self.engine, takedown.platform_id)
         if platform is None:
@@ -537,7 +538,7 @@ class TakedownApp:
             notifier=self.notifier,
             sent_at=sent_at or takedown.sent_at or self.now_text(),
         )
-        return NoticeDraft(takedown, document, Version.of(own))
+        return NoticeDraft(takedown, document, Version.of(own), escalated)
 
 
 @dataclass(frozen=True)
@@ -546,6 +547,8 @@ class NoticeDraft:
     document: dict[str, Any]
     version: Version
     """The takedown's version in the log when the notice was composed."""
+    escalated: RecordedEvent | None = None
+    """The takedown's escalation record, once escalated."""
 
 
 async def build(

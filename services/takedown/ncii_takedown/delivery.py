@@ -30,6 +30,7 @@ import smtplib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ncii_contracts.takedown import TakedownEscalated
 from ncii_events.db import write_transaction
 from ncii_events.model import ConcurrencyError
 from ncii_events.store import Cause, Version, append_once
@@ -133,6 +134,8 @@ class Deliverer(LoopWorker):
         }
 
     async def _deliver(self, row: Any, platform: Any) -> dict[str, Any] | None:
+        if row.kind == "escalation":
+            return await self._escalate(row)
         app = self.app
         now = app.clock.now()
         now_text = domain.format_time(now)
@@ -172,6 +175,69 @@ class Deliverer(LoopWorker):
             if takedown is not None and version is not None:
                 await self._record_sent(row, takedown, version, now_text, attempts)
             return self._change(row, status="delivered", attempts=attempts, delivered_at=now_text)
+        return self._failed(row, attempts, error, now)
+
+    async def _escalate(self, row: Any) -> dict[str, Any] | None:
+        """An escalation record to the authority registered for the notice's regime, with the
+        notice as sent and the timeline as proof; ``EscalationSent`` once it was taken. With
+        no authority registered for the regime (or no mail server for its e-mail), a case
+        worker sends it by hand (``manual``), and staff retry it once one is."""
+        app = self.app
+        now = app.clock.now()
+        now_text = domain.format_time(now)
+        draft = await app.compose(row.case_id, row.takedown_id)
+        if draft is None or draft.escalated is None:
+            return self._change(row, status="cancelled", last_error="no_notice")
+        takedown, escalated = draft.takedown, draft.escalated
+        if takedown.status == "cancelled":
+            return self._change(row, status="cancelled", last_error="cancelled")
+        if takedown.escalation_sent_at is not None:
+            return self._change(row, status="delivered")
+        assert takedown.deadline_regime is not None
+        authority = await queries.authority_for(app.engine, takedown.deadline_regime)
+        smtp = app.smtp_settings()
+        if authority is None:
+            return self._change(row, status="manual", last_error="no_authority")
+        if not (
+            (authority.channel == "webhook" and authority.webhook_url)
+            or (authority.channel == "email" and authority.email and smtp is not None)
+        ):
+            reason = "no_smtp" if authority.channel == "email" else f"by_{authority.channel}"
+            return self._change(row, status="manual", last_error=reason)
+        record = escalated.event
+        assert isinstance(record, TakedownEscalated)
+        body = domain.escalation_document(
+            draft.document,
+            record,
+            escalation_event_id=escalated.envelope.event_id,
+            escalation_hash=escalated.envelope.hash,
+            escalation_occurred_at=escalated.envelope.occurred_at,
+            authority_name=authority.name,
+            notifier=app.notifier,
+        )
+        attempts = row.attempts + 1
+        if authority.channel == "email":
+            assert smtp is not None
+            error = await self._mail(smtp, authority.email, row, body, now_text)
+        else:
+            error = await self._post(authority, row, body, now)
+        if error is None:
+            events = takedown.escalation_sent(
+                authority_id=authority.platform_id,
+                channel=authority.channel,
+                at=now_text,
+                attempts=attempts,
+            )
+            if events:
+                cause = Cause(SERVICE_ACTOR, row.notice_id, row.notice_id)
+                ref = takedown_ref(row.case_id, row.takedown_id)
+                event_id = derived_id(row.notice_id, "escalation-sent")
+                await append_once(app.store, ref, events[0], event_id, cause)
+            return self._change(row, status="delivered", attempts=attempts, delivered_at=now_text)
+        return self._failed(row, attempts, error, now)
+
+    def _failed(self, row: Any, attempts: int, error: str, now: datetime) -> dict[str, Any]:
+        app = self.app
         log.warning("delivery of a %s failed (attempt %s): %s", row.kind, attempts, error)
         if attempts >= app.settings.max_attempts:
             return self._change(row, status="dead", attempts=attempts, last_error=error)

@@ -32,6 +32,7 @@ from ncii_contracts.takedown import (
     CancelReason,
     CaptureMethod,
     ContentRemoved,
+    EscalationSent,
     EvidenceErased,
     EvidencePreserved,
     EvidenceRetentionScheduled,
@@ -321,6 +322,8 @@ class Takedown:
     erase_at: str | None = None
     """When the evidence records' personal fields are due for erasure (retention scheduled)."""
     evidence_erased_at: str | None = None
+    escalated_at: str | None = None
+    escalation_sent_at: str | None = None
 
     @staticmethod
     def open(
@@ -401,7 +404,9 @@ class Takedown:
         if isinstance(event, TakedownOverdue):
             return replace(self, status="overdue")
         if isinstance(event, TakedownEscalated):
-            return replace(self, status="escalated")
+            return replace(self, status="escalated", escalated_at=event.escalated_at)
+        if isinstance(event, EscalationSent):
+            return replace(self, escalation_sent_at=event.sent_at)
         if isinstance(event, TakedownCancelled):
             return replace(self, status="cancelled", ended_at=at)
         if isinstance(event, RequestFulfilled):
@@ -634,6 +639,25 @@ class Takedown:
             TakedownCancelled(takedown_id=self.takedown_id, notice_id=self.notice_id, reason=reason)
         ]
 
+    def escalation_sent(
+        self, *, authority_id: str, channel: NoticeChannel, at: str, attempts: int
+    ) -> list[DomainEvent]:
+        """The escalation record reached the authority's channel (once)."""
+        if self.escalation_sent_at is not None:
+            return []
+        if self.escalated_at is None:
+            raise TransitionError("only an escalated notice is sent to the authority")
+        return [
+            EscalationSent(
+                takedown_id=self.takedown_id,
+                notice_id=self._notice(),
+                authority_id=authority_id,
+                channel=channel,
+                sent_at=at,
+                attempts=attempts,
+            )
+        ]
+
     def cancel_for_consent(self) -> list[DomainEvent]:
         """The victim withdrew her consent to takedowns: a removal stops (the platform is told
         if it was); a freeze or preserve notice stays, as it keeps evidence and protects her
@@ -791,6 +815,53 @@ def notice_document(
             "phone": notifier.phone,
         },
         "sent_at": sent_at,
+    }
+
+
+def escalation_document(
+    notice: dict[str, Any],
+    escalated: TakedownEscalated,
+    *,
+    escalation_event_id: str,
+    escalation_hash: str,
+    escalation_occurred_at: str,
+    authority_name: str,
+    notifier: Notifier,
+) -> dict[str, Any]:
+    """What the authority receives (art. 47): the notice as the platform received it, the
+    regime and its deadline, and the takedown's timeline as the log holds it (each event's id,
+    type, time and hash, then the escalation record's own), so that it can check every step
+    against an auditor's replay. Never the victim's name, image or contact: the notice holds
+    none (``notice_document``)."""
+    deadline = notice["deadline"]
+    regime = REGIMES[deadline["regime"]]
+    return {
+        "type": "ncii.takedown.escalation",
+        "notice_id": escalated.notice_id,
+        "escalation_id": escalation_event_id,
+        "authority": authority_name,
+        "platform": notice["site"],
+        "regime": deadline["regime"],
+        "legal_basis": regime.basis,
+        "deadline_at": deadline["due_at"],
+        "escalation_due_at": escalated.due_at,
+        "escalated_at": escalated.escalated_at,
+        "notice": notice,
+        "timeline": [
+            *(entry.model_dump(mode="json") for entry in escalated.timeline),
+            {
+                "event_id": escalation_event_id,
+                "type": "TakedownEscalated",
+                "occurred_at": escalation_occurred_at,
+                "hash": escalation_hash,
+            },
+        ],
+        "notifier": {
+            "organisation": notifier.organisation,
+            "contact_name": notifier.contact_name,
+            "email": notifier.email,
+            "phone": notifier.phone,
+        },
     }
 
 

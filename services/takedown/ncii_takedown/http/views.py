@@ -49,6 +49,7 @@ _TIMELINE_FIELDS = {
     "TakedownCancelled": ("reason",),
     "EvidenceRetentionScheduled": ("ended_at", "erase_at", "days"),
     "EvidenceErased": ("erased_at", "erased", "kept"),
+    "EscalationSent": ("authority_id", "channel", "sent_at", "attempts"),
 }
 
 

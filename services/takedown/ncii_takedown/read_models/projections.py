@@ -38,6 +38,7 @@ from ncii_contracts.intake import (
 from ncii_contracts.takedown import (
     CancelReason,
     ContentRemoved,
+    EscalationSent,
     EvidenceErased,
     EvidencePreserved,
     EvidenceRetentionScheduled,
@@ -68,6 +69,9 @@ from ncii_takedown.read_models.schema import (
     PLATFORMS,
     TAKEDOWNS,
 )
+
+AUTHORITY = "authority"
+"""The registry's kind for an authority (escalations go to it; it takes no notices)."""
 
 
 def name_key(name: str) -> str:
@@ -237,7 +241,7 @@ class TakedownsProjection(Projection):
         if ev.platform:  # None once erased, or when the name is withheld
             row = conn.execute(
                 select(PLATFORMS.c.platform_id)
-                .where(PLATFORMS.c.name_key == name_key(ev.platform))
+                .where(PLATFORMS.c.name_key == name_key(ev.platform), PLATFORMS.c.kind != AUTHORITY)
                 .order_by(PLATFORMS.c.registered_at)
             ).first()
             platform_id = row[0] if row is not None else None
@@ -253,7 +257,7 @@ class TakedownsProjection(Projection):
     def _open_for_match(self, conn: Connection, source: RecordedEvent, ev: MatchFound) -> None:
         row = conn.execute(
             select(PLATFORMS.c.platform_id)
-            .where(PLATFORMS.c.api_organisation == ev.platform)
+            .where(PLATFORMS.c.api_organisation == ev.platform, PLATFORMS.c.kind != AUTHORITY)
             .order_by(PLATFORMS.c.registered_at)
         ).first()
         prior = conn.execute(
@@ -407,6 +411,8 @@ class TakedownsProjection(Projection):
             values["erase_at"] = ev.erase_at
         elif isinstance(ev, EvidenceErased):
             values["evidence_erased_at"] = ev.erased_at
+        elif isinstance(ev, EscalationSent):
+            self._settle(conn, f"{ev.notice_id}:escalation", "delivered", at)
         if isinstance(ev, NoticeSent):  # the hot path (one per delivered notice): no reads
             conn.execute(
                 update(TAKEDOWNS).where(TAKEDOWNS.c.takedown_id == takedown_id).values(**values)
@@ -426,6 +432,9 @@ class TakedownsProjection(Projection):
             self._maybe_request(conn, event, after)
         elif isinstance(ev, TakedownRequested):
             self._queue(conn, after, "notice", at)
+        elif isinstance(ev, TakedownEscalated):
+            # to the authority registered for the notice's regime (the deliverer finds it)
+            self._queue(conn, after, "escalation", at)
         elif isinstance(ev, NoticeSent):
             self._settle(conn, ev.notice_id, "delivered", at)
         elif isinstance(ev, TakedownCancelled):
@@ -468,7 +477,8 @@ class TakedownsProjection(Projection):
         *,
         cancel_reason: str | None = None,
     ) -> None:
-        delivery_id = takedown.notice_id if kind == "notice" else f"{takedown.notice_id}:cancel"
+        suffix = {"notice": "", "cancellation": ":cancel", "escalation": ":escalation"}[kind]
+        delivery_id = f"{takedown.notice_id}{suffix}"
         exists = conn.execute(
             select(DELIVERIES.c.id).where(DELIVERIES.c.delivery_id == delivery_id)
         ).first()
@@ -485,21 +495,24 @@ class TakedownsProjection(Projection):
                 channel=takedown.channel,
                 cancel_reason=cancel_reason,
                 # e-mail too: the deliverer hands it to a case worker when no server is set
-                status="pending" if takedown.channel in ("webhook", "email") else "manual",
+                status="pending"
+                if kind == "escalation" or takedown.channel in ("webhook", "email")
+                else "manual",
                 attempts=0,
                 next_attempt_at=None,
                 created_at=at,
             )
         )
 
-    def _settle(self, conn: Connection, notice_id: str | None, status: str, at: str) -> None:
-        """The notice's delivery row ends: sent (by whoever sent it) or no longer to send."""
-        if notice_id is None:
+    def _settle(self, conn: Connection, delivery_id: str | None, status: str, at: str) -> None:
+        """A delivery row ends (a notice's id names its notice row): sent (by whoever sent it)
+        or no longer to send."""
+        if delivery_id is None:
             return
         conn.execute(
             update(DELIVERIES)
             .where(
-                DELIVERIES.c.delivery_id == notice_id,
+                DELIVERIES.c.delivery_id == delivery_id,
                 DELIVERIES.c.status.in_(("pending", "manual", "dead")),
             )
             .values(status=status, delivered_at=at if status == "delivered" else None)

@@ -30,6 +30,17 @@ async def platforms(engine: AsyncEngine) -> Sequence[Any]:
     return await _all(engine, select(PLATFORMS).order_by(PLATFORMS.c.name_key))
 
 
+async def authority_for(engine: AsyncEngine, regime: str) -> Any:
+    """The authority registered for ``regime`` (the first registered, when several are)."""
+    rows = await _all(
+        engine,
+        select(PLATFORMS)
+        .where(PLATFORMS.c.kind == "authority")
+        .order_by(PLATFORMS.c.registered_at, PLATFORMS.c.platform_id),
+    )
+    return next((r for r in rows if regime in r.regimes.split(",")), None)
+
+
 async def case(engine: AsyncEngine, case_id: str) -> Any:
     return await _first(engine, select(CASES).where(CASES.c.case_id == case_id))
 

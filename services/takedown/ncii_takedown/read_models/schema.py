@@ -104,7 +104,7 @@ DELIVERIES = Table(
     METADATA,
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("delivery_id", String(60), nullable=False, unique=True),
-    Column("kind", String(12), nullable=False),  # notice | cancellation
+    Column("kind", String(12), nullable=False),  # notice | cancellation | escalation
     Column("takedown_id", String(36), nullable=False),
     Column("case_id", String(36), nullable=False),
     Column("notice_id", String(36), nullable=False, index=True),
