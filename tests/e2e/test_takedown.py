@@ -969,6 +969,15 @@ async def test_evidence_is_kept_180_days_after_its_takedown_ends_then_erased_acr
         assert ended["takedown_id"] not in {i["takedown_id"] for i in now_due}  # kept
         (listed,) = [i for i in soon if i["takedown_id"] == ended["takedown_id"]]
         assert listed["erase_at"] == schedule["erase_at"] and listed["status"] == "removed"
+        # and staff see it from the command line
+        from ncii_cli.main import app as cli
+        from typer.testing import CliRunner
+
+        env = {"NCII_API_KEY": keys.caseworker, "NCII_TAKEDOWN_URL": own.url}
+        args = ["takedown", "retention-due", "--within-days", "181", "--json"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert ended["takedown_id"] in {i["takedown_id"] for i in json.loads(result.output)}
         evidence = next(e for e in ended["timeline"] if e["type"] == "EvidencePreserved")
         assert evidence["url"].startswith(f"https://{name.lower()}.example/p/")
         assert evidence["offender_account"] == "@uploader"
