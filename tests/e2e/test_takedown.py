@@ -879,7 +879,10 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
             return receiver.accepted[0]
 
         sent = await eventually(arrived, what="the escalation delivered to the authority")
-        assert receiver.bad_signatures == 0 and len(receiver.attempts) >= 2
+        # accepted = its signature verified; the replica whose clock this test moved 25 h ahead
+        # signs timestamps the receiver refuses (Standard Webhooks allows 5 minutes), so the
+        # copy taken is the other replica's, under the same id
+        assert len(receiver.attempts) >= 2
         assert {a["webhook-id"] for a in receiver.attempts} == {f"{item['notice_id']}:escalation"}
         document = sent["payload"]
         assert document["type"] == "ncii.takedown.escalation" and document["regime"] == "tw"
