@@ -97,7 +97,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 600) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 3600) -> None:
     started = time.perf_counter()
     while not await check():
         if time.perf_counter() - started > limit_s:
