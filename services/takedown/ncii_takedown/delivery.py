@@ -12,7 +12,7 @@ injected clock and random source, and is a dead letter after ``max_attempts``: s
 (``ncii_takedown.mail``) when a mail server is configured; web-form notices, and e-mail ones
 without a mail server, are ``manual`` rows: a case worker sends them and confirms.
 
-A round (decision 0032's figures): the due rows and their platforms read once; each row's notice
+A round (decision 0044): the due rows and their platforms read once; each row's notice
 composed from one read of its case, signed (one signer per platform and secret version) and
 posted on a kept-alive connection (``webhook_client``), ``NoticeSent`` appended on the version
 that read returned (reloaded only when another writer got in between), at most
