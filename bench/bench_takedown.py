@@ -97,7 +97,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 600) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 3600) -> None:
     started = time.perf_counter()
     while not await check():
         if time.perf_counter() - started > limit_s:
@@ -115,7 +115,9 @@ async def _gather_limited(jobs: list[Callable[[], Awaitable[Any]]], limit: int) 
     await asyncio.gather(*(runner() for _ in range(limit)))
 
 
-async def _run(n: int, sightings: int, workdir: Path) -> dict[str, Any]:
+async def _run(
+    n: int, sightings: int, workdir: Path, profile: Path | None = None
+) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
     from ncii_contracts import ALL_EVENTS
@@ -309,7 +311,13 @@ async def _run(n: int, sightings: int, workdir: Path) -> dict[str, Any]:
 
         # -- webhook notices delivered per second ----------------------------------------------
         deliverer = Deliverer(app)
-        t0 = time.perf_counter()
+        profiler = None
+        if profile is not None:  # where the deliverer's time goes (this process's CPU)
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         delivered = 0
         while True:
             done = await deliverer.step()
@@ -317,12 +325,22 @@ async def _run(n: int, sightings: int, workdir: Path) -> dict[str, Any]:
             if done == 0:
                 break
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        if profiler is not None and profile is not None:
+            import pstats
+
+            profiler.disable()
+            profiler.dump_stats(profile)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         await deliverer.stop()
         rate = delivered / elapsed
         out["webhook"] = {
             "delivered": delivered,
             "seconds": round(elapsed, 2),
             "notices_per_s": round(rate, 1),
+            # this process's CPU (deliverer, projections, publisher; not NATS nor the receiver)
+            "process_cpu_s": round(cpu, 2),
+            "notices_per_cpu_s": round(delivered / cpu, 1) if cpu else None,
             "target_per_s": TARGET_NOTICES_PER_S,
             "meets_target": rate >= TARGET_NOTICES_PER_S,
         }
@@ -433,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--takedowns", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/takedown.json"))
     parser.add_argument("--receiver", nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile the delivery phase to this file"
+    )
     args = parser.parse_args(argv)
     if args.receiver:
         asyncio.run(_receiver(int(args.receiver[0]), args.receiver[1]))
@@ -440,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.takedowns or (1_000 if args.quick else 10_000)
     sightings = 50 if args.quick else 200
     workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-takedown-"))
-    result = asyncio.run(_run(n, sightings, workdir))
+    result = asyncio.run(_run(n, sightings, workdir, args.profile))
     result["machine"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

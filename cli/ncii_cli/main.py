@@ -20,6 +20,7 @@ from ncii_cli.audit_cmd import audit_app
 from ncii_cli.hash_cmd import hash_command
 from ncii_cli.partners_cmd import partners_app
 from ncii_cli.platforms_cmd import platforms_app
+from ncii_cli.takedown_cmd import takedown_app
 
 if TYPE_CHECKING:
     from ncii_events.service import ServiceSpec
@@ -45,6 +46,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dead_app, name="deadletters")
 app.add_typer(proj_app, name="projections")
 app.add_typer(platforms_app, name="platforms")
+app.add_typer(takedown_app, name="takedown")
 app.add_typer(audit_app, name="audit")
 app.add_typer(partners_app, name="partners")
 app.add_typer(signing_app, name="signing-keys")

@@ -24,7 +24,10 @@ KeyOption = Annotated[
     str | None,
     typer.Option("--key", envvar="NCII_API_KEY", help="A case worker's or admin's API key."),
 ]
-KINDS = "social, video, forum, dating, cloud_or_image_host, messaging or content_farm"
+KINDS = (
+    "social, video, forum, dating, cloud_or_image_host, messaging, content_farm, or authority "
+    "(where overdue notices of its regimes are escalated)"
+)
 REGIMES = "tw, us_take_it_down, uk or eu_dsa"
 
 

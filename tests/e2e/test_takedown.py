@@ -16,10 +16,15 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from nats.aio.client import Client as NATS
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from ncii_contracts.hashmatch import MatchFound
+from ncii_contracts.takedown import EvidencePreserved
 from ncii_events.embedded import free_port
 from ncii_events.envelope import Actor
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore
+from ncii_events.stream import KEYS_BUCKET
+from ncii_takedown import evidence_keys
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -260,6 +265,20 @@ def types(item: dict[str, Any]) -> list[str]:
     return [e["type"] for e in item["timeline"]]
 
 
+async def retention_scheduled(
+    service: RunningService, key: str, case_id: str, count: int = 1
+) -> list[dict[str, Any]]:
+    """The case's takedowns once every one has ended and scheduled its evidence's erasure."""
+
+    async def found() -> list[dict[str, Any]]:
+        items = await takedowns(service, key, case_id)
+        assert len(items) == count, items
+        assert all(i["evidence_erase_at"] for i in items), items
+        return items
+
+    return await eventually(found, what="the evidence's retention scheduled")
+
+
 # -- a webhook notice, from the location to the removal -------------------------------------------
 
 
@@ -330,7 +349,8 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
             return bool((await own.get("/v1/notices")).json()["items"] == [])
 
         await eventually(settled, what="the removed notice leaving the open list")
-    (item,) = await one_takedown(takedown, keys.partner, case_id, "removed")
+    (item,) = await retention_scheduled(takedown, keys.partner, case_id)
+    assert item["status"] == "removed"
     assert types(item) == [
         "TakedownOpened",
         "EvidencePreserved",
@@ -338,6 +358,7 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
         "NoticeSent",
         "TakedownAcknowledged",
         "ContentRemoved",
+        "EvidenceRetentionScheduled",  # the evidence is kept 180 days from the end
     ]
 
 
@@ -499,8 +520,91 @@ async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answer
             f"/v1/notices/{item['notice_id']}/done", json={"done_at": ago(minutes=1)}
         )
         assert done.status_code == 200 and done.json()["status"] == "fulfilled"
-    (item,) = await one_takedown(takedown, keys.partner, case_id, "fulfilled")
-    assert types(item)[-1] == "RequestFulfilled" and item["purpose"] == "freeze_account"
+    (item,) = await retention_scheduled(takedown, keys.partner, case_id)
+    assert item["status"] == "fulfilled" and item["purpose"] == "freeze_account"
+    assert types(item)[-2:] == ["RequestFulfilled", "EvidenceRetentionScheduled"]
+
+
+async def test_withdrawing_takedown_consent_cancels_open_removals_but_keeps_a_freeze(
+    intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
+) -> None:
+    receiver.fail_first = 0
+    name = unique("TalkSite")
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(
+            name,
+            kind="messaging",
+            channel="webhook",
+            webhook_url=receiver.url,
+            api_organisation=keys.platform_org,
+        ),
+    )
+    receiver.secret = platform["webhook_secret"]
+    case_id = await open_case(intake, keys.partner, "minor")
+    await report_location(intake, keys.partner, case_id, name)
+    (removal,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    answer = await record_evidence(takedown, keys.partner, case_id, removal["takedown_id"])
+    assert answer.is_success, answer.text
+    freeze = {
+        **EVIDENCE,
+        "offender_account": "@threatener",
+        "captured_at": ago(minutes=5),
+        "capture_sha256": uuid.uuid4().hex * 2,
+        "purpose": "freeze_account",
+        "platform_id": platform["platform_id"],
+    }
+    async with takedown.client(keys.partner) as client:
+        created = await client.post(f"/v1/cases/{case_id}/requests", json=freeze)
+        assert created.status_code == 201, created.text
+    removal, frozen = await one_takedown(takedown, keys.partner, case_id, "sent", count=2)
+    assert (removal["purpose"], frozen["purpose"]) == ("removal", "freeze_account")
+    notices = {removal["notice_id"]: "removal", frozen["notice_id"]: "freeze_account"}
+
+    # the platform's list says what each notice asks, and lists one kind when asked
+    async with takedown.client(keys.platform) as own:
+        listed = (await own.get("/v1/notices?limit=100")).json()["items"]
+        mine = {n["notice_id"]: n["purpose"] for n in listed if n["notice_id"] in notices}
+        assert mine == notices
+        only = (await own.get("/v1/notices?purpose=freeze_account&limit=100")).json()["items"]
+        assert frozen["notice_id"] in {n["notice_id"] for n in only}
+        assert {n["purpose"] for n in only} == {"freeze_account"}
+        bad = await own.get("/v1/notices?purpose=delete_everything")
+        assert bad.status_code == 422 and "purpose" in bad.text
+
+    async with intake.client(keys.partner) as client:
+        changed = await client.post(f"/v1/cases/{case_id}/consents", json={"takedown": False})
+        assert changed.status_code == 200, changed.text
+
+    async def settled() -> list[dict[str, Any]]:
+        items = await takedowns(takedown, keys.partner, case_id)
+        assert [(i["purpose"], i["status"]) for i in items] == [
+            ("removal", "cancelled"),
+            ("freeze_account", "sent"),  # protects her and keeps evidence: it stays
+        ], items
+        return items
+
+    removal, frozen = await eventually(settled, what="the removal cancelled")
+    (cancelled,) = [e for e in removal["timeline"] if e["type"] == "TakedownCancelled"]
+    assert cancelled["reason"] == "consent_withdrawn"
+
+    def told() -> dict[str, Any]:
+        found = [a for a in receiver.accepted if a["id"] == f"{removal['notice_id']}:cancel"]
+        assert len(found) == 1, receiver.accepted
+        return found[0]
+
+    cancellation = await eventually(told, what="the platform told of the cancellation")
+    assert cancellation["payload"] == {
+        "type": "ncii.takedown.cancelled",
+        "notice_id": removal["notice_id"],
+        "reason": "consent_withdrawn",
+    }
+    assert not any(a["id"] == f"{frozen['notice_id']}:cancel" for a in receiver.accepted)
+    async with takedown.client(keys.platform) as own:
+        listed = (await own.get("/v1/notices?limit=100")).json()["items"]
+        open_ids = {n["notice_id"] for n in listed}
+        assert frozen["notice_id"] in open_ids and removal["notice_id"] not in open_ids
 
 
 async def test_the_victim_sees_in_plain_words_how_many_places_were_reported_removed_pending(
@@ -706,9 +810,23 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
     intake: RunningService,
     takedown: RunningService,
     keys: Keys,
+    receiver: Receiver,
 ) -> None:
+    receiver.fail_first = 1
     own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
     try:
+        authority = await register(
+            own,
+            keys.caseworker,
+            platform_body(
+                unique("Competent Authority"),
+                kind="authority",
+                jurisdiction="TW",
+                channel="webhook",
+                webhook_url=receiver.url,
+            ),
+        )
+        receiver.secret = authority["webhook_secret"]
         name = unique("Forum")
         platform = await register(own, keys.caseworker, platform_body(name))
         assert platform["channel"] == "web_form"
@@ -753,8 +871,164 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         assert [t for t, _, _ in timeline][-2:] == ["NoticeSent", "TakedownOverdue"]
         assert record["verified"] is True and record["authority"] == "local authority"
         assert record["due_at"] == item["deadline"]["due_at"]
+
+        # the escalation reaches the authority registered for Taiwan's regime, signed, after a
+        # refusal, with the notice as sent and the timeline as the log holds it
+        def arrived() -> dict[str, Any]:
+            assert receiver.accepted, receiver.attempts
+            return receiver.accepted[0]
+
+        sent = await eventually(arrived, what="the escalation delivered to the authority")
+        # accepted = its signature verified; the replica whose clock this test moved 25 h ahead
+        # signs timestamps the receiver refuses (Standard Webhooks allows 5 minutes), so the
+        # copy taken is the other replica's, under the same id
+        assert len(receiver.attempts) >= 2
+        assert {a["webhook-id"] for a in receiver.attempts} == {f"{item['notice_id']}:escalation"}
+        document = sent["payload"]
+        assert document["type"] == "ncii.takedown.escalation" and document["regime"] == "tw"
+        assert document["notice"]["notice_id"] == item["notice_id"]
+        assert document["notice"]["urls"] and document["platform"] == name
+        assert document["deadline_at"] == item["deadline"]["due_at"]
+        escalation = record["escalation_event"]
+        assert [(e["type"], e["event_id"], e["hash"]) for e in document["timeline"]] == [
+            *timeline,
+            ("TakedownEscalated", escalation["event_id"], escalation["hash"]),
+        ]
+        assert "Sparrow" not in str(document)
+
+        async def recorded() -> dict[str, Any]:
+            (found,) = await takedowns(restarted, keys.partner, case_id)
+            assert types(found)[-1] == "EscalationSent", types(found)
+            return found
+
+        found = await eventually(recorded, what="the escalation recorded as sent")
+        assert found["timeline"][-1]["type"] == "EscalationSent"
     finally:
         stop_service(restarted)
+
+
+async def test_evidence_is_kept_180_days_after_its_takedown_ends_then_erased_across_a_restart(
+    nats_server: SuiteNats,
+    tmp_path: Path,
+    master_key_file: Path,
+    intake: RunningService,
+    keys: Keys,
+    receiver: Receiver,
+    store: EventStore,
+    nc: NATS,
+) -> None:
+    receiver.fail_first = 0
+    own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
+    try:
+        name = unique("KeepHost")
+        platform = await register(
+            own,
+            keys.caseworker,
+            platform_body(
+                name,
+                channel="webhook",
+                webhook_url=receiver.url,
+                api_organisation=keys.platform_org,
+            ),
+        )
+        receiver.secret = platform["webhook_secret"]
+        case_id = await open_case(intake, keys.partner, "minor")
+        await report_location(intake, keys.partner, case_id, name)
+        await report_location(intake, keys.partner, case_id, name)
+        ended, running = await one_takedown(own, keys.partner, case_id, "opened", count=2)
+        for item in (ended, running):
+            url = f"https://{name.lower()}.example/p/{item['takedown_id']}"
+            answer = await record_evidence(own, keys.partner, case_id, item["takedown_id"], url=url)
+            assert answer.is_success, answer.text
+        await one_takedown(own, keys.partner, case_id, "sent", count=2)
+        ended, running = await takedowns(own, keys.partner, case_id)
+        async with own.client(keys.platform) as platform_client:
+            removed = await platform_client.post(
+                f"/v1/notices/{ended['notice_id']}/removed", json={"removed_at": ago(minutes=1)}
+            )
+            assert removed.status_code == 200, removed.text
+
+        async def scheduled() -> dict[str, Any]:
+            (item,) = [
+                i
+                for i in await takedowns(own, keys.partner, case_id)
+                if i["takedown_id"] == ended["takedown_id"]
+            ]
+            assert item["evidence_erase_at"] is not None, item
+            return item
+
+        ended = await eventually(scheduled, what="the evidence's retention scheduled")
+        removal = next(e for e in ended["timeline"] if e["type"] == "ContentRemoved")
+        schedule = ended["timeline"][-1]
+        assert schedule["type"] == "EvidenceRetentionScheduled" and schedule["days"] == 180
+        assert schedule["ended_at"] == removal["at"]
+        erase_at = datetime.fromisoformat(schedule["erase_at"].replace("Z", "+00:00"))
+        assert erase_at - datetime.fromisoformat(removal["at"].replace("Z", "+00:00")) == (
+            timedelta(days=180)
+        )
+        async with own.client(keys.caseworker) as staff:
+            now_due = (await staff.get("/v1/retention/due")).json()["items"]
+            soon = (await staff.get("/v1/retention/due?within_days=181")).json()["items"]
+        assert ended["takedown_id"] not in {i["takedown_id"] for i in now_due}  # kept
+        (listed,) = [i for i in soon if i["takedown_id"] == ended["takedown_id"]]
+        assert listed["erase_at"] == schedule["erase_at"] and listed["status"] == "removed"
+        # and staff see it from the command line
+        from ncii_cli.main import app as cli
+        from typer.testing import CliRunner
+
+        env = {"NCII_API_KEY": keys.caseworker, "NCII_TAKEDOWN_URL": own.url}
+        args = ["takedown", "retention-due", "--within-days", "181", "--json"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert ended["takedown_id"] in {i["takedown_id"] for i in json.loads(result.output)}
+        evidence = next(e for e in ended["timeline"] if e["type"] == "EvidencePreserved")
+        assert evidence["url"].startswith(f"https://{name.lower()}.example/p/")
+        assert evidence["offender_account"] == "@uploader"
+    finally:
+        stop_service(own)
+
+    # 181 days later, the service started again: it erases what fell due while it was down (and
+    # so does it for every takedown of this log that ended: no other test reads them afterwards)
+    later = {**FAST, "NCII_TAKEDOWN_CLOCK_OFFSET_SECONDS": str(181 * 86400)}
+    restarted = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=later)
+    try:
+
+        async def erased() -> list[dict[str, Any]]:
+            items = await takedowns(restarted, keys.partner, case_id)
+            done = next(i for i in items if i["takedown_id"] == ended["takedown_id"])
+            assert done["evidence_erased_at"] is not None, done
+            return items
+
+        items = await eventually(erased, what="the evidence erased when due")
+        done = next(i for i in items if i["takedown_id"] == ended["takedown_id"])
+        still = next(i for i in items if i["takedown_id"] == running["takedown_id"])
+        (record,) = [e for e in done["timeline"] if e["type"] == "EvidencePreserved"]
+        assert record["url"] is None and record["offender_account"] is None
+        assert record["offender_ip"] is None and record["preserved_by"] is None
+        assert record["capture_sha256"] == evidence["capture_sha256"]  # the proof stays
+        erasure = done["timeline"][-1]
+        assert erasure["type"] == "EvidenceErased" and erasure["erased"] == [record["event_id"]]
+        # the takedown still running keeps its evidence: the case's own key was not touched
+        (kept,) = [e for e in still["timeline"] if e["type"] == "EvidencePreserved"]
+        assert kept["url"].startswith(f"https://{name.lower()}.example/p/")
+        async with restarted.client(keys.caseworker) as staff:
+            due = (await staff.get("/v1/retention/due")).json()["items"]
+        assert ended["takedown_id"] not in {i["takedown_id"] for i in due}
+    finally:
+        stop_service(restarted)
+    # the log's copy: opened with the case's key, it is only the sealed token, and the record's
+    # own key is gone from the bucket
+    (stored,) = [
+        e
+        for e in await store.read_case(case_id, decrypt=True)
+        if e.envelope.event_id == record["event_id"]
+    ]
+    assert isinstance(stored.event, EvidencePreserved) and stored.event.sealed
+    assert stored.event.url is not None and name.lower() not in stored.event.url
+    bucket = await nc.jetstream().key_value(KEYS_BUCKET)
+    with pytest.raises((KeyNotFoundError, KeyDeletedError)):
+        await bucket.get(evidence_keys.key_name(case_id, record["event_id"]))
+    assert (await bucket.get(evidence_keys.key_name(case_id, kept["event_id"]))).value
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -624,6 +624,31 @@ async def test_only_intake_may_write_or_erase_case_keys(secured_server: str, use
 
 
 @pytest.mark.parametrize("user", SERVICES)
+async def test_only_takedown_may_write_evidence_keys_below_a_case_and_nothing_else_there(
+    secured_server: str, user: str
+) -> None:
+    nc, refusals = await _watched(secured_server, user)
+    case, evidence = str(uuid.uuid4()), str(uuid.uuid4())
+    own = f"$KV.ncii_case_keys.{case}.evidence.{evidence}"
+    try:
+        sends = [
+            (f"$KV.ncii_case_keys.{case}.other.{evidence}", b"wrapped"),
+            (f"$KV.ncii_case_keys.{case}.evidence.{evidence}.more", b"wrapped"),
+        ]
+        if user == "takedown":  # a key per evidence record (decision 0032), and its purge
+            ack = await nc.jetstream().publish(own, b"wrapped")
+            assert ack.seq > 0
+            purge = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
+            assert (await nc.jetstream().publish(own, b"", headers=purge)).seq > ack.seq
+        elif user != "intake":  # intake writes the whole bucket (case keys)
+            sends.append((own, b"wrapped"))
+        if user != "intake":
+            assert await refusals.missing(await _publish_all(nc, sends)) == []
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("user", SERVICES)
 async def test_a_service_cannot_read_or_write_another_services_idempotency_records(
     secured_server: str, user: str
 ) -> None:

@@ -114,3 +114,40 @@ def test_a_cancellation_mail_names_the_notice_it_withdraws() -> None:
     )
     assert msg["Subject"] == "Notice withdrawn: n-1"
     assert msg["Message-ID"] == "<n-1.cancel@c.example>"
+
+
+def test_an_escalation_mail_says_what_the_platform_failed_and_lists_the_timeline() -> None:
+    document = {
+        "type": "ncii.takedown.escalation",
+        "notice_id": NOTICE["notice_id"],
+        "escalation_id": "e2",
+        "authority": "Ministry",
+        "platform": NOTICE["site"],
+        "regime": "tw",
+        "legal_basis": "Taiwan: art. 8",
+        "deadline_at": "2026-11-30T10:00:00.000000Z",
+        "escalation_due_at": "2026-11-30T10:00:00.000000Z",
+        "escalated_at": "2026-11-30T11:00:00.000000Z",
+        "notice": NOTICE,
+        "timeline": [
+            {"event_id": "e1", "type": "NoticeSent", "occurred_at": "t1", "hash": "a" * 64},
+            {"event_id": "e2", "type": "TakedownEscalated", "occurred_at": "t2", "hash": "b" * 64},
+        ],
+        "notifier": NOTICE["notifier"],
+    }
+    msg = mail.message(
+        document,
+        sender="desk@centre.example",
+        recipient="authority@gov.example",
+        delivery_id=f"{NOTICE['notice_id']}:escalation",
+        sent_at="2026-11-30T11:00:00.000000Z",
+    )
+    assert msg["Subject"].startswith("Escalation: takedown notice ")
+    assert msg["Message-ID"] == f"<{NOTICE['notice_id']}.escalation@centre.example>"
+    text = msg.get_body(("plain",))
+    assert text is not None
+    content = text.get_content()
+    assert "did not act on the notice by its deadline" in content
+    assert "b" * 64 in content and NOTICE["urls"][0] in content
+    (attachment,) = list(msg.iter_attachments())
+    assert json.loads(attachment.get_content())["timeline"][-1]["event_id"] == "e2"

@@ -99,6 +99,10 @@ REVIEWED: dict[str, str] = {
             "TakedownEscalated": ("takedown_id", "notice_id"),
             "TakedownCancelled": ("takedown_id", "notice_id"),
             "RequestFulfilled": ("takedown_id", "notice_id"),
+            "EvidenceRetentionScheduled": ("takedown_id",),
+            # the evidence records' event ids
+            "EvidenceErased": ("takedown_id", "erased", "kept"),
+            "EscalationSent": ("takedown_id", "notice_id", "authority_id"),
         }.items()
         for field in fields
     },
@@ -115,6 +119,9 @@ REVIEWED: dict[str, str] = {
             "TakedownEscalated": ("escalated_at", "due_at"),
             "TimelineEntry": ("occurred_at",),
             "RequestFulfilled": ("fulfilled_at",),
+            "EvidenceRetentionScheduled": ("ended_at", "erase_at"),
+            "EvidenceErased": ("erased_at",),
+            "EscalationSent": ("sent_at",),
         }.items()
         for field in fields
     },

@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ncii_contracts.base import DomainEvent
-from ncii_contracts.takedown import Regime, TakedownOpened, TakedownRequested
+from ncii_contracts.takedown import (
+    EvidenceErased,
+    EvidenceRetentionScheduled,
+    Regime,
+    TakedownCancelled,
+    TakedownOpened,
+    TakedownRequested,
+)
 from ncii_takedown import domain
 from ncii_takedown.domain import CaseFacts, Takedown
 
@@ -446,3 +453,109 @@ def test_a_takedown_opened_before_notices_had_a_purpose_reads_as_a_removal() -> 
     v1 = {"takedown_id": "t1", "source": "location", "source_event_id": "e1"}
     event = registry.decode("TakedownOpened", 1, v1)
     assert isinstance(event, TakedownOpened) and event.purpose == "removal"
+
+
+# -- retention (decision 0032) and consent withdrawn (decision 0044) ------------------------------
+
+
+@pytest.mark.parametrize("status", sorted(domain.FINAL))
+def test_an_ended_takedown_keeps_its_evidence_180_days_from_its_end(status: str) -> None:
+    (event,) = at(status).schedule_retention(T0)
+    assert isinstance(event, EvidenceRetentionScheduled)
+    assert event.erase_at == domain.format_time(NOW + timedelta(days=180)) and event.days == 180
+    scheduled = at(status).apply(event, T0)
+    assert scheduled.erase_at == event.erase_at
+    assert scheduled.schedule_retention(T0) == []  # once
+
+
+@pytest.mark.parametrize("status", sorted(set(TABLE) - domain.FINAL))
+def test_a_running_takedown_schedules_no_erasure(status: str) -> None:
+    with pytest.raises(domain.TransitionError):
+        at(status).schedule_retention(T0)
+
+
+def test_evidence_is_erased_only_once_its_retention_ran_out() -> None:
+    (scheduled,) = at("removed").schedule_retention(T0)
+    kept = at("removed").apply(scheduled, T0)
+    due = NOW + timedelta(days=180)
+    with pytest.raises(domain.TransitionError):
+        kept.erase_evidence(due - timedelta(seconds=1), erased=["e1"], kept=[])
+    with pytest.raises(domain.TransitionError):
+        at("sent").erase_evidence(due, erased=["e1"], kept=[])  # nothing scheduled
+    (erased,) = kept.erase_evidence(due, erased=["e1"], kept=["e0"])
+    assert isinstance(erased, EvidenceErased)
+    assert (erased.erased, erased.kept) == (["e1"], ["e0"])
+    assert kept.apply(erased, T0).erase_evidence(due, erased=["e1"], kept=[]) == []
+
+
+def test_no_evidence_is_added_once_the_takedown_is_in_retention() -> None:
+    (scheduled,) = at("refused").schedule_retention(T0)
+    with pytest.raises(domain.TransitionError):
+        at("refused").apply(scheduled, T0).record_evidence(
+            captured_at=T0,
+            capture_method="screenshot",
+            capture_sha256="c" * 64,
+            url=None,
+            preserved_by=None,
+            offender_account=None,
+            offender_ip=None,
+        )
+
+
+@pytest.mark.parametrize("status", sorted(set(TABLE) - domain.FINAL))
+def test_withdrawn_consent_cancels_a_removal_but_not_a_freeze_or_preserve(status: str) -> None:
+    (event,) = at(status).cancel_for_consent()
+    assert isinstance(event, TakedownCancelled) and event.reason == "consent_withdrawn"
+    for purpose in ("freeze_account", "preserve_data"):
+        assert replace(at(status), purpose=purpose).cancel_for_consent() == []
+
+
+def test_an_escalation_is_sent_to_the_authority_once_and_only_after_it_was_escalated() -> None:
+    from ncii_contracts.takedown import EscalationSent
+
+    with pytest.raises(domain.TransitionError):
+        at("overdue").escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=1)
+    (escalated,) = at("overdue").escalate(T0, "iWIN")
+    t = at("overdue").apply(escalated, T0)
+    (sent,) = t.escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=2)
+    assert isinstance(sent, EscalationSent) and (sent.authority_id, sent.attempts) == ("a1", 2)
+    assert (
+        t.apply(sent, T0).escalation_sent(authority_id="a1", channel="webhook", at=T0, attempts=3)
+        == []
+    )
+
+
+def test_the_authority_gets_the_notice_as_sent_and_the_timeline_ending_with_the_escalation() -> (
+    None
+):
+    from ncii_contracts.takedown import TakedownEscalated, TimelineEntry
+
+    t = replace(at("overdue"), deadline_at="2026-11-30T10:00:00.000000Z")
+    entry = TimelineEntry(event_id="e1", type="NoticeSent", occurred_at=T0, hash="h" * 64)
+    (record,) = t.escalate(T0, "iWIN", timeline=[entry])
+    assert isinstance(record, TakedownEscalated)
+    notifier = domain.Notifier("centre", "desk", "desk@centre.example", "+886")
+    notice = domain.notice_document(
+        t,
+        platform_name="PhotoHost",
+        age_group="minor",
+        url="https://photohost.example/p/1",
+        offender_account=None,
+        offender_ip=None,
+        notifier=notifier,
+        sent_at=T0,
+    )
+    document = domain.escalation_document(
+        notice,
+        record,
+        escalation_event_id="e2",
+        escalation_hash="k" * 64,
+        escalation_occurred_at=T0,
+        authority_name="Ministry",
+        notifier=notifier,
+    )
+    assert document["type"] == "ncii.takedown.escalation" and document["notice"] == notice
+    assert document["regime"] == "tw" and "art. 8" in document["legal_basis"]
+    assert [e["event_id"] for e in document["timeline"]] == ["e1", "e2"]
+    assert document["timeline"][-1]["type"] == "TakedownEscalated"
+    assert document["escalation_due_at"] == "2026-11-30T10:00:00.000000Z"

@@ -26,8 +26,17 @@ from ncii_contracts.base import PERSONAL, DomainEvent
 from ncii_contracts.streams import REFERENCE
 
 PlatformKind = Literal[
-    "social", "video", "forum", "dating", "cloud_or_image_host", "messaging", "content_farm"
+    "social",
+    "video",
+    "forum",
+    "dating",
+    "cloud_or_image_host",
+    "messaging",
+    "content_farm",
+    "authority",
 ]
+"""``authority``: not a platform but the authority an overdue notice is escalated to under the
+regimes it lists (registered like a platform: its channel, its webhook secret; decision 0044)."""
 NoticeChannel = Literal["webhook", "email", "web_form"]
 """How a platform receives notices: a signed webhook (Standard Webhooks), an e-mail, or a web
 form that a case worker fills in and confirms as sent."""
@@ -53,7 +62,9 @@ RefusalReason = Literal[
     "legal_basis_disputed",
     "other",
 ]
-CancelReason = Literal["case_withdrawn", "case_erased"]
+CancelReason = Literal["case_withdrawn", "case_erased", "consent_withdrawn"]
+"""Why a takedown stopped: its case was withdrawn or erased, or the victim withdrew her consent
+to takedowns (removals only: freeze and preserve notices stay, decision 0044)."""
 Jurisdiction = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 """ISO 3166-1 alpha-2 (``EU`` for the Union as a whole)."""
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -115,9 +126,20 @@ class TakedownPlatformAssigned(DomainEvent, aggregate="takedown"):
     platform_id: str
 
 
-class EvidencePreserved(DomainEvent, aggregate="takedown"):
+def _unsealed(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: evidence recorded before retention was sealed under the case's key alone."""
+    return {**payload, "sealed": False}
+
+
+class EvidencePreserved(DomainEvent, aggregate="takedown", version=2, upcasters={1: _unsealed}):
     """The location's evidence record: no notice leaves before it. The capture itself stays
-    with the organisation; only its SHA-256 is here ("delete nothing, evidence first")."""
+    with the organisation; only its SHA-256 is here ("delete nothing, evidence first").
+
+    ``sealed`` (v2): each personal value is first encrypted with the record's own key (kept in
+    the case-key bucket as ``<case_id>.evidence.<event id>``), then, as every personal field,
+    with the case's key, so that the record's personal fields can be erased 180 days after the
+    takedown ends without erasing the case (decision 0032). A reader of the log sees sealed
+    tokens; the takedown service opens them while the record's key lives."""
 
     takedown_id: str
     captured_at: str
@@ -127,6 +149,7 @@ class EvidencePreserved(DomainEvent, aggregate="takedown"):
     preserved_by: Annotated[str | None, PERSONAL] = None
     offender_account: Annotated[str | None, PERSONAL] = None
     offender_ip: Annotated[str | None, PERSONAL] = None
+    sealed: bool = False
 
 
 class TakedownRequested(DomainEvent, aggregate="takedown"):
@@ -245,12 +268,57 @@ class TakedownEscalated(DomainEvent, aggregate="takedown", version=2, upcasters=
     timeline: list[TimelineEntry] = Field(default_factory=list, max_length=500)
 
 
-class TakedownCancelled(DomainEvent, aggregate="takedown"):
-    """The case was withdrawn or erased: the takedown stops (the platform is told if it was)."""
+def _same(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+class TakedownCancelled(DomainEvent, aggregate="takedown", version=2, upcasters={1: _same}):
+    """The case was withdrawn or erased, or (v2) the victim withdrew her consent to takedowns
+    (a removal only): the takedown stops (the platform is told if it was)."""
 
     takedown_id: str
     notice_id: str | None = None
     reason: CancelReason
+
+
+class EscalationSent(DomainEvent, aggregate="takedown"):
+    """The escalation record (with its timeline) reached the authority registered for the
+    notice's regime: its webhook receiver answered 2xx, or its mail server accepted it."""
+
+    takedown_id: str
+    notice_id: str
+    authority_id: str
+    """The authority's id in the registry (``PlatformRegistered`` with kind ``authority``)."""
+    channel: NoticeChannel
+    sent_at: str
+    attempts: int = 1
+
+
+RETENTION_DAYS = 180
+"""How long evidence records are kept after their takedown ends (decision 0032)."""
+
+
+class EvidenceRetentionScheduled(DomainEvent, aggregate="takedown"):
+    """The takedown ended (removed, refused, fulfilled, cancelled): its evidence records are
+    kept ``RETENTION_DAYS`` from ``ended_at``, then their personal fields are erased
+    (``erase_at``)."""
+
+    takedown_id: str
+    ended_at: str
+    erase_at: str
+    days: int = RETENTION_DAYS
+
+
+class EvidenceErased(DomainEvent, aggregate="takedown"):
+    """The retention ran out: the keys of the takedown's sealed evidence records
+    (``erased``: their event ids) are destroyed, so their personal fields read as erased
+    everywhere, the log's copies included. ``kept``: records sealed only under the case's key
+    (recorded before decision 0032), which only the case's erasure makes unreadable."""
+
+    takedown_id: str
+    erased_at: str
+    erased: list[str] = Field(default_factory=list, max_length=1000)
+    kept: list[str] = Field(default_factory=list, max_length=1000)
 
 
 TAKEDOWN_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -268,4 +336,7 @@ TAKEDOWN_EVENTS: tuple[type[DomainEvent], ...] = (
     TakedownEscalated,
     TakedownCancelled,
     RequestFulfilled,
+    EvidenceRetentionScheduled,
+    EvidenceErased,
+    EscalationSent,
 )

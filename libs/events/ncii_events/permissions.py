@@ -70,6 +70,10 @@ def service_permissions(spec: ServiceSpec[Any]) -> Permissions:
     if spec.owns_case_keys:
         # creates a case's key; erasure writes a tombstone, then deletes the old record
         publish += [f"$KV.{KEYS_BUCKET}.>", f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}"]
+    for space in spec.key_spaces:
+        # its own keys below a case (created, then purged by a subject roll-up: no message
+        # delete, which would reach every case's key)
+        publish.append(f"$KV.{KEYS_BUCKET}.*.{space}.*")
     doorbells = dict.fromkeys(s for p in projections_of(spec) for s in p.subjects)
     subscribe = [
         f"{inbox_prefix(spec.name)}.>",

@@ -79,6 +79,10 @@ class ServiceSpec(Generic[AppT]):
     owns_case_keys: bool = False
     """Creates and erases case keys (the service that owns cases). Every other service reads
     them only; its NATS user may not write the key bucket (decision 22)."""
+    key_spaces: Sequence[str] = ()
+    """Spaces of the case-key bucket whose keys this service creates and purges, as
+    ``<case_id>.<space>.<id>`` (takedown: ``evidence``, a key per evidence record, decision
+    0032). Its NATS user may write those subjects only, never a case's own key."""
 
 
 def projections_of(spec: ServiceSpec[Any]) -> list[Projection]:

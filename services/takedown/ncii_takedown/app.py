@@ -8,6 +8,7 @@ derives from the Idempotency-Key, so a retry is written once.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import random
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_takedown import domain
 from ncii_takedown.clock import Clock
+from ncii_takedown.evidence_keys import SEALED_FIELDS, EvidenceKeys, seal, unseal
 from ncii_takedown.mail import SmtpSettings, StartTls
 from ncii_takedown.outbox import OutboxPublisher, derived_id, takedown_ref
 from ncii_takedown.read_models import queries
@@ -65,9 +67,9 @@ class TakedownSettings(BaseSettings):
     )
     max_attempts: int = Field(default=domain.MAX_ATTEMPTS, ge=1, le=30)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
-    delivery_batch: int = Field(default=100, ge=1, le=1000, description="rows read per round")
+    delivery_batch: int = Field(default=500, ge=1, le=1000, description="rows read per round")
     delivery_concurrency: int = Field(
-        default=16, ge=1, le=256, description="deliveries in flight at once"
+        default=64, ge=1, le=256, description="deliveries in flight at once"
     )
     smtp_host: str | None = Field(
         default=None, description="the mail server for e-mail notices; unset: sent by hand"
@@ -128,6 +130,7 @@ class TakedownApp:
     outbox: OutboxPublisher
     webhook_secret_key: bytes
     workers: list[Worker]
+    evidence_keys: EvidenceKeys
     jitter: Callable[[], float] = random.random
 
     @property
@@ -215,6 +218,52 @@ class TakedownApp:
         )
         return event
 
+    # -- evidence: sealed with its own key (decision 0032) --------------------------------------
+
+    async def seal(
+        self, case_id: str, events: Sequence[DomainEvent], ids: Sequence[str]
+    ) -> list[DomainEvent]:
+        """Each new evidence record's personal values sealed with the record's own key (the
+        store then encrypts them with the case's key, as every personal field)."""
+        out: list[DomainEvent] = []
+        for event, event_id in zip(events, ids, strict=True):
+            if isinstance(event, EvidencePreserved) and not event.sealed:
+                key = await self.evidence_keys.create(case_id, event_id)
+                values = {
+                    name: seal(key, case_id, event_id, name, value)
+                    for name in SEALED_FIELDS
+                    if (value := getattr(event, name)) is not None
+                }
+                event = event.model_copy(update={**values, "sealed": True})
+            out.append(event)
+        return out
+
+    async def unseal(self, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+        """The events with each sealed evidence record opened while its key lives; once its
+        retention ended (the key destroyed) its personal fields read as erased."""
+        out: list[RecordedEvent] = []
+        for recorded in events:
+            ev = recorded.event
+            if isinstance(ev, EvidencePreserved) and ev.sealed:
+                event_id = recorded.envelope.event_id
+                present = [n for n in SEALED_FIELDS if getattr(ev, n) is not None]
+                key = await self.evidence_keys.key(recorded.case_id, event_id) if present else None
+                if key is not None:
+                    opened = {
+                        n: unseal(key, recorded.case_id, event_id, n, getattr(ev, n))
+                        for n in present
+                    }
+                    recorded = dataclasses.replace(recorded, event=ev.model_copy(update=opened))
+                elif present:
+                    erased = recorded.erased_fields | frozenset(present)
+                    recorded = dataclasses.replace(
+                        recorded,
+                        event=ev.model_copy(update=dict.fromkeys(present)),
+                        erased_fields=erased,
+                    )
+            out.append(recorded)
+        return out
+
     # -- takedowns: loading --------------------------------------------------------------------
 
     async def visible_case(self, principal: Principal, case_id: str) -> Any:
@@ -247,6 +296,7 @@ class TakedownApp:
         if not events:
             return loaded
         ids = [event_id] if len(events) == 1 else [f"{event_id}-{i}" for i in range(len(events))]
+        events = await self.seal(loaded.case_id, events, ids)
         written = await self.store.append(
             takedown_ref(loaded.case_id, loaded.takedown.takedown_id),
             events,
@@ -309,12 +359,13 @@ class TakedownApp:
                 ),
                 *domain.Takedown(takedown_id, "staff", self.now_text()).record_evidence(**evidence),
             ]
+            ids = [takedown_id, derived_id(takedown_id, "evidence")]
             existing = await self.store.append(
                 ref,
-                events,
+                await self.seal(case_id, events, ids),
                 expected=NEW,
                 cause=_cause(principal, takedown_id),
-                event_ids=[takedown_id, derived_id(takedown_id, "evidence")],
+                event_ids=ids,
             )
         takedown = domain.Takedown.replay(history(existing))
         assert takedown is not None
@@ -409,7 +460,7 @@ class TakedownApp:
         """Every takedown of the case with its whole timeline, from the log (decrypted: the
         case's own organisation reads its URLs)."""
         await self.visible_case(principal, case_id)
-        events = await self.store.read_case(case_id, decrypt=True)
+        events = await self.unseal(await self.store.read_case(case_id, decrypt=True))
         by_takedown: dict[str, list[RecordedEvent]] = {}
         for event in events:
             if event.envelope.aggregate == "takedown":
@@ -427,12 +478,28 @@ class TakedownApp:
     ) -> tuple[domain.Takedown, dict[str, Any]] | None:
         """The notice of a takedown as the platform receives it (None when there is none or the
         case's personal data was erased: a notice without its URL is no notice)."""
+        draft = await self.compose(case_id, takedown_id, sent_at=sent_at)
+        return None if draft is None else (draft.takedown, draft.document)
+
+    async def compose(
+        self,
+        case_id: str,
+        takedown_id: str,
+        *,
+        sent_at: str | None = None,
+        platform: Any = None,
+    ) -> NoticeDraft | None:
+        """The notice, with the takedown it was composed from and that takedown's version in
+        the log (one read of the case: the deliverer appends ``NoticeSent`` on that version).
+        ``platform``: its registry row when the caller has it already."""
         events = await self.store.read_case(case_id, decrypt=True)
-        own = [
-            e
-            for e in events
-            if e.envelope.aggregate == "takedown" and e.envelope.aggregate_id == takedown_id
-        ]
+        own = await self.unseal(
+            [
+                e
+                for e in events
+                if e.envelope.aggregate == "takedown" and e.envelope.aggregate_id == takedown_id
+            ]
+        )
         takedown = domain.Takedown.replay(history(own))
         if takedown is None or takedown.notice_id is None or takedown.platform_id is None:
             return None
@@ -457,7 +524,9 @@ class TakedownApp:
                 ip = e.event.offender_ip or ip
         if url is None and (takedown.purpose == "removal" or account is None):
             return None  # erased, or nothing left to act on (a freeze names only the account)
-        platform = await queries.platform(self.engine, takedown.platform_id)
+        escalated = next((e for e in reversed(own) if isinstance(e.event, TakedownEscalated)), None)
+        if platform is None or platform.platform_id != takedown.platform_id:
+            platform = await queries.platform(self.engine, takedown.platform_id)
         if platform is None:
             return None
         document = domain.notice_document(
@@ -470,7 +539,17 @@ class TakedownApp:
             notifier=self.notifier,
             sent_at=sent_at or takedown.sent_at or self.now_text(),
         )
-        return takedown, document
+        return NoticeDraft(takedown, document, Version.of(own), escalated)
+
+
+@dataclass(frozen=True)
+class NoticeDraft:
+    takedown: domain.Takedown
+    document: dict[str, Any]
+    version: Version
+    """The takedown's version in the log when the notice was composed."""
+    escalated: RecordedEvent | None = None
+    """The takedown's escalation record, once escalated."""
 
 
 async def build(
@@ -479,8 +558,10 @@ async def build(
     """Takedown's application state (the spec's app factory)."""
     from ncii_takedown.deadlines import DeadlineSweeper
     from ncii_takedown.delivery import Deliverer
+    from ncii_takedown.retention import RetentionSweeper
 
     settings = settings or TakedownSettings()
+    assert runtime.nc is not None, "the runtime is started before the application is built"
     app = TakedownApp(
         engine=runtime.engine,
         store=runtime.store,
@@ -490,8 +571,10 @@ async def build(
         outbox=OutboxPublisher(runtime.engine, runtime.store, registry=runtime.registry),
         webhook_secret_key=_secret_key(runtime.master),
         workers=[],
+        evidence_keys=EvidenceKeys(runtime.nc, runtime.master),
     )
-    app.workers.extend([app.outbox, Deliverer(app), DeadlineSweeper(app)])
+    await app.evidence_keys.start()
+    app.workers.extend([app.outbox, Deliverer(app), DeadlineSweeper(app), RetentionSweeper(app)])
     return app
 
 
@@ -513,5 +596,5 @@ def gauges(app: TakedownApp) -> Sequence[Sampled]:
 
 
 def workers(app: TakedownApp) -> Sequence[Worker]:
-    """The outbox publisher, the webhook deliverer and the deadline sweeper."""
+    """The outbox publisher, the webhook deliverer, the deadline and retention sweepers."""
     return tuple(app.workers)

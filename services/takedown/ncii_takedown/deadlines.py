@@ -4,6 +4,7 @@ it starts. Runs at least every ``sweep_interval_s`` (30 s by default: within a m
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from ncii_events.store import Cause, append_once
@@ -39,23 +40,31 @@ class DeadlineSweeper(LoopWorker):
         return len(await self._due())
 
     async def step(self) -> int:
+        # Notices are independent: each is one read and one signed append, mostly waiting on
+        # the log, so a round marks them concurrently (as the deliverer sends).
+        gate = asyncio.Semaphore(self.app.settings.delivery_concurrency)
         done = 0
-        for case_id, takedown_id, notice_id in await self._due():
-            if self._stopping.is_set():
-                break
-            loaded = await self.app.load(case_id, takedown_id)
-            events = loaded.takedown.mark_overdue(self.app.clock.now())
-            if events:
-                cause = Cause(SERVICE_ACTOR, notice_id, notice_id)
-                await append_once(
-                    self.app.store,
-                    takedown_ref(case_id, takedown_id),
-                    events[0],
-                    derived_id(notice_id, "overdue"),
-                    cause,
-                )
-            self._marked.add(notice_id)
-            done += 1
+
+        async def one(case_id: str, takedown_id: str, notice_id: str) -> None:
+            nonlocal done
+            async with gate:
+                if self._stopping.is_set():
+                    return
+                loaded = await self.app.load(case_id, takedown_id)
+                events = loaded.takedown.mark_overdue(self.app.clock.now())
+                if events:
+                    cause = Cause(SERVICE_ACTOR, notice_id, notice_id)
+                    await append_once(
+                        self.app.store,
+                        takedown_ref(case_id, takedown_id),
+                        events[0],
+                        derived_id(notice_id, "overdue"),
+                        cause,
+                    )
+                self._marked.add(notice_id)
+                done += 1
+
+        await asyncio.gather(*(one(*due) for due in await self._due()))
         if len(self._marked) > 100_000:
             self._marked.clear()
         return done

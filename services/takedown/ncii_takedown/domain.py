@@ -28,10 +28,14 @@ from typing import Any, Literal
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.intake import AgeGroup
 from ncii_contracts.takedown import (
+    RETENTION_DAYS,
     CancelReason,
     CaptureMethod,
     ContentRemoved,
+    EscalationSent,
+    EvidenceErased,
     EvidencePreserved,
+    EvidenceRetentionScheduled,
     NoticeChannel,
     NoticePurpose,
     NoticeSent,
@@ -315,6 +319,11 @@ class Takedown:
     refused_reason: RefusalReason | None = None
     ended_at: str | None = None
     purpose: NoticePurpose = "removal"
+    erase_at: str | None = None
+    """When the evidence records' personal fields are due for erasure (retention scheduled)."""
+    evidence_erased_at: str | None = None
+    escalated_at: str | None = None
+    escalation_sent_at: str | None = None
 
     @staticmethod
     def open(
@@ -395,11 +404,17 @@ class Takedown:
         if isinstance(event, TakedownOverdue):
             return replace(self, status="overdue")
         if isinstance(event, TakedownEscalated):
-            return replace(self, status="escalated")
+            return replace(self, status="escalated", escalated_at=event.escalated_at)
+        if isinstance(event, EscalationSent):
+            return replace(self, escalation_sent_at=event.sent_at)
         if isinstance(event, TakedownCancelled):
             return replace(self, status="cancelled", ended_at=at)
         if isinstance(event, RequestFulfilled):
             return replace(self, status="fulfilled", ended_at=at)
+        if isinstance(event, EvidenceRetentionScheduled):
+            return replace(self, erase_at=event.erase_at)
+        if isinstance(event, EvidenceErased):
+            return replace(self, evidence_erased_at=event.erased_at)
         return self
 
     # -- what is missing before the notice ----------------------------------------------------
@@ -440,6 +455,10 @@ class Takedown:
         capture twice is nothing new."""
         if self.status == "cancelled":
             raise TransitionError("cannot record evidence: the takedown was cancelled")
+        if self.erase_at is not None:
+            raise TransitionError(
+                "cannot record evidence: the takedown ended and its evidence is in retention"
+            )
         if any(e.capture_sha256 == capture_sha256 for e in self.evidence):
             return []
         return [
@@ -620,9 +639,75 @@ class Takedown:
             TakedownCancelled(takedown_id=self.takedown_id, notice_id=self.notice_id, reason=reason)
         ]
 
+    def escalation_sent(
+        self, *, authority_id: str, channel: NoticeChannel, at: str, attempts: int
+    ) -> list[DomainEvent]:
+        """The escalation record reached the authority's channel (once)."""
+        if self.escalation_sent_at is not None:
+            return []
+        if self.escalated_at is None:
+            raise TransitionError("only an escalated notice is sent to the authority")
+        return [
+            EscalationSent(
+                takedown_id=self.takedown_id,
+                notice_id=self._notice(),
+                authority_id=authority_id,
+                channel=channel,
+                sent_at=at,
+                attempts=attempts,
+            )
+        ]
+
+    def cancel_for_consent(self) -> list[DomainEvent]:
+        """The victim withdrew her consent to takedowns: a removal stops (the platform is told
+        if it was); a freeze or preserve notice stays, as it keeps evidence and protects her
+        rather than removing her images (decision 0044)."""
+        if self.purpose != "removal":
+            return []
+        return self.cancel("consent_withdrawn")
+
+    def schedule_retention(self, ended_at: str) -> list[DomainEvent]:
+        """The takedown ended: its evidence is kept ``RETENTION_DAYS`` from then."""
+        if self.erase_at is not None:
+            return []
+        if self.status not in FINAL:
+            raise TransitionError(f"evidence is kept while the takedown runs (now {self.status})")
+        return [
+            EvidenceRetentionScheduled(
+                takedown_id=self.takedown_id,
+                ended_at=ended_at,
+                erase_at=retention_erase_at(ended_at),
+                days=RETENTION_DAYS,
+            )
+        ]
+
+    def erase_evidence(
+        self, now: datetime, *, erased: Sequence[str], kept: Sequence[str]
+    ) -> list[DomainEvent]:
+        """The retention ran out: the record of which evidence keys were destroyed."""
+        if self.evidence_erased_at is not None:
+            return []
+        if self.erase_at is None:
+            raise TransitionError("no retention is scheduled: the takedown has not ended")
+        if now < parse_time(self.erase_at):
+            raise TransitionError(f"the evidence is kept until {self.erase_at}")
+        return [
+            EvidenceErased(
+                takedown_id=self.takedown_id,
+                erased_at=format_time(now),
+                erased=list(erased),
+                kept=list(kept),
+            )
+        ]
+
     @property
     def platform_was_told(self) -> bool:
         return self.sent_at is not None
+
+
+def retention_erase_at(ended_at: str) -> str:
+    """When an ended takedown's evidence records are erased (180 days after its end)."""
+    return format_time(parse_time(ended_at) + timedelta(days=RETENTION_DAYS))
 
 
 def previous_removed(
@@ -730,6 +815,53 @@ def notice_document(
             "phone": notifier.phone,
         },
         "sent_at": sent_at,
+    }
+
+
+def escalation_document(
+    notice: dict[str, Any],
+    escalated: TakedownEscalated,
+    *,
+    escalation_event_id: str,
+    escalation_hash: str,
+    escalation_occurred_at: str,
+    authority_name: str,
+    notifier: Notifier,
+) -> dict[str, Any]:
+    """What the authority receives (art. 47): the notice as the platform received it, the
+    regime and its deadline, and the takedown's timeline as the log holds it (each event's id,
+    type, time and hash, then the escalation record's own), so that it can check every step
+    against an auditor's replay. Never the victim's name, image or contact: the notice holds
+    none (``notice_document``)."""
+    deadline = notice["deadline"]
+    regime = REGIMES[deadline["regime"]]
+    return {
+        "type": "ncii.takedown.escalation",
+        "notice_id": escalated.notice_id,
+        "escalation_id": escalation_event_id,
+        "authority": authority_name,
+        "platform": notice["site"],
+        "regime": deadline["regime"],
+        "legal_basis": regime.basis,
+        "deadline_at": deadline["due_at"],
+        "escalation_due_at": escalated.due_at,
+        "escalated_at": escalated.escalated_at,
+        "notice": notice,
+        "timeline": [
+            *(entry.model_dump(mode="json") for entry in escalated.timeline),
+            {
+                "event_id": escalation_event_id,
+                "type": "TakedownEscalated",
+                "occurred_at": escalation_occurred_at,
+                "hash": escalation_hash,
+            },
+        ],
+        "notifier": {
+            "organisation": notifier.organisation,
+            "contact_name": notifier.contact_name,
+            "email": notifier.email,
+            "phone": notifier.phone,
+        },
     }
 
 

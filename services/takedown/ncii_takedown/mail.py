@@ -41,7 +41,31 @@ class SmtpSettings:
     timeout_s: float
 
 
+def _escalation_lines(document: dict[str, Any]) -> list[str]:
+    notice = document["notice"]
+    return [
+        f"Escalation of takedown notice {document['notice_id']} to {document['authority']}.",
+        "",
+        f"{document['platform']} did not act on the notice by its deadline "
+        f"({document['deadline_at']}, {document['regime']}: {document['legal_basis']}).",
+        f"Escalated at {document['escalated_at']}.",
+        "",
+        "The notice as the platform received it:",
+        *[f"  {line}" for line in _lines(notice)],
+        "",
+        "Timeline (each event's id and SHA-256 in the notifier's tamper-evident log):",
+        *[
+            f"  {e['occurred_at']}  {e['type']}  {e['event_id']}  {e['hash']}"
+            for e in document["timeline"]
+        ],
+        "",
+        "The attached notice.json holds this escalation in machine-readable form.",
+    ]
+
+
 def _lines(document: dict[str, Any]) -> list[str]:
+    if document.get("type") == "ncii.takedown.escalation":
+        return _escalation_lines(document)
     if document.get("type") == "ncii.takedown.cancelled":
         return [
             f"Notice {document['notice_id']} is withdrawn ({document['reason']}).",
@@ -84,13 +108,16 @@ def _lines(document: dict[str, Any]) -> list[str]:
 def message(
     document: dict[str, Any], *, sender: str, recipient: str, delivery_id: str, sent_at: str
 ) -> EmailMessage:
-    """The e-mail for a notice or a cancellation document."""
+    """The e-mail for a notice, a cancellation or an escalation document."""
     msg = EmailMessage()
     notice_id = str(document["notice_id"])
-    cancelled = document.get("type") == "ncii.takedown.cancelled"
-    msg["Subject"] = (
-        f"Notice withdrawn: {notice_id}" if cancelled else f"Takedown notice {notice_id}"
-    )
+    kind = document.get("type")
+    if kind == "ncii.takedown.cancelled":
+        msg["Subject"] = f"Notice withdrawn: {notice_id}"
+    elif kind == "ncii.takedown.escalation":
+        msg["Subject"] = f"Escalation: takedown notice {notice_id} not acted on in time"
+    else:
+        msg["Subject"] = f"Takedown notice {notice_id}"
     msg["From"] = sender
     msg["To"] = recipient
     msg["Date"] = format_datetime(domain.parse_time(sent_at))

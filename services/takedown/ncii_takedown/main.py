@@ -45,6 +45,7 @@ SPEC: ServiceSpec[TakedownApp] = ServiceSpec(
         MatchFound,
     ),
     routers=[cases.router, notices.router, platforms.router],
+    key_spaces=("evidence",),
     app=build,
     workers=workers,
     gauges=gauges,

@@ -5,6 +5,7 @@ sent, an overdue notice escalated."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -198,6 +199,33 @@ async def escalations_due(
                     "authority": rule.authority,
                 }
             )
+    return JSONResponse({"items": items})
+
+
+@router.get("/retention/due", tags=["retention"])
+async def retention_due(
+    principal: Caller,
+    app: App,
+    within_days: Annotated[int, Query(ge=0, le=365)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JSONResponse:
+    """Staff: ended takedowns whose evidence records are due for erasure now (or within
+    `within_days`), 180 days after the takedown ended, the earliest first. The retention
+    sweeper erases them when due; ids and times only."""
+    require_role(principal, *domain.STAFF)
+    horizon = app.clock.now() + timedelta(days=within_days)
+    rows = await queries.retention_due(app.engine, domain.format_time(horizon), limit)
+    items = [
+        {
+            "case_id": row.case_id,
+            "takedown_id": row.takedown_id,
+            "status": row.status,
+            "evidence_records": row.evidence,
+            "ended_at": row.ended_at,
+            "erase_at": row.erase_at,
+        }
+        for row in rows
+    ]
     return JSONResponse({"items": items})
 
 

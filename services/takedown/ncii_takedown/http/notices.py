@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from ncii_contracts.takedown import NoticePurpose
 from ncii_events.auth import require_role
 from ncii_events.http import IdempotentWrite
 from ncii_events.http.fields import utc_text
@@ -25,19 +26,24 @@ PLATFORMS = ("platform",)
 
 @router.get("/notices", tags=["platforms"])
 async def open_notices(
-    principal: Caller, app: App, limit: Annotated[int, Query(ge=1, le=100)] = 50
+    principal: Caller,
+    app: App,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    purpose: NoticePurpose | None = None,
 ) -> JSONResponse:
     """Your open notices (sent and not yet removed or refused), the earliest deadline first,
     each as it was delivered: site and URL, what is known of the offender, the statements and
-    the notifier's contact."""
+    the notifier's contact. `purpose` says what each asks: `removal` (take the content down),
+    `freeze_account` (suspend an account, keep its data) or `preserve_data` (keep the pages and
+    the uploader's data 180 days); `?purpose=` lists one kind only."""
     require_role(principal, *PLATFORMS)
-    rows = await queries.open_notices(app.engine, principal.organisation, limit)
+    rows = await queries.open_notices(app.engine, principal.organisation, limit, purpose)
     items = []
     for row in rows:
         composed = await app.notice(row.case_id, row.takedown_id)
         if composed is not None:
             takedown, document = composed
-            items.append({**document, "status": takedown.status})
+            items.append({**document, "purpose": row.purpose, "status": takedown.status})
     return JSONResponse({"items": items})
 
 

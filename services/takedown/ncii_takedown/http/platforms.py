@@ -97,16 +97,19 @@ async def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/retry", tags=["deliveries"])
 async def retry_delivery(delivery_id: str, principal: Caller, app: App) -> JSONResponse:
-    """Try a dead delivery again, from its first attempt (retrying twice is harmless)."""
+    """Try a dead delivery again, from its first attempt (retrying twice is harmless), or an
+    escalation left to a case worker once its authority is registered."""
     require_role(principal, *domain.STAFF)
     row = await queries.delivery(app.engine, delivery_id)
     if row is None:
         raise not_found("delivery")
-    if row.status == "dead":
+    # a dead letter, or an escalation that waited for its authority to be registered
+    waiting = row.kind == "escalation" and row.status == "manual"
+    if row.status == "dead" or waiting:
         async with write_transaction(app.engine) as conn:
             await conn.execute(
                 update(DELIVERIES)
-                .where(DELIVERIES.c.id == row.id, DELIVERIES.c.status == "dead")
+                .where(DELIVERIES.c.id == row.id, DELIVERIES.c.status == row.status)
                 .values(status="pending", attempts=0, next_attempt_at=None)
             )
         for worker in app.workers:

@@ -47,6 +47,9 @@ _TIMELINE_FIELDS = {
     "TakedownOverdue": ("deadline_at", "deadline_regime", "legal", "detected_at"),
     "TakedownEscalated": ("escalated_at", "authority", "due_at"),
     "TakedownCancelled": ("reason",),
+    "EvidenceRetentionScheduled": ("ended_at", "erase_at", "days"),
+    "EvidenceErased": ("erased_at", "erased", "kept"),
+    "EscalationSent": ("authority_id", "channel", "sent_at", "attempts"),
 }
 
 
@@ -88,6 +91,8 @@ def takedown_view(takedown: domain.Takedown, timeline: list[RecordedEvent]) -> d
         "acknowledged_at": takedown.acknowledged_at,
         "removed_at": takedown.removed_at,
         "refused_reason": takedown.refused_reason,
+        "evidence_erase_at": takedown.erase_at,
+        "evidence_erased_at": takedown.evidence_erased_at,
         "timeline": [timeline_entry(e) for e in timeline],
     }
 

@@ -11,7 +11,10 @@ delivery rows, written in the checkpoint's transaction:
   adult's statement), its notice is requested (TakedownRequested), and applying that queues the
   notice for delivery (webhook) or for a case worker (web form, e-mail);
 * a withdrawn or erased case cancels every takedown not yet ended (TakedownCancelled), and
-  applying that queues a cancellation for a platform that was told.
+  applying that queues a cancellation for a platform that was told; withdrawing the consent to
+  takedowns cancels the removals alone (decision 0044);
+* a takedown that ends (removed, refused, fulfilled, cancelled) has its evidence kept 180 days
+  (EvidenceRetentionScheduled, decision 0032): the retention sweeper erases it when due.
 
 Every decided event's id derives from the event that caused it, so a replay is a no-op. The
 projection reads decrypted events (``LocationReported.platform`` may be personal) and stores
@@ -35,7 +38,10 @@ from ncii_contracts.intake import (
 from ncii_contracts.takedown import (
     CancelReason,
     ContentRemoved,
+    EscalationSent,
+    EvidenceErased,
     EvidencePreserved,
+    EvidenceRetentionScheduled,
     NoticeSent,
     PlatformRegistered,
     RequestFulfilled,
@@ -63,6 +69,9 @@ from ncii_takedown.read_models.schema import (
     PLATFORMS,
     TAKEDOWNS,
 )
+
+AUTHORITY = "authority"
+"""The registry's kind for an authority (escalations go to it; it takes no notices)."""
 
 
 def name_key(name: str) -> str:
@@ -165,13 +174,21 @@ class TakedownsProjection(Projection):
                 ["case_id"],
             )
         elif isinstance(ev, ConsentsChanged):
-            # new locations and sightings follow the current consent; notices already sent stay
+            # new locations and sightings follow the current consent; withdrawing it cancels
+            # the removals not yet ended (freeze and preserve notices stay: decision 0044)
             if ev.takedown is not None:
                 conn.execute(
                     update(CASE_ROWS)
                     .where(CASE_ROWS.c.case_id == case_id)
                     .values(consents_takedown=ev.takedown)
                 )
+            if ev.takedown is False:
+                for row in conn.execute(
+                    select(TAKEDOWNS).where(
+                        TAKEDOWNS.c.case_id == case_id, TAKEDOWNS.c.purpose == "removal"
+                    )
+                ).all():
+                    self._cancel(conn, event, row, "consent_withdrawn")
         elif isinstance(ev, NonConsentRecorded):
             conn.execute(
                 update(CASE_ROWS)
@@ -224,7 +241,7 @@ class TakedownsProjection(Projection):
         if ev.platform:  # None once erased, or when the name is withheld
             row = conn.execute(
                 select(PLATFORMS.c.platform_id)
-                .where(PLATFORMS.c.name_key == name_key(ev.platform))
+                .where(PLATFORMS.c.name_key == name_key(ev.platform), PLATFORMS.c.kind != AUTHORITY)
                 .order_by(PLATFORMS.c.registered_at)
             ).first()
             platform_id = row[0] if row is not None else None
@@ -240,7 +257,7 @@ class TakedownsProjection(Projection):
     def _open_for_match(self, conn: Connection, source: RecordedEvent, ev: MatchFound) -> None:
         row = conn.execute(
             select(PLATFORMS.c.platform_id)
-            .where(PLATFORMS.c.api_organisation == ev.platform)
+            .where(PLATFORMS.c.api_organisation == ev.platform, PLATFORMS.c.kind != AUTHORITY)
             .order_by(PLATFORMS.c.registered_at)
         ).first()
         prior = conn.execute(
@@ -345,6 +362,7 @@ class TakedownsProjection(Projection):
                         evidence=0,
                         opened_at=at,
                         updated_at=at,
+                        purpose=ev.purpose,
                     )
                 )
             case = self._case(conn, event.case_id)
@@ -352,6 +370,9 @@ class TakedownsProjection(Projection):
             if case is not None and case.closed is not None:
                 # the case closed while this opening waited in the outbox
                 self._cancel(conn, event, row, case.closed)
+            elif case is not None and not case.consents_takedown and ev.purpose == "removal":
+                # the victim withdrew her consent while this opening waited in the outbox
+                self._cancel(conn, event, row, "consent_withdrawn")
             return
         assert ev is not None
         takedown_id = getattr(ev, "takedown_id", "")
@@ -375,17 +396,29 @@ class TakedownsProjection(Projection):
         elif isinstance(ev, TakedownAcknowledged):
             values["acknowledged_at"] = ev.acknowledged_at
         elif isinstance(ev, ContentRemoved):
-            values.update(status="removed", removed_at=ev.removed_at)
+            values.update(status="removed", removed_at=ev.removed_at, ended_at=at)
         elif isinstance(ev, TakedownRefused):
-            values.update(status="refused", refused_reason=ev.reason)
+            values.update(status="refused", refused_reason=ev.reason, ended_at=at)
         elif isinstance(ev, TakedownOverdue):
             values["status"] = "overdue"
         elif isinstance(ev, TakedownEscalated):
             values["status"] = "escalated"
         elif isinstance(ev, TakedownCancelled):
-            values["status"] = "cancelled"
+            values.update(status="cancelled", ended_at=at)
         elif isinstance(ev, RequestFulfilled):
-            values["status"] = "fulfilled"
+            values.update(status="fulfilled", ended_at=at)
+        elif isinstance(ev, EvidenceRetentionScheduled):
+            values["erase_at"] = ev.erase_at
+        elif isinstance(ev, EvidenceErased):
+            values["evidence_erased_at"] = ev.erased_at
+        elif isinstance(ev, EscalationSent):
+            self._settle(conn, f"{ev.notice_id}:escalation", "delivered", at)
+        if isinstance(ev, NoticeSent):  # the hot path (one per delivered notice): no reads
+            conn.execute(
+                update(TAKEDOWNS).where(TAKEDOWNS.c.takedown_id == takedown_id).values(**values)
+            )
+            self._settle(conn, ev.notice_id, "delivered", at)
+            return
         before = self._row(conn, takedown_id)
         if before is None:
             return
@@ -399,12 +432,38 @@ class TakedownsProjection(Projection):
             self._maybe_request(conn, event, after)
         elif isinstance(ev, TakedownRequested):
             self._queue(conn, after, "notice", at)
+        elif isinstance(ev, TakedownEscalated):
+            # to the authority registered for the notice's regime (the deliverer finds it)
+            self._queue(conn, after, "escalation", at)
         elif isinstance(ev, NoticeSent):
             self._settle(conn, ev.notice_id, "delivered", at)
         elif isinstance(ev, TakedownCancelled):
             self._settle(conn, after.notice_id, "cancelled", at)
             if before.sent_at is not None:  # the platform was told: tell it the notice ended
                 self._queue(conn, after, "cancellation", at, cancel_reason=ev.reason)
+        if (
+            isinstance(ev, (ContentRemoved, TakedownRefused, TakedownCancelled, RequestFulfilled))
+            and before.status not in domain.FINAL
+        ):
+            self._schedule_retention(conn, event, after, at)
+
+    def _schedule_retention(
+        self, conn: Connection, source: RecordedEvent, takedown: Any, ended_at: str
+    ) -> None:
+        """The takedown ended: its evidence is kept 180 days from then (decision 0032)."""
+        if takedown.erase_at is not None:
+            return
+        write_outbox(
+            conn,
+            source,
+            case_id=takedown.case_id,
+            event=EvidenceRetentionScheduled(
+                takedown_id=takedown.takedown_id,
+                ended_at=ended_at,
+                erase_at=domain.retention_erase_at(ended_at),
+            ),
+            event_id=derived_id(takedown.takedown_id, "retention"),
+        )
 
     def _row(self, conn: Connection, takedown_id: str) -> Any:
         return conn.execute(select(TAKEDOWNS).where(TAKEDOWNS.c.takedown_id == takedown_id)).first()
@@ -418,7 +477,8 @@ class TakedownsProjection(Projection):
         *,
         cancel_reason: str | None = None,
     ) -> None:
-        delivery_id = takedown.notice_id if kind == "notice" else f"{takedown.notice_id}:cancel"
+        suffix = {"notice": "", "cancellation": ":cancel", "escalation": ":escalation"}[kind]
+        delivery_id = f"{takedown.notice_id}{suffix}"
         exists = conn.execute(
             select(DELIVERIES.c.id).where(DELIVERIES.c.delivery_id == delivery_id)
         ).first()
@@ -435,21 +495,24 @@ class TakedownsProjection(Projection):
                 channel=takedown.channel,
                 cancel_reason=cancel_reason,
                 # e-mail too: the deliverer hands it to a case worker when no server is set
-                status="pending" if takedown.channel in ("webhook", "email") else "manual",
+                status="pending"
+                if kind == "escalation" or takedown.channel in ("webhook", "email")
+                else "manual",
                 attempts=0,
                 next_attempt_at=None,
                 created_at=at,
             )
         )
 
-    def _settle(self, conn: Connection, notice_id: str | None, status: str, at: str) -> None:
-        """The notice's delivery row ends: sent (by whoever sent it) or no longer to send."""
-        if notice_id is None:
+    def _settle(self, conn: Connection, delivery_id: str | None, status: str, at: str) -> None:
+        """A delivery row ends (a notice's id names its notice row): sent (by whoever sent it)
+        or no longer to send."""
+        if delivery_id is None:
             return
         conn.execute(
             update(DELIVERIES)
             .where(
-                DELIVERIES.c.delivery_id == notice_id,
+                DELIVERIES.c.delivery_id == delivery_id,
                 DELIVERIES.c.status.in_(("pending", "manual", "dead")),
             )
             .values(status=status, delivered_at=at if status == "delivered" else None)

@@ -30,6 +30,17 @@ async def platforms(engine: AsyncEngine) -> Sequence[Any]:
     return await _all(engine, select(PLATFORMS).order_by(PLATFORMS.c.name_key))
 
 
+async def authority_for(engine: AsyncEngine, regime: str) -> Any:
+    """The authority registered for ``regime`` (the first registered, when several are)."""
+    rows = await _all(
+        engine,
+        select(PLATFORMS)
+        .where(PLATFORMS.c.kind == "authority")
+        .order_by(PLATFORMS.c.registered_at, PLATFORMS.c.platform_id),
+    )
+    return next((r for r in rows if regime in r.regimes.split(",")), None)
+
+
 async def case(engine: AsyncEngine, case_id: str) -> Any:
     return await _first(engine, select(CASES).where(CASES.c.case_id == case_id))
 
@@ -48,8 +59,11 @@ async def notice_for_platform(engine: AsyncEngine, notice_id: str, organisation:
     return await _first(engine, query)
 
 
-async def open_notices(engine: AsyncEngine, organisation: str, limit: int) -> Sequence[Any]:
-    """Notices the platform has and has not settled, the earliest deadline first."""
+async def open_notices(
+    engine: AsyncEngine, organisation: str, limit: int, purpose: str | None = None
+) -> Sequence[Any]:
+    """Notices the platform has and has not settled, the earliest deadline first (only those
+    asking for ``purpose`` when given)."""
     query = (
         select(TAKEDOWNS, PLATFORMS.c.name.label("platform_name"))
         .join(PLATFORMS, PLATFORMS.c.platform_id == TAKEDOWNS.c.platform_id)
@@ -60,6 +74,8 @@ async def open_notices(engine: AsyncEngine, organisation: str, limit: int) -> Se
         .order_by(TAKEDOWNS.c.deadline_at, TAKEDOWNS.c.notice_id)
         .limit(limit)
     )
+    if purpose is not None:
+        query = query.where(TAKEDOWNS.c.purpose == purpose)
     return await _all(engine, query)
 
 
@@ -72,6 +88,25 @@ async def due_notices(engine: AsyncEngine, now_text: str, limit: int) -> Sequenc
             TAKEDOWNS.c.deadline_at <= now_text,
         )
         .order_by(TAKEDOWNS.c.deadline_at)
+        .limit(limit)
+    )
+    return await _all(engine, query)
+
+
+async def retention_due(engine: AsyncEngine, now_text: str, limit: int) -> Sequence[Any]:
+    """Ended takedowns whose evidence's retention ran out and is not erased yet, the earliest
+    first (decision 0032)."""
+    query = (
+        select(
+            TAKEDOWNS.c.takedown_id,
+            TAKEDOWNS.c.case_id,
+            TAKEDOWNS.c.status,
+            TAKEDOWNS.c.evidence,
+            TAKEDOWNS.c.ended_at,
+            TAKEDOWNS.c.erase_at,
+        )
+        .where(TAKEDOWNS.c.erase_at <= now_text, TAKEDOWNS.c.evidence_erased_at.is_(None))
+        .order_by(TAKEDOWNS.c.erase_at, TAKEDOWNS.c.takedown_id)
         .limit(limit)
     )
     return await _all(engine, query)

@@ -5,7 +5,8 @@ for a location (it is resolved to a registered platform's id, or left unresolved
 * ``td_platforms``: the registry (reference stream).
 * ``td_cases``: what takedown needs of a case (organisation, age group, consent, statement,
   closed).
-* ``td_takedowns``: one row per takedown, its state, its notice and deadline.
+* ``td_takedowns``: one row per takedown, its state, its notice and deadline, its purpose, and
+  its evidence's retention (when it is due for erasure, when it was erased).
 * ``td_outbox``: events the reactor decided on (TakedownOpened, TakedownRequested,
   TakedownCancelled), written in the checkpoint's transaction and appended by the publisher.
 * ``td_deliveries``: notices and cancellations to deliver (webhook), or to send by hand (web form,
@@ -76,6 +77,11 @@ TAKEDOWNS = Table(
     Column("refused_reason", String(40)),
     Column("opened_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
+    # removal | freeze_account | preserve_data (migration 0002)
+    Column("purpose", String(20), nullable=False, server_default="removal"),
+    Column("ended_at", String(40)),
+    Column("erase_at", String(40), index=True),  # evidence due for erasure (decision 0032)
+    Column("evidence_erased_at", String(40)),
 )
 
 OUTBOX = Table(
@@ -98,7 +104,7 @@ DELIVERIES = Table(
     METADATA,
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("delivery_id", String(60), nullable=False, unique=True),
-    Column("kind", String(12), nullable=False),  # notice | cancellation
+    Column("kind", String(12), nullable=False),  # notice | cancellation | escalation
     Column("takedown_id", String(36), nullable=False),
     Column("case_id", String(36), nullable=False),
     Column("notice_id", String(36), nullable=False, index=True),
