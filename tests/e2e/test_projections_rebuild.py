@@ -83,8 +83,10 @@ def _database(service: RunningService) -> Path:
     return Path(service.env["NCII_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
 
 
-OUTBOX_RUNTIME = frozenset({"created_at", "published_at"})
-"""An outbox row's own times: when the reactor wrote it and when the publisher appended it.
+OUTBOX_RUNTIME = frozenset({"id", "created_at", "published_at"})
+"""An outbox row's own number and times: the order and time the reactor wrote it in (several of
+a service's projections write to its outbox, each at its own pace, live and in a rebuild) and
+when the publisher appended it.
 A rebuild writes the reactor's decisions again (same derived event ids, so the publisher's
 appends are no-ops in the log), at another time and not yet published."""
 WORKER_STATE = {"reopen_queue": frozenset({"done"})}
