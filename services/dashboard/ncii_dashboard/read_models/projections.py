@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ncii_contracts import ALL_EVENTS
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashmatch import MatchFeedbackReceived, MatchFound, SightingsCounted
 from ncii_contracts.intake import (
@@ -33,9 +34,6 @@ from ncii_contracts.intake import (
     SpreadStatusChanged,
 )
 from ncii_contracts.referral import (
-    ConsentOverridden,
-    CounsellorNoteAdded,
-    FollowUpRecorded,
     MandatoryReportDue,
     MandatoryReportOverdue,
     MandatoryReportSubmitted,
@@ -50,7 +48,6 @@ from ncii_contracts.referral import (
 )
 from ncii_contracts.takedown import (
     ContentRemoved,
-    EvidencePreserved,
     NoticeSent,
     PlatformRegistered,
     PlatformUpdated,
@@ -138,8 +135,14 @@ WHOLE_AGGREGATES = ("takedown", "match", "referral", "mandatory_report")
 """Aggregates of the cases stream read whole (one subject each, the most frequent first: the
 runner tries a stream's subjects in order for every event); their other events are decoded,
 never decrypted, and ignored (evidence records, follow-ups, counsellors' notes, overrides)."""
-IGNORED = (EvidencePreserved, ConsentOverridden, FollowUpRecorded, CounsellorNoteAdded)
 CASE_STREAM = (*CASE_EVENTS, *TAKEDOWN_EVENTS, *REPORT_EVENTS, *REFERRAL_EVENTS, *MATCH_EVENTS)
+IGNORED = tuple(
+    e
+    for e in ALL_EVENTS
+    if e.aggregate in WHOLE_AGGREGATES and CASES in e.streams and e not in CASE_STREAM
+)
+"""The whole aggregates' other events, from the published contracts (a service adding one to
+such an aggregate must not make it a dead letter here)."""
 REFERENCE_STREAM = (PlatformRegistered, PlatformUpdated, *MATCH_EVENTS)
 CONSUMES: tuple[type[DomainEvent], ...] = tuple(
     dict.fromkeys((*CASE_STREAM, *IGNORED, *REFERENCE_STREAM))
