@@ -23,7 +23,14 @@ from ncii_events import tracing
 from ncii_events.db import write_transaction
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.registry import EventRegistry
-from ncii_events.store import AggregateRef, Cause, EventStore, append_once
+from ncii_events.store import (
+    AggregateRef,
+    Cause,
+    Decide,
+    EventStore,
+    append_decided,
+    append_once,
+)
 from ncii_events.worker import LoopWorker
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,8 @@ class OutboxStuckError(RuntimeError):
 
 class OutboxPublisher(LoopWorker):
     """Appends a service's outbox rows. A service says where a row's event goes
-    (``store_for``, ``ref_of``) and may complete the event before it is appended (``complete``)."""
+    (``store_for``, ``ref_of``), may complete the event before it is appended (``complete``)
+    and may have it decided again on its aggregate's history at append time (``decider``)."""
 
     name = "outbox"
 
@@ -66,6 +74,12 @@ class OutboxPublisher(LoopWorker):
     async def complete(self, row: Row[Any], event: DomainEvent) -> DomainEvent | None:
         """The event to append for ``row``; None when it needs no append."""
         return event
+
+    def decider(self, row: Row[Any], event: DomainEvent) -> Decide | None:
+        """For an event that holds only if the aggregate still allows it when appended (the
+        reactor decided on an older state): the decision on the history read for the append
+        (``append_decided``); None appends the event as it is."""
+        return None
 
     async def step(self) -> int:
         return await self.publish_pending()
@@ -115,7 +129,7 @@ class OutboxPublisher(LoopWorker):
             return
         cause = Cause(self.actor, row.correlation_id, row.causation_id)
         if not tracing.exporting():
-            await append_once(self.store_for(row), ref, event, row.event_id, cause)
+            await self._append(row, ref, event, cause)
             return
         # A child of the span that handled the event which caused the row, when this process
         # handled it (decision 49): the appended event's traceparent goes on with that trace.
@@ -132,7 +146,16 @@ class OutboxPublisher(LoopWorker):
             record_exception=False,
             set_status_on_exception=False,
         ):
+            await self._append(row, ref, event, cause)
+
+    async def _append(
+        self, row: Row[Any], ref: AggregateRef, event: DomainEvent, cause: Cause
+    ) -> None:
+        decide = self.decider(row, event)
+        if decide is None:
             await append_once(self.store_for(row), ref, event, row.event_id, cause)
+        else:
+            await append_decided(self.store_for(row), ref, decide, row.event_id, cause)
 
     async def pending(self) -> int:
         async with self.engine.connect() as conn:

@@ -23,13 +23,7 @@ from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
 from ncii_events.registry import EventRegistry
-from ncii_events.store import (
-    AggregateRef,
-    Cause,
-    EventStore,
-    RecordedEvent,
-    append_decided,
-)
+from ncii_events.store import AggregateRef, Decide, EventStore, RecordedEvent
 from ncii_events.stream import CASES
 from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -131,28 +125,23 @@ class OutboxPublisher(EventOutboxPublisher):
     def ref_of(self, row: Row[Any]) -> AggregateRef:
         return AggregateRef(row.case_id, row.aggregate, row.aggregate_id)
 
-    async def _publish(self, row: Row[Any], ref: AggregateRef) -> None:
-        if row.event_type != ReferralRevoked.event_type:
-            await super()._publish(row, ref)
-            return
+    def decider(self, row: Row[Any], event: DomainEvent) -> Decide | None:
+        if not isinstance(event, ReferralRevoked):
+            return None
+        revoked_at = event.revoked_at
+
         # the service's revocation on a withdrawn consent (decision 36): decided on the
         # referral's history at append time, so one a counsellor completed meanwhile stays so
-        event = self.registry.decode(
-            row.event_type, ReferralRevoked.version, json.loads(row.payload)
-        )
-        assert isinstance(event, ReferralRevoked)
-
         def decide(history: list[RecordedEvent]) -> DomainEvent | None:
             referral = Referral.replay(
                 (r.event, r.envelope.occurred_at) for r in history if r.event is not None
             )
             if referral is None:
                 return None
-            found = revoke_on_withdrawal(referral, event.revoked_at)
+            found = revoke_on_withdrawal(referral, revoked_at)
             return found[0] if found else None
 
-        cause = Cause(self.actor, row.correlation_id, row.causation_id)
-        await append_decided(self.store, ref, decide, row.event_id, cause)
+        return decide
 
     async def _minor_and_open(self, case_id: str) -> bool:
         """Read without decrypting: a minor's case, neither withdrawn nor erased."""
@@ -162,6 +151,8 @@ class OutboxPublisher(EventOutboxPublisher):
         return opened is not None and opened.age_group == "minor" and not closed
 
     async def complete(self, row: Row[Any], event: DomainEvent) -> DomainEvent | None:
+        if isinstance(event, ReferralRevoked):
+            return event  # nothing to complete: ``decider`` checks the referral's history
         if await holds(self.store, self.ref_of(row), row.event_id):
             return None  # a replica, a replay or a rebuild: written already, nothing to decrypt
         if isinstance(event, SuspectReportDue) and not await self._minor_and_open(row.case_id):
