@@ -172,6 +172,20 @@ async def register(service: RunningService, key: str, body: dict[str, Any]) -> d
     return dict(response.json())
 
 
+async def webhook_platform(
+    takedown: RunningService, keys: Keys, receiver: Receiver, name: str, **overrides: Any
+) -> dict[str, Any]:
+    """A platform taking notices by signed webhook at the test's receiver, which checks the
+    signatures with the secret the registration returned."""
+    platform = await register(
+        takedown,
+        keys.caseworker,
+        platform_body(name, channel="webhook", webhook_url=receiver.url, **overrides),
+    )
+    receiver.secret = platform["webhook_secret"]
+    return platform
+
+
 VICTIM_ACCESS: dict[str, dict[str, str]] = {}
 """The reference and PIN each opened case gave its victim."""
 
@@ -286,14 +300,9 @@ async def test_a_location_becomes_a_signed_webhook_notice_delivered_after_retrie
     intake: RunningService, takedown: RunningService, keys: Keys, receiver: Receiver
 ) -> None:
     name = unique("PhotoHost")
-    platform = await register(
-        takedown,
-        keys.caseworker,
-        platform_body(
-            name, channel="webhook", webhook_url=receiver.url, api_organisation=keys.platform_org
-        ),
+    platform = await webhook_platform(
+        takedown, keys, receiver, name, api_organisation=keys.platform_org
     )
-    receiver.secret = platform["webhook_secret"]
     case_id = await open_case(intake, keys.partner, "adult")
     await report_location(intake, keys.partner, case_id, name.upper())  # names match loosely
     (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
@@ -386,10 +395,7 @@ async def test_withdrawing_a_case_cancels_its_takedowns_and_tells_the_platform(
 ) -> None:
     receiver.fail_first = 0
     name = unique("ClipSite")
-    platform = await register(
-        takedown, keys.caseworker, platform_body(name, channel="webhook", webhook_url=receiver.url)
-    )
-    receiver.secret = platform["webhook_secret"]
+    platform = await webhook_platform(takedown, keys, receiver, name)
     case_id = await open_case(intake, keys.partner, "minor")
     await report_location(intake, keys.partner, case_id, name)
     await report_location(intake, keys.partner, case_id, "a forum nobody registered")
@@ -472,18 +478,9 @@ async def test_staff_ask_a_messaging_provider_to_freeze_an_account_and_it_answer
 ) -> None:
     receiver.fail_first = 0
     name = unique("ChatApp")
-    platform = await register(
-        takedown,
-        keys.caseworker,
-        platform_body(
-            name,
-            kind="messaging",
-            channel="webhook",
-            webhook_url=receiver.url,
-            api_organisation=keys.platform_org,
-        ),
+    platform = await webhook_platform(
+        takedown, keys, receiver, name, kind="messaging", api_organisation=keys.platform_org
     )
-    receiver.secret = platform["webhook_secret"]
     case_id = await open_case(intake, keys.partner, "adult")
     await caught_up(takedown)
     body = {
@@ -530,18 +527,9 @@ async def test_withdrawing_takedown_consent_cancels_open_removals_but_keeps_a_fr
 ) -> None:
     receiver.fail_first = 0
     name = unique("TalkSite")
-    platform = await register(
-        takedown,
-        keys.caseworker,
-        platform_body(
-            name,
-            kind="messaging",
-            channel="webhook",
-            webhook_url=receiver.url,
-            api_organisation=keys.platform_org,
-        ),
+    platform = await webhook_platform(
+        takedown, keys, receiver, name, kind="messaging", api_organisation=keys.platform_org
     )
-    receiver.secret = platform["webhook_secret"]
     case_id = await open_case(intake, keys.partner, "minor")
     await report_location(intake, keys.partner, case_id, name)
     (removal,) = await one_takedown(takedown, keys.partner, case_id, "opened")
@@ -612,14 +600,7 @@ async def test_the_victim_sees_in_plain_words_how_many_places_were_reported_remo
 ) -> None:
     receiver.fail_first = 0
     name = unique("PicHost")
-    platform = await register(
-        takedown,
-        keys.caseworker,
-        platform_body(
-            name, channel="webhook", webhook_url=receiver.url, api_organisation=keys.platform_org
-        ),
-    )
-    receiver.secret = platform["webhook_secret"]
+    await webhook_platform(takedown, keys, receiver, name, api_organisation=keys.platform_org)
     case_id = await open_case(intake, keys.partner, "adult")
     access = VICTIM_ACCESS[case_id]
 
@@ -667,10 +648,7 @@ async def test_a_notice_nobody_accepts_is_a_dead_letter_staff_see_and_retry(
 ) -> None:
     receiver.fail_first = 10_000  # the platform's receiver is down
     name = unique("DownHost")
-    platform = await register(
-        takedown, keys.caseworker, platform_body(name, channel="webhook", webhook_url=receiver.url)
-    )
-    receiver.secret = platform["webhook_secret"]
+    await webhook_platform(takedown, keys, receiver, name)
     case_id = await open_case(intake, keys.partner, "minor")
     await report_location(intake, keys.partner, case_id, name)
     (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
@@ -921,17 +899,7 @@ async def test_evidence_is_kept_180_days_after_its_takedown_ends_then_erased_acr
     own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
     try:
         name = unique("KeepHost")
-        platform = await register(
-            own,
-            keys.caseworker,
-            platform_body(
-                name,
-                channel="webhook",
-                webhook_url=receiver.url,
-                api_organisation=keys.platform_org,
-            ),
-        )
-        receiver.secret = platform["webhook_secret"]
+        await webhook_platform(own, keys, receiver, name, api_organisation=keys.platform_org)
         case_id = await open_case(intake, keys.partner, "minor")
         await report_location(intake, keys.partner, case_id, name)
         await report_location(intake, keys.partner, case_id, name)
