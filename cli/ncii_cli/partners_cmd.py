@@ -5,10 +5,11 @@ client). Only typer is imported at the top (decision 18)."""
 from __future__ import annotations
 
 import json
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from ncii_cli.staff_api import KeyOption, call
 
 partners_app = typer.Typer(
     help="Support partners that receive referrals (the referral service's registry).",
@@ -19,40 +20,10 @@ UrlOption = Annotated[
     str,
     typer.Option("--referral-url", envvar="NCII_REFERRAL_URL", help="Referral service base URL."),
 ]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", envvar="NCII_API_KEY", help="A case worker's or admin's API key."),
-]
 SERVICES = (
     "counselling, legal_advice, police_accompaniment, stopncii_enrolment (adults) or "
     "photodna_programme (minors)"
 )
-
-
-def _call(method: str, url: str, key: str | None, body: Any = None) -> Any:
-    import httpx
-
-    if not key:
-        typer.echo("error: pass --key or set NCII_API_KEY", err=True)
-        raise typer.Exit(2)
-    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-    if body is not None:
-        # one key per invocation: a retried request (same body) is written once
-        headers["Idempotency-Key"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(body)))
-    try:
-        response = httpx.request(method, url, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: could not reach referral at {url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(1) from exc
-    payload = response.json() if response.content else {}
-    if not response.is_success:
-        detail = payload.get("detail", response.reason_phrase) if isinstance(payload, dict) else ""
-        errors = payload.get("errors", []) if isinstance(payload, dict) else []
-        typer.echo(f"error: referral answered HTTP {response.status_code}: {detail}", err=True)
-        for item in errors:
-            typer.echo(f"  {item.get('field')}: {item.get('message')}", err=True)
-        raise typer.Exit(2 if response.status_code == 422 else 1)
-    return payload
 
 
 @partners_app.command("register")
@@ -85,7 +56,7 @@ def register(
         "languages": language,
         "taking_referrals": taking_referrals,
     }
-    created = _call("POST", f"{referral_url.rstrip('/')}/v1/partners", key, body)
+    created = call("POST", f"{referral_url.rstrip('/')}/v1/partners", key, body, "referral")
     typer.echo(created["partner_id"])
 
 
@@ -96,7 +67,7 @@ def list_partners(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every registered support partner. Example: `ncii partners list`"""
-    items = _call("GET", f"{referral_url.rstrip('/')}/v1/partners", key)["items"]
+    items = call("GET", f"{referral_url.rstrip('/')}/v1/partners", key, None, "referral")["items"]
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return

@@ -6,10 +6,11 @@ Only typer is imported at the top (decision 18)."""
 from __future__ import annotations
 
 import json
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from ncii_cli.staff_api import KeyOption, call
 
 platforms_app = typer.Typer(
     help="Platforms that receive takedown notices (the takedown service's registry).",
@@ -20,43 +21,11 @@ UrlOption = Annotated[
     str,
     typer.Option("--takedown-url", envvar="NCII_TAKEDOWN_URL", help="Takedown service base URL."),
 ]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", envvar="NCII_API_KEY", help="A case worker's or admin's API key."),
-]
 KINDS = (
     "social, video, forum, dating, cloud_or_image_host, messaging, content_farm, or authority "
     "(where overdue notices of its regimes are escalated)"
 )
 REGIMES = "tw, us_take_it_down, uk or eu_dsa"
-
-
-def _call(
-    method: str, url: str, key: str | None, body: Any = None, service: str = "takedown"
-) -> Any:
-    import httpx
-
-    if not key:
-        typer.echo("error: pass --key or set NCII_API_KEY", err=True)
-        raise typer.Exit(2)
-    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-    if body is not None:
-        # one key per invocation: a retried request (same body) is written once
-        headers["Idempotency-Key"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(body)))
-    try:
-        response = httpx.request(method, url, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: could not reach {service} at {url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(1) from exc
-    payload = response.json() if response.content else {}
-    if not response.is_success:
-        detail = payload.get("detail", response.reason_phrase) if isinstance(payload, dict) else ""
-        errors = payload.get("errors", []) if isinstance(payload, dict) else []
-        typer.echo(f"error: {service} answered HTTP {response.status_code}: {detail}", err=True)
-        for item in errors:
-            typer.echo(f"  {item.get('field')}: {item.get('message')}", err=True)
-        raise typer.Exit(2 if response.status_code == 422 else 1)
-    return payload
 
 
 @platforms_app.command("register")
@@ -99,7 +68,7 @@ def register(
         "trusted_flagger": trusted_flagger,
     }
     body = {k: v for k, v in body.items() if v is not None}
-    created = _call("POST", f"{takedown_url.rstrip('/')}/v1/platforms", key, body)
+    created = call("POST", f"{takedown_url.rstrip('/')}/v1/platforms", key, body, "takedown")
     typer.echo(created["platform_id"])
     if created.get("webhook_secret"):
         typer.echo(f"webhook signing secret (give it to the platform): {created['webhook_secret']}")
@@ -112,7 +81,7 @@ def list_platforms(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every registered platform. Example: `ncii platforms list`"""
-    items = _call("GET", f"{takedown_url.rstrip('/')}/v1/platforms", key)["items"]
+    items = call("GET", f"{takedown_url.rstrip('/')}/v1/platforms", key, None, "takedown")["items"]
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -160,9 +129,9 @@ def programmes(
         typer.echo("error: --programme is adults or child_protection; --none alone", err=True)
         raise typer.Exit(2)
     if chosen or none:
-        answer = _call("PUT", url, key, {"programmes": chosen}, service="hashmatch")
+        answer = call("PUT", url, key, {"programmes": chosen}, "hashmatch")
     else:
-        answer = _call("GET", url, key, service="hashmatch")
+        answer = call("GET", url, key, None, "hashmatch")
     shown = ", ".join(answer["programmes"]) or "none"
     default = "" if answer.get("recorded", True) else " (the default: never set)"
     typer.echo(f"{answer['platform']}: {shown}{default}")

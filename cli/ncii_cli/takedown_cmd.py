@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ncii_cli.platforms_cmd import KeyOption, UrlOption, _call
+from ncii_cli.platforms_cmd import UrlOption
+from ncii_cli.staff_api import KeyOption, call
 
 takedown_app = typer.Typer(help="The takedown service: staff views.", no_args_is_help=True)
 
@@ -26,7 +27,7 @@ def retention_due(
     """Ended takedowns whose evidence is due for erasure (180 days after the end; the service
     erases it when due). Example: `ncii takedown retention-due --within-days 30`"""
     url = f"{takedown_url.rstrip('/')}/v1/retention/due?within_days={within_days}&limit=500"
-    items = _call("GET", url, key)["items"]
+    items = call("GET", url, key, None, "takedown")["items"]
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
