@@ -124,6 +124,7 @@ async def _run(
     from ncii_contracts.hashmatch import MatchFound
     from ncii_contracts.intake import CaseOpened, Consents, LocationReported, NonConsentRecorded
     from ncii_events.auth import Principal
+    from ncii_events.clock import Clock
     from ncii_events.crypto import MasterKey
     from ncii_events.embedded import EmbeddedNats, free_port
     from ncii_events.envelope import Actor
@@ -136,7 +137,6 @@ async def _run(
     from ncii_events.store import NEW, AggregateRef, Cause, EventStore
     from ncii_events.stream import CASES, ensure_streams
     from ncii_events.transport import connect
-    from ncii_takedown.clock import Clock
     from ncii_takedown.deadlines import DeadlineSweeper
     from ncii_takedown.delivery import Deliverer
     from ncii_takedown.main import SPEC

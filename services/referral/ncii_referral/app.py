@@ -31,6 +31,7 @@ from ncii_contracts.referral import (
     SuspectReportFiled,
 )
 from ncii_events.auth import Principal
+from ncii_events.clock import Clock
 from ncii_events.ids import uuid7
 from ncii_events.metrics import DEADLINES_OVERDUE, Reading, Sampled
 from ncii_events.service import ServiceRuntime
@@ -42,7 +43,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_referral import domain
-from ncii_referral.clock import Clock
 from ncii_referral.outbox import (
     OutboxPublisher,
     case_opened,

@@ -29,6 +29,7 @@ from ncii_contracts.takedown import (
     TimelineEntry,
 )
 from ncii_events.auth import Principal
+from ncii_events.clock import Clock
 from ncii_events.crypto import MasterKey
 from ncii_events.ids import uuid7
 from ncii_events.metrics import DEADLINES_OVERDUE, Reading, Sampled
@@ -41,7 +42,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ncii_takedown import domain
-from ncii_takedown.clock import Clock
 from ncii_takedown.evidence_keys import SEALED_FIELDS, EvidenceKeys, seal, unseal
 from ncii_takedown.mail import SmtpSettings, StartTls
 from ncii_takedown.outbox import OutboxPublisher, derived_id, takedown_ref
