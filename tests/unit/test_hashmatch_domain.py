@@ -595,3 +595,90 @@ def test_a_lookup_costs_its_hashes_and_frames() -> None:
         }
     )
     assert body.cost == 1 + 8 + 3
+
+
+# -- the folds an auditor's as-of relies on (decision 56) ------------------------------------------
+
+
+def _banked(submission: str, keys: list[str], at: str) -> object:
+    from ncii_contracts.hashmatch import BankedEntry, HashesBanked, SkippedHash
+
+    return HashesBanked(
+        submission_id=submission,
+        bank="ORG_NGO",
+        entries=[BankedEntry(entry_key=k, index=i, algorithm="pdq") for i, k in enumerate(keys)],
+        skipped=[SkippedHash(index=len(keys), reason="low_quality")],
+        matchable_from=at,
+        poll_interval_ms=200,
+    )
+
+
+def _withdrawn(reason: str, keys: list[str], at: str) -> object:
+    from ncii_contracts.hashmatch import HashesWithdrawn
+
+    return HashesWithdrawn(reason=reason, entry_keys=keys, unmatchable_from=at)  # type: ignore[arg-type]
+
+
+def test_a_cases_banking_folds_each_hash_out_of_matching_once_by_the_first_withdrawal() -> None:
+    t = "2026-11-30T08:00:0{}.000000Z".format
+    history = [
+        (_banked("s1", ["k1", "k2"], t(1)), t(1)),
+        (_banked("s2", ["k3"], t(2)), t(2)),
+        (_withdrawn("false_positive", ["k2"], t(3)), t(3)),
+        (_withdrawn("case_withdrawn", ["k1", "k2", "k3"], t(4)), t(4)),
+    ]
+    assert domain.CaseBanking.replay([]) is None
+    after_two = domain.CaseBanking.replay(history[:3])
+    assert after_two is not None and after_two.matchable == 2
+    folded = domain.CaseBanking.replay(history)
+    assert folded is not None and folded.matchable == 0
+    states = {e.entry_key: (e.state, e.reason, e.unmatchable_from) for e in folded.entries}
+    # k2 became a known false positive first: the case's withdrawal does not re-label it
+    assert states == {
+        "k1": ("withdrawn", "case_withdrawn", t(4)),
+        "k2": ("negative", "false_positive", t(3)),
+        "k3": ("withdrawn", "case_withdrawn", t(4)),
+    }
+    assert folded.skipped == (("s1", 2, "low_quality"), ("s2", 1, "low_quality"))
+    assert domain.retired_state("case_erased") == "erased"
+
+
+def test_a_match_folds_every_sighting_once_and_the_platforms_latest_verdict() -> None:
+    from ncii_contracts.hashmatch import MatchFeedbackReceived, SightingsCounted
+
+    first = found(True)
+    second = found(True).model_copy(update={"seen_at": "2026-11-29T23:10:00Z", "distance": 1})
+    counted = SightingsCounted(
+        match_id="m_1",
+        entry_key="e-1",
+        platform="platform-a",
+        window_start="2026-11-29T21:00:00Z",
+        window_end="2026-11-29T22:00:00Z",
+        sightings=5,
+        first_seen_at="2026-11-29T21:00:00Z",
+        last_seen_at="2026-11-29T21:59:00Z",
+    )
+    verdict = MatchFeedbackReceived(
+        match_id="m_1",
+        entry_key="e-1",
+        verdict="false_positive",
+        platform="platform-a",
+        content_algorithm="pdq",
+        content_value=H,
+    )
+    at = "2026-11-30T00:00:00.000000Z"
+    assert domain.CaseMatch.replay([(verdict, at)]) is None  # nothing before a sighting
+    folded = domain.CaseMatch.replay([(first, at), (counted, at), (second, at), (verdict, at)])
+    assert folded is not None
+    # the window's MatchFound is one of its five; the next window's MatchFound adds one
+    assert (folded.sightings, folded.windows, folded.closest_distance) == (6, 2, 1)
+    assert (folded.first_seen_at, folded.last_seen_at) == (
+        "2026-11-29T21:00:00Z",
+        "2026-11-29T23:10:00Z",
+    )
+    assert (folded.verdict, folded.verdict_at, folded.content_reported) == (
+        "false_positive",
+        at,
+        True,
+    )
+    assert "url" not in {f for f in type(folded).__dataclass_fields__}

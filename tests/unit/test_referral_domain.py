@@ -4,6 +4,7 @@ region routing, guidance per case type, and CaseOpened v2 read as v3."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
@@ -285,3 +286,61 @@ def test_a_v2_case_opened_reads_as_v3_without_a_region() -> None:
     event = registry.decode("CaseOpened", 2, payload)
     assert isinstance(event, CaseOpened) and event.region is None
     assert CaseOpened.version == 3
+
+
+def test_an_art7_report_folds_due_then_overdue_then_filed_late_and_keeps_its_kind() -> None:
+    from ncii_contracts.referral import (
+        MandatoryReportDue,
+        MandatoryReportOverdue,
+        MandatoryReportSubmitted,
+        SuspectReportDue,
+        SuspectReportOverdue,
+    )
+
+    due = MandatoryReportDue(
+        report_id="r1",
+        learned_at="2026-11-30T08:00:00.000000Z",
+        due_at=domain.report_due_at("2026-11-30T08:00:00.000000Z"),
+        region="taipei_city",
+    )
+    overdue = MandatoryReportOverdue(
+        report_id="r1", due_at=due.due_at, detected_at="2026-12-01T08:00:01.000000Z"
+    )
+    filed = MandatoryReportSubmitted(
+        report_id="r1", filed_at="2026-12-01T09:00:00.000000Z", late=True, authority_reference="A-1"
+    )
+    at = "2026-12-01T09:00:00.000000Z"
+    assert domain.MandatoryReport.replay([(overdue, at)]) is None
+    opened = domain.MandatoryReport.replay([(due, at)])
+    assert opened is not None and (opened.status, opened.kind) == ("due", "victim_minor")
+    assert opened.authority == domain.authority_of("taipei_city")
+    late = domain.MandatoryReport.replay([(due, at), (overdue, at)])
+    assert late is not None and (late.status, late.overdue_at) == ("overdue", overdue.detected_at)
+    done = domain.MandatoryReport.replay([(due, at), (overdue, at), (filed, at)])
+    assert done is not None and (done.status, done.late, done.authority_reference) == (
+        "filed",
+        True,
+        "A-1",
+    )
+    # the clock's overdue after a filing changes nothing, as in the read model
+    assert domain.MandatoryReport.replay([(due, at), (filed, at), (overdue, at)]) == replace(
+        done, overdue_at=None
+    )
+    suspect = SuspectReportDue(report_id="r2", learned_at=at, due_at=domain.report_due_at(at))
+    s_overdue = SuspectReportOverdue(report_id="r2", due_at=suspect.due_at, detected_at=at)
+    folded = domain.MandatoryReport.replay([(suspect, at), (s_overdue, at)])
+    assert folded is not None and (folded.kind, folded.status, folded.authority) == (
+        "known_suspect",
+        "overdue",
+        None,
+    )
+
+
+def test_guidance_folds_each_item_at_its_first_tick() -> None:
+    from ncii_contracts.referral import GuidanceItemTicked
+
+    ticks = [
+        (GuidanceItemTicked(item="sextortion_do_not_pay", ticked_at=t), t)
+        for t in ("2026-11-30T08:00:00Z", "2026-11-30T09:00:00Z")
+    ]
+    assert domain.ticked_guidance(ticks) == {"sextortion_do_not_pay": "2026-11-30T08:00:00Z"}

@@ -17,14 +17,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Literal
 
+from ncii_contracts.base import DomainEvent
 from ncii_contracts.hashes import PDQ_MIN_QUALITY
 from ncii_contracts.hashmatch import (
     BankConfigured,
     FalsePositiveConfirmed,
     FalsePositiveTarget,
+    HashesBanked,
+    HashesWithdrawn,
     HashListImported,
     ImportMode,
     ListedHash,
@@ -34,6 +38,7 @@ from ncii_contracts.hashmatch import (
     Programme,
     SightingsCounted,
     Verdict,
+    WithdrawalReason,
 )
 from ncii_contracts.intake import AgeGroup, SubmittedHash
 
@@ -833,3 +838,153 @@ def false_positive_confirmed(
         algorithm=algorithm,
         value=value,
     )
+
+
+# -- a case's hashes and matches as their events leave them (for auditors, decision 56) ---------
+
+EntryState = Literal["matchable", "withdrawn", "negative", "erased"]
+RETIRED_STATE: dict[str, EntryState] = {"false_positive": "negative", "case_erased": "erased"}
+
+
+def retired_state(reason: WithdrawalReason) -> EntryState:
+    """What a banked entry becomes when it leaves matching: ``negative`` (a confirmed false
+    positive), ``erased`` (the case was erased), else ``withdrawn``."""
+    return RETIRED_STATE.get(reason, "withdrawn")
+
+
+@dataclass(frozen=True)
+class BankedHash:
+    """One hash of a case in its bank (the value is personal and is not here: its key is)."""
+
+    entry_key: str
+    bank: str
+    submission_id: str
+    index: int
+    algorithm: str
+    dihedral: bool
+    matchable_from: str
+    state: EntryState = "matchable"
+    unmatchable_from: str | None = None
+    reason: WithdrawalReason | None = None
+
+
+@dataclass(frozen=True)
+class CaseBanking:
+    """A case's ``banking`` aggregate: every hash banked, whether it still matches, and the
+    submitted hashes the bank skipped (and why). An entry leaves matching once, by the first
+    withdrawal that names it, as the bank's projection takes it out."""
+
+    entries: tuple[BankedHash, ...]
+    skipped: tuple[tuple[str, int, str], ...]
+    """(submission id, index in the submission, reason)."""
+
+    @property
+    def matchable(self) -> int:
+        return sum(1 for e in self.entries if e.state == "matchable")
+
+    @staticmethod
+    def replay(history: Iterable[tuple[DomainEvent, str]]) -> CaseBanking | None:
+        entries: dict[str, BankedHash] = {}
+        skipped: list[tuple[str, int, str]] = []
+        seen = False
+        for event, _at in history:
+            if isinstance(event, HashesBanked):
+                seen = True
+                for banked in event.entries:
+                    entries.setdefault(
+                        banked.entry_key,
+                        BankedHash(
+                            entry_key=banked.entry_key,
+                            bank=event.bank,
+                            submission_id=event.submission_id,
+                            index=banked.index,
+                            algorithm=banked.algorithm,
+                            dihedral=banked.dihedral,
+                            matchable_from=event.matchable_from,
+                        ),
+                    )
+                skipped += [(event.submission_id, s.index, s.reason) for s in event.skipped]
+            elif isinstance(event, HashesWithdrawn):
+                seen = True
+                for key in event.entry_keys:
+                    entry = entries.get(key)
+                    if entry is not None and entry.state == "matchable":
+                        entries[key] = replace(
+                            entry,
+                            state=retired_state(event.reason),
+                            unmatchable_from=event.unmatchable_from,
+                            reason=event.reason,
+                        )
+        return CaseBanking(tuple(entries.values()), tuple(skipped)) if seen else None
+
+
+def sightings_added(event: MatchFound | SightingsCounted) -> int:
+    """How many sightings an event adds to its match: a ``MatchFound`` is its window's first
+    sighting; a window's ``SightingsCounted`` counts that one too."""
+    return 1 if isinstance(event, MatchFound) else event.sightings - 1
+
+
+@dataclass(frozen=True)
+class CaseMatch:
+    """A ``match`` aggregate (one platform, one banked entry): its sightings, how close the
+    closest was, and the platform's latest verdict. The URLs stay in the events (personal)."""
+
+    match_id: str
+    platform: str
+    bank: str
+    entry_key: str
+    algorithm: str
+    sightings: int
+    windows: int
+    """Sighting windows opened (one ``MatchFound`` each)."""
+    first_seen_at: str
+    last_seen_at: str
+    closest_distance: int
+    verdict: str | None = None
+    verdict_at: str | None = None
+    content_reported: bool = False
+    """The platform sent its own content's hash with its verdict (a false-positive report)."""
+
+    @staticmethod
+    def replay(history: Iterable[tuple[DomainEvent, str]]) -> CaseMatch | None:
+        match: CaseMatch | None = None
+        for event, at in history:
+            if isinstance(event, MatchFound):
+                if match is None:
+                    match = CaseMatch(
+                        match_id=event.match_id,
+                        platform=event.platform,
+                        bank=event.bank,
+                        entry_key=event.entry_key,
+                        algorithm=event.algorithm,
+                        sightings=0,
+                        windows=0,
+                        first_seen_at=event.seen_at,
+                        last_seen_at=event.seen_at,
+                        closest_distance=event.distance,
+                    )
+                match = replace(
+                    match,
+                    sightings=match.sightings + sightings_added(event),
+                    windows=match.windows + 1,
+                    first_seen_at=min(match.first_seen_at, event.seen_at),
+                    last_seen_at=max(match.last_seen_at, event.seen_at),
+                    closest_distance=min(match.closest_distance, event.distance),
+                )
+            elif match is None:
+                continue  # nothing is counted before the first sighting is recorded
+            elif isinstance(event, SightingsCounted):
+                match = replace(
+                    match,
+                    sightings=match.sightings + sightings_added(event),
+                    first_seen_at=min(match.first_seen_at, event.first_seen_at),
+                    last_seen_at=max(match.last_seen_at, event.last_seen_at),
+                )
+            elif isinstance(event, MatchFeedbackReceived):
+                match = replace(
+                    match,
+                    verdict=event.verdict,
+                    verdict_at=at,
+                    content_reported=event.content_value is not None,
+                )
+        return match

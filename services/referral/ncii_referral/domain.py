@@ -23,6 +23,10 @@ from ncii_contracts.referral import (
     FollowUpOutcome,
     FollowUpRecorded,
     GuidanceItem,
+    GuidanceItemTicked,
+    MandatoryReportDue,
+    MandatoryReportOverdue,
+    MandatoryReportSubmitted,
     Need,
     OverrideReason,
     PartnerService,
@@ -32,7 +36,11 @@ from ncii_contracts.referral import (
     ReferralOffered,
     ReferralRevoked,
     Region,
+    ReportKind,
     RevokeReason,
+    SuspectReportDue,
+    SuspectReportFiled,
+    SuspectReportOverdue,
 )
 
 AgeGroup = Literal["minor", "adult"]
@@ -385,6 +393,84 @@ def report_due_at(learned_at: str) -> str:
 def is_overdue(due_at: str, now: datetime) -> bool:
     """Late once the 24 hours have passed: a report filed at the due instant is in time."""
     return now > parse_time(due_at)
+
+
+ReportStatus = Literal["due", "overdue", "filed"]
+
+
+def report_kind(event: MandatoryReportDue | SuspectReportDue) -> ReportKind:
+    """The minor victim's own report (art. 7 para 1) or the known suspect's (para 2)."""
+    return "victim_minor" if isinstance(event, MandatoryReportDue) else "known_suspect"
+
+
+@dataclass(frozen=True)
+class MandatoryReport:
+    """An art. 7 report as its own events leave it: ``due`` when opened, ``overdue`` once the
+    clock's event says so (only from ``due``), ``filed`` whenever staff file it (in time or
+    late, as the filing says). The minor's report filed through intake's superseded route
+    (``MandatoryReportFiled`` on the case, decision 36) is not among these events: the read
+    model marks it filed, this fold does not."""
+
+    report_id: str
+    kind: ReportKind
+    status: ReportStatus
+    learned_at: str
+    due_at: str
+    region: Region | None = None
+    filed_at: str | None = None
+    late: bool | None = None
+    overdue_at: str | None = None
+    authority_region: Region | None = None
+    authority_reference: str | None = None
+
+    @property
+    def authority(self) -> str | None:
+        """The local authority the report goes to (None while the region is not known, or
+        withheld from the reader)."""
+        return authority_of(self.region) if self.region else None
+
+    @staticmethod
+    def replay(history: Iterable[tuple[DomainEvent, str]]) -> MandatoryReport | None:
+        report: MandatoryReport | None = None
+        for event, _at in history:
+            if isinstance(event, (MandatoryReportDue, SuspectReportDue)):
+                if report is None:  # a due report is opened once (ids derived from its cause)
+                    report = MandatoryReport(
+                        report_id=event.report_id,
+                        kind=report_kind(event),
+                        status="due",
+                        learned_at=event.learned_at,
+                        due_at=event.due_at,
+                        region=event.region,
+                    )
+            elif report is not None:
+                report = report.apply(event)
+        return report
+
+    def apply(self, event: DomainEvent) -> MandatoryReport:
+        if isinstance(event, (MandatoryReportSubmitted, SuspectReportFiled)):
+            return replace(
+                self,
+                status="filed",
+                filed_at=event.filed_at,
+                late=event.late,
+                authority_region=event.authority_region,
+                authority_reference=event.authority_reference,
+            )
+        if isinstance(event, (MandatoryReportOverdue, SuspectReportOverdue)):
+            if self.status == "due":
+                return replace(self, status="overdue", overdue_at=event.detected_at)
+        return self
+
+
+def ticked_guidance(history: Iterable[tuple[DomainEvent, str]]) -> dict[GuidanceItem, str]:
+    """The case's guidance items ticked, each with when it was first ticked (a second tick of
+    an item changes nothing)."""
+    ticked: dict[GuidanceItem, str] = {}
+    for event, _at in history:
+        if isinstance(event, GuidanceItemTicked):
+            ticked.setdefault(event.item, event.ticked_at)
+    return ticked
 
 
 # -- guidance -----------------------------------------------------------------------------------

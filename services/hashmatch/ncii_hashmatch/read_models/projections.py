@@ -208,7 +208,9 @@ def _record_match(conn: Connection, ev: MatchEvent, at: str) -> None:
         conn.execute(
             update(MATCHES)
             .where(MATCHES.c.match_id == ev.match_id)
-            .values(sightings=MATCHES.c.sightings + 1, last_seen_at=ev.seen_at)
+            .values(
+                sightings=MATCHES.c.sightings + domain.sightings_added(ev), last_seen_at=ev.seen_at
+            )
         )
     elif isinstance(ev, SightingsCounted):
         # the window's first sighting was its MatchFound, counted above
@@ -216,7 +218,7 @@ def _record_match(conn: Connection, ev: MatchEvent, at: str) -> None:
             update(MATCHES)
             .where(MATCHES.c.match_id == ev.match_id)
             .values(
-                sightings=MATCHES.c.sightings + ev.sightings - 1,
+                sightings=MATCHES.c.sightings + domain.sightings_added(ev),
                 last_seen_at=case(
                     (MATCHES.c.last_seen_at > ev.last_seen_at, MATCHES.c.last_seen_at),
                     else_=ev.last_seen_at,
@@ -274,10 +276,7 @@ class BankProjection(Projection):
                         ENTRIES.c.entry_key.in_(list(part))
                     )
                 ).all()
-            state = {"false_positive": "negative", "case_erased": "erased"}.get(
-                ev.reason, "withdrawn"
-            )
-            _retire(conn, changes, rows, state=state)
+            _retire(conn, changes, rows, state=domain.retired_state(ev.reason))
             changes.flush(conn)
         elif isinstance(ev, MatchEvent):
             _record_match(conn, ev, event.envelope.occurred_at)

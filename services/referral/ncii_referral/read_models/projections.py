@@ -188,7 +188,7 @@ class ReferralsProjection(Projection):
                 .values(status=STATUS_OF[type(ev)], updated_at=at)
             )
         elif isinstance(ev, (MandatoryReportDue, SuspectReportDue)):
-            kind = "victim_minor" if isinstance(ev, MandatoryReportDue) else "known_suspect"
+            kind = domain.report_kind(ev)
             exists = conn.execute(
                 select(REPORTS.c.report_id).where(REPORTS.c.report_id == ev.report_id)
             ).first()
