@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -28,7 +29,30 @@ from ncii_cli.main import app as cli
 from ncii_cli.services import all_services
 from ncii_contracts import ALL_EVENTS
 from ncii_contracts.audit import AuditorReadPersonalData
-from ncii_contracts.intake import HashesSubmitted, SubmittedHash
+from ncii_contracts.hashmatch import (
+    BankedEntry,
+    HashesBanked,
+    HashesWithdrawn,
+    MatchFeedbackReceived,
+    MatchFound,
+    SightingsCounted,
+)
+from ncii_contracts.intake import (
+    CaseOpened,
+    CaseWithdrawn,
+    Consents,
+    HashesSubmitted,
+    SubmittedHash,
+)
+from ncii_contracts.referral import (
+    GuidanceItemTicked,
+    MandatoryReportDue,
+    MandatoryReportOverdue,
+    MandatoryReportSubmitted,
+    ReferralAccepted,
+    ReferralOffered,
+)
+from ncii_contracts.takedown import TakedownOpened, TakedownPlatformAssigned
 from ncii_events.crypto import MasterKey
 from ncii_events.embedded import EmbeddedNats, free_port
 from ncii_events.envelope import Actor
@@ -305,3 +329,201 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     )
     assert checked.exit_code == 0, checked.output
     assert "holds" in checked.output
+
+
+class _Writers:
+    """Appends a case's events as each service does: its own signer, its own aggregates."""
+
+    def __init__(self, nc: NATS, keys_dir: Path, case: str) -> None:
+        self.case = case
+        self.stores = {
+            s: _store(nc, keys_dir, s) for s in ("intake", "hashmatch", "takedown", "referral")
+        }
+        self.versions: dict[tuple[str, str], Version] = {}
+
+    async def append(self, signer: str, aggregate: str, aggregate_id: str, event: Any) -> str:
+        version = self.versions.get((aggregate, aggregate_id), NEW)
+        [written] = await self.stores[signer].append(
+            AggregateRef(self.case, aggregate, aggregate_id), [event], expected=version, cause=CAUSE
+        )
+        self.versions[(aggregate, aggregate_id)] = Version(
+            written.seq, written.envelope.hash, version.count + 1
+        )
+        return written.envelope.occurred_at
+
+
+async def test_as_of_folds_every_services_aggregates_of_a_case_as_they_stood_at_two_times(
+    own_nc: NATS, keys_dir: Path
+) -> None:
+    """Decisions 52 and 56: as of a time, the case, its hashes in the bank and a match, a
+    takedown, a referral, the minor's art. 7 report and the guidance, each folded by its own
+    service's published domain code, from the same log at two times."""
+    case = new_case()
+    w = _Writers(own_nc, keys_dir, case)
+    match_uuid, takedown_id, referral_id, report_id = (str(uuid.uuid4()) for _ in range(4))
+    learned = "2026-11-30T08:00:00.000000Z"
+    await w.append(
+        "intake",
+        "case",
+        case,
+        CaseOpened(
+            organisation="ngo-audit",
+            reference="AAAA-BBBB-CCCC",
+            age_group="minor",
+            harm_categories=["threat_sextortion"],
+            spread_status="spread",
+            channels=[],
+            intake_channel="phone",
+            learned_at=learned,
+            consents=Consents(takedown=True, share_hashes=True, referral=True),
+            region="taipei_city",
+        ),
+    )
+    banked = HashesBanked(
+        submission_id="s1",
+        bank="ORG_NGO_AUDIT__CHILD",
+        entries=[BankedEntry(entry_key=k, index=i, algorithm="pdq") for i, k in enumerate("ab")],
+        matchable_from=learned,
+        poll_interval_ms=200,
+    )
+    await w.append("hashmatch", "banking", case, banked)
+    found = MatchFound(
+        match_id="m_1",
+        sighting_id="s-1",
+        bank=banked.bank,
+        entry_key="a",
+        algorithm="pdq",
+        distance=4,
+        platform="platform-a",
+        seen_at="2026-11-30T09:00:00Z",
+        url="https://platform.example/p/1",
+    )
+    await w.append("hashmatch", "match", match_uuid, found)
+    await w.append(
+        "takedown",
+        "takedown",
+        takedown_id,
+        TakedownOpened(takedown_id=takedown_id, source="match", source_event_id="x"),
+    )
+    await w.append(
+        "referral",
+        "referral",
+        referral_id,
+        ReferralOffered(
+            referral_id=referral_id,
+            partner_id="p1",
+            partner_organisation="ngo-support",
+            service="photodna_programme",
+            needs=["emotional_support"],
+            consent_basis="victim_consent",
+            age_group="minor",
+            pseudonym="Sparrow",
+        ),
+    )
+    due = MandatoryReportDue(
+        report_id=report_id, learned_at=learned, due_at="2026-12-01T08:00:00.000000Z"
+    )
+    await w.append("referral", "mandatory_report", report_id, due)
+    then_text = await w.append(
+        "referral",
+        "guidance",
+        case,
+        GuidanceItemTicked(item="sextortion_do_not_pay", ticked_at=learned),
+    )
+    # later: the platform counts and judges its sightings, one hash leaves matching, the
+    # takedown gets its platform, the partner accepts, the report runs late and is filed, and
+    # the case is withdrawn
+    await w.append(
+        "hashmatch",
+        "match",
+        match_uuid,
+        SightingsCounted(
+            match_id="m_1",
+            entry_key="a",
+            platform="platform-a",
+            window_start="2026-11-30T09:00:00Z",
+            window_end="2026-11-30T10:00:00Z",
+            sightings=3,
+            first_seen_at="2026-11-30T09:00:00Z",
+            last_seen_at="2026-11-30T09:40:00Z",
+        ),
+    )
+    await w.append(
+        "hashmatch",
+        "match",
+        match_uuid,
+        MatchFeedbackReceived(match_id="m_1", entry_key="a", verdict="blocked", platform="p"),
+    )
+    await w.append(
+        "hashmatch",
+        "banking",
+        case,
+        HashesWithdrawn(reason="false_positive", entry_keys=["b"], unmatchable_from=learned),
+    )
+    await w.append(
+        "takedown",
+        "takedown",
+        takedown_id,
+        TakedownPlatformAssigned(takedown_id=takedown_id, platform_id="platform-a"),
+    )
+    await w.append(
+        "referral",
+        "referral",
+        referral_id,
+        ReferralAccepted(referral_id=referral_id, accepted_at=learned),
+    )
+    await w.append(
+        "referral",
+        "mandatory_report",
+        report_id,
+        MandatoryReportOverdue(report_id=report_id, due_at=due.due_at, detected_at=due.due_at),
+    )
+    await w.append(
+        "referral",
+        "mandatory_report",
+        report_id,
+        MandatoryReportSubmitted(report_id=report_id, filed_at=due.due_at, late=True),
+    )
+    await w.append("intake", "case", case, CaseWithdrawn(withdrawn_by="caseworker"))
+
+    auditor = _auditor(own_nc, keys_dir)
+    then = datetime.fromisoformat(then_text.replace("Z", "+00:00"))
+    now = datetime.fromisoformat("2999-01-01T00:00:00+00:00")
+    past = await auditor.replay(case, AUDITOR, as_of=then)
+    present = await auditor.replay(case, AUDITOR, as_of=now)
+    assert past.ok and present.ok
+    assert (len(past.entries), len(present.entries)) == (7, 15)
+
+    def folded(history: Any) -> dict[str, Any]:
+        out = {}
+        for d in history.domain:
+            assert "error" not in d, d
+            out[d["aggregate"]] = d
+        return out
+
+    before, after = folded(past), folded(present)
+    services = {"case": "intake", "banking": "hashmatch", "match": "hashmatch"}
+    services |= {"takedown": "takedown", "referral": "referral"}
+    services |= {"mandatory_report": "referral", "guidance": "referral"}
+    assert {a: d["folded_by"] for a, d in before.items()} == services
+    assert {a: d["folded_by"] for a, d in after.items()} == services
+    state = {a: d["state"] for a, d in before.items()}
+    later = {a: d["state"] for a, d in after.items()}
+    assert (state["case"]["status"], later["case"]["status"]) == ("active", "withdrawn")
+    assert (state["banking"]["matchable"], later["banking"]["matchable"]) == (2, 1)
+    assert [e["state"] for e in later["banking"]["entries"]] == ["matchable", "negative"]
+    assert (state["match"]["sightings"], later["match"]["sightings"]) == (1, 3)
+    assert (state["match"]["verdict"], later["match"]["verdict"]) == (None, "blocked")
+    assert (state["takedown"]["platform_id"], later["takedown"]["platform_id"]) == (
+        None,
+        "platform-a",
+    )
+    assert (state["referral"]["status"], later["referral"]["status"]) == ("offered", "accepted")
+    report, filed = state["mandatory_report"], later["mandatory_report"]
+    assert (report["status"], filed["status"], filed["late"]) == ("due", "filed", True)
+    assert report["kind"] == "victim_minor"
+    # the region is personal: withheld from the fold as from the history, so no authority
+    assert report["region"] is None and report["authority"] is None
+    assert state["guidance"] == {"ticked": {"sextortion_do_not_pay": learned}}
+    assert "Sparrow" not in json.dumps([past.domain, present.domain])
+    assert "platform.example" not in json.dumps([past.domain, present.domain])
