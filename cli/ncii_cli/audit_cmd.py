@@ -242,7 +242,7 @@ def bundle(
     `ncii audit verify-bundle case.json --public-key <audit's base64 public key>`
     """
     from ncii_audit.app import AUDIT, AuditApp, CaseNotFoundError
-    from ncii_audit.bundle import render_html, render_pdf
+    from ncii_audit.bundle import bundle_json, render_html, render_pdf
     from ncii_events.envelope import Actor
     from ncii_events.settings import Settings
     from ncii_events.signing import SigningKeyError, own_signing_key
@@ -268,7 +268,7 @@ def bundle(
     if document is None:
         _console(True).print(f"no case {case} in the log")
         raise typer.Exit(1)
-    out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    out.write_text(bundle_json(document))
     page = out.with_suffix(".html")
     page.write_text(render_html(document))
     printable = out.with_suffix(".pdf")
@@ -301,14 +301,19 @@ def verify_bundle_command(
     ],
 ) -> None:
     """Verify a case bundle offline (no server): the audit signer's signature over the bundle,
-    then every event's hash, link and signature. Exit 0 when it holds, 1 otherwise.
+    then every event's hash, link and signature. FILE is the bundle's JSON, or its PDF (the
+    JSON attached to it is verified). Exit 0 when it holds, 1 otherwise.
 
     Example: `ncii audit verify-bundle case.json --public-key var/keys/public-keys.json`
     """
-    from ncii_audit.bundle import verify_bundle
+    from ncii_audit.bundle import attached_bundle, verify_bundle
 
     try:
-        document = json.loads(file.read_text())
+        raw = file.read_bytes()
+        # a bundle's PDF carries the signed JSON as its attachment (decision 56)
+        document = attached_bundle(raw) if raw.startswith(b"%PDF-") else json.loads(raw)
+        if document is None:
+            raise ValueError("this PDF has no case bundle attached")
         key = public_key
         candidate = Path(public_key)
         if candidate.is_file():

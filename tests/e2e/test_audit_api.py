@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ncii_audit.bundle import verify_bundle
+from ncii_audit.bundle import attached_bundle, verify_bundle
 from ncii_events.signing import PUBLIC_KEYS_FILE
 
 from tests.conftest import SuiteNats
@@ -135,6 +135,35 @@ async def test_the_bundle_route_signs_a_bundle_a_third_party_verifies(
     public = json.loads((master_key_file.parent / PUBLIC_KEYS_FILE).read_text())["audit"]
     assert verify_bundle(document, public[-1]) == []
     assert "Sparrow" not in response.text
+
+
+async def test_the_bundle_route_answers_a_pdf_carrying_the_signed_json_and_an_html_page(
+    audit: RunningService, keys: dict[str, str], case_id: str, master_key_file: Path
+) -> None:
+    public = json.loads((master_key_file.parent / PUBLIC_KEYS_FILE).read_text())["audit"]
+    async with audit.client(keys["auditor"]) as client:
+        by_query = await client.get(f"/v1/audit/cases/{case_id}/bundle", params={"format": "pdf"})
+        by_accept = await client.get(
+            f"/v1/audit/cases/{case_id}/bundle", headers={"Accept": "application/pdf"}
+        )
+        page = await client.get(f"/v1/audit/cases/{case_id}/bundle", params={"format": "html"})
+        unknown = await client.get(f"/v1/audit/cases/{case_id}/bundle", params={"format": "doc"})
+        missing = await client.get(f"/v1/audit/cases/{uuid.uuid4()}/bundle?format=pdf")
+        reads = (await client.get(f"/v1/audit/cases/{case_id}/access-log")).json()["reads"]
+    for response in (by_query, by_accept):
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/pdf"
+        assert f'filename="case-bundle-{case_id}.pdf"' in response.headers["content-disposition"]
+        assert response.content.startswith(b"%PDF-") and b"Sparrow" not in response.content
+        attached = attached_bundle(response.content)
+        assert attached is not None and attached["bundle"]["case_id"] == case_id
+        assert verify_bundle(attached, public[-1]) == []
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Case bundle" in page.text and "Sparrow" not in page.text
+    assert unknown.status_code == 422 and "format" in unknown.text
+    assert missing.status_code == 404
+    # a bundle holds nothing personal in clear: no read of personal data to record
+    assert all(r["endpoint"] != "GET /v1/audit/cases/{case_id}/bundle" for r in reads)
 
 
 async def test_an_auditor_over_its_budget_gets_429_with_retry_after(

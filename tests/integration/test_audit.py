@@ -329,6 +329,33 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     )
     assert checked.exit_code == 0, checked.output
     assert "holds" in checked.output
+    # the PDF carries the signed JSON: verified from the PDF alone, and refused once changed
+    printable = out.with_suffix(".pdf")
+    from_pdf = CliRunner().invoke(
+        cli,
+        [
+            "audit",
+            "verify-bundle",
+            str(printable),
+            "--public-key",
+            str(keys_dir / PUBLIC_KEYS_FILE),
+        ],
+    )
+    assert from_pdf.exit_code == 0 and "holds" in from_pdf.output, from_pdf.output
+    pdf = printable.read_bytes()
+    at = pdf.index(b'"event_id": "') + len(b'"event_id": "')
+    printable.write_bytes(pdf[:at] + (b"0" if pdf[at : at + 1] != b"0" else b"1") + pdf[at + 1 :])
+    altered = CliRunner().invoke(
+        cli,
+        [
+            "audit",
+            "verify-bundle",
+            str(printable),
+            "--public-key",
+            str(keys_dir / PUBLIC_KEYS_FILE),
+        ],
+    )
+    assert altered.exit_code == 1 and "does not verify" in altered.output, altered.output
 
 
 class _Writers:

@@ -128,7 +128,14 @@ def test_without_public_keys_a_replay_says_signatures_were_not_checked() -> None
 def test_the_bundle_pdf_holds_history_evidence_and_chain_proof_and_points_to_the_json() -> None:
     import io
 
-    from ncii_audit.bundle import bundle_body, digest_of, render_pdf, sign_bundle
+    from ncii_audit.bundle import (
+        attached_bundle,
+        bundle_body,
+        bundle_json,
+        digest_of,
+        render_pdf,
+        sign_bundle,
+    )
     from ncii_audit.history import build_history
     from ncii_contracts.intake import PoliceReportDecisionRecorded
     from ncii_contracts.takedown import EvidencePreserved
@@ -183,9 +190,12 @@ def test_the_bundle_pdf_holds_history_evidence_and_chain_proof_and_points_to_the
     history_json = {"summary": history.summary(), "events": [e.to_json() for e in history.entries]}
     document = sign_bundle(bundle_body(history_json, events, "NCII", keys, allowed), audit)
 
-    text = "\n".join(
-        page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(document))).pages
-    )
+    pdf = render_pdf(document)
+    reader = PdfReader(io.BytesIO(pdf))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    # the signed JSON is a standard attachment any PDF reader lists, and the one we find
+    assert reader.attachments == {f"case-bundle-{case}.json": [bundle_json(document).encode()]}
+    assert attached_bundle(pdf) == document
     flat = " ".join(text.split())
     assert case in flat and "PoliceReportDecisionRecorded" in flat and "EvidencePreserved" in flat
     assert capture in flat  # the evidence capture's hash
@@ -194,6 +204,7 @@ def test_the_bundle_pdf_holds_history_evidence_and_chain_proof_and_points_to_the
     assert f"signed by takedown key {takedown.key_id}" in flat
     assert digest_of(document["bundle"]) in flat and document["signature"]["value"] in flat
     assert "ncii audit verify-bundle FILE.json --public-key KEY" in flat
+    assert "attached to this PDF" in flat
     assert "not signed and proves nothing by itself" in flat
 
 

@@ -13,6 +13,8 @@ import base64
 import binascii
 import hashlib
 import html
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -187,9 +189,19 @@ PDF_NOTE = (
     "service's Ed25519 signature covers that file's bundle, and every event in it carries its "
     "hash, its link to the previous event of its aggregate and its writer's signature. Check "
     "the JSON file offline with: ncii audit verify-bundle FILE.json --public-key KEY (the "
-    "audit service's published public key). The bundle digest below ties this page to that "
-    "file."
+    "audit service's published public key). That file is also attached to this PDF ("
+    "ncii audit verify-bundle FILE.pdf verifies the attached one). The bundle digest below "
+    "ties this page to that file."
 )
+
+
+def bundle_file_name(document: Mapping[str, Any]) -> str:
+    return f"case-bundle-{document['bundle']['case_id']}.json"
+
+
+def bundle_json(document: Mapping[str, Any]) -> str:
+    """The signed bundle as its file holds it (any layout verifies: decision 38)."""
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def _latin(text: object) -> str:
@@ -269,4 +281,36 @@ def render_pdf(document: Mapping[str, Any]) -> bytes:
             f"  signed by {signer} key {envelope.get('key_id')}" if signer else "  unsigned",
             mono=True,
         )
+    # the signed JSON rides along as the PDF's attachment (uncompressed: any reader or a byte
+    # search gets it out), so the printout and the file it renders are never apart
+    pdf.embed_file(
+        bytes=bundle_json(document).encode(),
+        basename=bundle_file_name(document),
+        mime_type="application/json",
+        desc="the signed case bundle this PDF renders: verify it with ncii audit verify-bundle",
+    )
     return bytes(pdf.output())
+
+
+_EMBEDDED = re.compile(rb"/Type /EmbeddedFile\b")
+_LENGTH = re.compile(rb"/Length (\d+)")
+
+
+def attached_bundle(pdf: bytes) -> dict[str, Any] | None:
+    """The signed bundle attached to a PDF ``render_pdf`` made, or None. Only finds the bytes:
+    what they are worth is ``verify_bundle``'s to say."""
+    for found in _EMBEDDED.finditer(pdf):
+        start = pdf.rfind(b" obj", 0, found.start())  # the object's dictionary opens after it
+        head_end = pdf.find(b"stream", found.end())
+        length = _LENGTH.search(pdf, start, head_end) if start >= 0 and head_end > 0 else None
+        if length is None:
+            continue
+        body_at = head_end + len(b"stream")
+        body_at += 2 if pdf[body_at : body_at + 2] == b"\r\n" else 1
+        try:
+            doc = json.loads(pdf[body_at : body_at + int(length.group(1))])
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "bundle" in doc:
+            return doc
+    return None

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import HTMLResponse, Response
 from ncii_contracts.intake import RevealReason
 from ncii_events.auth import Principal, require_role
 from ncii_events.http import Problem, not_found
 from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
 from ncii_events.service import ServiceRoute, app_of, authenticated
+from starlette.concurrency import run_in_threadpool
 
 from ncii_audit.app import AuditApp, CaseNotFoundError, Reveal
+from ncii_audit.bundle import bundle_file_name, render_html, render_pdf
 from ncii_audit.history import fold
 
 router = APIRouter(prefix="/v1/audit", route_class=ServiceRoute)
@@ -121,13 +124,69 @@ async def access_log(case_id: str, principal: Caller, app: App) -> dict[str, Any
     return {"case_id": case_id, "reads": reads}
 
 
-@router.get("/cases/{case_id}/bundle", tags=["audit"], openapi_extra=READS)
-async def case_bundle(case_id: str, principal: Caller, app: App) -> dict[str, Any]:
+BundleFormat = Literal["json", "pdf", "html"]
+FormatParam = Annotated[
+    BundleFormat | None,
+    Query(
+        alias="format",
+        description="`json` (the default, the file to verify), `pdf` (also asked by "
+        "`Accept: application/pdf`; the signed JSON attached) or `html`: printable renderings",
+    ),
+]
+
+
+def _bundle_format(asked: BundleFormat | None, accept: str | None) -> BundleFormat:
+    if asked is not None:
+        return asked
+    return "pdf" if accept is not None and "application/pdf" in accept.lower() else "json"
+
+
+@router.get(
+    "/cases/{case_id}/bundle",
+    tags=["audit"],
+    openapi_extra=READS,
+    response_model=None,
+    responses={
+        200: {
+            "content": {
+                "application/json": {},
+                "application/pdf": {},
+                "text/html": {},
+            }
+        }
+    },
+)
+async def case_bundle(
+    case_id: str,
+    principal: Caller,
+    app: App,
+    as_format: FormatParam = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> dict[str, Any] | Response:
     """The case bundle for the police or a court: the history (personal fields withheld),
     the evidence hashes' chain proof and a detached Ed25519 signature by the `audit` signer.
-    Verify it offline: `ncii audit verify-bundle FILE --public-key KEY`."""
+    Verify it offline: `ncii audit verify-bundle FILE --public-key KEY`. `?format=pdf` (or
+    `Accept: application/pdf`) answers the printable PDF with the signed JSON attached (so
+    `ncii audit verify-bundle FILE.pdf` verifies it too), `?format=html` a printable page.
+    Nothing personal is in clear in any of them, so no read is recorded."""
     require_role(principal, *AUDITORS)
+    chosen = _bundle_format(as_format, accept)
     try:
-        return await app.bundle(case_id, principal.actor)
+        document = await app.bundle(case_id, principal.actor)
     except CaseNotFoundError:
         raise not_found() from None
+    if chosen == "json":
+        return document
+    name = bundle_file_name(document).removesuffix(".json")
+    if chosen == "pdf":
+        # fpdf2 lays the pages out in pure Python: off the event loop
+        pdf = await run_in_threadpool(render_pdf, document)
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    return HTMLResponse(
+        render_html(document),
+        headers={"Content-Disposition": f'inline; filename="{name}.html"'},
+    )
