@@ -270,6 +270,8 @@ async def test_verify_names_the_event_whose_bytes_changed_in_a_copied_jetstream_
     server = EmbeddedNats(copy, port=free_port(), monitor_port=free_port(), sync_always=False)
     server.start()
     try:
+        # the command an auditor runs, on the copy
+        verified = await _cli(server, keys_dir, tmp_path, "verify", "--workers", "2")
         nc = await connect(server.url, name="audit-copy")
         try:
             store = EventStore(nc, None, registry=REGISTRY)
@@ -282,6 +284,12 @@ async def test_verify_names_the_event_whose_bytes_changed_in_a_copied_jetstream_
     assert report.first_break is not None, report
     assert report.first_break.seq == target.seq, report.first_break
     assert "missing from the store" in report.first_break.reason
+    # its id went with its bytes: it is named by its aggregate and the hash its successor holds
+    assert f"case {case}'s case {case} event with hash {target.hash}" in report.first_break.reason
+    assert verified.exit_code == 1, verified.output
+    said = " ".join(verified.output.split())
+    assert f"first bad event in NCII: seq {target.seq}" in said, said
+    assert target.hash in said
 
 
 async def _cli(server: EmbeddedNats, keys_dir: Path, tmp_path: Path, *args: str) -> Result:

@@ -61,9 +61,21 @@ def test_a_sequence_missing_from_the_store_is_named_where_it_is_missing() -> Non
     checks.feed([_checked(1, GENESIS, "a" * 64), _checked(3, "b" * 64, "c" * 64)])
     report = checks.report()
     assert report.first_break is not None and report.first_break.seq == 2
-    assert report.first_break.reason == "missing from the store: seq 2"
+    # the hole is named by what the next event of its aggregate holds of it
+    assert report.first_break.reason.startswith("missing from the store: seq 2; ")
+    assert "case c's case c event with hash " + "b" * 64 in report.first_break.reason
+    assert "(seq 3, event e3)" in report.first_break.reason
     # the event after the hole links to a hash nobody has seen: bad too
     assert report.bad == 2 and report.verified == 1
+
+
+def test_two_holes_before_a_broken_link_are_not_guessed_between() -> None:
+    checks = OrderedChecks()
+    checks.feed([_checked(1, GENESIS, "a" * 64), _checked(4, "b" * 64, "c" * 64)])
+    checks.feed([_checked(6, "x" * 64, "d" * 64)])
+    report = checks.report()
+    assert report.first_break is not None
+    assert report.first_break.reason == "missing from the store: seq 2-3"
 
 
 def test_an_unsigned_event_is_legacy_only_before_the_first_signed_one() -> None:

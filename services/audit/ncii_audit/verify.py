@@ -33,6 +33,9 @@ class OrderedChecks:
         self.signed_from: int | None = None
         self.first_break: ChainBreak | None = None
         self.expected_seq = first_seq
+        self.holes = 0
+        self._hole_named = False
+        """Whether the first break, a hole, was named by the link that misses it."""
 
     def _bad(self, seq: int, event_id: str, event_type: str, reason: str) -> None:
         self.bad += 1
@@ -47,6 +50,7 @@ class OrderedChecks:
                 gap = f"{self.expected_seq}" + (
                     f"-{seq - 1}" if seq - 1 > self.expected_seq else ""
                 )
+                self.holes += seq - self.expected_seq
                 self._bad(self.expected_seq, "?", "", f"missing from the store: seq {gap}")
             self.expected_seq = seq + 1
             self.checked += 1
@@ -57,6 +61,7 @@ class OrderedChecks:
             if not content_ok:
                 why = "content altered: hash does not match"
             elif prev_hash != last.get(link, GENESIS):
+                self._name_hole(seq, event_id, link, prev_hash)
                 why = (
                     "link broken: prev_hash is not the hash of the aggregate's previous event"
                     if link in last
@@ -76,6 +81,25 @@ class OrderedChecks:
             if why is not None:
                 self._bad(seq, event_id, event_type, why)
             last[link] = digest
+
+    def _name_hole(self, seq: int, event_id: str, link: tuple[str, str, str], prev: str) -> None:
+        """A stored message whose bytes changed is dropped by NATS with its id (decision 37):
+        the first link that misses an event, after one missing sequence and no other, names it by
+        what its successor holds of it: its aggregate and its hash (to match against a bundle
+        or a backup)."""
+        first = self.first_break
+        if first is None or first.event_id != "?" or self._hole_named or self.holes != 1:
+            return
+        self._hole_named = True
+        case_id, aggregate, aggregate_id = link
+        self.first_break = ChainBreak(
+            first.seq,
+            first.event_id,
+            f"{first.reason}; the event missing there is most likely case {case_id}'s "
+            f"{aggregate} {aggregate_id} event with hash {prev}: the aggregate's next event "
+            f"(seq {seq}, event {event_id}) links to that hash, which no stored event has",
+            first.type,
+        )
 
     def report(self) -> ChainReport:
         return ChainReport(
