@@ -134,18 +134,25 @@ def replay(
 
 def _render(history: CaseHistory, *, with_state: bool) -> None:
     from ncii_audit.history import fold
+    from rich.markup import escape
     from rich.table import Table
 
     out = _console()
     title = f"case {history.case_id}" + (f" as of {history.as_of}" if history.as_of else "")
     table = Table(title=title)
-    for column in ("#", "when", "event", "who", "why (correlation / causation)", "check"):
-        table.add_column(column)
+    columns = ("#", "when", "event", "who", "why (correlation / causation)", "payload", "check")
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for e in history.entries:
         actor = f"{e.actor['role']} {e.actor['principal']}\n{e.actor['organisation']}"
         why = f"{e.correlation_id[:13]} / {e.causation_id[:13]}"
         check = "[green]ok[/]" if e.check == "ok" else f"[red]{e.check}[/]"
-        table.add_row(str(e.position), e.occurred_at, f"{e.type}\n{e.signer}", actor, why, check)
+        # a personal field says why it is not shown (withheld, erased) rather than null
+        shown = {**e.payload, **{k: f"<{v}>" for k, v in e.personal.items() if v != "shown"}}
+        payload = escape(json.dumps(shown, ensure_ascii=False, separators=(", ", ": ")))
+        table.add_row(
+            str(e.position), e.occurred_at, f"{e.type}\n{e.signer}", actor, why, payload, check
+        )
     out.print(table)
     if with_state:
         for state in fold(history):

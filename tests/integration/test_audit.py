@@ -179,6 +179,22 @@ async def test_a_reveal_is_in_the_log_before_personal_fields_are_shown(
     assert logged["actor"]["principal"] == "auditor-1" and logged["ticket"] == "court-2026/17"
 
 
+async def test_the_replay_command_names_the_first_forged_event_and_exits_1(
+    own_server: EmbeddedNats, own_nc: NATS, keys_dir: Path, tmp_path: Path
+) -> None:
+    case, _ = await _case(own_nc, keys_dir, events=1)
+    [real] = (await _auditor(own_nc, keys_dir).replay(case, AUDITOR)).entries
+    forged = await _publish_forged(own_nc, case, real.hash)
+    table = await _cli(own_server, keys_dir, tmp_path, "replay", case)
+    assert table.exit_code == 1, table.output
+    said = " ".join(table.output.split())
+    assert "broken; first bad: event 2 of the case" in said and forged["event_id"] in said
+    lines = await _cli(own_server, keys_dir, tmp_path, "replay", case, "--json")
+    assert lines.exit_code == 1
+    summary = json.loads(lines.output.splitlines()[-1])["summary"]
+    assert forged["event_id"] in summary["first_break"] and summary["bad"] == 1
+
+
 async def test_replay_names_the_first_forged_event_of_the_case(
     own_nc: NATS, keys_dir: Path
 ) -> None:
@@ -292,8 +308,11 @@ async def test_verify_names_the_event_whose_bytes_changed_in_a_copied_jetstream_
     assert target.hash in said
 
 
-async def _cli(server: EmbeddedNats, keys_dir: Path, tmp_path: Path, *args: str) -> Result:
+async def _cli(
+    server: EmbeddedNats, keys_dir: Path, tmp_path: Path, *args: str, columns: int = 80
+) -> Result:
     env = {
+        "COLUMNS": str(columns),  # rich's width for the table
         "NCII_NATS_URL": server.url,
         "NCII_VAR_DIR": str(tmp_path),
         "NCII_SIGNING_KEYS_DIR": str(keys_dir),
@@ -317,8 +336,11 @@ async def test_the_audit_commands_replay_verify_and_bundle_a_case(
     past = await _cli(own_server, keys_dir, tmp_path, "replay", case, "--json", "--as-of", as_of)
     kinds = [next(iter(json.loads(line))) for line in past.output.splitlines()]
     assert kinds == ["event", "state", "domain", "summary"], past.output
-    table = await _cli(own_server, keys_dir, tmp_path, "replay", case)
+    table = await _cli(own_server, keys_dir, tmp_path, "replay", case, columns=1000)
     assert table.exit_code == 0 and "chain and signatures hold" in table.output
+    flat = "".join(table.output.split())
+    assert lines[0]["event"]["payload"]["submission_id"] in flat and '"<withheld>"' in flat
+    assert hashes[0] not in flat
 
     verified = await _cli(own_server, keys_dir, tmp_path, "verify", "--workers", "2")
     assert verified.exit_code == 0, verified.output
