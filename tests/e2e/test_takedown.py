@@ -1032,6 +1032,44 @@ async def test_ncii_platforms_registers_through_the_staff_api_and_lists_them(
 # -- the victim's evidence checklist --------------------------------------------------------------
 
 
+async def test_an_admin_reads_takedown_timelines_without_their_personal_fields_decrypted(
+    intake: RunningService, takedown: RunningService, keys: Keys, make_key: MakeKey
+) -> None:
+    """Decision 56: an admin's read of a timeline is not a read of personal data (nothing
+    decrypted, so nothing left unrecorded); the case's side reads them as before."""
+    admin = await make_key("centre", "admin")
+    await caught_up(takedown)
+    case_id = await open_case(intake, keys.partner, "adult")
+    await report_location(intake, keys.partner, case_id, unique("UnknownHost"))
+    (item,) = await one_takedown(takedown, keys.partner, case_id, "opened")
+    url = f"https://unknown.example/p/{item['takedown_id']}"
+    answer = await record_evidence(takedown, keys.partner, case_id, item["takedown_id"], url=url)
+    assert answer.is_success, answer.text
+
+    async def with_evidence(key: str) -> dict[str, Any]:
+        async with takedown.client(key) as client:
+            response = await client.get(f"/v1/cases/{case_id}/takedowns")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        (timeline,) = [i["timeline"] for i in body["items"]]
+        assert "EvidencePreserved" in [e["type"] for e in timeline], timeline
+        return body
+
+    seen = await eventually(lambda: with_evidence(keys.caseworker), what="the evidence")
+    evidence = next(e for e in seen["items"][0]["timeline"] if e["type"] == "EvidencePreserved")
+    assert (evidence["url"], evidence["offender_ip"]) == (url, "203.0.113.7")
+    assert "personal_data_withheld" not in seen
+    withheld = await with_evidence(admin)
+    evidence = next(e for e in withheld["items"][0]["timeline"] if e["type"] == "EvidencePreserved")
+    assert [evidence[f] for f in ("url", "preserved_by", "offender_account", "offender_ip")] == [
+        None
+    ] * 4
+    assert evidence["capture_sha256"]  # what is not personal is there
+    note = withheld["personal_data_withheld"]
+    assert "EvidencePreserved.url" in note["fields"] and "reveal=personal" in note["how_to_read"]
+    assert url not in json.dumps(withheld) and "@uploader" not in json.dumps(withheld)
+
+
 async def test_the_evidence_checklist_is_served_with_the_case_in_both_languages_to_its_own_org(
     intake: RunningService, takedown: RunningService, keys: Keys, make_key: MakeKey
 ) -> None:

@@ -74,6 +74,11 @@ CLOCK_RUNNING: frozenset[str] = frozenset({"sent", "acknowledged"})
 CASE_READERS = ("partner", "caseworker", "admin")
 CASE_WRITERS = ("partner", "caseworker")
 STAFF = ("caseworker", "admin")
+PERSONAL_DATA_READERS = ("partner", "caseworker")
+"""Who reads a timeline's personal fields (the evidence's URL and offender details, the
+platform's reference, the escalation's authority): the case's side, as in intake (decision
+27). An admin reads the timeline without them: nothing is decrypted, so no unrecorded read
+(decision 56); the recorded reveals are intake's and the auditor's."""
 History = Iterable[tuple[DomainEvent, str]]
 
 
@@ -220,6 +225,10 @@ class CaseFacts:
     def legal_ground(self) -> bool:
         """A minor's case always; an adult's once the non-consent statement is recorded."""
         return self.age_group == "minor" or self.statement_recorded
+
+
+def sees_personal_data(role: str) -> bool:
+    return role in PERSONAL_DATA_READERS
 
 
 def may_see(role: str, organisation: str, case_organisation: str) -> bool:

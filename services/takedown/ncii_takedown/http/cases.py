@@ -27,7 +27,7 @@ from ncii_takedown.http.bodies import (
     OpenRequest,
     RecordEvidence,
 )
-from ncii_takedown.http.views import escalation_view, state_view, takedown_view
+from ncii_takedown.http.views import escalation_view, state_view, takedown_view, withheld_note
 from ncii_takedown.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
@@ -65,11 +65,15 @@ def _change(
 @router.get("/cases/{case_id}/takedowns", tags=["takedowns"])
 async def list_takedowns(case_id: str, principal: Caller, app: App) -> JSONResponse:
     """The case's takedowns, each with its whole timeline from the log (the proof of when the
-    platform was told and what it answered)."""
+    platform was told and what it answered). An admin gets the timeline's personal fields
+    null (`personal_data_withheld` says which, and where a read of them is recorded)."""
     require_role(principal, *domain.CASE_READERS)
     with command_problems("case"):
         found = await app.case_takedowns(principal, case_id)
-    return JSONResponse({"items": [takedown_view(t, timeline) for t, timeline in found]})
+    body: dict[str, Any] = {"items": [takedown_view(t, timeline) for t, timeline in found]}
+    if not domain.sees_personal_data(principal.role):
+        body["personal_data_withheld"] = withheld_note(case_id)
+    return JSONResponse(body)
 
 
 @router.post(f"{PATH}/evidence", tags=["takedowns"])
@@ -164,7 +168,8 @@ async def escalate(
 async def escalation(case_id: str, takedown_id: str, principal: Caller, app: App) -> JSONResponse:
     """The escalation record as JSON, for the authority: when the notice was sent, its deadline,
     every event of the takedown with its time and its hash in the log, and whether each still
-    verifies against the log. 404 when the takedown was not escalated."""
+    verifies against the log. 404 when the takedown was not escalated. An admin gets the
+    authority null (personal: decision 56)."""
     require_role(principal, *domain.CASE_READERS)
     with command_problems():
         found = await app.escalation(principal, case_id, takedown_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ncii_contracts.takedown import TakedownEscalated
+from ncii_contracts.base import personal_fields
+from ncii_contracts.takedown import TAKEDOWN_EVENTS, TakedownEscalated
 from ncii_events.store import RecordedEvent
 
 from ncii_takedown import domain
 
+PERSONAL_FIELDS = {e.event_type: frozenset(personal_fields(e)) for e in TAKEDOWN_EVENTS}
 #: Timeline fields never shown: the payload's personal fields are shown only where listed.
 _TIMELINE_FIELDS = {
     "TakedownOpened": (
@@ -67,6 +69,31 @@ def timeline_entry(event: RecordedEvent) -> dict[str, Any]:
         "by": {"organisation": env.actor.organisation, "role": env.actor.role},
         "hash": env.hash,
         **shown,
+    }
+
+
+#: The timeline's personal fields, by event type: what an admin's read leaves null.
+PERSONAL_TIMELINE_FIELDS = sorted(
+    {
+        f"{name}.{field}"
+        for name, shown in _TIMELINE_FIELDS.items()
+        for field in shown
+        if field in PERSONAL_FIELDS.get(name, frozenset())
+    }
+)
+
+
+def withheld_note(case_id: str) -> dict[str, Any]:
+    """Why an admin's answer has null personal fields, and who may read them, recorded."""
+    return {
+        "fields": PERSONAL_TIMELINE_FIELDS,
+        "how_to_read": (
+            "these are read by the case's partner and the centre's case workers; an admin reads "
+            f"the case's locations with GET /v1/cases/{case_id}?reveal=personal&reason=... in "
+            "intake, an auditor everything with GET /v1/audit/cases/"
+            f"{case_id}?reveal=personal&reason=...: each read is recorded in the case's log "
+            "before the data is returned"
+        ),
     }
 
 
