@@ -789,6 +789,7 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
     takedown: RunningService,
     keys: Keys,
     receiver: Receiver,
+    make_key: MakeKey,
 ) -> None:
     receiver.fail_first = 1
     own = start_service("takedown", nats_server, tmp_path, master_key_file, extra_env=FAST)
@@ -849,6 +850,11 @@ async def test_a_deadline_that_passes_while_the_service_is_down_is_marked_overdu
         assert [t for t, _, _ in timeline][-2:] == ["NoticeSent", "TakedownOverdue"]
         assert record["verified"] is True and record["authority"] == "local authority"
         assert record["due_at"] == item["deadline"]["due_at"]
+        # an admin reads the same record, its authority (personal) not decrypted (decision 56)
+        async with restarted.client(await make_key("centre", "admin")) as client:
+            as_admin = (await client.get(f"{path}/escalation")).json()
+        assert as_admin["authority"] is None and as_admin["verified"] is True
+        assert as_admin["timeline"] == record["timeline"]
 
         # the escalation reaches the authority registered for Taiwan's regime, signed, after a
         # refusal, with the notice as sent and the timeline as the log holds it
