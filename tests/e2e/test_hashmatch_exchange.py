@@ -649,6 +649,27 @@ async def test_a_list_imported_in_hmas_plain_format_exports_the_same_and_round_t
     assert [len(r) for r in results] == [2, 2]  # one entry in each bank
 
 
+async def test_a_case_banks_victims_hashes_are_exported_to_a_case_worker_never_to_an_admin(
+    hashmatch: Hashmatch, keys: dict[str, str], store: EventStore, make_key: MakeKey
+) -> None:
+    value = random_pdq()
+    organisation = f"ngo-{uuid.uuid4().hex[:6]}"
+    await bank_case(store, pdq(value), organisation=organisation)
+    await hashmatch.caught_up()
+    bank = case_bank_name(organisation)
+    admin = await make_key("centre", "admin")
+    await hashmatch.caught_up()
+    async with hashmatch.client(keys["caseworker"]) as caseworker:
+        exported = await caseworker.get(f"/v1/banks/{bank}/export")
+    assert exported.status_code == 200 and f"pdq {value}" in exported.text.splitlines()
+    async with hashmatch.client(admin) as client:
+        refused = await client.get(f"/v1/banks/{bank}/export")
+        listed = await client.get("/v1/banks")
+    assert refused.status_code == 403 and "case worker" in refused.json()["detail"]
+    assert value not in refused.text
+    assert listed.status_code == 200  # the banks' settings and counts are not personal
+
+
 async def test_a_list_with_bad_lines_is_refused_whole_naming_each_bad_line(
     hashmatch: Hashmatch, keys: dict[str, str]
 ) -> None:

@@ -30,6 +30,9 @@ App = Annotated[HashmatchApp, Depends(hashmatch_app)]
 Caller = Annotated[Principal, Depends(authenticated)]
 PLATFORMS = ("platform",)
 BANK_STAFF = ("caseworker", "admin")
+CASE_BANK_READERS = ("caseworker",)
+"""Who reads the victims' hashes a case bank holds (personal: decision 26), as case workers
+read cases' personal data; an admin reads without them (decision 27), unrecorded reads none."""
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
 
 from ncii_hashmatch import domain
-from ncii_hashmatch.http import BANK_STAFF, App, Caller, command_problems
+from ncii_hashmatch.http import BANK_STAFF, CASE_BANK_READERS, App, Caller, command_problems
 from ncii_hashmatch.http.bodies import BankSettingsIn, PlatformProgrammesIn
 from ncii_hashmatch.http.views import BankList, bank_out
 from ncii_hashmatch.read_models import queries
@@ -185,8 +185,16 @@ async def import_list(
 async def export_bank(state: App, name: BankName, principal: Caller) -> Response:
     """A bank's live hashes in python-threatexchange's plain format (`pdq ...`, `video_md5 ...`),
     for HMA's file exchange. Image MD5s and vPDQ have no signal type there: the count left out
-    is in the `X-Ncii-Not-Exported` header."""
+    is in the `X-Ncii-Not-Exported` header. A case bank (`ORG_...`) holds victims' hashes,
+    personal data (decision 26): only a case worker exports it (decision 56)."""
     require_role(principal, *BANK_STAFF)
+    if domain.is_case_bank(name) and principal.role not in CASE_BANK_READERS:
+        raise Problem(
+            403,
+            "Personal data",
+            "a case bank holds victims' hashes, which are personal data: its export is a case "
+            "worker's; an admin exports list banks only",
+        )
     skipped = await queries.not_exported(state.engine, name)
     if skipped is None:
         raise not_found("bank")
