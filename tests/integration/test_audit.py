@@ -9,9 +9,11 @@ Each test has a NATS server of its own, so the log verified is the test's.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -584,3 +586,51 @@ async def test_as_of_folds_every_services_aggregates_of_a_case_as_they_stood_at_
     assert state["guidance"] == {"ticked": {"sextortion_do_not_pay": learned}}
     assert "Sparrow" not in json.dumps([past.domain, present.domain])
     assert "platform.example" not in json.dumps([past.domain, present.domain])
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "case-bundles.md"
+
+
+def _offline_check_block() -> str:
+    """The shell block docs/case-bundles.md gives a third party, as it stands."""
+    text = DOCS.read_text()
+    after = text.split("<!-- offline-check", 1)[1]
+    return after.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_documented_offline_check_verifies_a_bundle_with_python_and_openssl_only(
+    own_nc: NATS, keys_dir: Path, tmp_path: Path
+) -> None:
+    case, _ = await _case(own_nc, keys_dir)
+    document = await _auditor(own_nc, keys_dir).bundle(case, AUDITOR)
+    audit_key = _keys(keys_dir)["audit"][-1]
+    script = _offline_check_block()
+
+    def run(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "case.json").write_text(json.dumps(doc, indent=1))
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], "AUDIT_KEY": audit_key},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    good = run(document)
+    assert good.returncode == 0, good.stderr
+    assert "Signature Verified Successfully" in good.stdout
+    changed = json.loads(json.dumps(document))
+    changed["bundle"]["history"][0]["occurred_at"] = "2026-01-01T00:00:00.000000Z"
+    bad = run(changed)
+    assert bad.returncode != 0 and "Signature Verification Failure" in bad.stdout + bad.stderr
+
+    # section 3: each event's hash and link, recomputed with the standard library alone
+    last: dict[tuple[str, str, str], str] = {}
+    for entry in document["bundle"]["envelopes"]:
+        body = {k: v for k, v in entry.items() if k not in ("seq", "hash", "signature")}
+        encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert hashlib.sha256(encoded.encode()).hexdigest() == entry["hash"]
+        link = (entry["case_id"], entry["aggregate"], entry["aggregate_id"])
+        assert entry["prev_hash"] == last.get(link, "0" * 64)
+        last[link] = entry["hash"]
