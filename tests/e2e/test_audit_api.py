@@ -120,9 +120,14 @@ async def test_as_of_before_the_opening_shows_nothing_and_now_shows_the_state(
             f"/v1/audit/cases/{case_id}", params={"as_of": "2999-01-01T00:00:00Z"}
         )
     assert before.json()["events"] == [] and before.json()["state"] == []
+    assert before.json()["domain"] == []
     state = {s["aggregate"]: s for s in now.json()["state"]}
     assert state["case"]["events"][0] == "CaseOpened"
     assert state["case"]["fields"]["age_group"] == "adult"
+    # and as intake's own domain folds it (decision 52), over HTTP
+    domain = {d["aggregate"]: d for d in now.json()["domain"]}
+    assert domain["case"]["folded_by"] == "intake"
+    assert domain["case"]["state"]["status"] == "awaiting_statement"
 
 
 async def test_the_bundle_route_signs_a_bundle_a_third_party_verifies(
