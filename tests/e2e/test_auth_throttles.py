@@ -156,7 +156,9 @@ async def test_x_forwarded_for_from_the_configured_proxy_names_the_client(
 
 async def open_case(service: RunningService, key: str) -> dict[str, Any]:
     async with client_from(service, "127.0.0.4", key) as client:
-        response = await client.post("/v1/cases", json=case_body())
+        response = await client.post(
+            "/v1/cases", json=case_body(), headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
     assert response.status_code == 201, response.text
     await caught_up(service)
     return dict(response.json())
