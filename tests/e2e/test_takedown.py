@@ -1107,7 +1107,7 @@ async def test_a_preserve_request_retried_without_a_key_is_one_request_and_one_n
         assert another.status_code == 201, another.text
         assert another.json()["takedown_id"] != answers[0].json()["takedown_id"]
     log = EventStore(nc, None, registry=REGISTRY)
-    opened = [
-        r.envelope.type for r in await log.read_case(case_id, decrypt=False)
-    ].count("TakedownOpened")
+    opened = [r.envelope.type for r in await log.read_case(case_id, decrypt=False)].count(
+        "TakedownOpened"
+    )
     assert opened == 2
