@@ -273,6 +273,8 @@ class ReferralApp:
         if any(e.envelope.event_id == event_id for e in events):
             return referral  # a retry of this very command
         decided = list(decide(referral))
+        if not decided:
+            return referral  # no news (a step asked again)
         await self._append_new(
             ref, decided, principal, event_id, expected=Version.of(events), existing=events
         )
