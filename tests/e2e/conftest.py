@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,18 @@ class RunningService:
     process: subprocess.Popen[bytes]
     env: dict[str, str]
 
-    def client(self, key: str | None = None) -> httpx.AsyncClient:
+    def client(self, key: str | None = None, *, keyed: bool = True) -> httpx.AsyncClient:
+        """A client as the CLI is one: each write it sends without an Idempotency-Key gets a
+        new one (writes that add a fact need it, decision 0057). ``keyed=False``: sent as
+        written, for the tests of what a write without a key does."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+        hooks = {"request": [_new_key_per_write]} if keyed else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, event_hooks=hooks)
+
+
+async def _new_key_per_write(request: httpx.Request) -> None:
+    if request.method in ("POST", "PUT") and "Idempotency-Key" not in request.headers:
+        request.headers["Idempotency-Key"] = uuid.uuid4().hex
 
 
 def start_service(

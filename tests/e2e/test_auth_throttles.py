@@ -156,7 +156,9 @@ async def test_x_forwarded_for_from_the_configured_proxy_names_the_client(
 
 async def open_case(service: RunningService, key: str) -> dict[str, Any]:
     async with client_from(service, "127.0.0.4", key) as client:
-        response = await client.post("/v1/cases", json=case_body())
+        response = await client.post(
+            "/v1/cases", json=case_body(), headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
     assert response.status_code == 201, response.text
     await caught_up(service)
     return dict(response.json())
@@ -219,7 +221,8 @@ async def test_the_case_worker_restores_access_with_a_new_pin_and_the_reset_is_a
 
     path = f"/v1/cases/{case_id}/victim-access/reset"
     async with client_from(proxied, "127.0.0.4", keys["other_partner"]) as stranger:
-        assert (await stranger.post(path)).status_code == 404
+        keyed = {"Idempotency-Key": uuid.uuid4().hex}
+        assert (await stranger.post(path, headers=keyed)).status_code == 404
     async with client_from(proxied, "127.0.0.4", keys["caseworker"]) as worker:
         idempotency = {"Idempotency-Key": f"reset-{uuid.uuid4()}"}
         reset = await worker.post(path, json={"new_pin": True}, headers=idempotency)
@@ -249,10 +252,11 @@ async def test_the_owning_partner_may_reset_keeping_the_pin(
     case = await open_case(proxied, keys["partner"])
     path = f"/v1/cases/{case['case_id']}/victim-access/reset"
     async with client_from(proxied, "127.0.0.4", keys["partner"]) as partner:
-        reset = await partner.post(path, json={"new_pin": False})
+        keyed = {"Idempotency-Key": uuid.uuid4().hex}
+        reset = await partner.post(path, json={"new_pin": False}, headers=keyed)
         assert reset.status_code == 200, reset.text
         assert "pin" not in reset.json()["victim_access"]
-        refused = await partner.post(path, json={"new_pin": "yes please"})
+        refused = await partner.post(path, json={"new_pin": "yes please"}, headers=keyed)
         assert refused.status_code == 422
     await caught_up(proxied)
     async with client_from(proxied, PROXY) as client:

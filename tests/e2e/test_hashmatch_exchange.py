@@ -75,8 +75,8 @@ class Hashmatch:
     def url(self) -> str:
         return self.service.url
 
-    def client(self, key: str | None = None) -> httpx.AsyncClient:
-        return self.service.client(key)
+    def client(self, key: str | None = None, *, keyed: bool = True) -> httpx.AsyncClient:
+        return self.service.client(key, keyed=keyed)
 
     async def caught_up(self) -> None:
         await caught_up(self.service)
@@ -1006,3 +1006,35 @@ async def test_after_erasure_no_hash_or_place_name_is_left_in_the_log_the_bank_o
     finally:
         hashmatch.service = start_service(*hashmatch.args, extra_env=hashmatch.ENV)
         await hashmatch.caught_up()
+
+
+# -- retries without a key (decision 0057) -------------------------------------------------------
+
+
+async def test_a_list_import_needs_a_key_and_the_same_bank_settings_again_are_no_news(
+    hashmatch: Hashmatch, keys: dict[str, str], nc: NATS
+) -> None:
+    bank = f"LIST_{uuid.uuid4().hex[:8].upper()}"
+    text = f"pdq {random_pdq()}\n"
+    ref_log = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE)
+    async with hashmatch.client(keys["caseworker"], keyed=False) as caseworker:
+        refused = await caseworker.post(f"/v1/banks/{bank}/import", content=text)
+        assert refused.status_code == 428, refused.text
+        assert refused.json()["type"].endswith("/idempotency-key-required")
+        await hashmatch.caught_up()
+        listed = (await caseworker.get("/v1/banks")).json()["items"]
+        assert bank not in {b["name"] for b in listed}  # nothing imported
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = await caseworker.post(f"/v1/banks/{bank}/import", content=text, headers=key)
+        again = await caseworker.post(f"/v1/banks/{bank}/import", content=text, headers=key)
+        assert first.status_code == again.status_code == 200, again.text
+        assert again.json() == first.json()
+        imported = await ref_log.load(
+            AggregateRef(REFERENCE_CASE, "hash_list", first.json()["import_id"])
+        )
+        assert [e.envelope.type for e in imported] == ["HashListImported"]
+        for _ in range(2):  # a PUT retried without a key
+            put = await caseworker.put(f"/v1/banks/{bank}", json={"pdq_threshold": 20})
+            assert put.status_code == 200, put.text
+    settings = await ref_log.load(AggregateRef(REFERENCE_CASE, "bank", bank))
+    assert [e.envelope.type for e in settings] == ["BankConfigured"]

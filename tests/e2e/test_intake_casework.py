@@ -412,8 +412,9 @@ async def test_a_retried_note_or_contact_is_recorded_once_and_a_note_needs_a_key
     intake: RunningService, keys: dict[str, str], case_store: EventStore
 ) -> None:
     await caught_up(intake)
-    async with intake.client(keys["partner"]) as partner:
-        case_id = (await _open(partner, age_group="minor"))["case_id"]
+    async with intake.client(keys["partner"]) as opener:
+        case_id = (await _open(opener, age_group="minor"))["case_id"]
+    async with intake.client(keys["partner"], keyed=False) as partner:
         notes = f"/v1/cases/{case_id}/notes"
         # a note without a key: nothing could tell its retry from a second note
         refused = await partner.post(notes, json={"text": "left a message"})

@@ -113,7 +113,9 @@ def test_ncii_run_starts_everything_stops_on_ctrl_c_and_keeps_data_across_restar
             "learned_at": "2026-01-01T00:00:00Z",
             "consents": {"takedown": True, "share_hashes": False, "referral": True},
         }
-        opened = httpx.post(f"{INTAKE}/v1/cases", json=body, headers=headers)
+        opened = httpx.post(
+            f"{INTAKE}/v1/cases", json=body, headers={**headers, "Idempotency-Key": "kite-1"}
+        )
         assert opened.status_code == 201
         # every service signed with the key `ncii run` made for it, the CLI with the operator's
         keys = tmp_path / "var" / "keys"

@@ -18,9 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
+from ncii_events.signing import SigningKey
+from ncii_events.store import AggregateRef, EventStore
+from ncii_events.stream import REFERENCE, REFERENCE_CASE
 
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.support.events import REGISTRY
 from tests.support.eventually import eventually
 
 MakeKey = Callable[[str, str], Awaitable[str]]
@@ -766,3 +771,123 @@ async def test_a_counsellor_reads_only_the_referrals_addressed_to_her_organisati
     assert (await get(intake, keys.counsellor, "/v1/cases")).status_code == 403
     refused = await post(referral, keys.counsellor, "/v1/partners", partner_body(keys.counsel_org))
     assert refused.status_code == 403
+
+
+# -- retries without a key (decision 0057) -------------------------------------------------------
+
+
+async def _referral_types(log: EventStore, case_id: str) -> list[str]:
+    return [r.envelope.type for r in await log.read_case(case_id, decrypt=False)]
+
+
+@pytest.fixture(scope="module")
+def log(nc: NATS, test_signing: SigningKey) -> EventStore:
+    return EventStore(nc, None, registry=REGISTRY, signing=test_signing)
+
+
+@pytest.fixture(scope="module")
+def ref_log(nc: NATS, test_signing: SigningKey) -> EventStore:
+    return EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=test_signing)
+
+
+def _requires_a_key(response: httpx.Response) -> None:
+    assert response.status_code == 428, response.text
+    assert response.json()["type"].endswith("/idempotency-key-required")
+
+
+async def test_an_offer_and_a_counsellors_note_need_a_key_and_a_keyed_retry_writes_once(
+    intake: RunningService, referral: RunningService, keys: Keys, make_key: MakeKey, log: EventStore
+) -> None:
+    org = unique("retry-counsel")
+    counsellor = await make_key(org, "counsellor")
+    partner_id = await register_partner(referral, keys.caseworker, org)
+    case_id = await open_case(intake, keys.partner, "adult")
+    await case_known(referral, keys.partner, case_id)
+    body = {"partner_id": partner_id, "service": "counselling", "needs": ["emotional_support"]}
+    path = f"/v1/cases/{case_id}/referrals"
+    async with (
+        referral.client(keys.partner, keyed=False) as partner,
+        referral.client(counsellor, keyed=False) as counsel,
+    ):
+        assert (await counsel.post(path, json=body)).status_code == 403  # the role first
+        _requires_a_key(await partner.post(path, json=body))
+        assert "ReferralOffered" not in await _referral_types(log, case_id)
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = await partner.post(path, json=body, headers=key)
+        again = await partner.post(path, json=body, headers=key)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == first.json()
+        assert (await _referral_types(log, case_id)).count("ReferralOffered") == 1
+        referral_id = first.json()["referral_id"]
+        await caught_up(referral)
+        accept = {"Idempotency-Key": uuid.uuid4().hex}
+        assert (
+            await counsel.post(f"/v1/referrals/{referral_id}/accept", headers=accept)
+        ).is_success
+
+        notes = f"/v1/referrals/{referral_id}/notes"
+        _requires_a_key(await counsel.post(notes, json={"note": "first talk"}))
+        assert "CounsellorNoteAdded" not in await _referral_types(log, case_id)
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        for _ in range(2):
+            noted = await counsel.post(notes, json={"note": "first talk"}, headers=key)
+            assert noted.status_code == 200, noted.text
+        assert (await _referral_types(log, case_id)).count("CounsellorNoteAdded") == 1
+        read = await counsel.get(f"/v1/referrals/{referral_id}")
+        assert [n["note"] for n in read.json()["notes"]] == ["first talk"]
+
+
+async def test_a_step_or_a_follow_up_retried_without_a_key_is_one_and_another_time_is_another(
+    intake: RunningService, referral: RunningService, keys: Keys, make_key: MakeKey, log: EventStore
+) -> None:
+    org = unique("retry-counsel")
+    counsellor = await make_key(org, "counsellor")
+    partner_id = await register_partner(referral, keys.caseworker, org)
+    case_id = await open_case(intake, keys.partner, "adult")
+    await case_known(referral, keys.partner, case_id)
+    offered = await offer(referral, keys.partner, case_id, partner_id)
+    referral_id = offered.json()["referral_id"]
+    await caught_up(referral)
+    async with referral.client(counsellor, keyed=False) as counsel:
+        # a step retried without a key: the same answer, one event
+        accepted = [await counsel.post(f"/v1/referrals/{referral_id}/accept") for _ in range(2)]
+        assert [a.status_code for a in accepted] == [200, 200], accepted[-1].text
+        assert accepted[0].json() == accepted[1].json()
+    assert (await _referral_types(log, case_id)).count("ReferralAccepted") == 1
+    follow = {"contacted_at": ago(minutes=10), "outcome": "reached_doing_better", "note": "ok"}
+    async with (
+        referral.client(keys.partner, keyed=False) as partner,
+        referral.client(counsellor, keyed=False) as counsel,
+    ):
+        case_side = f"/v1/cases/{case_id}/referrals/{referral_id}/follow-ups"
+        answers = [await partner.post(case_side, json=follow) for _ in range(2)]
+        assert [a.json()["follow_ups"] for a in answers] == [1, 1], answers[-1].text
+        partner_side = f"/v1/referrals/{referral_id}/follow-ups"
+        later = {**follow, "contacted_at": ago(minutes=2)}
+        answers = [await counsel.post(partner_side, json=later) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200], answers[-1].text
+    assert (await _referral_types(log, case_id)).count("FollowUpRecorded") == 2
+
+
+async def test_registering_a_partner_needs_a_key_and_the_same_settings_again_are_no_news(
+    referral: RunningService, keys: Keys, ref_log: EventStore
+) -> None:
+    org = unique("retry-partner")
+    async with referral.client(keys.caseworker, keyed=False) as staff:
+        _requires_a_key(await staff.post("/v1/partners", json=partner_body(org)))
+        await caught_up(referral)
+        listed = (await staff.get("/v1/partners")).json()["items"]
+        assert org not in {p["organisation"] for p in listed}
+        body = partner_body(org)
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = await staff.post("/v1/partners", json=body, headers=key)
+        again = await staff.post("/v1/partners", json=body, headers=key)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == first.json()
+        partner_id = first.json()["partner_id"]
+        changed = {**body, "taking_referrals": False}
+        for _ in range(2):  # a PUT retried without a key
+            put = await staff.put(f"/v1/partners/{partner_id}", json=changed)
+            assert put.status_code == 200, put.text
+    events = await ref_log.load(AggregateRef(REFERENCE_CASE, "partner", partner_id))
+    assert [e.envelope.type for e in events] == ["PartnerRegistered", "PartnerUpdated"]

@@ -22,8 +22,9 @@ from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.takedown import EvidencePreserved
 from ncii_events.embedded import free_port
 from ncii_events.envelope import Actor
+from ncii_events.signing import SigningKey
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore
-from ncii_events.stream import KEYS_BUCKET
+from ncii_events.stream import KEYS_BUCKET, REFERENCE, REFERENCE_CASE
 from ncii_takedown import evidence_keys
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -33,6 +34,7 @@ from starlette.routing import Route
 
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.support.events import REGISTRY
 from tests.support.eventually import eventually
 from tests.support.mailbox import PASSWORD as MAIL_PASSWORD
 from tests.support.mailbox import USER as MAIL_USER
@@ -1094,3 +1096,62 @@ async def test_the_evidence_checklist_is_served_with_the_case_in_both_languages_
     stranger = await make_key(unique("ngo"), "partner")
     async with takedown.client(stranger) as client:
         assert (await client.get(path)).status_code == 404  # another organisation's case
+
+
+# -- retries without a key (decision 0057) -------------------------------------------------------
+
+
+async def test_registering_a_platform_needs_a_key_and_the_same_settings_again_are_no_news(
+    takedown: RunningService, keys: Keys, nc: NATS, test_signing: SigningKey
+) -> None:
+    name = unique("RetryHost")
+    async with takedown.client(keys.caseworker, keyed=False) as staff:
+        refused = await staff.post("/v1/platforms", json=platform_body(name))
+        assert refused.status_code == 428, refused.text
+        assert refused.json()["type"].endswith("/idempotency-key-required")
+        await caught_up(takedown)
+        listed = (await staff.get("/v1/platforms")).json()["items"]
+        assert name not in {p["name"] for p in listed}
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = await staff.post("/v1/platforms", json=platform_body(name), headers=key)
+        again = await staff.post("/v1/platforms", json=platform_body(name), headers=key)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == first.json()
+        platform_id = first.json()["platform_id"]
+        changed = platform_body(name, trusted_flagger=True)
+        for _ in range(2):  # a PUT retried without a key
+            put = await staff.put(f"/v1/platforms/{platform_id}", json=changed)
+            assert put.status_code == 200, put.text
+    ref_log = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=test_signing)
+    events = await ref_log.load(AggregateRef(REFERENCE_CASE, "platform", platform_id))
+    assert [e.envelope.type for e in events] == ["PlatformRegistered", "PlatformUpdated"]
+
+
+async def test_a_preserve_request_retried_without_a_key_is_one_request_and_one_notice(
+    intake: RunningService, takedown: RunningService, keys: Keys, nc: NATS
+) -> None:
+    platform = await register(takedown, keys.caseworker, platform_body(unique("KeepHost")))
+    case_id = await open_case(intake, keys.partner, "adult")
+    await caught_up(takedown)
+    body = {
+        **EVIDENCE,
+        "captured_at": ago(minutes=5),
+        "capture_sha256": uuid.uuid4().hex * 2,
+        "purpose": "preserve_data",
+        "platform_id": platform["platform_id"],
+    }
+    path = f"/v1/cases/{case_id}/requests"
+    async with takedown.client(keys.partner, keyed=False) as client:
+        # its purpose, platform and evidence (the capture's SHA-256) say which request it is
+        answers = [await client.post(path, json=body) for _ in range(2)]
+        assert [a.status_code for a in answers] == [201, 201], answers[-1].text
+        assert answers[0].json()["takedown_id"] == answers[1].json()["takedown_id"]
+        other = {**body, "capture_sha256": uuid.uuid4().hex * 2}
+        another = await client.post(path, json=other)
+        assert another.status_code == 201, another.text
+        assert another.json()["takedown_id"] != answers[0].json()["takedown_id"]
+    log = EventStore(nc, None, registry=REGISTRY)
+    opened = [r.envelope.type for r in await log.read_case(case_id, decrypt=False)].count(
+        "TakedownOpened"
+    )
+    assert opened == 2

@@ -35,6 +35,7 @@ from ncii_contracts.principals import PRINCIPAL_EVENTS
 from ncii_events.auth import create_principal
 from ncii_events.embedded import free_port, nats_server_binary
 from ncii_events.permissions import ALL_STREAMS, OPERATOR, password_variable
+from ncii_events.service import has_writes
 from ncii_events.signing import SigningKey
 from ncii_events.store import EventStore
 from ncii_events.stream import (
@@ -48,12 +49,14 @@ from ncii_events.transport import connect, inbox_prefix
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.e2e.test_dashboard import _summary as dashboard_view
 from tests.e2e.test_intake_api import ago, case_body
 from tests.support.events import REGISTRY
 from tests.support.eventually import eventually, eventually_sync
 
 DEPLOY = ROOT / "deploy" / "nats"
 SERVICES = list(all_services())
+WRITERS = [name for name, spec in all_services().items() if has_writes(spec)]
 PASSWORDS = {
     password_variable(name): f"test-{name}-{uuid.uuid4().hex}" for name in [*SERVICES, OPERATOR]
 }
@@ -648,7 +651,7 @@ async def test_only_takedown_may_write_evidence_keys_below_a_case_and_nothing_el
         await nc.close()
 
 
-@pytest.mark.parametrize("user", SERVICES)
+@pytest.mark.parametrize("user", WRITERS)
 async def test_a_service_cannot_read_or_write_another_services_idempotency_records(
     secured_server: str, user: str
 ) -> None:
@@ -665,6 +668,54 @@ async def test_a_service_cannot_read_or_write_another_services_idempotency_recor
                 ]
         sends.append((f"$KV.ncii_idempotency.{uuid.uuid4().hex}", b"{}"))  # the old, shared layout
         assert await refusals.missing(await _publish_all(nc, sends)) == []
+    finally:
+        await nc.close()
+
+
+async def test_the_dashboard_may_not_read_the_case_keys_nor_keep_idempotency_records(
+    secured_server: str,
+) -> None:
+    # Decision 0057: the dashboard holds codes and counts and never decrypts, so its user gets
+    # no part of the key bucket: not a key by its case (a kv.get is a Direct Get of the last
+    # message on the key's subject), not the bucket's messages by sequence, not its stream's
+    # info, not its changes. It has no write routes, hence no idempotency records either.
+    case = str(uuid.uuid4())
+    operator = await _operator(secured_server)
+    try:  # a key that is there to be read
+        assert (await operator.jetstream().publish(f"$KV.ncii_case_keys.{case}", b"k")).seq > 0
+    finally:
+        await operator.close()
+    nc, refusals = await _watched(secured_server, "dashboard")
+    try:
+        await nc.subscribe("$KV.ncii_case_keys.>")
+        sends = [
+            (f"$JS.API.DIRECT.GET.KV_ncii_case_keys.$KV.ncii_case_keys.{case}", b""),
+            ("$JS.API.DIRECT.GET.KV_ncii_case_keys", b'{"seq":1}'),
+            ("$JS.API.DIRECT.GET.KV_ncii_case_keys", b'{"last_by_subj":"$KV.ncii_case_keys.>"}'),
+            ("$JS.API.STREAM.INFO.KV_ncii_case_keys", b""),
+            ("$JS.API.STREAM.INFO.KV_ncii_idempotency", b""),
+            ("$JS.API.DIRECT.GET.KV_ncii_idempotency.$KV.ncii_idempotency.dashboard.x", b""),
+            (f"$KV.ncii_idempotency.dashboard.{uuid.uuid4().hex}", b"{}"),
+        ]
+        subjects = ["$KV.ncii_case_keys.>", *await _publish_all(nc, sends)]
+        assert await refusals.missing(subjects) == []
+    finally:
+        await nc.close()
+
+
+async def test_the_audit_service_has_no_idempotency_records_but_reads_case_keys(
+    secured_server: str,
+) -> None:
+    # The auditors' service only reads (its reveals are recorded as events, decision 37): no
+    # write route, no idempotency records. It decrypts for a recorded reveal: the keys stay.
+    nc, refusals = await _watched(secured_server, "audit")
+    try:
+        sends = [
+            ("$JS.API.STREAM.INFO.KV_ncii_idempotency", b""),
+            (f"$KV.ncii_idempotency.audit.{uuid.uuid4().hex}", b"{}"),
+        ]
+        assert await refusals.missing(await _publish_all(nc, sends)) == []
+        assert (await nc.jetstream().key_value("ncii_case_keys")) is not None
     finally:
         await nc.close()
 
@@ -738,6 +789,23 @@ def shipped_hashmatch(
     stop_service(service)
 
 
+@pytest.fixture(scope="module")
+def shipped_dashboard(
+    services_server: str, tmp_path_factory: pytest.TempPathFactory, master_key_file: Path
+) -> Iterator[RunningService]:
+    work = tmp_path_factory.mktemp("shipped-dashboard")
+    service = start_service(
+        "dashboard",
+        ShippedNats(services_server),
+        work,
+        master_key_file,
+        # where no master key is: a runtime that loaded one would create it there
+        extra_env={"NCII_MASTER_KEY_FILE": str(work / "absent" / "master.key")},
+    )
+    yield service
+    stop_service(service)
+
+
 async def _operator_keys(
     url: str, signing: SigningKey, organisation: str, *roles: str
 ) -> list[str]:
@@ -803,6 +871,28 @@ async def test_intake_and_hashmatch_serve_idempotent_writes_and_catch_up_as_thei
     assert len(found["matches"]) == 1
     await caught_up(shipped_intake)
     await caught_up(shipped_hashmatch)
+
+
+async def test_the_dashboard_counts_cases_as_its_shipped_user_without_case_keys(
+    services_server: str,
+    shipped_intake: RunningService,
+    shipped_dashboard: RunningService,
+    operator_signing: SigningKey,
+) -> None:
+    partner, staff = await _operator_keys(
+        services_server, operator_signing, f"ngo-{uuid.uuid4().hex[:6]}", "partner", "caseworker"
+    )
+    await caught_up(shipped_intake)
+    await caught_up(shipped_dashboard)
+    async with shipped_dashboard.client(staff) as client:
+        before = (await dashboard_view(client))["cases"]["total"]
+    async with shipped_intake.client(partner) as client:
+        response = await client.post("/v1/cases", json=case_body())
+        assert response.status_code == 201, response.text
+    await caught_up(shipped_dashboard)
+    async with shipped_dashboard.client(staff) as client:
+        assert (await dashboard_view(client))["cases"]["total"] == before + 1
+    assert not os.path.exists(shipped_dashboard.env["NCII_MASTER_KEY_FILE"])  # noqa: ASYNC240
 
 
 async def test_a_service_refuses_to_start_until_the_operator_runs_ncii_log_init(

@@ -17,7 +17,7 @@ from typing import Any
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.principals import PRINCIPAL_EVENTS
 
-from ncii_events.service import ServiceSpec, projections_of, streams_of
+from ncii_events.service import ServiceSpec, has_writes, projections_of, streams_of
 from ncii_events.signing import OPERATOR as OPERATOR
 from ncii_events.stream import CASES, IDEMPOTENCY_BUCKET, KEYS_BUCKET, KV_STREAMS, REFERENCE
 from ncii_events.transport import inbox_prefix
@@ -51,22 +51,27 @@ def _reads(stream: str) -> list[str]:
 
 
 def service_permissions(spec: ServiceSpec[Any]) -> Permissions:
-    """A service: its own events, reads of the streams it uses, its own idempotency records,
-    the case keys read-only (written only by the service that owns cases), replies on its own
-    inbox, and the doorbells of its projections."""
+    """A service: its own events, reads of the streams it uses, replies on its own inbox and
+    the doorbells of its projections; its own idempotency records only when it has write
+    routes; the case keys (read-only, written only by the service that owns cases) only when
+    it handles personal data (decision 0057: the dashboard gets neither)."""
     own_idempotency = f"$KV.{IDEMPOTENCY_BUCKET}.{spec.name}.>"
     publish = [*event_subjects(spec.emits)]
     for stream in streams_of(spec):
         publish += _reads(stream.name)
-    publish += [
-        # the case keys: a key by case id (``kv.get`` asks for the last message of its subject)
-        f"$JS.API.STREAM.INFO.{KEYS_STREAM}",
-        f"$JS.API.DIRECT.GET.{KEYS_STREAM}.$KV.{KEYS_BUCKET}.>",
-        # the first responses to its own Idempotency-Keys, and only those
-        f"$JS.API.STREAM.INFO.{IDEMPOTENCY_STREAM}",
-        f"$JS.API.DIRECT.GET.{IDEMPOTENCY_STREAM}.{own_idempotency}",
-        own_idempotency,
-    ]
+    if spec.reads_case_keys:
+        publish += [
+            # a key by case id (``kv.get`` asks for the last message of its subject)
+            f"$JS.API.STREAM.INFO.{KEYS_STREAM}",
+            f"$JS.API.DIRECT.GET.{KEYS_STREAM}.$KV.{KEYS_BUCKET}.>",
+        ]
+    if has_writes(spec):
+        publish += [
+            # the first responses to its own Idempotency-Keys, and only those
+            f"$JS.API.STREAM.INFO.{IDEMPOTENCY_STREAM}",
+            f"$JS.API.DIRECT.GET.{IDEMPOTENCY_STREAM}.{own_idempotency}",
+            own_idempotency,
+        ]
     if spec.owns_case_keys:
         # creates a case's key; erasure writes a tombstone, then deletes the old record
         publish += [f"$KV.{KEYS_BUCKET}.>", f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}"]
@@ -75,15 +80,17 @@ def service_permissions(spec: ServiceSpec[Any]) -> Permissions:
         # delete, which would reach every case's key)
         publish.append(f"$KV.{KEYS_BUCKET}.*.{space}.*")
     doorbells = dict.fromkeys(s for p in projections_of(spec) for s in p.subjects)
-    subscribe = [
-        f"{inbox_prefix(spec.name)}.>",
-        *doorbells,
+    subscribe = [f"{inbox_prefix(spec.name)}.>", *doorbells]
+    if spec.reads_case_keys:
         # an erasure must empty every process's cache of that key at once
-        f"$KV.{KEYS_BUCKET}.>",
+        subscribe.append(f"$KV.{KEYS_BUCKET}.>")
+    notes = [
+        "owns cases: writes and erases case keys" * spec.owns_case_keys,
+        "no case keys" * (not spec.reads_case_keys),
+        "no write routes: no idempotency records" * (not has_writes(spec)),
     ]
-    why = f"the {spec.name} service" + (
-        " (owns cases: writes and erases case keys)" * bool(spec.owns_case_keys)
-    )
+    said = "; ".join(n for n in notes if n)
+    why = f"the {spec.name} service" + f" ({said})" * bool(said)
     return Permissions(spec.name, why, tuple(publish), tuple(subscribe))
 
 

@@ -83,6 +83,29 @@ class ServiceSpec(Generic[AppT]):
     """Spaces of the case-key bucket whose keys this service creates and purges, as
     ``<case_id>.<space>.<id>`` (takedown: ``evidence``, a key per evidence record, decision
     0032). Its NATS user may write those subjects only, never a case's own key."""
+    reads_case_keys: bool = True
+    """Decrypts or encrypts personal fields. A service of codes and counts only (the dashboard)
+    says False: its runtime opens no case key and needs no master key, and its NATS user may
+    not read the key bucket at all (decision 0057)."""
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def has_writes(spec: ServiceSpec[Any]) -> bool:
+    """Whether any of its routes writes: only then does it keep Idempotency-Key records (its
+    NATS user gets its space of the idempotency bucket, decision 0057)."""
+    return any(
+        WRITE_METHODS & getattr(route, "methods", set())
+        for router in spec.routers
+        for route in router.routes
+    )
+
+
+def kv_streams_of(spec: ServiceSpec[Any]) -> list[str]:
+    """The key-value buckets' streams a service uses (checked at start, readable by its user)."""
+    keys, idempotency = KV_STREAMS
+    return [keys] * spec.reads_case_keys + [idempotency] * has_writes(spec)
 
 
 def projections_of(spec: ServiceSpec[Any]) -> list[Projection]:
@@ -110,6 +133,8 @@ class ServiceRuntime(Generic[AppT]):
         self._app: AppT | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._provided: list[tuple[str, Callable[[], Sequence[Reading]]]] = []
+        self._keys: NatsCaseKeys | None = None
+        self._master: MasterKey | None = None
         self.rate_limits = RateLimits(budgets_from(self.settings))
         """Per-principal budgets of this process (decision 24)."""
 
@@ -118,6 +143,18 @@ class ServiceRuntime(Generic[AppT]):
         if self._app is None:
             raise RuntimeError(f"{self.spec.name} has no application state (not started?)")
         return self._app
+
+    @property
+    def keys(self) -> NatsCaseKeys:
+        if self._keys is None:
+            raise RuntimeError(f"{self.spec.name} reads no case keys (reads_case_keys=False)")
+        return self._keys
+
+    @property
+    def master(self) -> MasterKey:
+        if self._master is None:
+            raise RuntimeError(f"{self.spec.name} holds no master key (reads_case_keys=False)")
+        return self._master
 
     def store_for(self, stream: StreamSpec) -> EventStore:
         return self.ref_store if stream.name == REFERENCE.name else self.store
@@ -144,16 +181,20 @@ class ServiceRuntime(Generic[AppT]):
             ) from exc
         # The operator creates the streams (`ncii log init`, `ncii run`); a service only checks
         # them, and its NATS user could not create them anyway (decision 22).
-        await require_streams(self.nc, [*(s.name for s in streams_of(self.spec)), *KV_STREAMS])
-        if self.settings.master_key:
-            master = MasterKey.from_base64(self.settings.master_key)
-        else:
-            master = MasterKey.load_or_create(self.settings.master_key_path())
-        self.keys = NatsCaseKeys(self.nc, master, writer=self.spec.owns_case_keys)
-        await self.keys.start()
-        self.master = master
+        await require_streams(
+            self.nc, [*(s.name for s in streams_of(self.spec)), *kv_streams_of(self.spec)]
+        )
+        if self.spec.reads_case_keys:
+            if self.settings.master_key:
+                master = MasterKey.from_base64(self.settings.master_key)
+            else:
+                master = MasterKey.load_or_create(self.settings.master_key_path())
+            self._keys = NatsCaseKeys(self.nc, master, writer=self.spec.owns_case_keys)
+            await self._keys.start()
+            self._master = master
+        # without keys the store reads personal fields as withheld and cannot write them
         self.store = EventStore(
-            self.nc, self.keys, registry=self.registry, spec=CASES, signing=self.signing
+            self.nc, self._keys, registry=self.registry, spec=CASES, signing=self.signing
         )
         self.ref_store = EventStore(
             self.nc, None, registry=self.registry, spec=REFERENCE, signing=self.signing
@@ -229,8 +270,9 @@ class ServiceRuntime(Generic[AppT]):
             with contextlib.suppress(Exception):
                 await worker.stop()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.keys.stop()
+            if self._keys is not None:
+                with contextlib.suppress(Exception):
+                    await self._keys.stop()
             with contextlib.suppress(Exception):
                 await self.nc.drain()
         with contextlib.suppress(Exception):

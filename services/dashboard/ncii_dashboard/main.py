@@ -25,6 +25,7 @@ SPEC: ServiceSpec[DashboardApp] = ServiceSpec(
         "and codes only: nothing personal is read or kept."
     ),
     projections=(CasesProjection(), PlatformsProjection()),
+    reads_case_keys=False,
     migrations=Path(__file__).parent / "migrations",
     consumes=CONSUMES,
     routers=[stats.router, page.router],

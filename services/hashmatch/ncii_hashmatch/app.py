@@ -164,6 +164,8 @@ class HashmatchApp:
         )
         settings = replace(settings, programme=domain.bank_programme(name, current, programme))
         event = domain.bank_configured(name, settings)
+        if configured and configured[-1] == event:
+            return settings  # the same settings again (a retry without a key): no news
         event_id = self._event_id(principal, idempotency_key, "bank", name)
         await append_once(self.ref_store, ref, event, event_id, _cause(principal, event_id))
         return settings

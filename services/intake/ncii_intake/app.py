@@ -40,10 +40,16 @@ SERVICE = Principal(principal_id="intake", organisation="ncii", role="service")
 Decision = Callable[[Case], Sequence[DomainEvent]]
 
 
+def keyed_id(case_id: str, principal_id: str, idempotency_key: str, kind: str) -> str:
+    """The id of a fact with nothing in clear to recognise it by (a note, a location, a hash
+    submission), from the writer's Idempotency-Key: a retry is the same fact, also after the
+    idempotency record expired (decisions 46, 0057)."""
+    return str(derived_uuid(IDS, case_id, principal_id, idempotency_key, kind))
+
+
 def note_id(case_id: str, principal_id: str, idempotency_key: str) -> str:
-    """A case note's id, from the writer's Idempotency-Key: a retry is the same note, also
-    after the idempotency record expired (decision 46)."""
-    return str(derived_uuid(IDS, case_id, principal_id, idempotency_key, "note"))
+    """A case note's id, from the writer's Idempotency-Key (decision 46)."""
+    return keyed_id(case_id, principal_id, idempotency_key, "note")
 
 
 def contact_id(

@@ -359,6 +359,8 @@ class Case:
     """Whether the victim may be contacted, once she said so after the opening (None: what
     the opening's contact details and preference say)."""
     harm_categories: tuple[HarmCategory, ...] = ()
+    legal_assessment: LegalAssessmentRecorded | None = None
+    """The case worker's last assessment (all in clear), so the same one again is no news."""
     assignee: str | None = None
     erasure_requested_by: str | None = None
     erasure_effective_after: str | None = None
@@ -435,7 +437,7 @@ class Case:
         if isinstance(event, SpreadStatusChanged):
             return replace(self, spread_status=event.spread_status)
         if isinstance(event, LegalAssessmentRecorded):
-            return replace(self, harm_categories=tuple(event.categories))
+            return replace(self, harm_categories=tuple(event.categories), legal_assessment=event)
         if isinstance(event, CaseAssigned):
             return replace(self, assignee=event.assignee)
         if isinstance(event, ErasureRequested):
@@ -718,11 +720,12 @@ class Case:
                 "child sexual exploitation is for a minor's case; this case is an adult's: "
                 "choose the Criminal Code category (319-1 to 319-4, 315-1) or sextortion"
             )
-        return [
-            LegalAssessmentRecorded(
-                categories=list(categories), how_obtained=how_obtained, depicts=list(depicts)
-            )
-        ]
+        assessment = LegalAssessmentRecorded(
+            categories=list(categories), how_obtained=how_obtained, depicts=list(depicts)
+        )
+        if assessment == self.legal_assessment:
+            return []  # the same assessment again (a retry): nothing changes
+        return [assessment]
 
     def record_offender(
         self,

@@ -231,6 +231,9 @@ def offer(
 
 # -- a referral ---------------------------------------------------------------------------------
 
+REACHES: dict[str, Status] = {"accept": "accepted", "complete": "completed"}
+"""The state each step without a body leaves a referral in: the same step there again is a
+retry, no news. A decline or revocation says why, and another reason after it is refused."""
 ALLOWED: dict[str, dict[Status, frozenset[str]]] = {
     # command -> the states it is allowed in
     "accept": {"offered": frozenset({"counsellor"})},
@@ -311,7 +314,18 @@ class Referral:
                 status=403,
             )
 
+    def _reached(self, command: str, role: str) -> bool:
+        """The step's own state is reached already: asking again (a retry without a key) is no
+        news, for a role that may take that step at all (decision 0057)."""
+        if self.status != REACHES[command]:
+            return False
+        if role not in frozenset().union(*ALLOWED[command].values()):
+            self._check(command, role)  # says which roles may (403) or that it cannot (409)
+        return True
+
     def accept(self, role: str, at: datetime) -> list[DomainEvent]:
+        if self._reached("accept", role):
+            return []
         self._check("accept", role)
         return [ReferralAccepted(referral_id=self.referral_id, accepted_at=format_time(at))]
 
@@ -324,6 +338,8 @@ class Referral:
         ]
 
     def complete(self, role: str, at: datetime) -> list[DomainEvent]:
+        if self._reached("complete", role):
+            return []
         self._check("complete", role)
         return [ReferralCompleted(referral_id=self.referral_id, completed_at=format_time(at))]
 

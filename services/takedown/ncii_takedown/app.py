@@ -206,6 +206,8 @@ class TakedownApp:
         event = PlatformUpdated(
             platform_id=platform_id, secret_version=last.secret_version, **fields
         )
+        if last.model_dump() == event.model_dump():
+            return event  # the same settings again (a retry without a key): no news
         event_id = self._event_id(principal, key, "platform-update", platform_id)
         if any(e.envelope.event_id == event_id for e in events):
             return event
@@ -345,7 +347,14 @@ class TakedownApp:
             raise UnknownPlatformError(platform_id)
         if case.closed is not None:
             raise domain.TransitionError("the case is closed: it takes no new notices")
-        takedown_id = self._event_id(principal, key, "request", case_id)
+        if key is None:
+            # a request is its purpose, its platform and its evidence (the capture's SHA-256,
+            # in clear): the same three again is a retry, not a second notice (decision 0057)
+            takedown_id = derived_id(
+                "request", case_id, purpose, platform_id, evidence["capture_sha256"]
+            )
+        else:
+            takedown_id = self._event_id(principal, key, "request", case_id)
         ref = takedown_ref(case_id, takedown_id)
         existing = await self.store.load(ref, decrypt=False)
         if not existing:

@@ -140,6 +140,21 @@ class Idempotent:
     path: str
     key: str | None
 
+    def required(self, what: str) -> str:
+        """The key of a write that adds a fact with nothing in clear to tell its retry from a
+        second one (decision 46's rule, decision 0057): without it, 428 saying to send one.
+        Called after the role check, before anything is read or written."""
+        if self.key is None:
+            raise Problem(
+                428,
+                "Idempotency-Key required",
+                f"send an Idempotency-Key header with this request: a new value for each {what}, "
+                "the same value when you retry it (a retry is then answered with the first "
+                f"response and adds no second {what})",
+                kind="idempotency-key-required",
+            )
+        return self.key
+
     async def run(
         self,
         principal: str,

@@ -149,8 +149,11 @@ async def import_list(
     `video_md5 <32 hex>` per line (blank lines and `# comments` are skipped). All lines must
     be valid, or nothing is imported and the 422 lists each bad line. `mode=replace`: the bank
     then holds exactly this list (the rest become removals). Hashes already in the bank, or in
-    the negative bank, are not added twice."""
+    the negative bank, are not added twice. Send an `Idempotency-Key` (428 without it): the
+    same list may be imported again on purpose (a replace after another list), so only the
+    key tells a retry from a second import."""
     require_role(principal, *BANK_STAFF)
+    idempotent.required("import")
     _check_bank_name(domain.list_bank_error(name))
     text = await _read_text(request)
     parsed = _parsed(text)

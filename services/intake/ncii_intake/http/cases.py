@@ -13,10 +13,10 @@ from ncii_events.auth import require_role
 from ncii_events.http import Problem, decode_cursor, encode_cursor, not_found
 from ncii_events.http.fields import PastTime
 from ncii_events.http.limits import KiB, body_limit
-from ncii_events.ids import normalise_case_reference, uuid7
+from ncii_events.ids import normalise_case_reference
 from ncii_events.service import ServiceRoute, runtime_of
 
-from ncii_intake.app import CaseNotFoundError, contact_id, note_id
+from ncii_intake.app import CaseNotFoundError, contact_id, keyed_id, note_id
 from ncii_intake.domain import (
     CASE_READERS,
     ERASERS,
@@ -70,8 +70,11 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
     """Open a case. The response shows the victim's case reference and PIN: **once**.
 
     Pass them to the victim; with them (and no account) they can see the case's status and
-    withdraw it. Retrying with the same `Idempotency-Key` returns the same case, reference and PIN.
+    withdraw it. Send an `Idempotency-Key` (a new one per case): retrying with the same key
+    returns the same case, reference and PIN; without one the request is refused (428), as
+    nothing else tells a retry from a second victim's case.
     """
+    key = write.required_key("case")
 
     def decide(reference: str) -> list[DomainEvent]:
         return Case.open(
@@ -104,7 +107,7 @@ async def open_case(body: OpenCase, write: Writer) -> JSONResponse:
 
     return await write.run(
         body,
-        lambda: write.app.open_case(write.principal, write.key, decide),
+        lambda: write.app.open_case(write.principal, key, decide),
         status=201,
         reveal=reveal,
     )
@@ -261,8 +264,12 @@ async def record_non_consent(
 async def report_location(
     case_id: str, body: ReportLocation, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:
-    """Report where content was found. Each location may become its own takedown."""
-    location_id = str(uuid7())
+    """Report where content was found. Each location may become its own takedown. Send an
+    `Idempotency-Key` (a new one per location, the same one when you retry): the address is
+    personal, so nothing in clear tells a retry from a second location (428 without it)."""
+    location_id = keyed_id(
+        case_id, write.principal.principal_id, write.required_key("location"), "location"
+    )
     return await write.change(
         case_id,
         body,
@@ -282,8 +289,12 @@ async def submit_hashes(
     case_id: str, body: SubmitHashes, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:
     """Submit hashes computed on the victim's own device (`ncii hash FILE --submit CASE`).
-    Never an image. PDQ hashes need quality 50 or more."""
-    submission_id = str(uuid7())
+    Never an image. PDQ hashes need quality 50 or more. Send an `Idempotency-Key` (the
+    hashes are personal, so nothing in clear tells a retry from a second submission: 428
+    without it); `ncii hash --submit` sends one."""
+    submission_id = keyed_id(
+        case_id, write.principal.principal_id, write.required_key("submission"), "submission"
+    )
     return await write.change(
         case_id, body, lambda c: c.submit_hashes(submission_id, body.hashes), if_match=if_match
     )
@@ -427,7 +438,10 @@ async def record_legal_assessment(
 async def record_offender(
     case_id: str, body: RecordOffender, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:
-    """What is known of the offender (personal: encrypted, erased with the case)."""
+    """What is known of the offender (personal: encrypted, erased with the case). Send an
+    `Idempotency-Key`: the details are personal, so nothing in clear tells a retry from a new
+    record (428 without it)."""
+    write.required_key("offender record")
     return await write.change(
         case_id,
         body,
@@ -447,7 +461,9 @@ async def record_police_report(
     case_id: str, body: RecordPoliceReport, write: Writer, if_match: IfMatch = None
 ) -> JSONResponse:
     """Where and when the victim reported to the police, and whether seizure of the
-    offender's devices was requested."""
+    offender's devices was requested. Send an `Idempotency-Key`: the station and number are
+    personal, so nothing in clear tells a retry from a new record (428 without it)."""
+    write.required_key("police report record")
     return await write.change(
         case_id,
         body,
@@ -488,7 +504,7 @@ async def add_note(case_id: str, body: AddNote, write: Writer) -> JSONResponse:
     """A case note (personal: encrypted, erased with the case). Send an `Idempotency-Key`
     (a new one per note, the same one when you retry): a note has nothing else by which a
     retry could be told from a second note, so a note without it is refused (428)."""
-    note = note_id(case_id, write.principal.principal_id, write.required_key())
+    note = note_id(case_id, write.principal.principal_id, write.required_key("note"))
     return await write.change(case_id, body, lambda c: c.add_note(note, body.text))
 
 

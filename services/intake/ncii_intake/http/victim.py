@@ -9,14 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
-from ncii_events.auth import address_key, network_key, require_role
+from ncii_events.auth import address_key, network_key
 from ncii_events.http import Problem
 from ncii_events.http.limits import KiB, body_limit
 from ncii_events.ids import normalise_case_reference
 from ncii_events.service import ServiceRoute, runtime_of
 
 from ncii_intake.app import IntakeApp
-from ncii_intake.domain import CASE_WRITERS
 from ncii_intake.http import App
 from ncii_intake.http.bodies import ResetVictimAccess, VictimAccess
 from ncii_intake.http.views import case_state, victim_view
@@ -98,10 +97,11 @@ async def reset_victim_access(
     every count of wrong PINs against it starts afresh (on every replica). With `new_pin`
     (the default) the old PIN stops working and the response shows the new one **once**: give
     it to the victim. Use it too when someone else may know her PIN. Retrying with the same
-    `Idempotency-Key` returns the same PIN; every other call is a new reset."""
+    `Idempotency-Key` returns the same PIN; every other call is a new reset, so the key is
+    required (428 without it: a retried reset would otherwise void the PIN just shown)."""
     command = body or ResetVictimAccess()
     # checked here as in every write, so an invalid body is a 422 before a 403
-    require_role(write.principal, *CASE_WRITERS)
+    key = write.required_key("reset")
 
     async def handle() -> tuple[int, dict[str, Any]]:
         with case_problems():
@@ -110,7 +110,7 @@ async def reset_victim_access(
                 write.principal,
                 lambda c: c.reset_victim_access(write.principal.role, new_pin=command.new_pin),
                 actor_principal=write.principal,
-                idempotency_key=write.key,
+                idempotency_key=key,
             )
         # what is kept for a replay: the PIN's generation, never the PIN
         return 200, {**case_state(loaded), "pin_generation": loaded.case.pin_generation}

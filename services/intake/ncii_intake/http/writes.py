@@ -77,21 +77,12 @@ class CaseWrite:
     def key(self) -> str | None:
         return self.idempotent.key
 
-    def required_key(self) -> str:
+    def required_key(self, what: str) -> str:
         """The Idempotency-Key of a write that has no other way to tell its retry from a second
-        fact (a case note): without it, 428 saying to send one (after the role check, so a
-        caller who may not write learns nothing more)."""
+        fact (a note, a location, a submission, a new case): without it, 428 saying to send one
+        (after the role check, so a caller who may not write learns nothing more)."""
         require_role(self.principal, *CASE_WRITERS)
-        if self.key is None:
-            raise Problem(
-                428,
-                "Idempotency-Key required",
-                "send an Idempotency-Key header with this request: a new value for each note, "
-                "the same value when you retry it (a retry is then answered with the first "
-                "response and adds no second note)",
-                kind="idempotency-key-required",
-            )
-        return self.key
+        return self.idempotent.required(what)
 
     async def run(
         self,

@@ -40,8 +40,11 @@ async def register_partner(
     body: PartnerFields, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
     """Register a support partner that receives referrals. Its counsellors' API keys carry
-    its `organisation` (role `counsellor`)."""
+    its `organisation` (role `counsellor`). Send an `Idempotency-Key` (428 without it): a
+    registration has no identity of its own, so only the key tells a retry from a second
+    partner (`ncii partners register` sends one)."""
     require_role(principal, *domain.STAFF)
+    idempotent.required("partner")
 
     async def handle() -> tuple[int, dict[str, Any]]:
         event = await app.register_partner(principal, idempotent.key, body.fields())
@@ -54,7 +57,8 @@ async def register_partner(
 async def update_partner(
     partner_id: str, body: PartnerFields, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
-    """Replace a partner's settings (e.g. `taking_referrals: false` when it is full)."""
+    """Replace a partner's settings (e.g. `taking_referrals: false` when it is full). The same
+    settings again are no news (no event), with or without an `Idempotency-Key`."""
     require_role(principal, *domain.STAFF)
 
     async def handle() -> tuple[int, dict[str, Any]]:

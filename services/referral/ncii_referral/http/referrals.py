@@ -5,7 +5,7 @@ pseudonym, the needs and, only with the victim's consent, one contact route."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -14,13 +14,13 @@ from ncii_contracts.referral import CounsellorNoteAdded, FollowUpRecorded, Refer
 from ncii_events.auth import Principal, require_role
 from ncii_events.http import IdempotentWrite
 from ncii_events.http.rate_limits import CASE_WRITES, rate_limited
-from ncii_events.ids import uuid7
 from ncii_events.service import ServiceRoute
 from pydantic import BaseModel
 
 from ncii_referral import domain
 from ncii_referral.http import App, Caller, command_problems
 from ncii_referral.http.bodies import AddNote, Decline, FollowUp, OfferReferral, Revoke
+from ncii_referral.outbox import derived_id
 from ncii_referral.read_models import queries
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
@@ -61,8 +61,11 @@ async def _write(
     roles: tuple[str, ...],
     action: Callable[[], Awaitable[domain.Referral]],
     status: int = 200,
+    key_for: str | None = None,
 ) -> JSONResponse:
     require_role(principal, *roles)
+    if key_for is not None:  # a fact with nothing in clear to know its retry by: 428 without
+        idempotent.required(key_for)
 
     async def handle() -> tuple[int, dict[str, Any]]:
         with command_problems():
@@ -84,7 +87,9 @@ async def offer_referral(
     """Offer the case to a support partner. Needs the victim's consent to referral; without it
     only a case worker may offer, with an `override` reason (recorded as its own event), and
     the partner then gets no contact route. Adults are offered `stopncii_enrolment`, minors
-    `photodna_programme`, never the other way round (422)."""
+    `photodna_programme`, never the other way round (422). Send an `Idempotency-Key` (a new
+    one per offer, the same one when you retry; 428 without it): a second offer to the same
+    partner can be meant, so only the key tells it from a retry."""
     override = (
         domain.Override(body.override.reason, body.override.explanation)
         if body.override is not None
@@ -105,6 +110,7 @@ async def offer_referral(
             override=override,
         ),
         status=201,
+        key_for="referral offer",
     )
 
 
@@ -160,7 +166,8 @@ async def case_follow_up(
     app: App,
     idempotent: IdempotentWrite,
 ) -> JSONResponse:
-    """The victim was contacted again, and how she is (the note is encrypted)."""
+    """The victim was contacted again, and how she is (the note is encrypted). A follow-up is
+    its time and outcome: the same two again without an `Idempotency-Key` are a retry."""
     return await _write(
         principal,
         idempotent,
@@ -173,8 +180,14 @@ async def case_follow_up(
             referral_id,
             "follow-up",
             lambda r: r.follow_up(principal.role, body.contacted_at, body.outcome, body.note),
+            identity=follow_up_identity(body),
         ),
     )
+
+
+def follow_up_identity(body: FollowUp) -> tuple[str, str]:
+    """What a follow-up says in clear (never its note, which is personal)."""
+    return (domain.format_time(body.contacted_at), body.outcome)
 
 
 # -- the receiving partner (counsellors) --------------------------------------------------------
@@ -236,7 +249,11 @@ async def read_referral(referral_id: str, principal: Caller, app: App) -> JSONRe
 
 
 def _partner_step(
-    what: str, decide: Callable[[domain.Referral, Principal, App, BaseModel | None], Any]
+    what: str,
+    decide: Callable[[domain.Referral, Principal, App, BaseModel | None], Any],
+    *,
+    identity: Sequence[str] = (),
+    key_for: str | None = None,
 ) -> Callable[..., Awaitable[JSONResponse]]:
     async def route(
         referral_id: str,
@@ -256,7 +273,9 @@ def _partner_step(
                 referral_id,
                 what,
                 lambda r: decide(r, principal, app, body),
+                identity,
             ),
+            key_for=key_for,
         )
 
     return route
@@ -296,6 +315,7 @@ async def partner_follow_up(
     return await _partner_step(
         "follow-up",
         lambda r, p, _a, _b: r.follow_up(p.role, body.contacted_at, body.outcome, body.note),
+        identity=follow_up_identity(body),
     )(referral_id, principal, app, idempotent, body)
 
 
@@ -303,8 +323,13 @@ async def partner_follow_up(
 async def add_note(
     referral_id: str, body: AddNote, principal: Caller, app: App, idempotent: IdempotentWrite
 ) -> JSONResponse:
-    """A counsellor's note (encrypted with the case's key, erased with the case)."""
-    note_id = str(uuid7())
-    return await _partner_step("note", lambda r, p, _a, _b: r.add_note(p.role, note_id, body.note))(
-        referral_id, principal, app, idempotent, body
-    )
+    """A counsellor's note (encrypted with the case's key, erased with the case). Send an
+    `Idempotency-Key` (a new one per note, the same one when you retry): a note is free text
+    only, so nothing in clear tells a retry from a second note (428 without it)."""
+    # the key is checked (428) in the step, after the role; the id derives from it
+    note_id = derived_id(principal.principal_id, idempotent.key or "", "note id", referral_id)
+    return await _partner_step(
+        "note",
+        lambda r, p, _a, _b: r.add_note(p.role, note_id, body.note),
+        key_for="note",
+    )(referral_id, principal, app, idempotent, body)

@@ -28,8 +28,11 @@ async def register_platform(
 ) -> JSONResponse:
     """Register a platform that receives notices. For a webhook platform the answer holds its
     signing secret (Standard Webhooks `whsec_...`): give it to the platform; an admin can read
-    it again (`GET /v1/platforms/{id}/webhook-secret`)."""
+    it again (`GET /v1/platforms/{id}/webhook-secret`). Send an `Idempotency-Key` (428
+    without it): only the key tells a retry from a second platform (`ncii platforms register`
+    sends one)."""
     require_role(principal, *domain.STAFF)
+    idempotent.required("platform")
 
     async def handle() -> tuple[int, dict[str, Any]]:
         event = await app.register_platform(principal, idempotent.key, body.fields())
@@ -52,7 +55,8 @@ async def update_platform(
     app: App,
     idempotent: IdempotentWrite,
 ) -> JSONResponse:
-    """Replace a platform's settings (notices already requested keep their deadline)."""
+    """Replace a platform's settings (notices already requested keep their deadline). The
+    same settings again are no news (no event), with or without an `Idempotency-Key`."""
     require_role(principal, *domain.STAFF)
 
     async def handle() -> tuple[int, dict[str, Any]]:
