@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ncii_events import tracing
 from ncii_events.projection import checkpoints
 from ncii_events.worker import LoopWorker
 from numpy.typing import NDArray
@@ -292,7 +293,17 @@ class Matcher(LoopWorker):
         await self.restore()
 
     async def step(self) -> int:
-        return await self.poll()
+        started = time.time_ns()
+        applied = await self.poll()
+        if applied:
+            # a root: the changes come from the bank's projections, whose spans for the events
+            # that made them are in those events' traces (decision 55)
+            tracing.past_span(
+                "ncii.matcher.follow",
+                started,
+                {"ncii.handler": self.name, "messaging.batch.message_count": applied},
+            )
+        return applied
 
     async def target(self) -> object:
         async with self.engine.connect() as conn:
