@@ -6,23 +6,29 @@ and no personal value reaches a span, a metric or a log line."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from ncii_events.embedded import free_port
 from ncii_events.tracing import ALLOWED_ATTRIBUTES
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.e2e.test_takedown import Receiver
 from tests.support.eventually import eventually
 from tests.support.otlp import OtlpReceiver, Point, Span
 
 MakeKey = Callable[[str, str], Awaitable[str]]
-SERVER, PRODUCER, CONSUMER = 2, 4, 5  # span kinds, as OTLP numbers them
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # span kinds, as OTLP numbers them
 
 
 def ago(**delta: float) -> str:
@@ -205,6 +211,135 @@ async def test_an_http_write_to_intake_is_traced_through_takedowns_handling_of_i
     )
     assert appended.name == "ncii.events.append"
     assert appended.trace_id == request.trace_id
+
+
+@pytest.fixture
+async def platform_hook() -> AsyncIterator[Receiver]:
+    """A platform's webhook endpoint that takes every notice whose signature verifies."""
+    found = Receiver(fail_first=0)
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", found.hook, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, what="the platform's endpoint listening")
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    server.should_exit = True
+    await task
+
+
+async def test_a_notice_is_delivered_in_the_trace_of_the_intake_request_that_allowed_it(
+    traced: Traced, caseworker: str, platform_hook: Receiver
+) -> None:
+    # decision 55: intake's request -> its append -> takedown's reactor -> its outbox -> the
+    # reactor again -> the deliverer's webhook POST, one trace across two processes
+    name = f"HookHost{uuid.uuid4().hex[:6]}"
+    async with traced.takedown.client(caseworker) as client:
+        registered = await client.post(
+            "/v1/platforms",
+            json={
+                "name": name,
+                "kind": "cloud_or_image_host",
+                "jurisdiction": "TW",
+                "regimes": ["tw"],
+                "channel": "webhook",
+                "webhook_url": platform_hook.url,
+            },
+        )
+        assert registered.status_code == 201, registered.text
+    platform_hook.secret = registered.json()["webhook_secret"]
+    await caught_up(traced.takedown)
+    opened = await open_case(traced.intake, caseworker)  # an adult: no statement yet
+    case_id = opened["case_id"]
+    await report_location(traced.intake, caseworker, case_id, "https://hook.example/p/1", name)
+    async with traced.takedown.client(caseworker) as client:
+
+        async def takedown_opened() -> str:
+            listed = await client.get(f"/v1/cases/{case_id}/takedowns")
+            assert listed.status_code == 200, listed.text
+            items = listed.json()["items"]
+            assert items, "no takedown yet"
+            return str(items[0]["takedown_id"])
+
+        takedown_id = await eventually(takedown_opened, what="the takedown opened")
+        evidence = await client.post(
+            f"/v1/cases/{case_id}/takedowns/{takedown_id}/evidence",
+            json={
+                "capture_method": "screenshot",
+                "preserved_by": "desk 3",
+                "captured_at": ago(minutes=5),
+                "capture_sha256": uuid.uuid4().hex * 2,
+            },
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert evidence.status_code in (200, 201), evidence.text
+    await caught_up(traced.takedown)
+    assert not platform_hook.accepted, "a notice left before the victim's statement"
+    # the statement is what the notice waited for: its request starts the trace
+    async with traced.intake.client(caseworker) as client:
+        stated = await client.post(
+            f"/v1/cases/{case_id}/non-consent",
+            json={"stated_at": ago(minutes=30), "method": "written"},
+        )
+        assert stated.status_code == 200, stated.text
+    await eventually(lambda: bool(platform_hook.accepted), what="the notice delivered")
+
+    request = await one_span(
+        traced,
+        "intake's non-consent request",
+        exactly=False,
+        service="ncii-intake",
+        name="HTTP POST /v1/cases/{case_id}/non-consent",
+    )
+    handled = await one_span(
+        traced,
+        "takedown handling NonConsentRecorded",
+        service="ncii-takedown",
+        name="ncii.handle NonConsentRecorded",
+        **{"attr_ncii.case_id": case_id},
+    )
+    assert handled.trace_id == request.trace_id
+    publish = await one_span(
+        traced,
+        "takedown's outbox publishing TakedownRequested",
+        exactly=False,
+        service="ncii-takedown",
+        name="ncii.outbox.publish TakedownRequested",
+        parent_span_id=handled.span_id,
+    )
+    requested = await one_span(
+        traced,
+        "takedown handling its own TakedownRequested",
+        service="ncii-takedown",
+        name="ncii.handle TakedownRequested",
+        **{"attr_ncii.case_id": case_id},
+    )
+    append = await one_span(
+        traced, "the append of TakedownRequested", span_id=requested.parent_span_id
+    )
+    assert append.parent_span_id == publish.span_id
+    deliver = await one_span(
+        traced,
+        "the deliverer's notice",
+        service="ncii-takedown",
+        name="ncii.deliver notice",
+        **{"attr_ncii.case_id": case_id},
+    )
+    assert deliver.parent_span_id == requested.span_id
+    post = await one_span(
+        traced, "the webhook POST", name="HTTP POST webhook", parent_span_id=deliver.span_id
+    )
+    assert post.kind == CLIENT
+    assert post.attributes["http.response.status_code"] == 204
+    sent = await one_span(
+        traced,
+        "the append of NoticeSent",
+        name="ncii.events.append",
+        parent_span_id=deliver.span_id,
+        **{"attr_ncii.event_types": "NoticeSent"},
+    )
+    trace_ids = {s.trace_id for s in (handled, publish, requested, append, deliver, post, sent)}
+    assert trace_ids == {request.trace_id}
 
 
 def points(traced: Traced, metric: str, service: str) -> list[Point]:
