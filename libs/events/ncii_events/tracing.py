@@ -97,6 +97,8 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
 def parent_of(traceparent: str | None) -> Context | None:
     """The context to start a consumer's span in: the producer's span, when it was sampled
     (None otherwise: an unsampled parent makes no span worth recording)."""
+    if not traceparent or traceparent.endswith("-00"):
+        return None  # the common unsampled case (nothing exported upstream), without parsing
     ctx = parse_traceparent(traceparent)
     if ctx is None or not ctx.trace_flags.sampled:
         return None
