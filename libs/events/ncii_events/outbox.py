@@ -150,9 +150,7 @@ class OutboxPublisher(LoopWorker):
                 "ncii.event_type": row.event_type,
                 "ncii.event_id": row.event_id,
                 "ncii.case_id": ref.case_id,
-            }
-            if tracing.exporting()
-            else None,
+            },
         ):
             await self._append(row, ref, event, cause)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -54,9 +54,9 @@ ALLOWED_ATTRIBUTES = frozenset(
 )
 """Every span attribute the code may set (the e2e telemetry test fails on any other)."""
 
-REMEMBERED = 4096
-"""Consumer spans kept until the batch that handled them commits what they caused (a batch
-starts at most ``EVENT_SPANS``, 256, of them)."""
+REMEMBERED = 8192
+"""Consumer spans kept (by event id and by log position: two entries each) until what they
+caused is committed and followed (a batch starts at most ``EVENT_SPANS``, 256, of them)."""
 
 _tracer = trace.get_tracer("ncii.events")
 
@@ -118,6 +118,19 @@ def remember(event_id: str, ctx: SpanContext) -> None:
         _remembered.popitem(last=False)
 
 
+def position(stream: str, seq: int) -> str:
+    """The key ``remember`` keeps a handled event under besides its id: its place in the log
+    (for work that knows where its cause is, not which it is: hashmatch's bank changes)."""
+    return f"{stream}#{seq}"
+
+
+def handled_at(stream: str, seq: int) -> str | None:
+    """The traceparent of the span that handled the event at ``seq`` of ``stream`` in this
+    process, if it is still remembered."""
+    ctx = _remembered.get(position(stream, seq))
+    return format_traceparent(ctx) if ctx is not None else None
+
+
 def caused_by(event_id: str, traceparent: str | None) -> str | None:
     """The traceparent to keep with work that event ``event_id`` (carrying ``traceparent``)
     caused: the span that handled it here when there was one, else the event's own, so the
@@ -149,20 +162,8 @@ def work_span(
         finally:
             otel_context.detach(token)
         return
-    with _tracer.start_as_current_span(
-        name,
-        context=context or Context(),  # an empty context: a root, whatever the caller's is
-        kind=kind,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span.set_attribute("error.type", type(exc).__name__)
-            span.set_status(trace.StatusCode.ERROR)
-            raise
+    with _recorded(name, context or Context(), attributes, kind) as span:  # empty: a root
+        yield span
 
 
 @contextlib.contextmanager
@@ -177,11 +178,20 @@ def child_span(
     if not _exporting:
         yield trace.INVALID_SPAN
         return
+    with _recorded(name, None, attributes, kind) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def _recorded(
+    name: str, context: Context | None, attributes: Attributes, kind: trace.SpanKind
+) -> Iterator[trace.Span]:
     with _tracer.start_as_current_span(
         name,
+        context=context,
         kind=kind,
         attributes=attributes,
-        record_exception=False,
+        record_exception=False,  # an exception's message may quote a value: its type only
         set_status_on_exception=False,
     ) as span:
         try:
@@ -200,10 +210,22 @@ def link(span: trace.Span, traceparent: str | None) -> None:
         span.add_link(ctx)
 
 
-def past_span(name: str, started_ns: int, attributes: Attributes = None) -> None:
+def past_span(
+    name: str,
+    started_ns: int,
+    attributes: Attributes = None,
+    links: Iterable[str | None] = (),
+) -> None:
     """A root span for work already done since ``started_ns`` (``time.time_ns()``), for a loop
-    that learns only afterwards whether a round did anything worth a span."""
-    if _exporting:
-        _tracer.start_span(
-            name, context=Context(), start_time=started_ns, attributes=attributes
-        ).end()
+    that learns only afterwards whether a round did anything worth a span; linked to the spans
+    ``links`` name (traceparents; the unsampled and unknown ones are left out)."""
+    if not _exporting:
+        return
+    found = (parse_traceparent(tp) for tp in links)
+    _tracer.start_span(
+        name,
+        context=Context(),
+        start_time=started_ns,
+        attributes=attributes,
+        links=[trace.Link(ctx) for ctx in found if ctx is not None and ctx.trace_flags.sampled],
+    ).end()
