@@ -296,6 +296,8 @@ class Deliverer(LoopWorker):
                 span.set_attribute("error.type", type(exc).__name__)
                 return str(exc)
             span.set_attribute("http.response.status_code", status)
+            if status >= 400:  # a client span's error (semantic conventions), with no message
+                span.set_status(trace.StatusCode.ERROR)
         if not 200 <= status < 300:
             return f"http_{status}"
         return None
