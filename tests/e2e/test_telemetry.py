@@ -1,28 +1,36 @@
-"""Traces and metrics end to end (decision 49): intake, takedown and referral as their own
-processes exporting over OTLP/HTTP to a local receiver on the real protocol (protobuf, decoded
-with opentelemetry-proto). One trace goes from an HTTP write to intake through its append into
-takedown's handling of the event and on through takedown's outbox; the named instruments arrive;
-and no personal value reaches a span, a metric or a log line."""
+"""Traces, metrics and logs end to end (decisions 49, 55): intake, takedown and referral as their
+own processes exporting over OTLP/HTTP to a local receiver on the real protocol (protobuf,
+decoded with opentelemetry-proto). One trace goes from an HTTP write to intake through its
+append into takedown's handling of the event, on through takedown's outbox and its deliverer's
+webhook POST, with the deliverer's log records in it; the named instruments arrive; and no
+personal value reaches a span, a metric, a log line or a log record sent over OTLP."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from ncii_events.embedded import free_port
+from ncii_events.telemetry import LOG_ATTRIBUTES
 from ncii_events.tracing import ALLOWED_ATTRIBUTES
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from tests.conftest import SuiteNats
 from tests.e2e.conftest import RunningService, caught_up, start_service, stop_service
+from tests.e2e.test_takedown import Receiver
 from tests.support.eventually import eventually
-from tests.support.otlp import OtlpReceiver, Point, Span
+from tests.support.otlp import Log, OtlpReceiver, Point, Span
 
 MakeKey = Callable[[str, str], Awaitable[str]]
-SERVER, PRODUCER, CONSUMER = 2, 4, 5  # span kinds, as OTLP numbers them
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # span kinds, as OTLP numbers them
 
 
 def ago(**delta: float) -> str:
@@ -50,6 +58,7 @@ def traced(
         "NCII_LOG_FORMAT": "json",
         "NCII_REFERRAL_SWEEP_INTERVAL_S": "0.2",
         "NCII_TAKEDOWN_SWEEP_INTERVAL_S": "0.2",
+        "NCII_TAKEDOWN_RETRY_BASE_MS": "20",
     }
     started: list[RunningService] = []
     workdirs: list[Path] = []
@@ -205,6 +214,163 @@ async def test_an_http_write_to_intake_is_traced_through_takedowns_handling_of_i
     )
     assert appended.name == "ncii.events.append"
     assert appended.trace_id == request.trace_id
+
+
+@pytest.fixture
+async def platform_hook() -> AsyncIterator[Receiver]:
+    """A platform's webhook endpoint: refuses the first notice (503), then takes those whose
+    signature verifies."""
+    found = Receiver(fail_first=1)
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", found.hook, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, what="the platform's endpoint listening")
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    server.should_exit = True
+    await task
+
+
+async def test_a_notice_is_delivered_in_the_trace_of_the_intake_request_that_allowed_it(
+    traced: Traced, caseworker: str, platform_hook: Receiver
+) -> None:
+    # decision 55: intake's request -> its append -> takedown's reactor -> its outbox -> the
+    # reactor again -> the deliverer's webhook POST, one trace across two processes
+    name = f"HookHost{uuid.uuid4().hex[:6]}"
+    async with traced.takedown.client(caseworker) as client:
+        registered = await client.post(
+            "/v1/platforms",
+            json={
+                "name": name,
+                "kind": "cloud_or_image_host",
+                "jurisdiction": "TW",
+                "regimes": ["tw"],
+                "channel": "webhook",
+                "webhook_url": platform_hook.url,
+            },
+        )
+        assert registered.status_code == 201, registered.text
+    platform_hook.secret = registered.json()["webhook_secret"]
+    await caught_up(traced.takedown)
+    opened = await open_case(traced.intake, caseworker)  # an adult: no statement yet
+    case_id = opened["case_id"]
+    await report_location(traced.intake, caseworker, case_id, "https://hook.example/p/1", name)
+    async with traced.takedown.client(caseworker) as client:
+
+        async def takedown_opened() -> str:
+            listed = await client.get(f"/v1/cases/{case_id}/takedowns")
+            assert listed.status_code == 200, listed.text
+            items = listed.json()["items"]
+            assert items, "no takedown yet"
+            return str(items[0]["takedown_id"])
+
+        takedown_id = await eventually(takedown_opened, what="the takedown opened")
+        evidence = await client.post(
+            f"/v1/cases/{case_id}/takedowns/{takedown_id}/evidence",
+            json={
+                "capture_method": "screenshot",
+                "preserved_by": "desk 3",
+                "captured_at": ago(minutes=5),
+                "capture_sha256": uuid.uuid4().hex * 2,
+            },
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert evidence.status_code in (200, 201), evidence.text
+    await caught_up(traced.takedown)
+    assert not platform_hook.accepted, "a notice left before the victim's statement"
+    # the statement is what the notice waited for: its request starts the trace
+    async with traced.intake.client(caseworker) as client:
+        stated = await client.post(
+            f"/v1/cases/{case_id}/non-consent",
+            json={"stated_at": ago(minutes=30), "method": "written"},
+        )
+        assert stated.status_code == 200, stated.text
+    await eventually(lambda: bool(platform_hook.accepted), what="the notice delivered")
+
+    request = await one_span(
+        traced,
+        "intake's non-consent request",
+        exactly=False,
+        service="ncii-intake",
+        name="HTTP POST /v1/cases/{case_id}/non-consent",
+    )
+    handled = await one_span(
+        traced,
+        "takedown handling NonConsentRecorded",
+        service="ncii-takedown",
+        name="ncii.handle NonConsentRecorded",
+        **{"attr_ncii.case_id": case_id},
+    )
+    assert handled.trace_id == request.trace_id
+    publish = await one_span(
+        traced,
+        "takedown's outbox publishing TakedownRequested",
+        exactly=False,
+        service="ncii-takedown",
+        name="ncii.outbox.publish TakedownRequested",
+        parent_span_id=handled.span_id,
+    )
+    requested = await one_span(
+        traced,
+        "takedown handling its own TakedownRequested",
+        service="ncii-takedown",
+        name="ncii.handle TakedownRequested",
+        **{"attr_ncii.case_id": case_id},
+    )
+    append = await one_span(
+        traced, "the append of TakedownRequested", span_id=requested.parent_span_id
+    )
+    assert append.parent_span_id == publish.span_id
+    # the first attempt was refused (503), the second taken (204): each its own span
+    post = await one_span(
+        traced,
+        "the accepted webhook POST",
+        name="HTTP POST webhook",
+        **{"attr_http.response.status_code": 204},
+        exactly=False,
+    )
+    assert post.kind == CLIENT
+    deliver = await one_span(traced, "the deliverer's notice", span_id=post.parent_span_id)
+    assert deliver.name == "ncii.deliver notice"
+    assert deliver.attributes["ncii.case_id"] == case_id
+    assert deliver.parent_span_id == requested.span_id
+    refused = await one_span(
+        traced,
+        "the refused webhook POST",
+        name="HTTP POST webhook",
+        **{"attr_http.response.status_code": 503},
+        exactly=False,
+    )
+    first = await one_span(traced, "the first attempt", span_id=refused.parent_span_id)
+    assert first.parent_span_id == requested.span_id
+    sent = await one_span(
+        traced,
+        "the append of NoticeSent",
+        name="ncii.events.append",
+        parent_span_id=deliver.span_id,
+        **{"attr_ncii.event_types": "NoticeSent"},
+    )
+
+    # the deliverer's log line of the refusal, exported over OTLP in the same trace
+    def refusal_logged() -> Log:
+        logs = [
+            r
+            for r in traced.receiver.received.received_logs()
+            if r.service == "ncii-takedown" and r.span_id == first.span_id
+        ]
+        assert logs, "no log record of the refused attempt yet"
+        return logs[0]
+
+    logged = await eventually(refusal_logged, what="the refusal's log record")
+    assert logged.trace_id == request.trace_id
+    assert logged.severity == "WARNING"
+    assert logged.scope == "ncii.takedown.delivery"
+    assert "http_503" in str(logged.body)
+    trace_ids = {
+        s.trace_id for s in (handled, publish, requested, append, deliver, post, first, sent)
+    }
+    assert trace_ids == {request.trace_id}
 
 
 def points(traced: Traced, metric: str, service: str) -> list[Point]:
@@ -383,6 +549,10 @@ async def test_no_personal_value_reaches_a_span_a_metric_or_a_log_line(
         p.read_text(errors="replace") for d in traced.workdirs for p in d.glob("*.log")
     )
     assert logs, "the services logged nothing: nothing was checked"
+    records = traced.receiver.received.received_logs()
+    assert {r.service for r in records} >= {"ncii-intake", "ncii-takedown", "ncii-referral"}, (
+        "no log records over OTLP: nothing was checked"
+    )
     for value in values:
         assert value.encode() not in exported, f"{value!r} was exported"
         assert value not in text, f"{value!r} was exported"
@@ -392,4 +562,7 @@ async def test_no_personal_value_reaches_a_span_a_metric_or_a_log_line(
         k for s in spans for _, attrs in s.events for k in attrs
     }
     assert keys <= ALLOWED_ATTRIBUTES, keys - ALLOWED_ATTRIBUTES
+    # and what a log record may say besides its message
+    log_keys = {k for r in records for k in r.attributes}
+    assert log_keys <= set(LOG_ATTRIBUTES.values()), log_keys
     assert not [s for s in spans if s.events or s.status_message]

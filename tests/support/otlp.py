@@ -1,6 +1,6 @@
-"""A local OTLP receiver on the real protocol: an HTTP server that accepts ``POST /v1/traces``
-and ``POST /v1/metrics`` (OTLP/HTTP, protobuf, gzip or not), decodes them with
-opentelemetry-proto and keeps what it got, as a collector would receive it."""
+"""A local OTLP receiver on the real protocol: an HTTP server that accepts ``POST /v1/traces``,
+``POST /v1/metrics`` and ``POST /v1/logs`` (OTLP/HTTP, protobuf, gzip or not), decodes them
+with opentelemetry-proto and keeps what it got, as a collector would receive it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -56,12 +60,24 @@ class Point:
     value: float
 
 
+@dataclass(frozen=True)
+class Log:
+    service: str
+    scope: str
+    severity: str
+    body: Any
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
+
+
 @dataclass
 class Received:
     """Everything the receiver was sent, decoded, plus each request's bytes (after gzip)."""
 
     spans: list[Span] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    logs: list[Log] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,6 +127,33 @@ class Received:
             self.bodies.append(body)
             self.texts.append(str(request))
 
+    def log_records(self, body: bytes) -> None:
+        request = ExportLogsServiceRequest.FromString(body)
+        logs = []
+        for resource_logs in request.resource_logs:
+            service = str(attributes(resource_logs.resource.attributes).get("service.name"))
+            for scope_logs in resource_logs.scope_logs:
+                for r in scope_logs.log_records:
+                    logs.append(
+                        Log(
+                            service=service,
+                            scope=scope_logs.scope.name,
+                            severity=r.severity_text,
+                            body=value_of(r.body),
+                            attributes=attributes(r.attributes),
+                            trace_id=r.trace_id.hex(),
+                            span_id=r.span_id.hex(),
+                        )
+                    )
+        with self.lock:
+            self.logs.extend(logs)
+            self.bodies.append(body)
+            self.texts.append(str(request))
+
+    def received_logs(self) -> list[Log]:
+        with self.lock:
+            return list(self.logs)
+
     def snapshot(self) -> tuple[list[Span], list[Point], list[bytes], list[str]]:
         with self.lock:
             return list(self.spans), list(self.points), list(self.bodies), list(self.texts)
@@ -132,6 +175,9 @@ class OtlpReceiver:
                 elif self.path == "/v1/metrics":
                     received.metrics(body)
                     answer = ExportMetricsServiceResponse().SerializeToString()
+                elif self.path == "/v1/logs":
+                    received.log_records(body)
+                    answer = ExportLogsServiceResponse().SerializeToString()
                 else:
                     self.send_error(404)
                     return

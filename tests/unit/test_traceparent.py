@@ -53,18 +53,30 @@ def test_an_unsampled_or_malformed_traceparent_gives_the_consumer_no_parent(
     assert tracing.parent_of(value) is None
 
 
-def test_the_outbox_recalls_only_the_newest_handled_events() -> None:
-    ctx = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+def test_work_an_event_caused_keeps_the_span_that_handled_it_else_the_events_own() -> None:
+    handled = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    own = "00-" + "3" * 32 + "-" + "4" * 16 + "-01"
     try:
-        for i in range(tracing.REMEMBERED + 1):
-            tracing.remember(f"event-{i}", ctx)
-        assert tracing.recall("event-0") is None
-        recalled = tracing.recall(f"event-{tracing.REMEMBERED}")
-        assert recalled is not None
-        assert trace.get_current_span(recalled).get_span_context() == ctx
-        assert tracing.recall(None) is None
+        tracing.remember("event-0", handled)
+        assert tracing.caused_by("event-0", own) == tracing.format_traceparent(handled)
+        assert tracing.caused_by("event-1", own) == own  # handled in another process
+        assert tracing.caused_by("event-1", None) is None
+        for i in range(1, tracing.REMEMBERED + 1):
+            tracing.remember(f"event-{i}", handled)
+        assert tracing.caused_by("event-0", own) == own  # only the newest are kept
     finally:
         tracing.set_exporting(False)  # forgets them
+
+
+def test_unexported_work_still_carries_its_causes_trace_into_what_it_appends() -> None:
+    cause = "00-" + "5" * 32 + "-" + "6" * 16 + "-01"
+    assert not tracing.exporting()
+    with tracing.work_span("ncii.outbox.publish X", parent=cause):
+        assert traceparent() == cause  # what an append here writes
+    assert traceparent() is None
+    with tracing.work_span("ncii.sweep x") as span:  # no cause: nothing
+        assert traceparent() is None
+        tracing.link(span, cause)  # a no-op on a span that is not recorded
 
 
 def test_otlp_is_chosen_when_an_otlp_endpoint_is_configured(

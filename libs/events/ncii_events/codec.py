@@ -10,6 +10,7 @@ from typing import Any
 from ncii_contracts.base import DomainEvent
 from opentelemetry import trace
 
+from ncii_events import tracing
 from ncii_events.crypto import NO_KEY, decrypt_field
 from ncii_events.envelope import Actor, Envelope, canonical_event_json, utc_now
 from ncii_events.model import NO_FIELDS, AggregateRef, Cause, RecordedEvent
@@ -191,9 +192,7 @@ def traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, as the propagator writes it (without the
     propagator's machinery: baggage is not stored in events)."""
     ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    return tracing.format_traceparent(ctx) if ctx.is_valid else None
 
 
 def actual_seq(description: str | None) -> int | None:

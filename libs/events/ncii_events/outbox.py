@@ -3,9 +3,11 @@ transaction that moved its checkpoint, appended to the log in the order they wer
 
 Hashmatch, takedown and referral each keep their own outbox table (their schemas differ in what
 else a row says: the stream, the aggregate); every table has ``id``, ``event_id``, ``case_id``,
-``event_type``, ``payload``, ``correlation_id``, ``causation_id`` and ``published_at``. Event ids
-are derived from what caused them, so a replay, a rebuild or a second replica writes each event
-once (``append_once``).
+``event_type``, ``payload``, ``correlation_id``, ``causation_id``, ``traceparent`` and
+``published_at``. Event ids are derived from what caused them, so a replay, a rebuild or a
+second replica writes each event once (``append_once``). A row's ``traceparent`` is the span
+that handled its cause (``cause_columns``): the event appended for it continues that trace,
+whichever process appends it and whenever (decision 55).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import logging
 from typing import Any
 
 from ncii_contracts.base import DomainEvent
-from opentelemetry import trace
 from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,13 +29,24 @@ from ncii_events.store import (
     Cause,
     Decide,
     EventStore,
+    RecordedEvent,
     append_decided,
     append_once,
 )
 from ncii_events.worker import LoopWorker
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("ncii.events")
+
+
+def cause_columns(source: RecordedEvent) -> dict[str, str | None]:
+    """What an outbox row (or any row of work) says of the event that caused it: the
+    correlation, the causation, and the trace to continue (``tracing.caused_by``)."""
+    env = source.envelope
+    return {
+        "correlation_id": env.correlation_id,
+        "causation_id": env.event_id,
+        "traceparent": tracing.caused_by(env.event_id, env.traceparent),
+    }
 
 
 class OutboxStuckError(RuntimeError):
@@ -128,23 +140,17 @@ class OutboxPublisher(LoopWorker):
         if event is None:
             return
         cause = Cause(self.actor, row.correlation_id, row.causation_id)
-        if not tracing.exporting():
-            await self._append(row, ref, event, cause)
-            return
-        # A child of the span that handled the event which caused the row, when this process
-        # handled it (decision 49): the appended event's traceparent goes on with that trace.
-        with _tracer.start_as_current_span(
+        # A child of the span that handled the event which caused the row (its traceparent,
+        # kept in the row: decision 55): the appended event's traceparent goes on with it.
+        with tracing.work_span(
             f"ncii.outbox.publish {row.event_type}",
-            context=tracing.recall(row.causation_id),
-            kind=trace.SpanKind.INTERNAL,
+            parent=row.traceparent,
             attributes={
                 "ncii.handler": self.name,
                 "ncii.event_type": row.event_type,
                 "ncii.event_id": row.event_id,
                 "ncii.case_id": ref.case_id,
             },
-            record_exception=False,
-            set_status_on_exception=False,
         ):
             await self._append(row, ref, event, cause)
 

@@ -70,14 +70,15 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", description="text (development) or json")
     otel_exporter: Literal["console", "otlp"] | None = Field(
         default=None,
-        description="console: print spans and metrics (development); otlp: send them over "
-        "OTLP/HTTP to NCII_OTLP_ENDPOINT (or the standard OTEL_EXPORTER_OTLP_ENDPOINT); unset: "
-        "otlp when one of those is set, else spans carry ids but nothing is recorded",
+        description="console: print spans and metrics (development); otlp: send them and the "
+        "log records over OTLP/HTTP to NCII_OTLP_ENDPOINT (or the standard "
+        "OTEL_EXPORTER_OTLP_ENDPOINT); unset: otlp when one of those is set, else spans carry "
+        "ids but nothing is recorded",
     )
     otlp_endpoint: str | None = Field(
         default=None,
         description="an OTLP/HTTP collector's base URL (http://127.0.0.1:4318): spans go to "
-        "/v1/traces, metrics to /v1/metrics",
+        "/v1/traces, metrics to /v1/metrics, log records to /v1/logs",
     )
     otel_export_interval: float = Field(
         default=5.0,

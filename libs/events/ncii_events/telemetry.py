@@ -1,4 +1,5 @@
-"""Logs and traces. Logs carry trace and correlation ids, never personal data, keys or tokens."""
+"""Logs, traces and metrics. Logs carry trace and correlation ids, never personal data, keys or
+tokens; exported over OTLP beside spans and metrics when OTLP is configured (decision 55)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import time
 from fastapi import FastAPI
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
+from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -58,6 +62,56 @@ class _Formatter(logging.Formatter):
         return line
 
 
+LOG_ATTRIBUTES = {
+    "correlation_id": "ncii.correlation_id",
+    "event_type": "ncii.event_type",
+    "error_type": "error.type",
+}
+"""What an exported log record may say besides its message (a record's ``extra`` of these names,
+under these attribute keys); the logger's name is the record's scope."""
+
+_SEVERITIES = {
+    logging.DEBUG: SeverityNumber.DEBUG,
+    logging.INFO: SeverityNumber.INFO,
+    logging.WARNING: SeverityNumber.WARN,
+    logging.ERROR: SeverityNumber.ERROR,
+    logging.CRITICAL: SeverityNumber.FATAL,
+}
+
+
+class _OtlpLogs(logging.Handler):
+    """Each log record, as its log line says it, to the OpenTelemetry logs SDK (exported over
+    OTLP, in the current span's trace). Not the SDK's ``LoggingHandler``: that one exports every
+    extra of a record, the source file's path, and an exception's message and stack trace, which
+    may quote personal data (decision 55)."""
+
+    def __init__(self, provider: LoggerProvider) -> None:
+        super().__init__(logging.INFO)
+        self.provider = provider
+        self._loggers: dict[str, Logger] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry"):
+            return  # the exporter's own troubles: not sent through the exporter
+        logger = self._loggers.get(record.name)
+        if logger is None:
+            logger = self._loggers[record.name] = self.provider.get_logger(record.name)
+        attributes = {
+            key: str(getattr(record, name))
+            for name, key in LOG_ATTRIBUTES.items()
+            if hasattr(record, name)
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            attributes["error.type"] = record.exc_info[0].__name__  # the type, not the message
+        logger.emit(
+            timestamp=int(record.created * 1e9),
+            severity_number=_SEVERITIES.get(record.levelno, SeverityNumber.UNSPECIFIED),
+            severity_text=record.levelname,
+            body=record.getMessage(),
+            attributes=attributes,
+        )
+
+
 def configure(
     service: str,
     *,
@@ -67,8 +121,9 @@ def configure(
     interval: float = 5.0,
 ) -> None:
     """Logs, and spans and metrics for ``exporter`` (``console``, ``otlp``, or None: spans carry
-    ids and nothing is recorded). OTLP goes to ``endpoint`` (a base URL), else to where the
-    standard ``OTEL_EXPORTER_OTLP_*`` variables say. Once per process."""
+    ids and nothing is recorded). OTLP (spans, metrics, log records) goes to ``endpoint`` (a
+    base URL), else to where the standard ``OTEL_EXPORTER_OTLP_*`` variables say. Once per
+    process."""
     global _configured
     if _configured:
         return
@@ -93,6 +148,7 @@ def configure(
         )
         _meter_provider(resource, ConsoleMetricExporter(), millis)
     elif exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -102,6 +158,15 @@ def configure(
         _meter_provider(
             resource, OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None), millis
         )
+        # logs too: the console exporter's are the lines on stderr already
+        logs = LoggerProvider(resource=resource)
+        logs.add_log_record_processor(
+            BatchLogRecordProcessor(
+                OTLPLogExporter(endpoint=f"{base}/v1/logs" if base else None),
+                schedule_delay_millis=millis,
+            )
+        )
+        root.addHandler(_OtlpLogs(logs))
     tracing.set_exporting(bool(exporter))
     trace.set_tracer_provider(provider)
 

@@ -7,10 +7,11 @@ only when spans go somewhere. Trace ids still reach events and logs through the 
 (the HTTP request's).
 
 Across services the trace context travels in each event's ``traceparent``: a consumer's span for
-an event is a child of the span that appended it (``parent_of``). Within a service, a reactor's
-decision reaches its outbox publisher through ``remember``/``recall`` (the consumer span of the
-event that caused an outbox row, by that event's id), so the event the publisher appends
-continues the same trace.
+an event is a child of the span that appended it (``parent_of``). Within a service, work an
+event causes later (an outbox row, a delivery, a queued match) keeps the traceparent of the span
+that handled the event (``caused_by``) in its own SQL row, so the worker that does it continues
+the same trace (``work_span``), after a restart too (decision 55). A timer-driven sweep starts a
+trace of its own and links the events it acts on (``link``).
 
 Spans carry names and attributes from ``ALLOWED_ATTRIBUTES`` only: event types, ids that are
 random (event, case, aggregate ids, projection names), counts, HTTP route templates, methods and
@@ -19,11 +20,15 @@ statuses; never a payload field, a path, a query or an exception's message.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.util.types import Attributes
 
 _exporting = False
 
@@ -47,11 +52,13 @@ ALLOWED_ATTRIBUTES = frozenset(
         "error.type",
     }
 )
-"""Every span attribute the code may set (a unit test reads the sources for others)."""
+"""Every span attribute the code may set (the e2e telemetry test fails on any other)."""
 
-REMEMBERED = 4096
-"""Consumer spans kept for the outbox publisher (the newest; an older cause starts a new trace,
-as one after a restart does)."""
+REMEMBERED = 8192
+"""Consumer spans kept (by event id and by log position: two entries each) until what they
+caused is committed and followed (a batch starts at most ``EVENT_SPANS``, 256, of them)."""
+
+_tracer = trace.get_tracer("ncii.events")
 
 _remembered: OrderedDict[str, SpanContext] = OrderedDict()
 
@@ -90,25 +97,135 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
 def parent_of(traceparent: str | None) -> Context | None:
     """The context to start a consumer's span in: the producer's span, when it was sampled
     (None otherwise: an unsampled parent makes no span worth recording)."""
+    if not traceparent or traceparent.endswith("-00"):
+        return None  # the common unsampled case (nothing exported upstream), without parsing
     ctx = parse_traceparent(traceparent)
     if ctx is None or not ctx.trace_flags.sampled:
         return None
     return trace.set_span_in_context(NonRecordingSpan(ctx))
 
 
+def format_traceparent(ctx: SpanContext) -> str:
+    """``ctx`` as a W3C ``traceparent`` (what the propagator would write)."""
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
 def remember(event_id: str, ctx: SpanContext) -> None:
-    """The span that handled ``event_id`` in this process (see ``recall``)."""
+    """The span that handled ``event_id`` in this process (see ``caused_by``)."""
     _remembered[event_id] = ctx
     _remembered.move_to_end(event_id)
     while len(_remembered) > REMEMBERED:
         _remembered.popitem(last=False)
 
 
-def recall(event_id: str | None) -> Context | None:
-    """The context of the span that handled ``event_id`` here, if it is still remembered."""
-    if event_id is None:
-        return None
+def position(stream: str, seq: int) -> str:
+    """The key ``remember`` keeps a handled event under besides its id: its place in the log
+    (for work that knows where its cause is, not which it is: hashmatch's bank changes)."""
+    return f"{stream}#{seq}"
+
+
+def handled_at(stream: str, seq: int) -> str | None:
+    """The traceparent of the span that handled the event at ``seq`` of ``stream`` in this
+    process, if it is still remembered."""
+    ctx = _remembered.get(position(stream, seq))
+    return format_traceparent(ctx) if ctx is not None else None
+
+
+def caused_by(event_id: str, traceparent: str | None) -> str | None:
+    """The traceparent to keep with work that event ``event_id`` (carrying ``traceparent``)
+    caused: the span that handled it here when there was one, else the event's own, so the
+    work joins the event's trace either way. Stored in the work's row: it outlives a restart."""
     ctx = _remembered.get(event_id)
-    if ctx is None:
-        return None
-    return trace.set_span_in_context(NonRecordingSpan(ctx))
+    return format_traceparent(ctx) if ctx is not None else traceparent
+
+
+@contextlib.contextmanager
+def work_span(
+    name: str,
+    *,
+    parent: str | None = None,
+    attributes: Attributes = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    """A worker's span for one piece of work: a child of ``parent`` (the traceparent its row
+    kept, see ``caused_by``), else the root of a new trace. While spans are not exported none
+    is started, but ``parent`` is made current so that what the work appends still carries the
+    trace on. Never records an exception's message (decision 49): its type only."""
+    context = parent_of(parent)
+    if not _exporting:
+        if context is None:
+            yield trace.INVALID_SPAN
+            return
+        token = otel_context.attach(context)
+        try:
+            yield trace.get_current_span(context)
+        finally:
+            otel_context.detach(token)
+        return
+    with _recorded(name, context or Context(), attributes, kind) as span:  # empty: a root
+        yield span
+
+
+@contextlib.contextmanager
+def child_span(
+    name: str,
+    *,
+    attributes: Attributes = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    """A span inside the current one (a worker's call out, within its ``work_span``); none
+    while spans are not exported. The exception's type only, as ``work_span``."""
+    if not _exporting:
+        yield trace.INVALID_SPAN
+        return
+    with _recorded(name, None, attributes, kind) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def _recorded(
+    name: str, context: Context | None, attributes: Attributes, kind: trace.SpanKind
+) -> Iterator[trace.Span]:
+    with _tracer.start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,  # an exception's message may quote a value: its type only
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(trace.StatusCode.ERROR)
+            raise
+
+
+def link(span: trace.Span, traceparent: str | None) -> None:
+    """Link ``span`` to the span a traceparent names (a sweep to each event it acts on), when
+    that one was sampled."""
+    ctx = parse_traceparent(traceparent)
+    if ctx is not None and ctx.trace_flags.sampled and span.is_recording():
+        span.add_link(ctx)
+
+
+def past_span(
+    name: str,
+    started_ns: int,
+    attributes: Attributes = None,
+    links: Iterable[str | None] = (),
+) -> None:
+    """A root span for work already done since ``started_ns`` (``time.time_ns()``), for a loop
+    that learns only afterwards whether a round did anything worth a span; linked to the spans
+    ``links`` name (traceparents; the unsampled and unknown ones are left out)."""
+    if not _exporting:
+        return
+    found = (parse_traceparent(tp) for tp in links)
+    _tracer.start_span(
+        name,
+        context=Context(),
+        start_time=started_ns,
+        attributes=attributes,
+        links=[trace.Link(ctx) for ctx in found if ctx is not None and ctx.trace_flags.sampled],
+    ).end()

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ncii_events import tracing
 from ncii_events.projection import checkpoints
+from ncii_events.stream import CASES, REFERENCE
 from ncii_events.worker import LoopWorker
 from numpy.typing import NDArray
 from sqlalchemy import Connection
@@ -48,6 +50,9 @@ FRAME_BITS = 20
 RESTORE_PAGE = 100_000
 FOLLOW_PAGE = 5_000
 BANK_PROJECTIONS = ("bank", "bank_reference")
+LINKS = 32
+"""At most this many events a follow round's span links (a round may apply thousands)."""
+STREAMS = {"c": CASES.name, "r": REFERENCE.name}
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ class Matcher(LoopWorker):
         self.applied_through: dict[str, int] = {}
         """The bank projections' checkpoints up to which every change is applied."""
         self._poll_lock = asyncio.Lock()
+        self._sources: set[tuple[str, int]] = set()
+        """(stream, sequence) of events whose changes the last poll applied (for its span)."""
 
     # -- loading and following the bank -------------------------------------------------------
 
@@ -246,6 +253,7 @@ class Matcher(LoopWorker):
         """Apply every change committed since the cursors. Returns how many were applied."""
         applied = 0
         async with self._poll_lock:
+            self._sources.clear()
             async with self.engine.connect() as conn:
                 seen = await conn.run_sync(_bank_checkpoints)
             while True:
@@ -277,6 +285,11 @@ class Matcher(LoopWorker):
                 cursors = dict(self.cursors)
                 for r in rows:
                     cursors[r.stream] = max(cursors.get(r.stream, 0), int(r.key))
+                if tracing.exporting() and len(self._sources) < LINKS:
+                    # where in the log each change's event is (a change's key says it)
+                    self._sources.update(
+                        (r.stream, int(r.key) >> domain.CHANGE_KEY_BITS) for r in rows[:LINKS]
+                    )
                 self.cursors = cursors
                 applied += len(rows)
                 if len(rows) < FOLLOW_PAGE:
@@ -292,7 +305,19 @@ class Matcher(LoopWorker):
         await self.restore()
 
     async def step(self) -> int:
-        return await self.poll()
+        started = time.time_ns()
+        applied = await self.poll()
+        if applied and tracing.exporting():
+            # a root linked to the bank projection's spans for the events that made the
+            # changes, when this process handled them (decision 55)
+            sources = sorted(self._sources)[:LINKS]
+            tracing.past_span(
+                "ncii.matcher.follow",
+                started,
+                {"ncii.handler": self.name, "messaging.batch.message_count": applied},
+                (tracing.handled_at(STREAMS[stream], seq) for stream, seq in sources),
+            )
+        return applied
 
     async def target(self) -> object:
         async with self.engine.connect() as conn:

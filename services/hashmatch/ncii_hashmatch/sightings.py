@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ncii_events import codec, tracing
 from ncii_events.crypto import CaseErasedError
 from ncii_events.db import write_transaction
 from ncii_events.ids import derived_uuid
@@ -85,6 +86,9 @@ async def count(
         "sightings": 1,
         "first_seen_at": seen_at,
         "last_seen_at": seen_at,
+        # the first sighting's request (it appended the window's MatchFound): the count's
+        # span links it (decision 55); a later sighting keeps the first one's
+        "traceparent": codec.traceparent(),
     }
     async with write_transaction(engine) as conn:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -160,17 +164,23 @@ class SightingCounter(LoopWorker):
                 event_id = counted_id(row.match_uuid, window.start)
                 case_id = row.case_id if row.stream == "c" else REFERENCE_CASE
                 ref = AggregateRef(case_id, "match", row.match_uuid)
-                try:
-                    await append_once(
-                        self.stores[row.stream],
-                        ref,
-                        event,
-                        event_id,
-                        Cause(SERVICE_ACTOR, event_id, match_found_id(row.match_uuid, window)),
-                    )
-                    self.counted += 1
-                except CaseErasedError:
-                    pass  # the case was erased: it takes no new facts, its count goes with it
+                # the clock's work: a trace of its own, linked to the window's first sighting
+                with tracing.work_span(
+                    "ncii.sweep sighting_counter",
+                    attributes={"ncii.handler": self.name, "ncii.case_id": case_id},
+                ) as span:
+                    tracing.link(span, row.traceparent)
+                    try:
+                        await append_once(
+                            self.stores[row.stream],
+                            ref,
+                            event,
+                            event_id,
+                            Cause(SERVICE_ACTOR, event_id, match_found_id(row.match_uuid, window)),
+                        )
+                        self.counted += 1
+                    except CaseErasedError:
+                        pass  # the case was erased: it takes no new facts, its count goes too
             async with write_transaction(self.engine) as conn:
                 await conn.execute(
                     delete(W).where(

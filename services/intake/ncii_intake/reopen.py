@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from ncii_contracts.hashmatch import MatchFound
 from ncii_contracts.streams import CASES, REFERENCE_CASE
+from ncii_events import tracing
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from ncii_events.worker import LoopWorker, Worker
@@ -46,6 +47,7 @@ REOPEN_QUEUE = Table(
     Column("match_id", String(200), nullable=False),
     Column("seen_at", String(40), nullable=False),
     Column("done", Boolean, nullable=False, server_default=false(), index=True),
+    Column("traceparent", String(55)),  # the reopening continues the match's trace (dec. 55)
 )
 BATCH = 50
 
@@ -72,6 +74,9 @@ class ReopenQueueProjection(Projection):
                     match_id=ev.match_id,
                     seen_at=event.envelope.occurred_at,
                     done=False,
+                    traceparent=tracing.caused_by(
+                        event.envelope.event_id, event.envelope.traceparent
+                    ),
                 )
             )
 
@@ -105,16 +110,21 @@ class Reopener(LoopWorker):
             ).all()
         for row in rows:
             decide = _reopen(str(row.match_id), parse_time(row.seen_at))
-            try:
-                await self.app.change(
-                    row.case_id,
-                    None,
-                    decide,
-                    actor_principal=SERVICE,
-                    idempotency_key=f"reopen/{row.match_event_id}",
-                )
-            except CaseNotFoundError:
-                pass  # a match of no case intake opened: nothing to reopen
+            with tracing.work_span(
+                "ncii.work reopen-on-match",
+                parent=row.traceparent,
+                attributes={"ncii.handler": self.name, "ncii.case_id": row.case_id},
+            ):
+                try:
+                    await self.app.change(
+                        row.case_id,
+                        None,
+                        decide,
+                        actor_principal=SERVICE,
+                        idempotency_key=f"reopen/{row.match_event_id}",
+                    )
+                except CaseNotFoundError:
+                    pass  # a match of no case intake opened: nothing to reopen
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(REOPEN_QUEUE)
@@ -147,7 +157,12 @@ class ErasureSweeper(LoopWorker):
         due = await queries.erasures_due(self.engine, format_time(self.app.clock()))
         erased = 0
         for case_id in due:
-            erased += await self.app.erase_if_due(case_id)
+            # the clock's work: a trace of its own (the request it carries out is days old)
+            with tracing.work_span(
+                "ncii.sweep victim-erasure",
+                attributes={"ncii.handler": self.name, "ncii.case_id": case_id},
+            ):
+                erased += await self.app.erase_if_due(case_id)
         return erased
 
 

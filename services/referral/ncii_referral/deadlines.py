@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ncii_contracts.base import DomainEvent
 from ncii_contracts.referral import MandatoryReportOverdue, SuspectReportOverdue
+from ncii_events import tracing
 from ncii_events.store import Cause, ConcurrencyError, Version
 from ncii_events.worker import LoopWorker
 
@@ -66,19 +67,26 @@ class ReportSweeper(LoopWorker):
                 MandatoryReportOverdue if kind == "victim_minor" else SuspectReportOverdue
             )(report_id=report_id, due_at=row.due_at, detected_at=now_text)
             ref = report_ref(case_id, report_id)
-            history = await self.app.store.load(ref, decrypt=False)
-            # filed (or marked) in the log but not yet in the read model: nothing to do
-            if not any(e.type.endswith(("Submitted", "Filed", "Overdue")) for e in history):
-                try:
-                    await self.app.store.append(
-                        ref,
-                        [event],
-                        expected=Version.of(history),
-                        cause=Cause(SERVICE_ACTOR, report_id, report_id),
-                        event_ids=[derived_id(report_id, "overdue")],
-                    )
-                except ConcurrencyError:
-                    continue  # filed meanwhile, or another replica marked it: next round
+            # the clock's work: a trace of its own, linked to the report's newest event
+            with tracing.work_span(
+                "ncii.sweep reports",
+                attributes={"ncii.handler": self.name, "ncii.case_id": case_id},
+            ) as span:
+                history = await self.app.store.load(ref, decrypt=False)
+                if history:
+                    tracing.link(span, history[-1].envelope.traceparent)
+                # filed (or marked) in the log but not yet in the read model: nothing to do
+                if not any(e.type.endswith(("Submitted", "Filed", "Overdue")) for e in history):
+                    try:
+                        await self.app.store.append(
+                            ref,
+                            [event],
+                            expected=Version.of(history),
+                            cause=Cause(SERVICE_ACTOR, report_id, report_id),
+                            event_ids=[derived_id(report_id, "overdue")],
+                        )
+                    except ConcurrencyError:
+                        continue  # filed meanwhile, or another replica marked it: next round
             self._marked.add(report_id)
             done += 1
         if len(self._marked) > 100_000:

@@ -22,6 +22,7 @@ from ncii_contracts.referral import MandatoryReportDue, ReferralRevoked, Suspect
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
+from ncii_events.outbox import cause_columns
 from ncii_events.registry import EventRegistry
 from ncii_events.store import AggregateRef, Decide, EventStore, RecordedEvent
 from ncii_events.stream import CASES
@@ -97,8 +98,7 @@ def write_outbox(
             aggregate_id=aggregate_id,
             event_type=event.event_type,
             payload=json.dumps(event.model_dump(mode="json", exclude={"region"})),
-            correlation_id=source.envelope.correlation_id,
-            causation_id=source.envelope.event_id,
+            **cause_columns(source),
             created_at=utc_now(),
             published_at=None,
         )

@@ -118,6 +118,8 @@ class LoadedTakedown:
     takedown: domain.Takedown
     case_id: str
     version: Version
+    traceparent: str | None = None
+    """The newest event's: a sweep acting on the takedown links its trace (decision 55)."""
 
 
 @dataclass
@@ -281,7 +283,9 @@ class TakedownApp:
         takedown = domain.Takedown.replay(history(events))
         if takedown is None:
             raise NotFoundError(takedown_id)
-        return LoadedTakedown(takedown, case_id, Version.of(events))
+        return LoadedTakedown(
+            takedown, case_id, Version.of(events), events[-1].envelope.traceparent
+        )
 
     async def _change(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ncii_events import tracing
 from ncii_events.store import Cause, append_once
 from ncii_events.worker import LoopWorker
 
@@ -50,17 +51,23 @@ class DeadlineSweeper(LoopWorker):
             async with gate:
                 if self._stopping.is_set():
                     return
-                loaded = await self.app.load(case_id, takedown_id)
-                events = loaded.takedown.mark_overdue(self.app.clock.now())
-                if events:
-                    cause = Cause(SERVICE_ACTOR, notice_id, notice_id)
-                    await append_once(
-                        self.app.store,
-                        takedown_ref(case_id, takedown_id),
-                        events[0],
-                        derived_id(notice_id, "overdue"),
-                        cause,
-                    )
+                # the clock's work: a trace of its own, linked to the takedown's newest event
+                with tracing.work_span(
+                    "ncii.sweep deadlines",
+                    attributes={"ncii.handler": self.name, "ncii.case_id": case_id},
+                ) as span:
+                    loaded = await self.app.load(case_id, takedown_id)
+                    tracing.link(span, loaded.traceparent)
+                    events = loaded.takedown.mark_overdue(self.app.clock.now())
+                    if events:
+                        cause = Cause(SERVICE_ACTOR, notice_id, notice_id)
+                        await append_once(
+                            self.app.store,
+                            takedown_ref(case_id, takedown_id),
+                            events[0],
+                            derived_id(notice_id, "overdue"),
+                            cause,
+                        )
                 self._marked.add(notice_id)
                 done += 1
 

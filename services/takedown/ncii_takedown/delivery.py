@@ -31,10 +31,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ncii_contracts.takedown import TakedownEscalated
+from ncii_events import tracing
 from ncii_events.db import write_transaction
 from ncii_events.model import ConcurrencyError
 from ncii_events.store import Cause, Version, append_once
 from ncii_events.worker import LoopWorker
+from opentelemetry import trace
 from sqlalchemy import bindparam, select, update
 from standardwebhooks.webhooks import Webhook
 
@@ -103,10 +105,21 @@ class Deliverer(LoopWorker):
 
         async def one(row: Any) -> None:
             async with gate:
-                if not self._stopping.is_set():
+                if self._stopping.is_set():
+                    return
+                # in the trace of the event that queued the row (decision 55)
+                with tracing.work_span(
+                    f"ncii.deliver {row.kind}",
+                    parent=row.traceparent,
+                    attributes={
+                        "ncii.handler": self.name,
+                        "ncii.case_id": row.case_id,
+                        "ncii.aggregate_id": row.takedown_id,
+                    },
+                ):
                     change = await self._deliver(row, platforms.get(row.platform_id))
-                    if change is not None:
-                        changes.append(change)
+                if change is not None:
+                    changes.append(change)
 
         try:
             await asyncio.gather(*(one(row) for row in rows))
@@ -270,10 +283,21 @@ class Deliverer(LoopWorker):
             "webhook-signature": self._signer(platform).sign(row.delivery_id, now, data),
             "content-type": "application/json",
         }
-        try:
-            status = await self.client.post(platform.webhook_url, data.encode(), headers)
-        except WebhookError as exc:
-            return str(exc)
+        # The receiver's URL is not recorded, nor is a traceparent sent: the platform is not
+        # part of our traces (decision 55).
+        with tracing.child_span(
+            "HTTP POST webhook",
+            attributes={"http.request.method": "POST"},
+            kind=trace.SpanKind.CLIENT,
+        ) as span:
+            try:
+                status = await self.client.post(platform.webhook_url, data.encode(), headers)
+            except WebhookError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return str(exc)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:  # a client span's error (semantic conventions), with no message
+                span.set_status(trace.StatusCode.ERROR)
         if not 200 <= status < 300:
             return f"http_{status}"
         return None
@@ -294,14 +318,18 @@ class Deliverer(LoopWorker):
             delivery_id=row.delivery_id,
             sent_at=now_text,
         )
-        try:
-            await asyncio.to_thread(mail.send, smtp, msg)
-        except mail.SmtpRefusedError as exc:
-            return f"smtp_{exc}"
-        except smtplib.SMTPResponseException as exc:
-            return f"smtp_{exc.smtp_code}"
-        except (smtplib.SMTPException, OSError) as exc:
-            return type(exc).__name__
+        with tracing.child_span("SMTP send", kind=trace.SpanKind.CLIENT) as span:
+            try:
+                await asyncio.to_thread(mail.send, smtp, msg)
+            except mail.SmtpRefusedError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return f"smtp_{exc}"
+            except smtplib.SMTPResponseException as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return f"smtp_{exc.smtp_code}"
+            except (smtplib.SMTPException, OSError) as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return type(exc).__name__
         return None
 
     async def _record_sent(

@@ -18,6 +18,7 @@ from ncii_contracts.base import DomainEvent
 from ncii_events.envelope import Actor, utc_now
 from ncii_events.ids import derived_uuid
 from ncii_events.outbox import OutboxPublisher as EventOutboxPublisher
+from ncii_events.outbox import cause_columns
 from ncii_events.registry import EventRegistry
 from ncii_events.store import (
     AggregateRef,
@@ -58,8 +59,7 @@ def write_outbox(
             aggregate_id=aggregate_id,
             event_type=event.event_type,
             payload=json.dumps(event.model_dump(mode="json")),
-            correlation_id=source.envelope.correlation_id,
-            causation_id=source.envelope.event_id,
+            **cause_columns(source),
             created_at=utc_now(),
             published_at=None,
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ncii_contracts.takedown import EvidencePreserved
+from ncii_events import tracing
 from ncii_events.store import Cause, append_once
 from ncii_events.worker import LoopWorker
+from opentelemetry import trace
 
 from ncii_takedown import domain
 from ncii_takedown.app import history
@@ -44,16 +46,24 @@ class RetentionSweeper(LoopWorker):
         for case_id, takedown_id in await self._due():
             if self._stopping.is_set():
                 break
-            await self.erase(case_id, takedown_id)
+            with tracing.work_span(
+                "ncii.sweep retention",
+                attributes={"ncii.handler": self.name, "ncii.case_id": case_id},
+            ) as span:
+                await self.erase(case_id, takedown_id, span)
             self._erased.add(takedown_id)
             done += 1
         if len(self._erased) > 100_000:
             self._erased.clear()
         return done
 
-    async def erase(self, case_id: str, takedown_id: str) -> None:
+    async def erase(
+        self, case_id: str, takedown_id: str, span: trace.Span = trace.INVALID_SPAN
+    ) -> None:
         ref = takedown_ref(case_id, takedown_id)
         events = await self.app.store.load(ref, decrypt=False)
+        if events:  # the clock's work, linked to what scheduled it (decision 55)
+            tracing.link(span, events[-1].envelope.traceparent)
         takedown = domain.Takedown.replay(history(events))
         if takedown is None:
             return

@@ -340,6 +340,9 @@ class ProjectionRunner(LoopWorker):
                 set_status_on_exception=False,
             )
             tracing.remember(env.event_id, span.get_span_context())
+            tracing.remember(
+                tracing.position(self.store.spec.name, event.seq), span.get_span_context()
+            )
             spans.append(span)
         return spans
 

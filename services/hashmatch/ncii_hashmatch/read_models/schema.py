@@ -154,6 +154,8 @@ OUTBOX = Table(
     Column("payload", Text, nullable=False),
     Column("correlation_id", String(64), nullable=False),
     Column("causation_id", String(64), nullable=False),
+    # the span that handled the cause: the published event continues its trace (decision 55)
+    Column("traceparent", String(55)),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40), index=True),
 )
@@ -177,6 +179,7 @@ SIGHTING_WINDOWS = Table(
     Column("sightings", Integer, nullable=False),
     Column("first_seen_at", String(40), nullable=False),
     Column("last_seen_at", String(40), nullable=False),
+    Column("traceparent", String(55)),  # the first sighting's request (decision 55)
 )
 
 SQL_IN_CHUNK = 500

@@ -111,6 +111,8 @@ OUTBOX = Table(
     Column("payload", Text, nullable=False),
     Column("correlation_id", String(64), nullable=False),
     Column("causation_id", String(64), nullable=False),
+    # the span that handled the cause: the published event continues its trace (decision 55)
+    Column("traceparent", String(55)),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40)),
 )

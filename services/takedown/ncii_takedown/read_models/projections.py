@@ -54,6 +54,7 @@ from ncii_contracts.takedown import (
     TakedownRefused,
     TakedownRequested,
 )
+from ncii_events import tracing
 from ncii_events.db import upsert
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
@@ -431,16 +432,16 @@ class TakedownsProjection(Projection):
         if isinstance(ev, (TakedownPlatformAssigned, EvidencePreserved)):
             self._maybe_request(conn, event, after)
         elif isinstance(ev, TakedownRequested):
-            self._queue(conn, after, "notice", at)
+            self._queue(conn, event, after, "notice", at)
         elif isinstance(ev, TakedownEscalated):
             # to the authority registered for the notice's regime (the deliverer finds it)
-            self._queue(conn, after, "escalation", at)
+            self._queue(conn, event, after, "escalation", at)
         elif isinstance(ev, NoticeSent):
             self._settle(conn, ev.notice_id, "delivered", at)
         elif isinstance(ev, TakedownCancelled):
             self._settle(conn, after.notice_id, "cancelled", at)
             if before.sent_at is not None:  # the platform was told: tell it the notice ended
-                self._queue(conn, after, "cancellation", at, cancel_reason=ev.reason)
+                self._queue(conn, event, after, "cancellation", at, cancel_reason=ev.reason)
         if (
             isinstance(ev, (ContentRemoved, TakedownRefused, TakedownCancelled, RequestFulfilled))
             and before.status not in domain.FINAL
@@ -471,6 +472,7 @@ class TakedownsProjection(Projection):
     def _queue(
         self,
         conn: Connection,
+        source: RecordedEvent,
         takedown: Any,
         kind: str,
         at: str,
@@ -501,6 +503,10 @@ class TakedownsProjection(Projection):
                 attempts=0,
                 next_attempt_at=None,
                 created_at=at,
+                # the deliverer's span continues the trace of what queued it (decision 55)
+                traceparent=tracing.caused_by(
+                    source.envelope.event_id, source.envelope.traceparent
+                ),
             )
         )
 
