@@ -69,6 +69,7 @@ from sqlalchemy import Connection, MetaData, Table, bindparam, delete, insert, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ncii_dashboard.read_models import counts
 from ncii_dashboard.read_models.schema import CASE_CATEGORIES as CATEGORIES
 from ncii_dashboard.read_models.schema import (
     CASE_TABLES,
@@ -188,6 +189,8 @@ class Fold:
                 if isinstance(value, str):
                     wanted[name].add(value)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.before: dict[str, dict[str, dict[str, Any]]] = {}
+        """Each row as the batch found it: the counts move by after minus before."""
         for name, keys in wanted.items():
             table, pk = TABLES[name], TABLES[name].c[KEYS[name]]
             found: dict[str, dict[str, Any]] = {}
@@ -195,6 +198,7 @@ class Fold:
                 for row in conn.execute(select(table).where(pk.in_(chunk))).mappings():
                     found[row[pk.name]] = dict(row)
             self.rows[name] = found
+            self.before[name] = {k: dict(row) for k, row in found.items()}
         self.new: dict[str, set[str]] = {name: set() for name in KEYS}
         self.dirty: dict[str, set[str]] = {name: set() for name in KEYS}
         self.windows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -271,7 +275,51 @@ class Fold:
 
     # -- the writes ---------------------------------------------------------------------------
 
+    def count(self) -> counts.Tally:
+        """How the batch moves the counts (decision 0054): a row's contributions after the
+        batch minus before it. An erased case's rows are read back as stored (what they
+        contributed) before they are deleted; rows of a case erased in the batch count for
+        nothing after it."""
+        conn, tally, gone = self.conn, counts.Tally(), self.erased
+        held_before = sorted(c for c in gone if c in self.before["dash_cases"])
+        if held_before:
+            stored = counts.categories_of(conn, held_before)
+            for case_id in held_before:
+                tally.add(counts.case(self.before["dash_cases"][case_id], stored[case_id]), -1)
+            for chunk in _chunks(held_before):
+                for table in counts.CASE_ROW_TABLES:
+                    contribute = counts.CONTRIBUTIONS[table.name]
+                    query = select(table).where(table.c.case_id.in_(chunk))
+                    for row in conn.execute(query).mappings():
+                        tally.add(contribute(row), -1)
+        for name, contribute in counts.CONTRIBUTIONS.items():
+            rows, before = self.rows[name], self.before[name]
+            for key in self.new[name] | self.dirty[name]:
+                row = rows.get(key)
+                if row is None or row.get("case_id") in gone:
+                    continue
+                tally.add(contribute(row))
+                if key in before:
+                    tally.add(contribute(before[key]), -1)
+        cases = self.rows["dash_cases"]
+        touched = sorted(
+            c
+            for c in self.new["dash_cases"] | self.dirty["dash_cases"] | set(self.categories)
+            if c in cases
+        )
+        found = [c for c in touched if c in self.before["dash_cases"]]
+        stored = counts.categories_of(conn, found) if found else {}
+        for case_id in touched:
+            if case_id in self.before["dash_cases"]:
+                old = stored.get(case_id, [])
+                tally.add(counts.case(self.before["dash_cases"][case_id], old), -1)
+            else:
+                old = []
+            tally.add(counts.case(cases[case_id], self.categories.get(case_id, old)))
+        return tally
+
     def write(self) -> None:
+        self.count().write(self.conn)  # reads the stored rows first: before anything moves
         conn, erased = self.conn, sorted(self.erased)
         for chunk in _chunks(erased):
             for table in (*CASE_TABLES, CASE_ROWS):
