@@ -184,8 +184,8 @@ class Fold:
             ev = recorded.event
             if cases:
                 wanted["dash_cases"].add(recorded.case_id)
-            for name, attribute in KEYS.items():
-                value = getattr(ev, attribute, None) if name != "dash_cases" else None
+            for name, attribute in _keys_of(type(ev)):
+                value = getattr(ev, attribute)
                 if isinstance(value, str):
                     wanted[name].add(value)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
@@ -394,6 +394,23 @@ KEYS: dict[str, str] = {
     "dash_matches": "match_id",
 }
 """Each table the fold keeps in memory, by the event attribute that names its row."""
+
+
+_KEYS_OF: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _keys_of(event_type: type) -> tuple[tuple[str, str], ...]:
+    """The tables an event type names rows of, and by which of its fields. Asked once per
+    type: a missing attribute costs pydantic an exception, a quarter of a rebuild's fold."""
+    found = _KEYS_OF.get(event_type)
+    if found is None:
+        fields = getattr(event_type, "model_fields", {})
+        found = _KEYS_OF[event_type] = tuple(
+            (name, attribute)
+            for name, attribute in KEYS.items()
+            if name != "dash_cases" and attribute in fields
+        )
+    return found
 
 
 def _chunks(keys: list[str], size: int = 500) -> list[list[str]]:
