@@ -37,7 +37,7 @@ from ncii_dashboard.read_models.schema import (
 
 Key = tuple[str, str, str]
 """(counter, key, sub): ``("takedowns.removed", platform_id, "")``."""
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 ENDED = ("removed", "fulfilled", "refused", "cancelled")
 ANSWERED = ("removed", "fulfilled", "refused")
 PLATFORM_FIELDS = (

@@ -290,8 +290,8 @@ class Fold:
                 for table in counts.CASE_ROW_TABLES:
                     contribute = counts.CONTRIBUTIONS[table.name]
                     query = select(table).where(table.c.case_id.in_(chunk))
-                    for row in conn.execute(query).mappings():
-                        tally.add(contribute(row), -1)
+                    for stored_row in conn.execute(query).mappings():
+                        tally.add(contribute(stored_row), -1)
         for name, contribute in counts.CONTRIBUTIONS.items():
             rows, before = self.rows[name], self.before[name]
             for key in self.new[name] | self.dirty[name]:
