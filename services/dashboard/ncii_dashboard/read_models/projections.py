@@ -11,7 +11,8 @@ Neither decrypts (``decrypt = False``): a personal field reads as None here, and
 closed fields are stored. A case's rows exist only while its ``dash_cases`` row does: an event of
 a case the dashboard does not hold (erased, so deleted) writes nothing, and ``CaseErased``
 deletes every row of the case and counts the erasure in its month. The fold reads event times
-only (no clock), so a rebuild writes exactly what the live projection wrote.
+only (no clock), so a rebuild writes exactly what the live projection wrote. It also keeps the
+counts the views show (``counts``, decision 0054), moved in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class Fold:
     table; inserts and updates go out as ``executemany``; an erased case's rows are deleted.
 
     ``apply`` of one event is a batch of one, so a batch and one event at a time write the same.
+    The counts move by each touched row's contributions after the batch minus before it.
     """
 
     def __init__(self, conn: Connection, events: Sequence[RecordedEvent], cases: bool) -> None:
