@@ -1,13 +1,13 @@
 """Dashboard benchmark (issue 13): rebuilding the dashboard's projections from the log, and its
 JSON endpoints at 100,000 cases, 16 concurrent clients over HTTP (target p99 under 50 ms).
 
-1. Rebuild. A log of N cases (about 12 events each: the opening, a location, an assessment,
+1. Rebuild. A log of N cases (about 16 events each: the opening, a location, an assessment,
    two takedowns with their notices and answers, a sighting and its count, a referral, for
    minors the art. 7 report; some closed) is appended to an embedded NATS server, each
    aggregate's events in one append, many cases in flight. Both dashboard projections then
    replay the whole log into an empty SQLite database (what ``ncii projections rebuild
    --service dashboard`` does), timed from the runners' start to the last event applied.
-   Full run: 84,000 cases (over 1,000,000 events); ``--quick``: 5,000 (about 60,000).
+   Full run: 63,000 cases (just over 1,000,000 events); ``--quick``: 5,000 (79,502).
 2. Endpoints. The read models of 100,000 cases are written by the projections themselves
    (``apply_batch``, without the log: what is measured is the read path); the service runs as
    its own process on them and 16 clients read every view over HTTP (summary, cases,
@@ -141,7 +141,7 @@ def _platform(i: int) -> PlatformRegistered:
 
 
 def _case(n: int, rng: random.Random) -> list[tuple[AggregateRef, list[DomainEvent]]]:
-    """One case's aggregates and their events (about 12), the case's own first."""
+    """One case's aggregates and their events (about 16), the case's own first."""
     case = str(uuid.uuid4())
     day = rng.randint(0, 330)
     minor = rng.random() < 0.25
@@ -670,10 +670,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/dashboard.json"))
     args = parser.parse_args(argv)
-    # about 12 events a case: 84,000 cases make over a million events
+    # 15.9 events a case: 63,000 cases make just over a million events
     rebuild_cases = args.rebuild_cases
     if rebuild_cases is None:
-        rebuild_cases = 5_000 if args.quick else 84_000
+        rebuild_cases = 5_000 if args.quick else 63_000
     seconds = args.seconds or (5.0 if args.quick else 10.0)
     rebuilt = asyncio.run(rebuild_run(rebuild_cases)) if rebuild_cases else None
     http = asyncio.run(endpoints_run(args.cases, args.clients, seconds))
