@@ -70,7 +70,7 @@ READ_BATCH = 1000
 WHOLE_STREAM = ">"
 """Every message of a stream, as a Direct Get filter. The server answers it without matching
 subjects; ``ncii.>`` selects the same messages but costs it a walk of the stream's subjects per
-batch (1.8 s per batch at 1.3 million subjects, against 4 ms: decision 0054)."""
+batch (decision 0054)."""
 MAX_ATOMIC_BATCH = 1000
 PUBLISH_TIMEOUT = 10.0
 DIRECT_GET_TIMEOUT = 10.0
