@@ -11,7 +11,7 @@
 - audit: whole-log verification rate with signatures (target 30,000 events/s), replay and as-of
   of a 1,000-event case (target 25 ms each)
 - case list: find by reference and the filtered list at 100,000 cases, 16 clients (decision 35)
-- dashboard: rebuilding its projections from 1,000,000 events (time and rate; 60,000 with
+- dashboard: rebuilding its projections from 1,000,000 events (time and rate; 80,000 with
   --quick), its JSON endpoints at 100,000 cases, 16 clients (p99 under 50 ms)
 
 Figures are printed and written to bench/results/*.json. `--quick` runs shorter versions.

@@ -204,6 +204,29 @@ class _RenamedV1(DomainEvent, aggregate="note", event_type="TestRenamed", versio
     name: str
 
 
+async def test_a_read_of_the_whole_stream_asks_for_every_subject_as_the_full_wildcard(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ncii.>`` selects the same messages as ``>`` (the stream holds only those), but the
+    server walks the stream's subjects for it in every batch (decision 0054: ten times the
+    cost or more at 1.3 million subjects). A case's read keeps its own filter."""
+    case = new_case()
+    written = await store.append(note_ref(case), [NoteAdded(text="a")], expected=NEW, cause=CAUSE)
+    sent: list[str] = []
+    transport = store._transport
+    real = transport.direct_get
+
+    async def recording(stream: str, request: bytes, on_stored: Any, timeout: float) -> int:
+        sent.append(json.loads(request)["next_by_subj"])
+        return await real(stream, request, on_stored, timeout)
+
+    monkeypatch.setattr(transport, "direct_get", recording)
+    assert [e.seq for e in await store.read_from(written[0].seq, limit=1)] == [written[0].seq]
+    assert [s for s, _ in await store.read_stored(written[0].seq, limit=1)] == [written[0].seq]
+    assert [e.seq for e in await store.read_case(case)] == [written[0].seq]
+    assert sent == [">", ">", store.spec.case_filter(case)]
+
+
 class _RenamedV2(DomainEvent, aggregate="note", event_type="TestRenamed", version=2):
     code_name: str
     age_group: str

@@ -11,7 +11,8 @@ Neither decrypts (``decrypt = False``): a personal field reads as None here, and
 closed fields are stored. A case's rows exist only while its ``dash_cases`` row does: an event of
 a case the dashboard does not hold (erased, so deleted) writes nothing, and ``CaseErased``
 deletes every row of the case and counts the erasure in its month. The fold reads event times
-only (no clock), so a rebuild writes exactly what the live projection wrote.
+only (no clock), so a rebuild writes exactly what the live projection wrote. It also keeps the
+counts the views show (``counts``, decision 0054), moved in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from sqlalchemy import Connection, MetaData, Table, bindparam, delete, insert, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ncii_dashboard.read_models import counts
 from ncii_dashboard.read_models.schema import CASE_CATEGORIES as CATEGORIES
 from ncii_dashboard.read_models.schema import (
     CASE_TABLES,
@@ -174,6 +176,7 @@ class Fold:
     table; inserts and updates go out as ``executemany``; an erased case's rows are deleted.
 
     ``apply`` of one event is a batch of one, so a batch and one event at a time write the same.
+    The counts move by each touched row's contributions after the batch minus before it.
     """
 
     def __init__(self, conn: Connection, events: Sequence[RecordedEvent], cases: bool) -> None:
@@ -183,11 +186,13 @@ class Fold:
             ev = recorded.event
             if cases:
                 wanted["dash_cases"].add(recorded.case_id)
-            for name, attribute in KEYS.items():
-                value = getattr(ev, attribute, None) if name != "dash_cases" else None
+            for name, attribute in _keys_of(type(ev)):
+                value = getattr(ev, attribute)
                 if isinstance(value, str):
                     wanted[name].add(value)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.before: dict[str, dict[str, dict[str, Any]]] = {}
+        """Each row as the batch found it: the counts move by after minus before."""
         for name, keys in wanted.items():
             table, pk = TABLES[name], TABLES[name].c[KEYS[name]]
             found: dict[str, dict[str, Any]] = {}
@@ -195,6 +200,7 @@ class Fold:
                 for row in conn.execute(select(table).where(pk.in_(chunk))).mappings():
                     found[row[pk.name]] = dict(row)
             self.rows[name] = found
+            self.before[name] = {k: dict(row) for k, row in found.items()}
         self.new: dict[str, set[str]] = {name: set() for name in KEYS}
         self.dirty: dict[str, set[str]] = {name: set() for name in KEYS}
         self.windows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -271,7 +277,51 @@ class Fold:
 
     # -- the writes ---------------------------------------------------------------------------
 
+    def count(self) -> counts.Tally:
+        """How the batch moves the counts (decision 0054): a row's contributions after the
+        batch minus before it. An erased case's rows are read back as stored (what they
+        contributed) before they are deleted; rows of a case erased in the batch count for
+        nothing after it."""
+        conn, tally, gone = self.conn, counts.Tally(), self.erased
+        held_before = sorted(c for c in gone if c in self.before["dash_cases"])
+        if held_before:
+            stored = counts.categories_of(conn, held_before)
+            for case_id in held_before:
+                tally.add(counts.case(self.before["dash_cases"][case_id], stored[case_id]), -1)
+            for chunk in _chunks(held_before):
+                for table in counts.CASE_ROW_TABLES:
+                    contribute = counts.CONTRIBUTIONS[table.name]
+                    query = select(table).where(table.c.case_id.in_(chunk))
+                    for stored_row in conn.execute(query).mappings():
+                        tally.add(contribute(stored_row), -1)
+        for name, contribute in counts.CONTRIBUTIONS.items():
+            rows, before = self.rows[name], self.before[name]
+            for key in self.new[name] | self.dirty[name]:
+                row = rows.get(key)
+                if row is None or row.get("case_id") in gone:
+                    continue
+                tally.add(contribute(row))
+                if key in before:
+                    tally.add(contribute(before[key]), -1)
+        cases = self.rows["dash_cases"]
+        touched = sorted(
+            c
+            for c in self.new["dash_cases"] | self.dirty["dash_cases"] | set(self.categories)
+            if c in cases
+        )
+        found = [c for c in touched if c in self.before["dash_cases"]]
+        stored = counts.categories_of(conn, found) if found else {}
+        for case_id in touched:
+            if case_id in self.before["dash_cases"]:
+                old = stored.get(case_id, [])
+                tally.add(counts.case(self.before["dash_cases"][case_id], old), -1)
+            else:
+                old = []
+            tally.add(counts.case(cases[case_id], self.categories.get(case_id, old)))
+        return tally
+
     def write(self) -> None:
+        self.count().write(self.conn)  # reads the stored rows first: before anything moves
         conn, erased = self.conn, sorted(self.erased)
         for chunk in _chunks(erased):
             for table in (*CASE_TABLES, CASE_ROWS):
@@ -346,6 +396,23 @@ KEYS: dict[str, str] = {
     "dash_matches": "match_id",
 }
 """Each table the fold keeps in memory, by the event attribute that names its row."""
+
+
+_KEYS_OF: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _keys_of(event_type: type) -> tuple[tuple[str, str], ...]:
+    """The tables an event type names rows of, and by which of its fields. Asked once per
+    type: a missing attribute costs pydantic an exception, a quarter of a rebuild's fold."""
+    found = _KEYS_OF.get(event_type)
+    if found is None:
+        fields = getattr(event_type, "model_fields", {})
+        found = _KEYS_OF[event_type] = tuple(
+            (name, attribute)
+            for name, attribute in KEYS.items()
+            if name != "dash_cases" and attribute in fields
+        )
+    return found
 
 
 def _chunks(keys: list[str], size: int = 500) -> list[list[str]]:

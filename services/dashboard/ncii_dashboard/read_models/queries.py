@@ -1,5 +1,9 @@
-"""What the dashboard shows, computed from its tables: counts grouped in SQL, folded here into
-the shapes the API returns. Every function takes a connection and returns plain JSON values."""
+"""What the dashboard shows, read from the counts the projection keeps (``dash_counts``,
+decision 0054) and folded here into the shapes the API returns: a view reads a few hundred
+small rows, whatever the number of cases. Medians of time to removal are read by index (the
+middle one or two values of the removals, ``OFFSET`` into an index in order), so they stay
+exact without reading every removal. Every function takes a connection and returns plain
+JSON values."""
 
 from __future__ import annotations
 
@@ -8,24 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ncii_dashboard.read_models.schema import (
-    CASE_CATEGORIES,
-    CASES,
-    ERASURES,
-    LOCATIONS,
-    MATCHES,
-    PLATFORMS,
-    REFERRALS,
-    REPORTS,
-    TAKEDOWNS,
-)
+from ncii_dashboard.read_models.counts import PLATFORM_FIELDS
+from ncii_dashboard.read_models.schema import COUNTS, ERASURES, PLATFORMS, TAKEDOWNS
 
 TAIWAN_REMOVAL_RATE = (0.87, 0.90)
 """The removal rate Taiwan's centre reports (87-90%), the page's reference band."""
-ENDED = ("removed", "fulfilled", "refused", "cancelled")
 Period = Literal["month", "year"]
 PERIOD_COLUMNS = (
     "period",
@@ -46,46 +40,67 @@ PERIOD_COLUMNS = (
     "sightings",
     "cases_erased",
 )
+REPORT_STATES = ("due", "overdue", "filed_in_time", "filed_late")
+COMPLIANCE_FIELDS = (
+    "notices",
+    "answered_in_time",
+    "answered_late",
+    "overdue_open",
+    "within_clock",
+    "cancelled",
+)
+
+Counts = dict[str, dict[tuple[str, str], int]]
+"""counter -> (key, sub) -> count."""
 
 
-def _counts(rows: Iterable[Any]) -> dict[str, int]:
+async def read_counts(conn: AsyncConnection, *groups: str) -> Counts:
+    """The counters of these groups (``cases`` for ``cases.*``), or every counter."""
+    c = COUNTS.c
+    query = select(c.counter, c.key, c.sub, c.n)
+    if groups:
+        # a prefix as a range of the primary key ('/' follows '.')
+        query = query.where(or_(*(and_(c.counter >= f"{g}.", c.counter < f"{g}/") for g in groups)))
+    out: Counts = defaultdict(dict)
+    for counter, key, sub, n in (await conn.execute(query)).all():
+        out[counter][(key, sub)] = int(n)
+    return out
+
+
+def _counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Largest first, then by key."""
     return {str(key): int(n) for key, n in sorted(rows, key=lambda r: (-r[1], str(r[0])))}
 
 
-async def _grouped(
-    conn: AsyncConnection, column: Any, *where: ColumnElement[bool]
-) -> dict[str, int]:
-    query = select(column, func.count()).select_from(column.table).group_by(column)
-    if where:
-        query = query.where(*where)
-    return _counts((await conn.execute(query)).all())
+def _keyed(counts: Counts, counter: str) -> dict[str, int]:
+    """A counter without sub-keys, by key."""
+    return _counts((key, n) for (key, _), n in counts.get(counter, {}).items())
 
 
-async def cases(conn: AsyncConnection) -> dict[str, Any]:
+async def _erased(conn: AsyncConnection) -> int:
+    query = select(func.coalesce(func.sum(ERASURES.c.erased), 0))
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def cases(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Cases by status; the open ones by age group, category, organisation, intake channel and
     spread status; reported locations by the kind of service; erasures."""
-    is_open = CASES.c.status == "open"
-    category = (
-        select(CASE_CATEGORIES.c.category, func.count())
-        .select_from(CASE_CATEGORIES.join(CASES, CASES.c.case_id == CASE_CATEGORIES.c.case_id))
-        .where(is_open)
-        .group_by(CASE_CATEGORIES.c.category)
-    )
-    erased = (await conn.execute(select(func.coalesce(func.sum(ERASURES.c.erased), 0)))).scalar()
-    by_status = await _grouped(conn, CASES.c.status)
+    if counts is None:
+        counts = await read_counts(conn, "cases", "open", "locations")
+    by_status = _keyed(counts, "cases.status")
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
         "open": {
             "total": by_status.get("open", 0),
-            "by_age_group": await _grouped(conn, CASES.c.age_group, is_open),
-            "by_category": _counts((await conn.execute(category)).all()),
-            "by_organisation": await _grouped(conn, CASES.c.organisation, is_open),
-            "by_intake_channel": await _grouped(conn, CASES.c.intake_channel, is_open),
-            "by_spread_status": await _grouped(conn, CASES.c.spread_status, is_open),
+            "by_age_group": _keyed(counts, "open.age_group"),
+            "by_category": _keyed(counts, "open.category"),
+            "by_organisation": _keyed(counts, "open.organisation"),
+            "by_intake_channel": _keyed(counts, "open.intake_channel"),
+            "by_spread_status": _keyed(counts, "open.spread_status"),
         },
-        "locations_by_channel_kind": await _grouped(conn, LOCATIONS.c.channel_kind),
-        "erased": int(erased or 0),
+        "locations_by_channel_kind": _keyed(counts, "locations.channel_kind"),
+        "erased": await _erased(conn),
     }
 
 
@@ -93,39 +108,53 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 2) if values else None
-
-
 def _blank_platform() -> dict[str, Any]:
-    return {
-        "takedowns": 0,
-        "notices_sent": 0,
-        "removal_notices_sent": 0,
-        "removed": 0,
-        "fulfilled": 0,
-        "refused": 0,
-        "cancelled": 0,
-        "open": 0,
-        "overdue_open": 0,
-        "ever_overdue": 0,
-        "escalated": 0,
-        "refusals_by_reason": defaultdict(int),
-    }
-
-
-def _finish(
-    entry: dict[str, Any], hours: list[float], legal_hours: list[float] | None = None
-) -> dict[str, Any]:
-    entry["refusals_by_reason"] = dict(sorted(entry["refusals_by_reason"].items()))
-    entry["removal_rate"] = _rate(entry["removed"], entry["removal_notices_sent"])
-    entry["median_hours_to_removal"] = _median(hours)
+    entry: dict[str, Any] = dict.fromkeys(PLATFORM_FIELDS, 0)
+    entry["refusals_by_reason"] = defaultdict(int)
     return entry
 
 
-async def takedowns(conn: AsyncConnection) -> dict[str, Any]:
+def _finish(entry: dict[str, Any], median: float | None) -> dict[str, Any]:
+    entry["refusals_by_reason"] = dict(sorted(entry["refusals_by_reason"].items()))
+    entry["removal_rate"] = _rate(entry["removed"], entry["removal_notices_sent"])
+    entry["median_hours_to_removal"] = median
+    return entry
+
+
+async def _median(conn: AsyncConnection, n: int, *where: ColumnElement[bool]) -> float | None:
+    """The median of the hours to removal of the ``n`` removals ``where`` selects: the middle
+    value (or the two middle ones, averaged) read by index, as ``statistics.median`` of all
+    of them would give."""
+    if n <= 0:
+        return None
+    t = TAKEDOWNS.c
+    query = (
+        select(t.hours_to_end)
+        .where(t.status == "removed", t.hours_to_end.is_not(None), *where)
+        .order_by(t.hours_to_end)
+        .offset((n - 1) // 2)
+        .limit(1 if n % 2 else 2)
+    )
+    middle = [float(v) for v in (await conn.execute(query)).scalars()]
+    return round(statistics.median(middle), 2) if middle else None
+
+
+def _of_platforms(platform_ids: Iterable[str]) -> ColumnElement[bool]:
+    """Takedowns of these platforms ("" standing for none)."""
+    ids = sorted(set(platform_ids))
+    t = TAKEDOWNS.c
+    named = [p for p in ids if p]
+    terms: list[ColumnElement[bool]] = [t.platform_id.in_(named)] if named else []
+    if "" in ids:
+        terms += [t.platform_id.is_(None), t.platform_id == ""]
+    return or_(*terms)
+
+
+async def takedowns(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Per platform and per jurisdiction: notices, removals, the removal rate (against the
     87-90% Taiwan's centre reports), the median time from notice to removal, overdue, refused."""
+    if counts is None:
+        counts = await read_counts(conn, "takedowns")
     names = {
         r.platform_id: r
         for r in (
@@ -134,50 +163,21 @@ async def takedowns(conn: AsyncConnection) -> dict[str, Any]:
             )
         ).all()
     }
-    t = TAKEDOWNS.c
-    query = select(
-        t.platform_id,
-        t.purpose,
-        t.status,
-        t.sent_at.is_not(None).label("sent"),
-        t.overdue,
-        t.escalated,
-        t.refusal_reason,
-        func.count().label("n"),
-    ).group_by(t.platform_id, t.purpose, t.status, "sent", t.overdue, t.escalated, t.refusal_reason)
-    per: dict[str, dict[str, Any]] = defaultdict(_blank_platform)
-    for r in (await conn.execute(query)).all():
-        p = per[r.platform_id or ""]
-        n = int(r.n)
-        p["takedowns"] += n
-        if r.sent:
-            p["notices_sent"] += n
-            if r.purpose == "removal" and r.status != "cancelled":
-                p["removal_notices_sent"] += n
-        if r.status in ("removed", "fulfilled", "refused", "cancelled"):
-            p[r.status] += n
-        else:
-            p["open"] += n
-            if r.overdue:
-                p["overdue_open"] += n
-        if r.overdue:
-            p["ever_overdue"] += n
-        if r.escalated:
-            p["escalated"] += n
-        if r.status == "refused":
-            p["refusals_by_reason"][r.refusal_reason or "other"] += n
-    hours: dict[str, list[float]] = defaultdict(list)
-    removed = select(t.platform_id, t.hours_to_end).where(
-        t.status == "removed", t.hours_to_end.is_not(None)
-    )
-    for r in (await conn.execute(removed)).all():
-        hours[r.platform_id or ""].append(float(r.hours_to_end))
+    per: dict[str, dict[str, Any]] = {}
+    for platform_id, _ in counts.get("takedowns.takedowns", {}):
+        entry = per[platform_id] = _blank_platform()
+        for field in PLATFORM_FIELDS:
+            entry[field] = counts.get(f"takedowns.{field}", {}).get((platform_id, ""), 0)
+    for (platform_id, reason), n in counts.get("takedowns.refusal", {}).items():
+        per.setdefault(platform_id, _blank_platform())["refusals_by_reason"][reason] += n
+    timed = {p: n for (p, _), n in counts.get("takedowns.timed_removals", {}).items()}
     platforms = []
     by_jurisdiction: dict[str, dict[str, Any]] = defaultdict(_blank_platform)
-    jurisdiction_hours: dict[str, list[float]] = defaultdict(list)
+    members: dict[str, list[str]] = defaultdict(list)
     for platform_id, entry in sorted(per.items()):
         known = names.get(platform_id)
         jurisdiction = known.jurisdiction if known is not None else ""
+        members[jurisdiction].append(platform_id)
         j = by_jurisdiction[jurisdiction]
         for key, value in entry.items():
             if key == "refusals_by_reason":
@@ -185,13 +185,14 @@ async def takedowns(conn: AsyncConnection) -> dict[str, Any]:
                     j[key][reason] += n
             else:
                 j[key] += value
-        jurisdiction_hours[jurisdiction].extend(hours[platform_id])
+        where = _of_platforms([platform_id])
+        median = await _median(conn, timed.get(platform_id, 0), where)
         platforms.append(
             {
                 "platform_id": platform_id or None,
                 "name": known.name if known is not None else None,
                 "jurisdiction": jurisdiction or None,
-                **_finish(entry, hours[platform_id]),
+                **_finish(entry, median),
             }
         )
     platforms.sort(key=lambda p: (-p["takedowns"], p["name"] or "", p["platform_id"] or ""))
@@ -203,66 +204,34 @@ async def takedowns(conn: AsyncConnection) -> dict[str, Any]:
                     total[key][reason] += n
             else:
                 total[key] += value
-    all_hours = [h for hs in hours.values() for h in hs]
+    jurisdictions = []
+    for k, v in sorted(by_jurisdiction.items()):
+        n = sum(timed.get(p, 0) for p in members[k])
+        median = await _median(conn, n, _of_platforms(members[k]))
+        jurisdictions.append({"jurisdiction": k or None, **_finish(v, median)})
     return {
         "reference_removal_rate": {"low": TAIWAN_REMOVAL_RATE[0], "high": TAIWAN_REMOVAL_RATE[1]},
-        "total": _finish(total, all_hours),
+        "total": _finish(total, await _median(conn, sum(timed.values()))),
         "platforms": platforms,
-        "by_jurisdiction": [
-            {"jurisdiction": k or None, **_finish(v, jurisdiction_hours[k])}
-            for k, v in sorted(by_jurisdiction.items())
-        ],
+        "by_jurisdiction": jurisdictions,
     }
 
 
-async def compliance(conn: AsyncConnection) -> dict[str, Any]:
+async def compliance(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Per platform and regime, the notices sent under a legal clock: answered (removed,
     fulfilled or refused) in time, answered late, overdue and unanswered, still within it."""
-    t = TAKEDOWNS.c
+    if counts is None:
+        counts = await read_counts(conn, "compliance")
     names = {
         r.platform_id: r.name
         for r in (await conn.execute(select(PLATFORMS.c.platform_id, PLATFORMS.c.name))).all()
     }
-    answered = t.status.in_(("removed", "fulfilled", "refused"))
-    query = (
-        select(
-            t.platform_id,
-            t.deadline_regime,
-            answered.label("answered"),
-            t.in_time,
-            t.status.in_(ENDED).label("ended"),
-            t.overdue,
-            func.count().label("n"),
-        )
-        .where(t.legal.is_(True), t.sent_at.is_not(None))
-        .group_by(t.platform_id, t.deadline_regime, "answered", t.in_time, "ended", t.overdue)
-    )
-    cards: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in (await conn.execute(query)).all():
-        key = (r.platform_id or "", r.deadline_regime or "")
-        card = cards.setdefault(
-            key,
-            {
-                "notices": 0,
-                "answered_in_time": 0,
-                "answered_late": 0,
-                "overdue_open": 0,
-                "within_clock": 0,
-                "cancelled": 0,
-            },
-        )
-        n = int(r.n)
-        card["notices"] += n
-        if r.answered:
-            card["answered_in_time" if r.in_time else "answered_late"] += n
-        elif r.ended:
-            card["cancelled"] += n
-        elif r.overdue:
-            card["overdue_open"] += n
-        else:
-            card["within_clock"] += n
     scorecards = []
-    for (platform_id, regime), card in sorted(cards.items()):
+    for platform_id, regime in sorted(counts.get("compliance.notices", {})):
+        card = {
+            field: counts.get(f"compliance.{field}", {}).get((platform_id, regime), 0)
+            for field in COMPLIANCE_FIELDS
+        }
         judged = card["answered_in_time"] + card["answered_late"] + card["overdue_open"]
         scorecards.append(
             {
@@ -276,111 +245,96 @@ async def compliance(conn: AsyncConnection) -> dict[str, Any]:
     return {"scorecards": scorecards}
 
 
-async def reports(conn: AsyncConnection) -> dict[str, Any]:
+async def reports(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Art. 7 reports by kind: due (within 24 hours), overdue (past it, not filed), filed in
     time, filed late."""
-    r = REPORTS.c
-    query = select(r.kind, r.status, r.late, func.count()).group_by(r.kind, r.status, r.late)
+    if counts is None:
+        counts = await read_counts(conn, "reports")
     kinds: dict[str, dict[str, int]] = {}
-    for kind, status, late, n in (await conn.execute(query)).all():
-        entry = kinds.setdefault(
-            kind, {"due": 0, "overdue": 0, "filed_in_time": 0, "filed_late": 0}
-        )
-        if status == "filed":
-            entry["filed_late" if late else "filed_in_time"] += int(n)
-        else:
-            entry[status] += int(n)
-    total = {
-        k: sum(e[k] for e in kinds.values())
-        for k in ("due", "overdue", "filed_in_time", "filed_late")
-    }
+    for (kind, state), n in counts.get("reports.status", {}).items():
+        kinds.setdefault(kind, dict.fromkeys(REPORT_STATES, 0))[state] += n
+    total = {k: sum(e[k] for e in kinds.values()) for k in REPORT_STATES}
     return {"total": total, "by_kind": dict(sorted(kinds.items()))}
 
 
-async def referrals(conn: AsyncConnection) -> dict[str, Any]:
+async def referrals(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Referral outcomes by service and by partner organisation."""
-    r = REFERRALS.c
+    if counts is None:
+        counts = await read_counts(conn, "referrals")
 
-    async def by(column: Any) -> dict[str, dict[str, int]]:
+    def by(counter: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        query = select(column, r.status, func.count()).group_by(column, r.status)
-        for key, status, n in (await conn.execute(query)).all():
-            out.setdefault(key, {})[status] = int(n)
+        for (key, status), n in sorted(counts.get(counter, {}).items()):
+            out.setdefault(key, {})[status] = n
         return dict(sorted(out.items()))
 
+    by_status: dict[str, int] = defaultdict(int)
+    for (_, status), n in counts.get("referrals.service", {}).items():
+        by_status[status] += n
     return {
-        "by_status": await _grouped(conn, r.status),
-        "by_service": await by(r.service),
-        "by_partner": await by(r.partner_organisation),
+        "by_status": _counts(by_status.items()),
+        "by_service": by("referrals.service"),
+        "by_partner": by("referrals.partner"),
     }
 
 
-async def matches(conn: AsyncConnection) -> dict[str, Any]:
+async def matches(conn: AsyncConnection, counts: Counts | None = None) -> dict[str, Any]:
     """Sightings reported by platforms: matches (first sightings) and every sighting counted,
     per platform organisation; the verdicts platforms gave."""
-    m = MATCHES.c
-    query = select(
-        m.platform,
-        m.case_id.is_(None).label("listed"),
-        func.count().label("matches"),
-        func.sum(m.sightings).label("sightings"),
-    ).group_by(m.platform, "listed")
+    if counts is None:
+        counts = await read_counts(conn, "matches")
     per: dict[str, dict[str, int]] = {}
-    for r in (await conn.execute(query)).all():
+    sightings = counts.get("matches.sightings", {})
+    for (platform, listed), n in counts.get("matches.count", {}).items():
         entry = per.setdefault(
-            r.platform, {"matches": 0, "sightings": 0, "case_matches": 0, "list_matches": 0}
+            platform, {"matches": 0, "sightings": 0, "case_matches": 0, "list_matches": 0}
         )
-        entry["matches"] += int(r.matches)
-        entry["sightings"] += int(r.sightings or 0)
-        entry["list_matches" if r.listed else "case_matches"] += int(r.matches)
+        entry["matches"] += n
+        entry["sightings"] += sightings.get((platform, listed), 0)
+        entry["list_matches" if listed == "list" else "case_matches"] += n
     return {
         "matches": sum(e["matches"] for e in per.values()),
         "sightings": sum(e["sightings"] for e in per.values()),
         "by_platform": [{"platform": k, **v} for k, v in sorted(per.items())],
-        "verdicts": await _grouped(conn, m.verdict, m.verdict.is_not(None)),
+        "verdicts": _keyed(counts, "matches.verdict"),
     }
 
 
-async def periods(conn: AsyncConnection, period: Period) -> list[dict[str, Any]]:
+async def periods(
+    conn: AsyncConnection, period: Period, counts: Counts | None = None
+) -> list[dict[str, Any]]:
     """Counts per month (``YYYY-MM``) or year (``YYYY``) for the annual report, each by the time
     it happened (opened, sent, removed, due, filed, offered, seen, erased)."""
+    if counts is None:
+        counts = await read_counts(conn, "period")
     width = 7 if period == "month" else 4
     rows: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(PERIOD_COLUMNS[1:], 0))
-
-    async def add(name: str, column: Any, *where: ColumnElement[bool], value: Any = None) -> None:
-        key = func.substr(column, 1, width).label("p")
-        amount = func.count() if value is None else func.coalesce(func.sum(value), 0)
-        query = select(key, amount).where(column.is_not(None), *where).group_by(key)
-        for p, n in (await conn.execute(query)).all():
-            rows[p][name] += int(n)
-
-    c, t, r, f, m = CASES.c, TAKEDOWNS.c, REPORTS.c, REFERRALS.c, MATCHES.c
-    await add("cases_opened", c.opened_at)
-    await add("minors_opened", c.opened_at, c.age_group == "minor")
-    await add("cases_closed", c.closed_at, c.status == "closed")
-    await add("takedowns_opened", t.opened_at)
-    await add("notices_sent", t.sent_at)
-    await add("content_removed", t.ended_at, t.status == "removed")
-    await add("takedowns_refused", t.ended_at, t.status == "refused")
-    await add("answered_late", t.ended_at, and_(t.in_time.is_(False), t.legal.is_(True)))
-    await add("reports_due", r.due_at)
-    await add("reports_filed", r.filed_at)
-    await add("reports_filed_late", r.filed_at, r.late.is_(True))
-    await add("referrals_offered", f.offered_at)
-    await add("referrals_completed", f.offered_at, f.status == "completed")
-    await add("matches", m.seen_at)
-    await add("sightings", m.seen_at, value=m.sightings)
-    await add("cases_erased", ERASURES.c.month, value=ERASURES.c.erased)
+    for column in PERIOD_COLUMNS[1:-1]:
+        for (month, _), n in counts.get(f"period.{column}", {}).items():
+            rows[month[:width]][column] += n
+    for month, n in (await conn.execute(select(ERASURES.c.month, ERASURES.c.erased))).all():
+        rows[month[:width]]["cases_erased"] += int(n)
     return [{"period": p, **rows[p]} for p in sorted(rows)]
 
 
 async def summary(conn: AsyncConnection) -> dict[str, Any]:
-    """Everything the page shows, in one read."""
+    """Everything the page shows, in one read of the counts."""
+    counts = await read_counts(
+        conn,
+        "cases",
+        "open",
+        "locations",
+        "takedowns",
+        "compliance",
+        "reports",
+        "referrals",
+        "matches",
+    )
     return {
-        "cases": await cases(conn),
-        "takedowns": await takedowns(conn),
-        "compliance": await compliance(conn),
-        "reports": await reports(conn),
-        "referrals": await referrals(conn),
-        "matches": await matches(conn),
+        "cases": await cases(conn, counts),
+        "takedowns": await takedowns(conn, counts),
+        "compliance": await compliance(conn, counts),
+        "reports": await reports(conn, counts),
+        "referrals": await referrals(conn, counts),
+        "matches": await matches(conn, counts),
     }

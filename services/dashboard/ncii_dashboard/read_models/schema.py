@@ -14,6 +14,9 @@ fill them, so nothing personal can reach them; a case's rows are deleted when it
 * ``dash_referrals``: one row per referral: partner organisation, service, status.
 * ``dash_matches`` / ``dash_sighting_windows``: sightings by platform organisation.
 * ``dash_erasures``: how many cases were erased per month (a count: nothing else survives).
+* ``dash_counts``: the counts the views show, kept by the fold in the same transaction as the
+  rows (``counts``; decision 0054): a counter, its key (a code, an id, a month or a registered
+  name), a sub-key (a code) and the count.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ TAKEDOWNS = Table(
     Column("refusal_reason", String(30)),
     Column("overdue", Boolean, nullable=False),
     Column("escalated", Boolean, nullable=False),
+    # medians of time to removal by index (decision 0054): the k-th value of a platform's
+    # removals, and of all of them (platform_id covered, for the jurisdictions' medians)
+    Index("ix_dash_takedowns_platform_hours", "status", "platform_id", "hours_to_end"),
+    Index("ix_dash_takedowns_hours", "status", "hours_to_end", "platform_id"),
 )
 
 REPORTS = Table(
@@ -133,6 +140,15 @@ ERASURES = Table(
     METADATA,
     Column("month", String(7), primary_key=True),
     Column("erased", Integer, nullable=False),
+)
+
+COUNTS = Table(
+    "dash_counts",
+    METADATA,
+    Column("counter", String(40), primary_key=True),
+    Column("key", String(100), primary_key=True),
+    Column("sub", String(40), primary_key=True),
+    Column("n", Integer, nullable=False),
 )
 
 CASE_TABLES = (CASE_CATEGORIES, LOCATIONS, TAKEDOWNS, REPORTS, REFERRALS, MATCHES, SIGHTING_WINDOWS)
