@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import datetime
@@ -35,11 +34,13 @@ from ncii_events.store import EventStore
 from ncii_events.stream import ensure_streams
 from ncii_events.transport import connect
 
+from bench import scratch_dir
+
 CAUSE = Cause(Actor("org-bench", "p", "caseworker"), "c", "c")
 
 
 async def run(events: int, workers: int | None) -> dict[str, object]:
-    folder = Path(tempfile.mkdtemp(prefix="ncii-bench-audit-"))
+    folder = scratch_dir("ncii-bench-audit-")
     provision(folder / "keys", ["intake", "audit"])
     keys_doc = json.loads((folder / "keys" / "public-keys.json").read_text())
     server = EmbeddedNats(

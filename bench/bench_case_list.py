@@ -21,7 +21,6 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ from ncii_intake.domain import format_time
 from ncii_intake.read_models.projections import CasesProjection
 from sqlalchemy import create_engine
 
+from bench import scratch_dir
 from bench.bench_intake import _issue_key, _RawClient, _start_intake, _wait_ready
 
 TARGET_P99_MS = 50.0
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/case-list.json"))
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-case-list-"))
+    workdir = scratch_dir("ncii-bench-case-list-")
     server = EmbeddedNats(
         workdir / "nats", port=free_port(), monitor_port=free_port(), sync_always=False
     )

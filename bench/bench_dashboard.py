@@ -30,7 +30,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -76,6 +75,7 @@ from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import connect
 
+from bench import scratch_dir
 from bench.bench_intake import _RawClient
 
 TARGET_P99_MS = 50.0
@@ -582,7 +582,7 @@ async def load(
 
 async def rebuild_run(cases: int) -> dict[str, Any]:
     """A log of ``cases`` cases, then both projections rebuilt from it."""
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-dashboard-rebuild-"))
+    workdir = scratch_dir("ncii-bench-dashboard-rebuild-")
     provision(workdir / "keys", ["intake"])
     server = EmbeddedNats(
         workdir / "nats", port=free_port(), monitor_port=free_port(), sync_always=False
@@ -610,7 +610,7 @@ async def rebuild_run(cases: int) -> dict[str, Any]:
 
 async def endpoints_run(cases: int, clients: int, seconds: float) -> dict[str, Any]:
     """The service on read models of ``cases`` cases, read by ``clients`` clients."""
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-dashboard-http-"))
+    workdir = scratch_dir("ncii-bench-dashboard-http-")
     provision(workdir / "keys", ["intake", "dashboard", OPERATOR])
     MasterKey.load_or_create(workdir / "master.key")
     db_url = f"sqlite+aiosqlite:///{workdir / 'dashboard.db'}"

@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,7 @@ from ncii_events.stream import CASES, REFERENCE, ensure_streams
 from ncii_events.transport import connect
 from ncii_intake.read_models.projections import CasesProjection
 
+from bench import scratch_dir
 from bench.bench_eventlog import fresh_pg_database, pg_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,7 +341,7 @@ async def _rebuild_everywhere(nats_url: str, workdir: Path) -> dict[str, Any]:
 
 
 def _run(seconds: float, clients: int, transport: str | None, get_case: bool) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-intake-"))
+    workdir = scratch_dir("ncii-bench-intake-")
     # as before durable became the default: the numbers stay comparable with earlier runs
     server = EmbeddedNats(
         workdir / "nats", port=free_port(), monitor_port=free_port(), sync_always=False

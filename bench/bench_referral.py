@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,8 @@ from ncii_referral.deadlines import ReportSweeper
 from ncii_referral.outbox import OutboxPublisher, minor_report_id
 from ncii_referral.read_models.schema import CASES, REFERRALS, REPORTS
 from sqlalchemy import insert
+
+from bench import scratch_dir
 
 REGISTRY = EventRegistry(*ALL_EVENTS)
 TARGET_VIEW_P99_MS = 50.0
@@ -224,7 +225,7 @@ async def staff_view(url: str, key: str, requests: int) -> dict[str, Any]:
 
 
 def run(requests: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-referral-"))
+    workdir = scratch_dir("ncii-bench-referral-")
     server = EmbeddedNats(workdir / "nats", port=free_port(), monitor_port=free_port())
     server.start()
     provision(workdir / "keys", ["referral", OPERATOR])
