@@ -6,7 +6,9 @@
 - Every event is signed by the store's ``SigningKey`` (the service's, or the operator's for the
   CLI; decision 23): a store without one reads, but refuses to append.
 - ``load`` reads one aggregate, ``read_case`` a whole case across aggregates in log order,
-  ``read_from`` everything from a stream position. Reads use batched Direct Get.
+  ``read_from`` everything from a stream position. Reads use batched Direct Get; an aggregate or a
+  case subject by subject, so that the server finds them through its subject index
+  (``MULTI_LAST_BATCH``).
 
 It talks to NATS through a ``Transport`` (``ncii_events.transport``), chosen by the connection.
 """
@@ -67,6 +69,14 @@ __all__ = [
 WRONG_LAST_SEQUENCE = 10071
 BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 1000
+MULTI_LAST_BATCH = 256
+"""An aggregate or a case is read subject by subject (decision 0053): ``multi_last`` gives the
+last event of each subject its filter matches (found through the server's subject index), then
+each subject's earlier events are read with that literal subject, all at once. A batched
+Direct Get with a wildcard filter instead makes the server count what is pending after the
+start, and a wildcard ``next_by_subj`` steps through every message in between: both scan the
+log (4-8 ms of server CPU per read at 60,000 events, growing with the log). A filter matching
+more subjects than this is read in batches, as before."""
 MAX_ATOMIC_BATCH = 1000
 PUBLISH_TIMEOUT = 10.0
 DIRECT_GET_TIMEOUT = 10.0
@@ -315,6 +325,15 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _get_request(self, seq: int, subject_filter: str, batch: int) -> bytes:
+        """A batched Direct Get from ``seq`` of what ``subject_filter`` matches. A filter that
+        is the whole stream is left out: the server would count what it matches after ``seq``,
+        a scan of the log (``MULTI_LAST_BATCH``)."""
+        request: dict[str, object] = {"seq": seq, "batch": batch}
+        if subject_filter != self.spec.all_subjects:
+            request["next_by_subj"] = subject_filter
+        return orjson.dumps(request)
+
     async def load(self, ref: AggregateRef, *, decrypt: bool = True) -> list[RecordedEvent]:
         """Every event of one aggregate, oldest first."""
         filt = self.spec.aggregate_filter(ref.case_id, ref.aggregate, ref.aggregate_id)
@@ -361,10 +380,12 @@ class EventStore:
 
         while len(got) < limit:
             want = min(READ_BATCH, limit - len(got))
-            request = {"seq": seq, "next_by_subj": subject_filter, "batch": want}
             before = len(got)
             pending = await self._transport.direct_get(
-                self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
+                self.spec.name,
+                self._get_request(seq, subject_filter, want),
+                on_stored,
+                DIRECT_GET_TIMEOUT,
             )
             if len(got) == before or pending == 0:
                 break
@@ -381,10 +402,12 @@ class EventStore:
 
         while len(got) < limit:
             want = min(READ_BATCH, limit - len(got))
-            request = {"seq": seq, "next_by_subj": self.spec.all_subjects, "batch": want}
             before = len(got)
             pending = await self._transport.direct_get(
-                self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
+                self.spec.name,
+                self._get_request(seq, self.spec.all_subjects, want),
+                on_stored,
+                DIRECT_GET_TIMEOUT,
             )
             if len(got) == before or pending == 0:
                 break
@@ -436,6 +459,29 @@ class EventStore:
                 event = None
             got.append((seq, data, event))
 
+        if (
+            case_id is not None
+            and limit is None
+            and await self._read_by_subject(subject_filter, start, up_to_seq, on_stored)
+        ):
+            got.sort(key=lambda item: item[0])  # the subjects' reads interleave
+            got[:] = [item for i, item in enumerate(got) if i == 0 or got[i - 1][0] != item[0]]
+        else:
+            await self._read_batches(subject_filter, start, up_to_seq, limit, on_stored, got)
+        return [
+            event if event is not None else await self._decode_or_name(s, data, decrypt, keys)
+            for s, data, event in got
+        ]
+
+    async def _read_batches(
+        self,
+        subject_filter: str,
+        start: int,
+        up_to_seq: int | None,
+        limit: int | None,
+        on_stored: Callable[[int, bytes], None],
+        got: list[tuple[int, bytes, RecordedEvent | None]],
+    ) -> None:
         seq = start
         while limit is None or len(got) < limit:
             want = READ_BATCH if limit is None else min(READ_BATCH, limit - len(got))
@@ -443,18 +489,80 @@ class EventStore:
                 if seq > up_to_seq:
                     break
                 want = min(want, up_to_seq - seq + 1)
-            request = {"seq": seq, "next_by_subj": subject_filter, "batch": want}
             before = len(got)
             pending = await self._transport.direct_get(
-                self.spec.name, orjson.dumps(request), on_stored, DIRECT_GET_TIMEOUT
+                self.spec.name,
+                self._get_request(seq, subject_filter, want),
+                on_stored,
+                DIRECT_GET_TIMEOUT,
             )
             if len(got) == before or pending == 0:
                 break
             seq = got[-1][0] + 1
-        return [
-            event if event is not None else await self._decode_or_name(s, data, decrypt, keys)
-            for s, data, event in got
-        ]
+
+    async def _read_by_subject(
+        self,
+        subject_filter: str,
+        start: int,
+        up_to_seq: int | None,
+        on_stored: Callable[[int, bytes], None],
+    ) -> bool:
+        """Every event ``subject_filter`` matches from ``start`` (up to ``up_to_seq``), handed
+        to ``on_stored`` subject by subject (see ``MULTI_LAST_BATCH``); False, with nothing
+        handed, when the filter matches too many subjects for one ``multi_last``."""
+        lasts: list[tuple[int, bytes]] = []
+        request: dict[str, object] = {"multi_last": [subject_filter], "batch": MULTI_LAST_BATCH}
+        if up_to_seq is not None:
+            request["up_to_seq"] = up_to_seq
+        try:
+            await self._transport.direct_get(
+                self.spec.name,
+                orjson.dumps(request),
+                lambda seq, data: lasts.append((seq, bytes(data))),
+                DIRECT_GET_TIMEOUT,
+            )
+        except APIError:
+            return False  # too many subjects for the server's answer
+        if len(lasts) >= MULTI_LAST_BATCH:
+            return False
+        subjects: list[tuple[str, int]] = []
+        for seq, data in lasts:
+            # the store publishes each event on the subject its envelope names (``_subject``)
+            try:
+                doc = orjson.loads(data)
+                subject = self.spec.subject(
+                    doc["case_id"], doc["aggregate"], doc["aggregate_id"], doc["type"]
+                )
+            except Exception:  # not an envelope: whatever it is, the batches read it
+                return False
+            if seq >= start:
+                subjects.append((subject, seq))
+        for seq, data in lasts:
+            if seq >= start:
+                on_stored(seq, data)
+
+        async def earlier(subject: str, last: int) -> None:
+            """The subject's events before its last one (a literal filter: no scan)."""
+            seen: list[int] = []
+
+            def keep(stored_seq: int, data: bytes) -> None:
+                if stored_seq < last:
+                    seen.append(stored_seq)
+                    on_stored(stored_seq, data)
+
+            seq = start
+            while seq < last:
+                seen.clear()
+                request = self._get_request(seq, subject, min(READ_BATCH, last - seq))
+                pending = await self._transport.direct_get(
+                    self.spec.name, request, keep, DIRECT_GET_TIMEOUT
+                )
+                if not seen or pending == 0:
+                    return
+                seq = seen[-1] + 1
+
+        await asyncio.gather(*(earlier(subject, last) for subject, last in subjects))
+        return True
 
     async def _decode_or_name(
         self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
