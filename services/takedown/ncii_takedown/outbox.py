@@ -77,7 +77,15 @@ class OutboxPublisher(EventOutboxPublisher):
         registry: EventRegistry,
         interval: float = 0.5,
     ) -> None:
-        super().__init__(engine, OUTBOX, registry=registry, actor=SERVICE_ACTOR, interval=interval)
+        # a takedown's events depend on that takedown's alone: takedowns go side by side
+        super().__init__(
+            engine,
+            OUTBOX,
+            registry=registry,
+            actor=SERVICE_ACTOR,
+            interval=interval,
+            concurrency=32,
+        )
         self.store = store
 
     def store_for(self, row: Row[Any]) -> EventStore:
