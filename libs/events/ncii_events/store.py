@@ -70,14 +70,14 @@ WRONG_LAST_SEQUENCE = 10071
 BATCH_DUPLICATE_MSG_ID = 10201
 READ_BATCH = 1000
 MULTI_LAST_BATCH = 256
-"""An aggregate or a case is read subject by subject (decision 0053): ``multi_last`` gives the
-last event of each subject its filter matches (found through the server's subject index), the
-stream's subject counts say which subjects hold more, and their earlier events are read with
-that literal subject, all at once. A batched
-Direct Get with a wildcard filter instead makes the server count what is pending after the
-start, and a wildcard ``next_by_subj`` steps through every message in between: both scan the
-log (4-8 ms of server CPU per read at 60,000 events, growing with the log). A filter matching
-more subjects than this is read in batches, as before."""
+"""An aggregate or a case is read subject by subject (decision 0053): the stream's subjects
+that its filter matches, with their counts, and each one's last event (``multi_last``), both
+found through the server's subject index, at once; a subject holding more than one event is
+then read with its literal subject. A batched Direct Get with a wildcard filter instead makes
+the server count what is pending after the start, and a wildcard ``next_by_subj`` steps
+through every message in between: both scan the log (4-8 ms of server CPU per read at 60,000
+events, growing with the log). A filter matching more subjects than this is read in
+batches, as before."""
 MAX_ATOMIC_BATCH = 1000
 PUBLISH_TIMEOUT = 10.0
 DIRECT_GET_TIMEOUT = 10.0
@@ -510,24 +510,39 @@ class EventStore:
     ) -> bool:
         """Every event ``subject_filter`` matches from ``start`` (up to ``up_to_seq``), handed
         to ``on_stored`` subject by subject (see ``MULTI_LAST_BATCH``); False, with nothing
-        handed, when the filter matches too many subjects for one ``multi_last``."""
+        handed, when the filter matches too many subjects for one answer.
+
+        Two requests at once: the stream's subjects with their counts and its last position
+        (the read is the log as of that position: a subject made later is not in the list,
+        and nothing after it is kept), and the last event of each subject. A subject that
+        held one event then, and whose last event is within that position, is that event;
+        any other subject is read on its own, with its literal subject, up to the position."""
         lasts: list[tuple[int, bytes]] = []
         request: dict[str, object] = {"multi_last": [subject_filter], "batch": MULTI_LAST_BATCH}
         if up_to_seq is not None:
             request["up_to_seq"] = up_to_seq
         try:
-            await self._transport.direct_get(
-                self.spec.name,
-                orjson.dumps(request),
-                lambda seq, data: lasts.append((seq, bytes(data))),
-                DIRECT_GET_TIMEOUT,
+            _, state = await asyncio.gather(
+                self._transport.direct_get(
+                    self.spec.name,
+                    orjson.dumps(request),
+                    lambda seq, data: lasts.append((seq, bytes(data))),
+                    DIRECT_GET_TIMEOUT,
+                ),
+                self._subject_state(subject_filter),
             )
         except APIError:
             return False  # too many subjects for the server's answer
-        if len(lasts) >= MULTI_LAST_BATCH:
+        if state is None:
             return False
-        subjects: list[tuple[str, int]] = []
+        counts, last_seq = state
+        if len(lasts) >= MULTI_LAST_BATCH or len(counts) >= MULTI_LAST_BATCH:
+            return False
+        bound = last_seq if up_to_seq is None else min(up_to_seq, last_seq)
+        last_of: dict[str, tuple[int, bytes]] = {}
         for seq, data in lasts:
+            if seq > bound:
+                continue
             # the store publishes each event on the subject its envelope names (``_subject``)
             try:
                 doc = orjson.loads(data)
@@ -536,31 +551,29 @@ class EventStore:
                 )
             except Exception:  # not an envelope: whatever it is, the batches read it
                 return False
-            if seq >= start:
-                subjects.append((subject, seq))
-        for seq, data in lasts:
-            if seq >= start:
-                on_stored(seq, data)
-        if not subjects:
-            return True
-        # How many events each subject holds, asked after ``multi_last``: a subject holding
-        # one then held only the one read (an event appended since only raises the count, and
-        # a subject read again finds nothing before its last one that was not there).
-        counts = await self._subject_counts(subject_filter)
+            last_of[subject] = (seq, data)
+        to_read: list[str] = []
+        for subject, count in counts.items():
+            known = last_of.get(subject)
+            if count == 1 and known is not None:
+                if known[0] >= start:
+                    on_stored(*known)
+            else:
+                to_read.append(subject)
 
-        async def earlier(subject: str, last: int) -> None:
-            """The subject's events before its last one (a literal filter: no scan)."""
+        async def read(subject: str) -> None:
+            """The subject's events up to the bound (a literal filter: no scan)."""
             seen: list[int] = []
 
             def keep(stored_seq: int, data: bytes) -> None:
-                if stored_seq < last:
+                if stored_seq <= bound:
                     seen.append(stored_seq)
                     on_stored(stored_seq, data)
 
             seq = start
-            while seq < last:
+            while seq <= bound:
                 seen.clear()
-                request = self._get_request(seq, subject, min(READ_BATCH, last - seq))
+                request = self._get_request(seq, subject, min(READ_BATCH, bound - seq + 1))
                 pending = await self._transport.direct_get(
                     self.spec.name, request, keep, DIRECT_GET_TIMEOUT
                 )
@@ -568,18 +581,12 @@ class EventStore:
                     return
                 seq = seen[-1] + 1
 
-        await asyncio.gather(
-            *(
-                earlier(subject, last)
-                for subject, last in subjects
-                if counts is None or counts.get(subject, 2) > 1
-            )
-        )
+        await asyncio.gather(*(read(subject) for subject in to_read))
         return True
 
-    async def _subject_counts(self, subject_filter: str) -> dict[str, int] | None:
+    async def _subject_state(self, subject_filter: str) -> tuple[dict[str, int], int] | None:
         """Events per subject that ``subject_filter`` matches (the stream's own count, from its
-        subject index), or None when the server does not say."""
+        subject index) and the stream's last position, or None when the server does not say."""
         try:
             data = await self._transport.request(
                 f"$JS.API.STREAM.INFO.{self.spec.name}",
@@ -587,10 +594,11 @@ class EventStore:
                 {},
                 DIRECT_GET_TIMEOUT,
             )
-            counts = orjson.loads(data)["state"].get("subjects")
-        except (APIError, KeyError, TypeError, orjson.JSONDecodeError):
+            state = orjson.loads(data)["state"]
+            counts, last_seq = state.get("subjects") or {}, int(state["last_seq"])
+        except (APIError, KeyError, TypeError, ValueError):
             return None
-        return counts if isinstance(counts, dict) else None
+        return (counts, last_seq) if isinstance(counts, dict) else None
 
     async def _decode_or_name(
         self, seq: int, data: bytes, decrypt: bool, keys: dict[str, bytes | None]
