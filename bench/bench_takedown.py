@@ -86,6 +86,18 @@ def _start_receiver(secret: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.bench_takedown", "--receiver", str(port), secret]
     process = subprocess.Popen(command, cwd=ROOT)
+    # listening before the first notice: a refused connection would be a failed attempt
+    import socket
+
+    started = time.perf_counter()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.perf_counter() - started > 60:
+                raise RuntimeError("the receiver did not start") from None
+            time.sleep(0.05)
     return process, f"http://127.0.0.1:{port}/hook"
 
 
@@ -395,13 +407,14 @@ async def _run(
         load0 = _load()
         t0, cpu0 = time.perf_counter(), time.process_time()
         nats_cpu0 = _cpu_of(system.server.process.pid)
-        delivered = 0
+        attempts = 0
         while True:
             done = await deliverer.step()
-            delivered += done
+            attempts += done
             if done == 0:
                 break
         elapsed = time.perf_counter() - t0
+        delivered = await count(DELIVERIES, DELIVERIES.c.status == "delivered")
         cpu = time.process_time() - cpu0
         nats_cpu = _cpu_of(system.server.process.pid) - nats_cpu0
         if profiler is not None and profile is not None:
@@ -422,6 +435,7 @@ async def _run(
         rate = delivered / elapsed
         out["webhook"] = {
             "delivered": delivered,
+            "attempts": attempts,
             "seconds": round(elapsed, 2),
             "notices_per_s": round(rate, 1),
             # this process's CPU while delivering (deliverer, projections, publisher; not NATS
