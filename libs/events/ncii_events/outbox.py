@@ -1,5 +1,6 @@
 """An event outbox's publisher: the events a reactor decided on, written as rows in the
-transaction that moved its checkpoint, appended to the log in the order they were decided.
+transaction that moved its checkpoint, appended to the log in the order they were decided (each
+aggregate's, aggregates side by side, when the service sets ``concurrency``: decision 0053).
 
 Hashmatch, takedown and referral each keep their own outbox table (their schemas differ in what
 else a row says: the stream, the aggregate); every table has ``id``, ``event_id``, ``case_id``,
