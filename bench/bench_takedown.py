@@ -14,7 +14,13 @@ platform's webhook receiver in its own process that verifies every Standard Webh
   takedown, then (evidence recorded by the bench at once: in real life a person's step) the
   notice decided, delivered and recorded.
 
+Each phase prints the service process's CPU (this process: the bench's own appends are
+outside the timed phases) and the load average; the delivery phase also nats-server's CPU and
+the CPU per notice, so the target can be judged on a loaded machine (decision 0053).
+
 Run: python -m bench.bench_takedown [--quick] [--out bench/results/takedown.json]
+  [--state DIR]: keep the populated state in DIR, or start from a copy of it when DIR holds
+  one (populating 10,000 takedowns takes minutes); [--profile FILE]: cProfile the delivery.
 """
 
 from __future__ import annotations
