@@ -328,3 +328,40 @@ async def test_the_outbox_published_again_after_a_crash_appends_nothing_twice(
             await conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.published_at.is_(None)))
         ).all()
     assert left == []
+
+
+async def test_notices_sent_and_an_answer_in_one_batch_are_applied_in_log_order(
+    system: System,
+) -> None:
+    """The projection applies a run of ``NoticeSent`` at once, and an acknowledgement read in
+    the same batch after them still finds its notice sent."""
+    rows = await notices_queued(system, system.platform, 3)
+    runner = system.runner("takedowns")
+    await runner.stop()  # what follows is read in one batch when it starts again
+    assert await Deliverer(system.app).step() == 3
+    answered = rows[1]
+    platform = Principal("rounds-platform", system.platform, "platform")
+    await system.app.platform_change(
+        platform,
+        None,
+        answered.notice_id,
+        "acknowledged",
+        lambda t: t.acknowledge(system.app.now_text(), "ticket-1"),
+    )
+    await runner.start()
+    await settled(system)
+    async with system.app.engine.connect() as conn:
+        status = dict(
+            (
+                await conn.execute(
+                    select(TAKEDOWNS.c.takedown_id, TAKEDOWNS.c.status).where(
+                        TAKEDOWNS.c.takedown_id.in_([r.takedown_id for r in rows])
+                    )
+                )
+            ).all()
+        )
+    assert status == {
+        rows[0].takedown_id: "sent",
+        answered.takedown_id: "acknowledged",
+        rows[2].takedown_id: "sent",
+    }
