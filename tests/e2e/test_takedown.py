@@ -1048,5 +1048,6 @@ async def test_the_evidence_checklist_is_served_with_the_case_in_both_languages_
     assert "不要刪除" in zh["items"][0]["text"]
     assert unknown.status_code == 422
     stranger = await make_key(unique("ngo"), "partner")
+    await caught_up(takedown)  # the key is usable once takedown projected it
     async with takedown.client(stranger) as client:
         assert (await client.get(path)).status_code == 404  # another organisation's case
