@@ -1,7 +1,8 @@
-"""Takedown's rounds against real NATS and SQLite, the service in this process with its workers
-driven by the test (decision 0053): a round of notices sent again after a crash keeps its ids
-and records each once, the deadline sweep marks every due notice while the projection lags
-behind, and the outbox published again after a crash appends nothing twice."""
+"""Takedown's rounds against real NATS and real SQL (SQLite, then PostgreSQL), the service in
+this process with its workers driven by the test (decision 0053): a round of notices sent again
+after a crash keeps its ids and records each once, the deadline sweep marks every due notice
+while the projection lags behind, the outbox published again after a crash appends nothing
+twice, and a run of NoticeSent is applied in log order with what follows it."""
 
 from __future__ import annotations
 
@@ -101,7 +102,11 @@ def own_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]
 
 @pytest.fixture
 async def system(
-    own_nats: EmbeddedNats, keys_dir: Path, master_key_file: Path, tmp_path: Path
+    own_nats: EmbeddedNats,
+    keys_dir: Path,
+    master_key_file: Path,
+    tmp_path: Path,
+    database_url: str,
 ) -> AsyncIterator[System]:
     client = await connect(own_nats.url, name="tests-rounds")
     try:
@@ -116,7 +121,7 @@ async def system(
     await eventually(lambda: server.started, what="the receiver listening")
     settings = Settings(
         nats_url=own_nats.url,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'takedown.db'}",
+        database_url=database_url,  # SQLite, then PostgreSQL
         master_key_file=master_key_file,
         var_dir=tmp_path,
         signing_keys_dir=keys_dir,
@@ -134,7 +139,7 @@ async def system(
         signing=signing_key(keys_dir, "intake"),
     )
     name = f"host-{uuid.uuid4().hex[:8]}"
-    fields = {
+    fields: dict[str, Any] = {
         "name": name,
         "kind": "cloud_or_image_host",
         "jurisdiction": "TW",
