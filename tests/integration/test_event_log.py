@@ -32,7 +32,7 @@ from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import TRANSPORTS, TransportName, connect
 
 from tests.conftest import SuiteNats
-from tests.support.events import REGISTRY, NoteAdded
+from tests.support.events import REGISTRY, NoteAdded, PoisonPill
 from tests.support.eventually import eventually
 from tests.support.factories import CAUSE, new_case, note_ref
 
@@ -98,6 +98,96 @@ async def test_read_case_spans_aggregates_in_log_order(store: EventStore) -> Non
     events = await store.read_case(case)
     assert [e.seq for e in events] == [a[0].seq, b[0].seq, a2[0].seq]
     assert {e.case_id for e in events} == {case}
+
+
+async def test_a_case_read_subject_by_subject_keeps_log_order_and_every_repeat(
+    store: EventStore,
+) -> None:
+    """Several aggregates, each with repeated and distinct event types, interleaved: the read
+    (one ``multi_last``, then each subject's earlier events) is the log's order, each event
+    once, and ``up_to_seq`` cuts inside a subject's run."""
+    case = new_case()
+    written: list[RecordedEvent] = []
+    versions = {"a": NEW, "b": NEW}
+    for i, (note, event) in enumerate(
+        [
+            ("a", NoteAdded(text="a1")),
+            ("b", NoteAdded(text="b1")),
+            ("a", PoisonPill()),
+            ("a", NoteAdded(text="a2")),
+            ("b", PoisonPill()),
+            ("a", NoteAdded(text="a3")),
+            ("b", NoteAdded(text="b2")),
+        ]
+    ):
+        done = await store.append(
+            note_ref(case, note), [event], expected=versions[note], cause=CAUSE
+        )
+        versions[note] = Version.of(done)
+        written.extend(done)
+        assert len(written) == i + 1
+    seqs = [e.seq for e in written]
+    assert [e.seq for e in await store.read_case(case)] == seqs
+    assert [e.seq for e in await store.load(note_ref(case, "a"))] == [
+        seqs[0],
+        seqs[2],
+        seqs[3],
+        seqs[5],
+    ]
+    assert [e.seq for e in await store.read_case(case, up_to_seq=seqs[4])] == seqs[:5]
+    assert await store.load(note_ref(case, "nothing-here")) == []
+
+
+async def test_a_case_with_more_subjects_than_one_multi_last_answer_is_read_in_batches(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ncii_events.store as store_module
+
+    monkeypatch.setattr(store_module, "MULTI_LAST_BATCH", 3)
+    case = new_case()
+    seqs = []
+    for note in ("a", "b", "c", "d", "e"):
+        done = await store.append(
+            note_ref(case, note), [NoteAdded(text=note)], expected=NEW, cause=CAUSE
+        )
+        seqs.append(done[0].seq)
+    assert [e.seq for e in await store.read_case(case)] == seqs
+    assert [e.seq for e in await store.read_case(case, up_to_seq=seqs[3])] == seqs[:4]
+
+
+async def test_reading_an_aggregate_or_a_case_never_asks_for_a_wildcard_batch(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batched Direct Get with a wildcard ``next_by_subj`` makes the server scan the log from
+    the start to count what is pending (decision 0053): reads of an aggregate or a case ask
+    ``multi_last`` and literal subjects only, and a whole-stream read names no filter."""
+    case = new_case()
+    version = NEW
+    for text in ("one", "two", "three"):
+        version = Version.of(
+            await store.append(
+                note_ref(case), [NoteAdded(text=text)], expected=version, cause=CAUSE
+            )
+        )
+    await store.append(note_ref(case, "b"), [PoisonPill()], expected=NEW, cause=CAUSE)
+    transport = store._transport
+    asked: list[dict[str, Any]] = []
+    real = transport.direct_get
+
+    async def spy(stream: str, request: bytes, *args: Any, **kwargs: Any) -> int:
+        asked.append(json.loads(request))
+        return await real(stream, request, *args, **kwargs)
+
+    monkeypatch.setattr(transport, "direct_get", spy)
+    assert len(await store.read_case(case)) == 4
+    assert len(await store.load(note_ref(case))) == 3
+    first = (await store.read_case(case))[0].seq
+    assert (await store.get(first)) is not None
+    assert await store.read_from(first, limit=2)
+    batched_filters = [r["next_by_subj"] for r in asked if "batch" in r and "next_by_subj" in r]
+    assert batched_filters, "the subjects' earlier events are read in batches"
+    assert not [f for f in batched_filters if "*" in f or ">" in f]
+    assert any("multi_last" in r for r in asked)
 
 
 async def test_read_from_position_returns_the_following_events_of_every_case(
@@ -204,27 +294,26 @@ class _RenamedV1(DomainEvent, aggregate="note", event_type="TestRenamed", versio
     name: str
 
 
-async def test_a_read_of_the_whole_stream_asks_for_every_subject_as_the_full_wildcard(
+async def test_a_read_of_the_whole_stream_names_no_subject_filter(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``ncii.>`` selects the same messages as ``>`` (the stream holds only those), but the
-    server walks the stream's subjects for it in every batch (decision 0054: ten times the
-    cost or more at 1.3 million subjects). A case's read keeps its own filter."""
+    """``ncii.>`` selects every message of the stream, but as a filter the server walks the
+    stream's subjects for it in every batch (decisions 0053 and 0054: ten times the cost or
+    more at 1.3 million subjects); without one it reads the messages in order."""
     case = new_case()
     written = await store.append(note_ref(case), [NoteAdded(text="a")], expected=NEW, cause=CAUSE)
-    sent: list[str] = []
+    sent: list[dict[str, Any]] = []
     transport = store._transport
     real = transport.direct_get
 
     async def recording(stream: str, request: bytes, on_stored: Any, timeout: float) -> int:
-        sent.append(json.loads(request)["next_by_subj"])
+        sent.append(json.loads(request))
         return await real(stream, request, on_stored, timeout)
 
     monkeypatch.setattr(transport, "direct_get", recording)
     assert [e.seq for e in await store.read_from(written[0].seq, limit=1)] == [written[0].seq]
     assert [s for s, _ in await store.read_stored(written[0].seq, limit=1)] == [written[0].seq]
-    assert [e.seq for e in await store.read_case(case)] == [written[0].seq]
-    assert sent == [">", ">", store.spec.case_filter(case)]
+    assert len(sent) == 2 and not [r for r in sent if "next_by_subj" in r]
 
 
 class _RenamedV2(DomainEvent, aggregate="note", event_type="TestRenamed", version=2):

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from ncii_takedown.app import TakedownApp
 
 
+ROUND = 500
+"""Notices marked overdue per round at most."""
+
+
 class DeadlineSweeper(LoopWorker):
     name = "deadlines"
 
@@ -32,10 +36,15 @@ class DeadlineSweeper(LoopWorker):
 
     async def _due(self) -> list[tuple[str, str, str]]:
         now_text = domain.format_time(self.app.clock.now())
-        rows = await queries.due_notices(self.app.engine, now_text, 500)
-        return [
+        # past the ones marked here whose event the projection has not applied yet: a round
+        # that came back with only those would end the sweep early (decision 0053)
+        rows = await queries.due_notices(self.app.engine, now_text, ROUND + len(self._marked))
+        # a notice no longer due was applied: forgotten, so the set holds only the lag
+        self._marked &= {r.notice_id for r in rows}
+        due = [
             (r.case_id, r.takedown_id, r.notice_id) for r in rows if r.notice_id not in self._marked
         ]
+        return due[:ROUND]
 
     async def pending(self) -> int:
         return len(await self._due())
@@ -72,6 +81,4 @@ class DeadlineSweeper(LoopWorker):
                 done += 1
 
         await asyncio.gather(*(one(*due) for due in await self._due()))
-        if len(self._marked) > 100_000:
-            self._marked.clear()
         return done

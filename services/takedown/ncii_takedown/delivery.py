@@ -121,12 +121,15 @@ class Deliverer(LoopWorker):
                 if change is not None:
                     changes.append(change)
 
-        try:
-            await asyncio.gather(*(one(row) for row in rows))
-        finally:
-            if changes:  # every row's new state in one transaction
-                async with write_transaction(self.app.engine) as conn:
-                    await conn.execute(_UPDATE, changes)
+        # every row ends its attempt before the round's state is written, even when one fails
+        # (a row whose append failed stays pending: sent again under its id, recorded once)
+        outcomes = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
+        if changes:  # every row's new state in one transaction
+            async with write_transaction(self.app.engine) as conn:
+                await conn.execute(_UPDATE, changes)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(rows)
 
     async def _platforms(self, ids: set[str]) -> dict[str, Any]:

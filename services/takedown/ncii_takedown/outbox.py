@@ -1,7 +1,8 @@
 """The reactor's outbox: events the takedowns projection decides on (TakedownOpened,
 TakedownRequested, TakedownCancelled) are written as ``td_outbox`` rows in the transaction that
-moves its checkpoint (``write_outbox``), then appended to the log by ``OutboxPublisher`` in the
-order they were decided. No row holds personal data: those events carry none.
+moves its checkpoint (``write_outbox``), then appended to the log by ``OutboxPublisher``: each
+takedown's in the order they were decided, different takedowns side by side (decision 0053). No
+row holds personal data: those events carry none.
 
 Every event id is derived from the event that caused it, so a replay, a rebuild or a second
 replica writes each event once (``append_once`` skips ids the aggregate holds; the log drops
@@ -67,7 +68,7 @@ def write_outbox(
 
 
 class OutboxPublisher(EventOutboxPublisher):
-    """Appends what the reactor decided, in the order it decided it."""
+    """Appends what the reactor decided, each takedown's in the order it decided it."""
 
     def __init__(
         self,
@@ -77,7 +78,15 @@ class OutboxPublisher(EventOutboxPublisher):
         registry: EventRegistry,
         interval: float = 0.5,
     ) -> None:
-        super().__init__(engine, OUTBOX, registry=registry, actor=SERVICE_ACTOR, interval=interval)
+        # a takedown's events depend on that takedown's alone: takedowns go side by side
+        super().__init__(
+            engine,
+            OUTBOX,
+            registry=registry,
+            actor=SERVICE_ACTOR,
+            interval=interval,
+            concurrency=32,
+        )
         self.store = store
 
     def store_for(self, row: Row[Any]) -> EventStore:

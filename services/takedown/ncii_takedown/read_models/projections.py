@@ -24,6 +24,7 @@ The two projections share their tables, so they are rebuilt together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, cast
 
 from ncii_contracts.hashmatch import MatchFound
@@ -59,7 +60,7 @@ from ncii_events.db import upsert
 from ncii_events.projection import Projection
 from ncii_events.store import RecordedEvent
 from ncii_events.stream import CASES, REFERENCE, REFERENCE_CASE, StreamSpec
-from sqlalchemy import Connection, MetaData, insert, select, update
+from sqlalchemy import Connection, MetaData, bindparam, insert, or_, select, update
 
 from ncii_takedown import domain
 from ncii_takedown.outbox import derived_id, write_outbox
@@ -131,6 +132,33 @@ class PlatformsProjection(Projection):
         )
 
 
+# ``NoticeSent``, one per delivered notice: applied a run at a time with these statements,
+# built once (an executemany each), never reading the row (decision 0053)
+_SENT = (
+    update(TAKEDOWNS)
+    .where(TAKEDOWNS.c.takedown_id == bindparam("t_id"))
+    .values(
+        status="sent",
+        sent_at=bindparam("t_sent_at"),
+        deadline_at=bindparam("t_deadline_at"),
+        updated_at=bindparam("t_at"),
+    )
+)
+_SENT_DELIVERED = (
+    update(DELIVERIES)
+    .where(
+        DELIVERIES.c.delivery_id == bindparam("d_id"),
+        # pending, manual or dead: as ``_settle`` (an executemany takes no IN list)
+        or_(
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.status == "manual",
+            DELIVERIES.c.status == "dead",
+        ),
+    )
+    .values(status="delivered", delivered_at=bindparam("d_at"))
+)
+
+
 def _case_facts(row: Any) -> domain.CaseFacts:
     return domain.CaseFacts(
         organisation=row.organisation,
@@ -157,10 +185,45 @@ class TakedownsProjection(Projection):
         f"{CASES.prefix}.*.takedown.>",
     )
 
+    def apply_batch(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        """Each run of ``NoticeSent`` in two statements; every other event as it comes, after
+        the runs before it (the log's order)."""
+        sent: list[RecordedEvent] = []
+        for event in events:
+            if isinstance(event.event, NoticeSent):
+                sent.append(event)
+                continue
+            if sent:
+                self._sent(conn, sent)
+                sent = []
+            self.apply(conn, event)
+        if sent:
+            self._sent(conn, sent)
+
+    def _sent(self, conn: Connection, events: Sequence[RecordedEvent]) -> None:
+        rows, settled = [], []
+        for event in events:
+            ev = event.event
+            assert isinstance(ev, NoticeSent)
+            at = event.envelope.occurred_at
+            rows.append(
+                {
+                    "t_id": ev.takedown_id,
+                    "t_sent_at": ev.sent_at,
+                    "t_deadline_at": ev.deadline_at,
+                    "t_at": at,
+                }
+            )
+            settled.append({"d_id": ev.notice_id, "d_at": at})
+        conn.execute(_SENT, rows)
+        conn.execute(_SENT_DELIVERED, settled)
+
     def apply(self, conn: Connection, event: RecordedEvent) -> None:
         ev = event.event
         case_id = event.case_id
-        if isinstance(ev, CaseOpened):
+        if isinstance(ev, NoticeSent):  # the hot path: see ``apply_batch``
+            self._sent(conn, [event])
+        elif isinstance(ev, CaseOpened):
             upsert(
                 conn,
                 CASE_ROWS,
@@ -392,8 +455,6 @@ class TakedownsProjection(Projection):
                 deadline_hours=ev.deadline_hours,
                 legal=ev.legal,
             )
-        elif isinstance(ev, NoticeSent):
-            values.update(status="sent", sent_at=ev.sent_at, deadline_at=ev.deadline_at)
         elif isinstance(ev, TakedownAcknowledged):
             values["acknowledged_at"] = ev.acknowledged_at
         elif isinstance(ev, ContentRemoved):
@@ -414,12 +475,6 @@ class TakedownsProjection(Projection):
             values["evidence_erased_at"] = ev.erased_at
         elif isinstance(ev, EscalationSent):
             self._settle(conn, f"{ev.notice_id}:escalation", "delivered", at)
-        if isinstance(ev, NoticeSent):  # the hot path (one per delivered notice): no reads
-            conn.execute(
-                update(TAKEDOWNS).where(TAKEDOWNS.c.takedown_id == takedown_id).values(**values)
-            )
-            self._settle(conn, ev.notice_id, "delivered", at)
-            return
         before = self._row(conn, takedown_id)
         if before is None:
             return
@@ -436,8 +491,6 @@ class TakedownsProjection(Projection):
         elif isinstance(ev, TakedownEscalated):
             # to the authority registered for the notice's regime (the deliverer finds it)
             self._queue(conn, event, after, "escalation", at)
-        elif isinstance(ev, NoticeSent):
-            self._settle(conn, ev.notice_id, "delivered", at)
         elif isinstance(ev, TakedownCancelled):
             self._settle(conn, after.notice_id, "cancelled", at)
             if before.sent_at is not None:  # the platform was told: tell it the notice ended

@@ -15,7 +15,7 @@ for a location (it is resolved to a registered platform's id, or left unresolved
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 METADATA = MetaData()
 RowId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -82,6 +82,8 @@ TAKEDOWNS = Table(
     Column("ended_at", String(40)),
     Column("erase_at", String(40), index=True),  # evidence due for erasure (decision 0032)
     Column("evidence_erased_at", String(40)),
+    # the deadline sweep: due notices by status and deadline, not every open one (migration 0003)
+    Index("ix_td_takedowns_status_deadline", "status", "deadline_at"),
 )
 
 OUTBOX = Table(
@@ -99,6 +101,8 @@ OUTBOX = Table(
     Column("traceparent", String(55)),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40)),
+    # the publisher's unpublished rows, without a scan of those published (migration 0003)
+    Index("ix_td_outbox_unpublished", "published_at", "id"),
 )
 
 DELIVERIES = Table(
