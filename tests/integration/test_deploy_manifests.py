@@ -114,7 +114,7 @@ def test_every_variable_a_deployment_sets_is_read_by_its_service(name: str) -> N
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_a_deployment_runs_as_its_service_with_its_own_key_and_exports_over_otlp(
+def test_a_deployment_runs_as_its_service_with_its_own_keys_and_exports_over_otlp(
     name: str,
 ) -> None:
     deployment = deployments()[f"ncii-{name}"]
@@ -124,7 +124,10 @@ def test_a_deployment_runs_as_its_service_with_its_own_key_and_exports_over_otlp
         env["NCII_NATS_PASSWORD"] == f"secret:ncii-nats-passwords/NCII_NATS_PASSWORD_{name.upper()}"
     )
     assert env["NCII_DATABASE_URL"] == f"secret:ncii-db/{name.upper()}_DATABASE_URL"
-    assert env["NCII_MASTER_KEY"].startswith("secret:ncii-master-key/")
+    if SPECS[name].reads_case_keys:
+        assert env["NCII_MASTER_KEY"].startswith("secret:ncii-master-key/")
+    else:  # it opens no case key, so it is given no master key (decision 57)
+        assert "NCII_MASTER_KEY" not in env
     # a service without its own signing key cannot start (decision 23)
     assert env["NCII_SIGNING_KEY_FILE"].endswith(f"/{name}.ed25519")
     assert "NCII_SIGNING_PUBLIC_KEYS_FILE" in env

@@ -2,15 +2,15 @@
 outbox publisher finds unpublished rows without scanning every row it ever published
 (decision 0053: both queries read every row of their table at 10,000 takedowns)
 
-Revision ID: takedown_0003
-Revises: takedown_0002
+Revision ID: takedown_0004
+Revises: takedown_0003_traceparent
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
-revision = "takedown_0003"
-down_revision = "takedown_0002"
+revision = "takedown_0004"
+down_revision = "takedown_0003_traceparent"
 branch_labels = None
 depends_on = None
 
