@@ -115,4 +115,6 @@ OUTBOX = Table(
     Column("traceparent", String(55)),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40)),
+    # the publisher's unpublished rows, without a scan of those published (migration 0004)
+    Index("ix_rf_outbox_unpublished", "published_at", "id"),
 )

@@ -82,7 +82,7 @@ TAKEDOWNS = Table(
     Column("ended_at", String(40)),
     Column("erase_at", String(40), index=True),  # evidence due for erasure (decision 0032)
     Column("evidence_erased_at", String(40)),
-    # the deadline sweep: due notices by status and deadline, not every open one (migration 0003)
+    # the deadline sweep: due notices by status and deadline, not every open one (migration 0004)
     Index("ix_td_takedowns_status_deadline", "status", "deadline_at"),
 )
 
@@ -101,7 +101,7 @@ OUTBOX = Table(
     Column("traceparent", String(55)),
     Column("created_at", String(40), nullable=False),
     Column("published_at", String(40)),
-    # the publisher's unpublished rows, without a scan of those published (migration 0003)
+    # the publisher's unpublished rows, without a scan of those published (migration 0004)
     Index("ix_td_outbox_unpublished", "published_at", "id"),
 )
 
