@@ -44,8 +44,8 @@ from ncii_intake.domain import format_time
 from ncii_intake.read_models.projections import CasesProjection
 from sqlalchemy import create_engine
 
-from bench import scratch_dir
-from bench.bench_intake import _issue_key, _RawClient, _start_intake, _wait_ready
+from bench import scratch_dir, wait_ready
+from bench.bench_intake import _issue_key, _RawClient, _start_intake
 
 TARGET_P99_MS = 50.0
 CATEGORIES = [
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     service, url = _start_intake(workdir, server.url, None)
     try:
         key = asyncio.run(_issue_key(server.url, workdir))
-        asyncio.run(_wait_ready(url))  # migrated: the cases table exists
+        asyncio.run(wait_ready(url, "intake"))  # migrated: the cases table exists
         references, seed_s = seed(workdir / "intake.db", args.cases)
         print(f"seeded {args.cases} cases through the projection in {seed_s:.1f} s", flush=True)
         rng = random.Random(12)

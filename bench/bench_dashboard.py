@@ -35,7 +35,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from ncii_contracts import ALL_EVENTS
 from ncii_contracts.base import DomainEvent
@@ -75,7 +74,7 @@ from ncii_events.store import EventStore
 from ncii_events.stream import REFERENCE, REFERENCE_CASE, ensure_streams
 from ncii_events.transport import connect
 
-from bench import scratch_dir
+from bench import scratch_dir, wait_ready
 from bench.bench_intake import _RawClient
 
 TARGET_P99_MS = 50.0
@@ -425,18 +424,6 @@ def start_dashboard(
     return process, f"http://127.0.0.1:{port}"
 
 
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=5) as probe:
-        for _ in range(3000):
-            try:
-                if (await probe.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the dashboard did not become ready")
-
-
 async def computations(db_url: str) -> dict[str, dict[str, float]]:
     """Each view computed in this process as the service computes it (the query, then the
     JSON), beside a ticker that wakes every millisecond: the longest the event loop went
@@ -635,7 +622,7 @@ async def endpoints_run(cases: int, clients: int, seconds: float) -> dict[str, A
         op_store = EventStore(nc, None, registry=REGISTRY, spec=REFERENCE, signing=operator)
         _pid, key = await create_principal(op_store, organisation="centre", role="caseworker")
         service, url = start_dashboard(workdir, server.url, db_url)
-        await wait_ready(url)
+        await wait_ready(url, "the dashboard", seconds=300)
         first = await cold(url, key)
         print(f"cold reads (ms): {first}", flush=True)
         steady = await load(url, key, clients, seconds, None, service.pid)

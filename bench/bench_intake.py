@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from ncii_contracts import ALL_EVENTS
 from ncii_events.auth import create_principal
 from ncii_events.crypto import MasterKey
@@ -43,7 +42,7 @@ from ncii_events.stream import CASES, REFERENCE, ensure_streams
 from ncii_events.transport import connect
 from ncii_intake.read_models.projections import CasesProjection
 
-from bench import scratch_dir
+from bench import scratch_dir, wait_ready
 from bench.bench_eventlog import fresh_pg_database, pg_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,18 +288,6 @@ async def _issue_key(nats_url: str, workdir: Path) -> str:
     return key
 
 
-async def _wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=2) as probe:  # readiness only
-        for _ in range(600):
-            try:
-                if (await probe.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("intake did not become ready")
-
-
 async def _rebuild_cases(nats_url: str, db_url: str) -> dict[str, Any]:
     """Intake's own cases projection, replayed from the log the load above wrote (what a
     rebuild or a new replica does), timed from the runner's start to the last event applied."""
@@ -350,7 +337,7 @@ def _run(seconds: float, clients: int, transport: str | None, get_case: bool) ->
     service, url = _start_intake(workdir, server.url, transport)
     try:
         key = asyncio.run(_issue_key(server.url, workdir))
-        asyncio.run(_wait_ready(url))
+        asyncio.run(wait_ready(url, "intake"))
         # warm-up: the first requests pay for lazy imports, connections and caches
         asyncio.run(_client_loop(url, key, time.perf_counter() + 1.0, [], []))
         cpu_before = _cpu_seconds(service.pid)

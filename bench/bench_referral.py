@@ -46,7 +46,7 @@ from ncii_referral.outbox import OutboxPublisher, minor_report_id
 from ncii_referral.read_models.schema import CASES, REFERRALS, REPORTS
 from sqlalchemy import insert
 
-from bench import scratch_dir
+from bench import scratch_dir, wait_ready
 
 REGISTRY = EventRegistry(*ALL_EVENTS)
 TARGET_VIEW_P99_MS = 50.0
@@ -186,18 +186,6 @@ async def issue_key(nats_url: str, workdir: Path) -> str:
     return key
 
 
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=2) as probe:  # readiness only
-        for _ in range(1200):
-            try:
-                if (await probe.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("referral did not become ready")
-
-
 async def staff_view(url: str, key: str, requests: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     headers = {"Authorization": f"Bearer {key}"}
@@ -253,7 +241,7 @@ def run(requests: int) -> dict[str, Any]:
                 [sys.executable, "-m", "ncii_referral.main"], env=env, stdout=log, stderr=log
             )
         url = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_ready(url))
+        asyncio.run(wait_ready(url, "referral", seconds=120))
         result["staff_view"] = asyncio.run(staff_view(url, key, requests))
     finally:
         if process is not None:
