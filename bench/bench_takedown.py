@@ -33,12 +33,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from bench import scratch_dir
 
 TARGET_NOTICES_PER_S = 500
 ROOT = Path(__file__).resolve().parents[1]
@@ -582,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     n = args.takedowns or (1_000 if args.quick else 10_000)
     sightings = 50 if args.quick else 200
-    workdir = Path(tempfile.mkdtemp(prefix="ncii-bench-takedown-"))
+    workdir = scratch_dir("ncii-bench-takedown-")
     result = asyncio.run(_run(n, sightings, workdir, args.profile, args.state))
     result["machine"] = {
         "python": platform.python_version(),
