@@ -41,6 +41,23 @@ class Sampled:
     read: Callable[[], Awaitable[Sequence[Reading]]]
 
 
+def overdue_deadlines(
+    deadline: str,
+    kinds: Sequence[str],
+    counts: Callable[[], Awaitable[Iterable[tuple[str, int]]]],
+) -> Sampled:
+    """``ncii.deadlines.overdue`` for one kind of legal deadline, a reading per kind of it
+    (0 for a kind with none), from ``counts``: (kind, how many) read from the read model."""
+
+    async def read() -> list[Reading]:
+        found = dict(await counts())
+        return [
+            (found.get(kind, 0), {"ncii.deadline": deadline, "ncii.kind": kind}) for kind in kinds
+        ]
+
+    return Sampled(DEADLINES_OVERDUE, read)
+
+
 _enabled = False
 _providers: dict[str, list[Callable[[], Iterable[Reading]]]] = {}
 _appended: metrics.Counter | None = None

@@ -33,7 +33,7 @@ from ncii_contracts.referral import (
 from ncii_events.auth import Principal
 from ncii_events.clock import Clock
 from ncii_events.ids import uuid7
-from ncii_events.metrics import DEADLINES_OVERDUE, Reading, Sampled
+from ncii_events.metrics import Sampled, overdue_deadlines
 from ncii_events.service import ServiceRuntime
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import REFERENCE_CASE
@@ -479,15 +479,13 @@ async def build(
 
 def gauges(app: ReferralApp) -> Sequence[Sampled]:
     """``ncii.deadlines.overdue`` for art. 7 reports (decision 49), by kind, 0 when none."""
-
-    async def read() -> list[Reading]:
-        counts = dict(await queries.overdue_counts(app.engine))
-        return [
-            (counts.get(kind, 0), {"ncii.deadline": "art7_report", "ncii.kind": kind})
-            for kind in ("victim_minor", "known_suspect")
-        ]
-
-    return (Sampled(DEADLINES_OVERDUE, read),)
+    return (
+        overdue_deadlines(
+            "art7_report",
+            ("victim_minor", "known_suspect"),
+            lambda: queries.overdue_counts(app.engine),
+        ),
+    )
 
 
 def workers(app: ReferralApp) -> Sequence[Worker]:

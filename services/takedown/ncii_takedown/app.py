@@ -32,7 +32,7 @@ from ncii_events.auth import Principal
 from ncii_events.clock import Clock
 from ncii_events.crypto import MasterKey
 from ncii_events.ids import uuid7
-from ncii_events.metrics import DEADLINES_OVERDUE, Reading, Sampled
+from ncii_events.metrics import Sampled, overdue_deadlines
 from ncii_events.service import ServiceRuntime
 from ncii_events.store import NEW, AggregateRef, Cause, EventStore, RecordedEvent, Version
 from ncii_events.stream import REFERENCE_CASE
@@ -601,15 +601,11 @@ def _secret_key(master: MasterKey) -> bytes:
 
 def gauges(app: TakedownApp) -> Sequence[Sampled]:
     """``ncii.deadlines.overdue`` for notices (decision 49): both statuses, 0 when none."""
-
-    async def read() -> list[Reading]:
-        counts = dict(await queries.overdue_counts(app.engine))
-        return [
-            (counts.get(kind, 0), {"ncii.deadline": "takedown_notice", "ncii.kind": kind})
-            for kind in ("overdue", "escalated")
-        ]
-
-    return (Sampled(DEADLINES_OVERDUE, read),)
+    return (
+        overdue_deadlines(
+            "takedown_notice", ("overdue", "escalated"), lambda: queries.overdue_counts(app.engine)
+        ),
+    )
 
 
 def workers(app: TakedownApp) -> Sequence[Worker]:
